@@ -1,0 +1,3 @@
+"""tradepit: a self-hosted, real-time stock trading venue."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The venue's vocabulary in integers: symbols and their grids, orders, events, ids. No I/O."""

@@ -1,0 +1,90 @@
+"""Exact conversion between the API's decimal strings and the integers tradepit computes with.
+
+Prices travel as ticks, quantities as lots and cash as minor units (cents), all Python ints.
+Text from the outside world is parsed with `decimal` at full precision and must land exactly on
+the grid: an off-grid value is an error, never rounded.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+__all__ = [
+    "NumberError",
+    "parse_units",
+    "format_units",
+    "to_decimal",
+]
+
+# Digits beyond this are never a real price or quantity; refusing them early keeps `Decimal`
+# from doing unbounded work on hostile input such as "1e999999999".
+_MAX_TEXT_LENGTH = 40
+_MAX_UNITS = 10**18
+
+
+class NumberError(ValueError):
+    """A decimal value from outside that is malformed, off its grid, or out of range."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def to_decimal(text: str | int | Decimal, field: str) -> Decimal:
+    """Parse a finite decimal from text (or an int or Decimal), rejecting floats and junk."""
+    if isinstance(text, bool) or not isinstance(text, str | int | Decimal):
+        raise NumberError(field, f"must be a decimal string, got {type(text).__name__}")
+    if isinstance(text, str):
+        stripped = text.strip()
+        if not stripped or len(stripped) > _MAX_TEXT_LENGTH:
+            raise NumberError(field, f"is not a decimal number: {text[:_MAX_TEXT_LENGTH]!r}")
+        try:
+            value = Decimal(stripped)
+        except InvalidOperation:
+            raise NumberError(field, f"is not a decimal number: {text!r}") from None
+    else:
+        value = Decimal(text)
+    if not value.is_finite():
+        raise NumberError(field, f"must be finite, got {text!r}")
+    if value.adjusted() > 18:
+        raise NumberError(field, f"is out of range: {text!r}")
+    return value
+
+
+def parse_units(
+    text: str | int | Decimal,
+    unit: Decimal,
+    field: str,
+    *,
+    allow_zero: bool = False,
+    allow_negative: bool = False,
+) -> int:
+    """The exact number of `unit`s in `text`; `NumberError` if it is not a whole number of them.
+
+    >>> parse_units("101.25", Decimal("0.01"), "limit_price")
+    10125
+    """
+    value = to_decimal(text, field)
+    units, remainder = divmod(value, unit)
+    if remainder != 0:
+        raise NumberError(field, f"{value} is not a multiple of {unit}")
+    count = int(units)
+    if count == 0 and not allow_zero:
+        raise NumberError(field, "must not be zero")
+    if count < 0 and not allow_negative:
+        raise NumberError(field, f"must be positive, got {value}")
+    if abs(count) > _MAX_UNITS:
+        raise NumberError(field, f"is out of range: {value}")
+    return count
+
+
+def format_units(count: int, unit: Decimal) -> str:
+    """`count` units of `unit` as a plain decimal string, with `unit`'s number of places.
+
+    >>> format_units(10125, Decimal("0.01"))
+    '101.25'
+    """
+    places = max(0, -unit.as_tuple().exponent)  # type: ignore[operator]
+    value = (Decimal(count) * unit).quantize(Decimal(1).scaleb(-places))
+    return f"{value:f}"

@@ -1,0 +1,119 @@
+"""Tradable symbols: their price and quantity grids, and the price band around a reference."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from tradepit.domain.numbers import NumberError, format_units, parse_units
+
+__all__ = [
+    "CASH_UNIT",
+    "Symbol",
+    "SymbolError",
+    "cash_to_cents",
+    "cents_to_cash",
+]
+
+# Cash is kept in cents: the minor unit of the venue's one currency.
+CASH_UNIT = Decimal("0.01")
+
+_SYMBOL_NAME = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
+
+
+class SymbolError(ValueError):
+    """A symbol definition that cannot be traded exactly."""
+
+
+@dataclass(frozen=True, slots=True)
+class Symbol:
+    """A tradable symbol and its grids.
+
+    `tick_size` is the price step, `lot_size` the quantity step (both decimals), and `band_bps`
+    how far (in basis points) a limit price may stray from the reference price. One tick of
+    price on one lot of quantity must be a whole number of cents, so that every notional is an
+    exact integer: `cash_per_tick_lot` is that number.
+    """
+
+    name: str
+    tick_size: Decimal = Decimal("0.01")
+    lot_size: Decimal = Decimal("1")
+    band_bps: int = 1000
+    cash_per_tick_lot: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not _SYMBOL_NAME.match(self.name):
+            raise SymbolError(f"symbol name {self.name!r} must be 1-10 of A-Z, 0-9 and '.'")
+        if self.tick_size <= 0 or self.lot_size <= 0:
+            raise SymbolError(f"{self.name}: tick and lot sizes must be positive")
+        if not 0 < self.band_bps < 10_000:
+            raise SymbolError(f"{self.name}: band_bps must be within 1..9999")
+        per_tick_lot = self.tick_size * self.lot_size / CASH_UNIT
+        if per_tick_lot != per_tick_lot.to_integral_value():
+            raise SymbolError(
+                f"{self.name}: one tick ({self.tick_size}) times one lot ({self.lot_size}) "
+                f"must be a whole number of cents"
+            )
+        object.__setattr__(self, "cash_per_tick_lot", int(per_tick_lot))
+
+    # Conversions between the API's decimal strings and integers.
+
+    def price_to_ticks(self, text: str | int | Decimal, field: str = "price") -> int:
+        return parse_units(text, self.tick_size, field)
+
+    def ticks_to_price(self, ticks: int) -> str:
+        return format_units(ticks, self.tick_size)
+
+    def qty_to_lots(self, text: str | int | Decimal, field: str = "qty") -> int:
+        return parse_units(text, self.lot_size, field)
+
+    def lots_to_qty(self, lots: int) -> str:
+        return format_units(lots, self.lot_size)
+
+    def notional(self, ticks: int, lots: int) -> int:
+        """The cash value, in cents, of `lots` at `ticks`: exact by construction."""
+        return ticks * lots * self.cash_per_tick_lot
+
+    def notional_to_lots(self, cash_text: str | int | Decimal, ticks: int) -> int:
+        """Whole lots that `cash_text` dollars buy at `ticks` (Alpaca's `notional` orders).
+
+        Rounds down: a notional order never spends more than it names.
+        """
+        cents = parse_units(cash_text, CASH_UNIT, "notional")
+        return cents // (ticks * self.cash_per_tick_lot)
+
+    # The price band.
+
+    def band(self, reference_ticks: int) -> tuple[int, int]:
+        """The lowest and highest limit price, in ticks, allowed around the reference.
+
+        Rounded inward, so the band never admits a price further than `band_bps` away.
+        """
+        if reference_ticks <= 0:
+            raise SymbolError(f"{self.name}: reference price must be positive")
+        low = -((-reference_ticks * (10_000 - self.band_bps)) // 10_000)
+        high = (reference_ticks * (10_000 + self.band_bps)) // 10_000
+        return max(low, 1), high
+
+    def check_in_band(self, ticks: int, reference_ticks: int, field: str = "limit_price") -> None:
+        low, high = self.band(reference_ticks)
+        if not low <= ticks <= high:
+            raise NumberError(
+                field,
+                f"{self.ticks_to_price(ticks)} is outside the band "
+                f"{self.ticks_to_price(low)}..{self.ticks_to_price(high)}",
+            )
+
+    def protection_price(self, is_buy: bool, reference_ticks: int) -> int:
+        """The worst price, in ticks, a market order may trade at: the edge of the band."""
+        low, high = self.band(reference_ticks)
+        return high if is_buy else low
+
+
+def cash_to_cents(text: str | int | Decimal, field: str = "amount") -> int:
+    return parse_units(text, CASH_UNIT, field)
+
+
+def cents_to_cash(cents: int) -> str:
+    return format_units(cents, CASH_UNIT)

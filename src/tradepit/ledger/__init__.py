@@ -1,0 +1,458 @@
+"""Account management: cash, holdings, reservations, settlement, fees, positions. Pure, no I/O.
+
+Money is integers: cash in cents, holdings in lots, prices in ticks (a `Symbol` turns ticks x lots
+into cents exactly). The ledger is a state machine fed by two kinds of input:
+
+- requests it may refuse (`place_order`, `reserve_replacement`, withdrawals): these raise
+  `LedgerError` and change nothing when they fail;
+- the matcher's events (`apply`), which are facts: fills settle, ended orders release what is
+  left of their reservation. Events for orders this ledger does not hold (another shard's
+  accounts) are ignored, so one event stream can feed every ledger shard.
+
+Fees are charged per order on its cumulative traded notional: after each fill the order has paid
+`ceil(sum(notional_i * bps_i) / 10_000)` in all. That is rounded in the venue's favour, never
+charges more than a single rounding on the order's whole notional, and so never exceeds the fee
+reserved up front at the higher of the two rates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+import msgspec
+
+from tradepit.domain.events import (
+    Canceled,
+    Event,
+    Expired,
+    PartialFill,
+    Rejected,
+    Replaced,
+    ReplaceRejected,
+)
+from tradepit.domain.ids import VENUE_ACCOUNT_ID
+from tradepit.domain.orders import Order, Side
+from tradepit.domain.symbols import Symbol
+
+__all__ = [
+    "CASH",
+    "LedgerError",
+    "Holding",
+    "Account",
+    "OpenOrder",
+    "Position",
+    "Ledger",
+    "LedgerState",
+]
+
+CASH = "$"  # the asset name of cash in per-asset totals (no symbol can be named so)
+_BPS = 10_000
+
+
+class LedgerError(Exception):
+    """A request the ledger refused; nothing changed. `code` is stable, `message` readable."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Holding(msgspec.Struct):
+    """Lots of one symbol in one account, and the position's cost basis and realized P&L."""
+
+    free: int = 0
+    reserved: int = 0
+    cost: int = 0  # cents paid for the lots held (deposits at their stated cost)
+    realized_pnl: int = 0  # cents: proceeds of sales minus the cost of the lots sold
+
+
+class Account(msgspec.Struct):
+    account_id: int
+    cash_free: int = 0
+    cash_reserved: int = 0
+    fees_paid: int = 0
+    holdings: dict[str, Holding] = msgspec.field(default_factory=dict)
+    client_order_ids: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+class OpenOrder(msgspec.Struct):
+    """What the ledger holds for a live order: its reservation and its fee state.
+
+    `reserved` is cents for a buy, lots for a sell. `fee_basis` is the sum of notional x bps
+    over its fills so far; `fees_charged` the cents it has paid.
+    """
+
+    order_id: int
+    account_id: int
+    symbol: str
+    side: Side
+    price: int
+    leaves: int
+    reserved: int
+    fee_basis: int = 0
+    fees_charged: int = 0
+    replaces: int = 0  # the order this one replaces, until the matcher says it did
+
+
+class Position(msgspec.Struct, frozen=True):
+    symbol: str
+    qty: int  # lots, free + reserved
+    cost: int  # cents
+    realized_pnl: int  # cents
+
+
+class LedgerState(msgspec.Struct):
+    maker_fee_bps: int
+    taker_fee_bps: int
+    accounts: list[Account]
+    open_orders: list[OpenOrder]
+    transfers: dict[str, tuple[int, str, int, int]]
+    net_deposits: dict[str, int]
+    trade_flow: dict[str, int]
+
+
+class Ledger:
+    def __init__(
+        self, symbols: Iterable[Symbol] = (), maker_fee_bps: int = 0, taker_fee_bps: int = 0
+    ) -> None:
+        for bps in (maker_fee_bps, taker_fee_bps):
+            if not 0 <= bps < _BPS:
+                raise ValueError("fee rates must be within 0..9999 bps")
+        self.maker_fee_bps = maker_fee_bps
+        self.taker_fee_bps = taker_fee_bps
+        self.symbols: dict[str, Symbol] = {symbol.name: symbol for symbol in symbols}
+        self.accounts: dict[int, Account] = {VENUE_ACCOUNT_ID: Account(VENUE_ACCOUNT_ID)}
+        self.open_orders: dict[int, OpenOrder] = {}
+        # transfer id -> (account, asset, signed amount, cost): what a done transfer did.
+        self.transfers: dict[str, tuple[int, str, int, int]] = {}
+        # Per asset: deposits - withdrawals, and value settled with other shards' accounts
+        # (positive: received). Balances always sum to their total.
+        self.net_deposits: dict[str, int] = {}
+        self.trade_flow: dict[str, int] = {}
+
+    # Accounts and transfers.
+
+    def add_symbol(self, symbol: Symbol) -> None:
+        self.symbols[symbol.name] = symbol
+
+    def open_account(self, account_id: int) -> Account:
+        """Open an account (idempotent: an open account is returned as it is)."""
+        account = self.accounts.get(account_id)
+        if account is None:
+            account = self.accounts[account_id] = Account(account_id)
+        return account
+
+    def deposit_cash(self, transfer_id: str, account_id: int, cents: int) -> None:
+        self._transfer(transfer_id, account_id, CASH, cents, 0)
+
+    def withdraw_cash(self, transfer_id: str, account_id: int, cents: int) -> None:
+        self._transfer(transfer_id, account_id, CASH, -cents, 0)
+
+    def deposit_shares(
+        self, transfer_id: str, account_id: int, symbol: str, lots: int, cost: int = 0
+    ) -> None:
+        """Credit `lots` of `symbol`; `cost` (cents) becomes part of the position's cost basis."""
+        self._transfer(transfer_id, account_id, symbol, lots, cost)
+
+    def withdraw_shares(self, transfer_id: str, account_id: int, symbol: str, lots: int) -> None:
+        self._transfer(transfer_id, account_id, symbol, -lots, 0)
+
+    def _transfer(self, transfer_id: str, account_id: int, asset: str, amount: int, cost: int) -> None:
+        """Move `amount` (signed) of `asset` in or out, once per `transfer_id`."""
+        done = self.transfers.get(transfer_id)
+        if done is not None:
+            if done != (account_id, asset, amount, cost):
+                raise LedgerError(
+                    "transfer_conflict", f"transfer {transfer_id} was already done differently"
+                )
+            return
+        account = self._account(account_id)
+        if amount == 0 or cost < 0:
+            raise LedgerError("invalid_amount", "a transfer moves a positive amount")
+        if asset == CASH:
+            if account.cash_free + amount < 0:
+                raise LedgerError("insufficient_funds", "not enough free cash to withdraw")
+            account.cash_free += amount
+        else:
+            if asset not in self.symbols:
+                raise LedgerError("unknown_symbol", f"unknown symbol {asset}")
+            holding = account.holdings.get(asset) or account.holdings.setdefault(asset, Holding())
+            if holding.free + amount < 0:
+                raise LedgerError("insufficient_shares", f"not enough free {asset} to withdraw")
+            if amount > 0:
+                holding.cost += cost
+            else:
+                holding.cost -= holding.cost * -amount // (holding.free + holding.reserved)
+            holding.free += amount
+        self.net_deposits[asset] = self.net_deposits.get(asset, 0) + amount
+        self.transfers[transfer_id] = (account_id, asset, amount, cost)
+
+    def _account(self, account_id: int) -> Account:
+        account = self.accounts.get(account_id)
+        if account is None:
+            raise LedgerError("unknown_account", f"account {account_id} does not exist")
+        return account
+
+    # Orders.
+
+    def buy_reservation(self, symbol: Symbol, price: int, lots: int) -> int:
+        """Cents a buy of `lots` at `price` must hold: its notional plus the largest fee."""
+        notional = symbol.notional(price, lots)
+        return notional + _ceil_div(notional * max(self.maker_fee_bps, self.taker_fee_bps), _BPS)
+
+    def place_order(self, order: Order, client_order_id: str | None = None) -> None:
+        """Check an order and reserve what it may spend: cash for a buy (at its limit or
+        protection price, plus the largest fee), shares for a sell (no short selling)."""
+        account = self._account(order.account_id)
+        symbol = self.symbols.get(order.symbol)
+        if symbol is None:
+            raise LedgerError("unknown_symbol", f"unknown symbol {order.symbol}")
+        if order.qty <= 0 or order.price <= 0:
+            raise LedgerError("invalid_order", "qty and price must be positive")
+        if order.order_id in self.open_orders:
+            raise LedgerError("duplicate_order_id", "an open order already has this id")
+        if client_order_id is not None and client_order_id in account.client_order_ids:
+            raise LedgerError(
+                "duplicate_client_order_id", f"client_order_id {client_order_id!r} is taken"
+            )
+        self._reserve(account, symbol, order.order_id, order.side, order.price, order.qty, 0)
+        if client_order_id is not None:
+            account.client_order_ids[client_order_id] = order.order_id
+
+    def reserve_replacement(
+        self,
+        order_id: int,
+        account_id: int,
+        new_order_id: int,
+        qty: int,
+        price: int,
+        client_order_id: str | None = None,
+    ) -> None:
+        """Reserve for the order that is to replace `order_id`, before the matcher decides.
+
+        The replacement is reserved in full, beside the old order's reservation: the old order
+        may still trade until the matcher replaces it, so its reservation must stay whole. On
+        `Replaced` the old order's remainder is released; on `ReplaceRejected` the new one's.
+        """
+        account = self._account(account_id)
+        old = self.open_orders.get(order_id)
+        if old is None or old.account_id != account_id:
+            raise LedgerError("unknown_order", "no such open order")
+        if qty <= 0 or price <= 0:
+            raise LedgerError("invalid_order", "qty and price must be positive")
+        if new_order_id in self.open_orders:
+            raise LedgerError("duplicate_order_id", "an open order already has this id")
+        if client_order_id is not None and client_order_id in account.client_order_ids:
+            raise LedgerError(
+                "duplicate_client_order_id", f"client_order_id {client_order_id!r} is taken"
+            )
+        symbol = self.symbols[old.symbol]
+        self._reserve(account, symbol, new_order_id, old.side, price, qty, order_id)
+        if client_order_id is not None:
+            account.client_order_ids[client_order_id] = new_order_id
+
+    def _reserve(
+        self,
+        account: Account,
+        symbol: Symbol,
+        order_id: int,
+        side: Side,
+        price: int,
+        qty: int,
+        replaces: int,
+    ) -> None:
+        if side is Side.BUY:
+            needed = self.buy_reservation(symbol, price, qty)
+            if needed > account.cash_free:
+                raise LedgerError(
+                    "insufficient_buying_power",
+                    f"needs {needed} cents of buying power, has {account.cash_free}",
+                )
+            account.cash_free -= needed
+            account.cash_reserved += needed
+        else:
+            holding = account.holdings.get(symbol.name)
+            needed = qty
+            if holding is None or holding.free < needed:
+                have = holding.free if holding else 0
+                raise LedgerError(
+                    "insufficient_shares", f"needs {needed} lots of {symbol.name}, has {have}"
+                )
+            holding.free -= needed
+            holding.reserved += needed
+        self.open_orders[order_id] = OpenOrder(
+            order_id, account.account_id, symbol.name, side, price, qty, needed, replaces=replaces
+        )
+
+    # The matcher's events.
+
+    def apply(self, event: Event) -> None:
+        """Apply one matcher event: settle a fill, or release what an ended order reserved."""
+        if isinstance(event, PartialFill):  # Fill included
+            order = self.open_orders.get(event.order_id)
+            if order is not None:
+                self._settle(order, event)
+        elif isinstance(event, Canceled | Expired | Rejected):
+            order = self.open_orders.get(event.order_id)
+            if order is not None:
+                self._close(order)
+        elif isinstance(event, Replaced):
+            old = self.open_orders.get(event.order_id)
+            if old is not None:
+                self._close(old)
+            new = self.open_orders.get(event.new_order_id)
+            if new is not None:
+                new.replaces = 0
+        elif isinstance(event, ReplaceRejected):
+            new = self.open_orders.get(event.new_order_id)
+            if new is not None and new.replaces == event.order_id:
+                self._close(new)
+
+    def _settle(self, order: OpenOrder, fill: PartialFill) -> None:
+        account = self.accounts[order.account_id]
+        symbol = self.symbols[order.symbol]
+        holding = account.holdings.get(order.symbol) or account.holdings.setdefault(
+            order.symbol, Holding()
+        )
+        qty = fill.qty
+        notional = symbol.notional(fill.price, qty)
+        bps = self.maker_fee_bps if fill.liquidity == "M" else self.taker_fee_bps
+        order.fee_basis += notional * bps
+        fees_due = _ceil_div(order.fee_basis, _BPS)
+        fee = fees_due - order.fees_charged
+        order.fees_charged = fees_due
+        order.leaves -= qty
+        account.fees_paid += fee
+        self.accounts[VENUE_ACCOUNT_ID].cash_free += fee
+        if order.side is Side.BUY:
+            spent = notional + fee
+            order.reserved -= spent
+            account.cash_reserved -= spent
+            holding.free += qty
+            holding.cost += notional
+            self._flow(CASH, -notional)
+            self._flow(order.symbol, qty)
+            # Release what the rest of the order no longer needs (a better price, a lower fee).
+            still_needed = self._buy_still_needed(order, symbol)
+            self._release_cash(account, order, order.reserved - still_needed)
+        else:
+            order.reserved -= qty
+            holding.reserved -= qty
+            cost_sold = holding.cost * qty // (holding.free + holding.reserved + qty)
+            holding.cost -= cost_sold
+            holding.realized_pnl += notional - cost_sold
+            account.cash_free += notional - fee
+            self._flow(CASH, notional)
+            self._flow(order.symbol, -qty)
+        if order.leaves == 0:
+            self._close(order)
+
+    def _buy_still_needed(self, order: OpenOrder, symbol: Symbol) -> int:
+        notional = symbol.notional(order.price, order.leaves)
+        top_bps = max(self.maker_fee_bps, self.taker_fee_bps)
+        fees_cap = _ceil_div(order.fee_basis + notional * top_bps, _BPS)
+        return notional + fees_cap - order.fees_charged
+
+    def _release_cash(self, account: Account, order: OpenOrder, cents: int) -> None:
+        order.reserved -= cents
+        account.cash_reserved -= cents
+        account.cash_free += cents
+
+    def _close(self, order: OpenOrder) -> None:
+        """The order ended: release all it still holds."""
+        account = self.accounts[order.account_id]
+        if order.side is Side.BUY:
+            self._release_cash(account, order, order.reserved)
+        else:
+            holding = account.holdings[order.symbol]
+            holding.reserved -= order.reserved
+            holding.free += order.reserved
+            order.reserved = 0
+        del self.open_orders[order.order_id]
+
+    def _flow(self, asset: str, amount: int) -> None:
+        self.trade_flow[asset] = self.trade_flow.get(asset, 0) + amount
+
+    # Queries.
+
+    def position(self, account_id: int, symbol: str) -> Position:
+        holding = self._account(account_id).holdings.get(symbol) or Holding()
+        return Position(symbol, holding.free + holding.reserved, holding.cost, holding.realized_pnl)
+
+    def check_invariants(self) -> list[str]:
+        """Every way the books fail to balance; an empty list when all is well.
+
+        For every asset, the sum over all accounts (the venue's fee account included) of free
+        plus reserved equals deposits - withdrawals, plus what was settled with other shards
+        (nothing, when one ledger holds every account). No balance is negative, and each
+        account's reserved balances equal the sum of its open orders' reservations.
+        """
+        problems = []
+        totals: dict[str, int] = {}
+        reserved_by_orders: dict[tuple[int, str], int] = {}
+        for order in self.open_orders.values():
+            asset = CASH if order.side is Side.BUY else order.symbol
+            key = (order.account_id, asset)
+            reserved_by_orders[key] = reserved_by_orders.get(key, 0) + order.reserved
+            if order.reserved < 0 or order.leaves <= 0:
+                problems.append(f"order {order.order_id}: reserved {order.reserved}")
+        for account in self.accounts.values():
+            balances = {CASH: (account.cash_free, account.cash_reserved)}
+            balances.update(
+                (name, (holding.free, holding.reserved))
+                for name, holding in account.holdings.items()
+            )
+            for asset, (free, reserved) in balances.items():
+                totals[asset] = totals.get(asset, 0) + free + reserved
+                if free < 0 or reserved < 0:
+                    problems.append(f"account {account.account_id}: {asset} {free}/{reserved}")
+                expected = reserved_by_orders.pop((account.account_id, asset), 0)
+                if reserved != expected:
+                    problems.append(
+                        f"account {account.account_id}: {asset} reserved {reserved}, "
+                        f"open orders hold {expected}"
+                    )
+        for key, amount in reserved_by_orders.items():
+            problems.append(f"account {key[0]}: orders hold {amount} {key[1]} it does not have")
+        for asset in set(totals) | set(self.net_deposits) | set(self.trade_flow):
+            expected = self.net_deposits.get(asset, 0) + self.trade_flow.get(asset, 0)
+            if totals.get(asset, 0) != expected:
+                problems.append(f"{asset}: balances sum to {totals.get(asset, 0)}, not {expected}")
+        return problems
+
+    # Snapshots.
+
+    def export_state(self) -> LedgerState:
+        return msgspec.convert(
+            LedgerState(
+                self.maker_fee_bps,
+                self.taker_fee_bps,
+                [self.accounts[key] for key in sorted(self.accounts)],
+                [self.open_orders[key] for key in sorted(self.open_orders)],
+                dict(sorted(self.transfers.items())),
+                dict(sorted(self.net_deposits.items())),
+                dict(sorted(self.trade_flow.items())),
+            ),
+            LedgerState,
+            from_attributes=True,
+        )
+
+    @classmethod
+    def restore(cls, state: LedgerState, symbols: Iterable[Symbol]) -> Ledger:
+        state = msgspec.json.decode(msgspec.json.encode(state), type=LedgerState)
+        ledger = cls(symbols, state.maker_fee_bps, state.taker_fee_bps)
+        ledger.accounts = {account.account_id: account for account in state.accounts}
+        ledger.open_orders = {order.order_id: order for order in state.open_orders}
+        ledger.transfers = state.transfers
+        ledger.net_deposits = state.net_deposits
+        ledger.trade_flow = state.trade_flow
+        return ledger
+
+    def state_hash(self) -> str:
+        return hashlib.sha256(msgspec.json.encode(self.export_state())).hexdigest()
+
+
+def _ceil_div(numerator: int, denominator: int) -> int:
+    return -(-numerator // denominator)

@@ -1,0 +1,111 @@
+"""Order management: one price-time priority book per symbol. Pure, deterministic, no I/O.
+
+Time arrives in the commands (`ts`, nanoseconds); nothing here reads a clock or draws a random
+number, so the same commands always give the same events and the same `state_hash()`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+
+from tradepit.domain.events import CancelRejected, Event, Rejected, RejectReason, ReplaceRejected
+from tradepit.domain.orders import Order
+from tradepit.matcher.book import Book, BookState
+
+__all__ = ["Book", "BookState", "Matcher", "MatcherState"]
+
+
+class MatcherState(msgspec.Struct, array_like=True):
+    books: list[BookState]
+
+
+class Matcher:
+    """The books of a set of symbols, and the events their commands produced.
+
+    Commands are methods; their events accumulate in `events` until `take_events()`. An order
+    passed to `submit` belongs to the matcher from then on (it keeps `leaves` and `filled`).
+    """
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.books: dict[str, Book] = {}
+
+    def add_symbol(self, symbol: str) -> Book:
+        book = self.books.get(symbol)
+        if book is None:
+            book = self.books[symbol] = Book(symbol, self.events)
+        return book
+
+    def take_events(self) -> list[Event]:
+        events = self.events[:]
+        self.events.clear()
+        return events
+
+    def submit(self, order: Order) -> None:
+        try:
+            book = self.books[order.symbol]
+        except KeyError:
+            self.events.append(
+                Rejected(
+                    order.symbol,
+                    0,
+                    order.ts,
+                    order.order_id,
+                    order.account_id,
+                    RejectReason.UNKNOWN_SYMBOL,
+                )
+            )
+        else:
+            book.submit(order)
+
+    def cancel(self, symbol: str, order_id: int, account_id: int, ts: int) -> None:
+        try:
+            book = self.books[symbol]
+        except KeyError:
+            self.events.append(
+                CancelRejected(symbol, 0, ts, order_id, account_id, RejectReason.UNKNOWN_SYMBOL)
+            )
+        else:
+            book.cancel(order_id, account_id, ts)
+
+    def replace(
+        self,
+        symbol: str,
+        order_id: int,
+        account_id: int,
+        new_order_id: int,
+        qty: int,
+        price: int,
+        stop_price: int,
+        ts: int,
+    ) -> None:
+        book = self.books.get(symbol)
+        if book is None:
+            self.events.append(
+                ReplaceRejected(
+                    symbol, 0, ts, order_id, account_id, new_order_id, RejectReason.UNKNOWN_SYMBOL
+                )
+            )
+            return
+        book.replace(order_id, account_id, new_order_id, qty, price, stop_price, ts)
+
+    def close_session(self, ts: int) -> None:
+        """Expire every DAY order of every book, symbol by symbol in name order."""
+        for symbol in sorted(self.books):
+            self.books[symbol].expire_day_orders(ts)
+
+    def set_halted(self, symbol: str, halted: bool, ts: int) -> None:
+        self.add_symbol(symbol).set_halted(halted, ts)
+
+    def export_state(self) -> MatcherState:
+        return MatcherState([self.books[symbol].export_state() for symbol in sorted(self.books)])
+
+    def restore(self, state: MatcherState) -> None:
+        """Replace all books with `state`'s. Pending events are kept."""
+        self.books = {book.symbol: Book.restore(book, self.events) for book in state.books}
+
+    def state_hash(self) -> str:
+        """A digest of the canonical state: equal iff two matchers hold the same books."""
+        return hashlib.sha256(msgspec.json.encode(self.export_state())).hexdigest()

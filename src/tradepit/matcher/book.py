@@ -1,0 +1,753 @@
+"""One symbol's order book: price-time priority matching, deterministic, no I/O.
+
+Layout, chosen for speed in CPython:
+
+- Each side is a dict of price levels plus a sorted list of their keys. Keys are signed so that
+  the best level of *either* side is the largest key: a bid rests under `price`, an ask under
+  `-price`. One matching loop then serves both sides: the taker crosses every level whose key is
+  `>= threshold` (`-limit` for a buy, `limit` for a sell), and the best level is `keys[-1]`.
+- A level is a FIFO queue (a list and the index of its head) plus a count of its live orders.
+  Cancel is O(1): the order is dropped from the id map and marked dead (`leaves == 0`); matching
+  skips dead entries at the head, and an emptied level is dropped whole. A level whose dead
+  entries outnumber its live ones is compacted, so memory stays bounded. (A list and an index
+  cost half what a deque does to create, and most resting orders open a new level.)
+- Events are appended to a list shared with the `Matcher`, each with the next sequence number.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+import msgspec
+
+from tradepit.domain.events import (
+    Accepted,
+    CancelReason,
+    Canceled,
+    CancelRejected,
+    Event,
+    Expired,
+    Fill,
+    Liquidity,
+    PartialFill,
+    Rejected,
+    RejectReason,
+    Replaced,
+    ReplaceRejected,
+    Trade,
+    TradingStatus,
+    Triggered,
+)
+from tradepit.domain.orders import Order, OrderType, SelfTradePrevention, Side, TimeInForce
+
+__all__ = ["Book", "BookState"]
+
+BUY = Side.BUY
+LIMIT = OrderType.LIMIT
+MARKET = OrderType.MARKET
+STOP = OrderType.STOP
+STOP_LIMIT = OrderType.STOP_LIMIT
+DAY = TimeInForce.DAY
+IOC = TimeInForce.IOC
+FOK = TimeInForce.FOK
+STP_NONE = SelfTradePrevention.NONE
+CANCEL_NEWEST = SelfTradePrevention.CANCEL_NEWEST
+CANCEL_OLDEST = SelfTradePrevention.CANCEL_OLDEST
+MAKER = Liquidity.MAKER
+TAKER = Liquidity.TAKER
+
+# A level is compacted when its queue holds more than this many dead entries beyond its live ones.
+_COMPACT_SLACK = 16
+
+
+class _Level(msgspec.Struct, gc=False):
+    queue: list[Order]  # FIFO from `head` on; entries before `head` are done
+    head: int
+    live: int
+
+
+class BookState(msgspec.Struct, array_like=True):
+    """A book's whole state, in canonical order: what `export_state` gives and `restore` takes.
+
+    `bids` and `asks` list resting orders best level first, FIFO within a level; `stops` lists
+    waiting stop orders with their arrival numbers, in trigger order per side.
+    """
+
+    symbol: str
+    seq: int
+    last_price: int
+    halted: bool
+    arrival: int
+    bids: list[Order]
+    asks: list[Order]
+    buy_stops: list[tuple[int, Order]]
+    sell_stops: list[tuple[int, Order]]
+
+
+class Book:
+    def __init__(self, symbol: str, out: list[Event]) -> None:
+        self.symbol = symbol
+        self.out = out
+        self.seq = 0
+        self.last_price = 0
+        self.halted = False
+        self.bid_keys: list[int] = []  # ascending prices; the best bid is last
+        self.ask_keys: list[int] = []  # ascending negated prices; the best ask is last
+        self.bids: dict[int, _Level] = {}
+        self.asks: dict[int, _Level] = {}
+        self.orders: dict[int, Order] = {}  # resting orders by id
+        # Waiting stop orders: (stop, arrival, id) ascending for buys, which trigger when the
+        # last trade is at or above their stop; (-stop, arrival, id) for sells.
+        self.stops: dict[int, tuple[int, int, int]] = {}
+        self.stop_orders: dict[int, Order] = {}
+        self.buy_stops: list[tuple[int, int, int]] = []
+        self.sell_stops: list[tuple[int, int, int]] = []
+        self.arrival = 0
+
+    # Queries.
+
+    def best_bid(self) -> int | None:
+        return self.bid_keys[-1] if self.bid_keys else None
+
+    def best_ask(self) -> int | None:
+        return -self.ask_keys[-1] if self.ask_keys else None
+
+    def depth(self, side: Side, levels: int = 10) -> list[tuple[int, int]]:
+        """(price, total lots) of the best `levels` levels of one side, best first."""
+        keys, book_side, sign = (
+            (self.bid_keys, self.bids, 1) if side is BUY else (self.ask_keys, self.asks, -1)
+        )
+        result = []
+        for key in reversed(keys[-levels:] if levels else keys):
+            total = sum(order.leaves for order in book_side[key].queue)
+            result.append((key * sign, total))
+        return result
+
+    def resting_orders(self, side: Side) -> list[Order]:
+        """Live resting orders of one side in priority order: best price first, then FIFO."""
+        keys, book_side = (self.bid_keys, self.bids) if side is BUY else (self.ask_keys, self.asks)
+        return [
+            order for key in reversed(keys) for order in book_side[key].queue if order.leaves
+        ]
+
+    def get(self, order_id: int) -> Order | None:
+        return self.orders.get(order_id) or self.stop_orders.get(order_id)
+
+    # Commands.
+
+    def submit(self, order: Order) -> None:
+        kind = order.type
+        order_id = order.order_id
+        if (
+            (kind is not LIMIT and kind is not MARKET)
+            or order.post_only
+            or order.stop_price
+            or order.qty <= 0
+            or order.price <= 0
+            or self.halted
+            or self.stop_orders
+            or order_id in self.orders
+        ):
+            self._submit_checked(order)
+            return
+        # The fast path: a plain limit or market order, and no stop order waiting to trigger.
+        # It inlines `_execute` and `_rest`, because a Python call costs a tenth of the budget.
+        price = order.price
+        order.leaves = order.qty
+        order.filled = 0
+        seq = self.seq = self.seq + 1
+        self.out.append(
+            Accepted(
+                self.symbol,
+                seq,
+                order.ts,
+                order_id,
+                order.account_id,
+                order.side,
+                price,
+                order.qty,
+            )
+        )
+        tif = order.time_in_force
+        if tif is FOK:
+            self._execute(order)
+            return
+        if order.side is BUY:
+            keys, levels, threshold, sign = self.ask_keys, self.asks, -price, -1
+        else:
+            keys, levels, threshold, sign = self.bid_keys, self.bids, price, 1
+        if keys and keys[-1] >= threshold:
+            if self._match(order, keys, levels, threshold, sign):
+                self._cancel_remainder(order, CancelReason.SELF_TRADE)
+                return
+            if not order.leaves:
+                return
+        if kind is MARKET:
+            self._cancel_remainder(order, CancelReason.MARKET_REMAINDER)
+        elif tif is IOC:
+            self._cancel_remainder(order, CancelReason.IOC_REMAINDER)
+        else:
+            if sign == 1:  # a sell rests among the asks
+                key, keys, levels = -price, self.ask_keys, self.asks
+            else:
+                key, keys, levels = price, self.bid_keys, self.bids
+            level = levels.get(key)
+            if level is None:
+                levels[key] = _Level([order], 0, 1)
+                insort(keys, key)
+            else:
+                level.queue.append(order)
+                level.live += 1
+            self.orders[order_id] = order
+
+    def _submit_checked(self, order: Order) -> None:
+        """Submit with every check, for what the fast path in `submit` does not handle."""
+        reason = self._check_new(order)
+        if reason is None and order.post_only and self._would_take(order):
+            reason = RejectReason.POST_ONLY_WOULD_TAKE
+        if reason is not None:
+            self._emit_rejected(order, reason)
+            return
+        order.leaves = order.qty
+        order.filled = 0
+        self.seq += 1
+        self.out.append(
+            Accepted(
+                self.symbol,
+                self.seq,
+                order.ts,
+                order.order_id,
+                order.account_id,
+                order.side,
+                order.price,
+                order.qty,
+            )
+        )
+        if order.type is STOP or order.type is STOP_LIMIT:
+            self._park_stop(order)
+        else:
+            self._execute(order)
+        if self.stops:
+            self._run_triggers(order.ts)
+
+    def cancel(self, order_id: int, account_id: int, ts: int) -> None:
+        order = self.orders.get(order_id) or self.stop_orders.get(order_id)
+        if order is None or order.account_id != account_id:
+            reason = RejectReason.UNKNOWN_ORDER if order is None else RejectReason.NOT_OWNER
+            self.seq += 1
+            self.out.append(CancelRejected(self.symbol, self.seq, ts, order_id, account_id, reason))
+            return
+        leaves = order.leaves
+        side = order.side
+        self._remove(order)
+        seq = self.seq = self.seq + 1
+        self.out.append(
+            Canceled(
+                self.symbol, seq, ts, order_id, account_id, side, leaves, CancelReason.REQUESTED
+            )
+        )
+
+    def replace(
+        self,
+        order_id: int,
+        account_id: int,
+        new_order_id: int,
+        qty: int,
+        price: int,
+        stop_price: int,
+        ts: int,
+    ) -> None:
+        """Replace an open order with `new_order_id` for `qty` lots at `price` (and `stop_price`).
+
+        The old order's fills stay with it; the new order starts unfilled with `qty` lots. A
+        pure size decrease keeps the queue position; anything else goes to the back, and may
+        trade at once if the new price crosses the book.
+        """
+        old = self.orders.get(order_id) or self.stop_orders.get(order_id)
+        reason = None
+        if old is None:
+            reason = RejectReason.UNKNOWN_ORDER
+        elif old.account_id != account_id:
+            reason = RejectReason.NOT_OWNER
+        elif qty <= 0:
+            reason = RejectReason.INVALID_QTY
+        elif price <= 0 or (old.type in (STOP, STOP_LIMIT)) != (stop_price > 0):
+            reason = RejectReason.INVALID_PRICE
+        elif new_order_id in self.orders or new_order_id in self.stop_orders:
+            reason = RejectReason.DUPLICATE_ORDER_ID
+        if old is None or reason is not None:
+            self.seq += 1
+            self.out.append(
+                ReplaceRejected(
+                    self.symbol, self.seq, ts, order_id, account_id, new_order_id, str(reason)
+                )
+            )
+            return
+        new = msgspec.structs.replace(
+            old,
+            order_id=new_order_id,
+            qty=qty,
+            price=price,
+            stop_price=stop_price,
+            ts=ts,
+            leaves=qty,
+            filled=0,
+        )
+        if new.post_only and self._would_take(new):
+            self.seq += 1
+            self.out.append(
+                ReplaceRejected(
+                    self.symbol,
+                    self.seq,
+                    ts,
+                    order_id,
+                    account_id,
+                    new_order_id,
+                    RejectReason.POST_ONLY_WOULD_TAKE,
+                )
+            )
+            return
+        keeps_priority = order_id in self.orders and price == old.price and qty <= old.leaves
+        self.seq += 1
+        self.out.append(
+            Replaced(
+                self.symbol,
+                self.seq,
+                ts,
+                order_id,
+                account_id,
+                old.side,
+                new_order_id,
+                price,
+                stop_price,
+                qty,
+                keeps_priority,
+            )
+        )
+        if keeps_priority:
+            # The old order object holds the queue position: it becomes the new order in place.
+            del self.orders[order_id]
+            old.order_id = new_order_id
+            old.qty = old.leaves = qty
+            old.filled = 0
+            old.ts = ts
+            self.orders[new_order_id] = old
+            return
+        self._remove(old)
+        if new.type is STOP or new.type is STOP_LIMIT:
+            self._park_stop(new)
+        else:
+            self._execute(new)
+        if self.stops:
+            self._run_triggers(ts)
+
+    def expire_day_orders(self, ts: int) -> None:
+        """The session closed: every DAY order, resting or waiting to trigger, expires."""
+        day_orders = [
+            order
+            for order in self.resting_orders(Side.BUY) + self.resting_orders(Side.SELL)
+            if order.time_in_force is DAY
+        ]
+        for key in self.buy_stops + self.sell_stops:
+            order = self.stop_orders[key[2]]
+            if order.time_in_force is DAY:
+                day_orders.append(order)
+        for order in day_orders:
+            leaves = order.leaves
+            self._remove(order)
+            self.seq += 1
+            self.out.append(
+                Expired(
+                    self.symbol,
+                    self.seq,
+                    ts,
+                    order.order_id,
+                    order.account_id,
+                    order.side,
+                    leaves,
+                )
+            )
+
+    def set_halted(self, halted: bool, ts: int) -> None:
+        self.halted = halted
+        self.seq += 1
+        self.out.append(TradingStatus(self.symbol, self.seq, ts, halted))
+
+    # Snapshots.
+
+    def export_state(self) -> BookState:
+        copy = msgspec.structs.replace
+        return BookState(
+            symbol=self.symbol,
+            seq=self.seq,
+            last_price=self.last_price,
+            halted=self.halted,
+            arrival=self.arrival,
+            bids=[copy(order) for order in self.resting_orders(Side.BUY)],
+            asks=[copy(order) for order in self.resting_orders(Side.SELL)],
+            buy_stops=[(key[1], copy(self.stop_orders[key[2]])) for key in self.buy_stops],
+            sell_stops=[(key[1], copy(self.stop_orders[key[2]])) for key in self.sell_stops],
+        )
+
+    @classmethod
+    def restore(cls, state: BookState, out: list[Event]) -> Book:
+        book = cls(state.symbol, out)
+        book.seq = state.seq
+        book.last_price = state.last_price
+        book.halted = state.halted
+        book.arrival = state.arrival
+        copy = msgspec.structs.replace
+        for order in state.bids + state.asks:
+            book._rest(copy(order))
+        for arrival, order in state.buy_stops + state.sell_stops:
+            book._insert_stop(copy(order), arrival)
+        return book
+
+    # Internals.
+
+    def _check_new(self, order: Order) -> str | None:
+        if self.halted:
+            return RejectReason.HALTED
+        if order.qty <= 0:
+            return RejectReason.INVALID_QTY
+        if order.price <= 0:
+            return RejectReason.INVALID_PRICE
+        if order.order_id in self.orders or order.order_id in self.stop_orders:
+            return RejectReason.DUPLICATE_ORDER_ID
+        kind = order.type
+        if (kind is STOP or kind is STOP_LIMIT) != (order.stop_price > 0):
+            return RejectReason.INVALID_PRICE
+        if order.post_only and (kind is not LIMIT or order.time_in_force in (IOC, FOK)):
+            return RejectReason.INVALID_ORDER
+        return None
+
+    def _emit_rejected(self, order: Order, reason: str) -> None:
+        self.seq += 1
+        self.out.append(
+            Rejected(self.symbol, self.seq, order.ts, order.order_id, order.account_id, reason)
+        )
+
+    def _would_take(self, order: Order) -> bool:
+        if order.side is BUY:
+            return bool(self.ask_keys) and self.ask_keys[-1] >= -order.price
+        return bool(self.bid_keys) and self.bid_keys[-1] >= order.price
+
+    def _execute(self, order: Order) -> None:
+        """Match an incoming (or just triggered) order, then rest or cancel what is left."""
+        if order.side is BUY:
+            keys, levels, threshold, sign = self.ask_keys, self.asks, -order.price, -1
+        else:
+            keys, levels, threshold, sign = self.bid_keys, self.bids, order.price, 1
+        if order.time_in_force is FOK and not self._can_fill(order, keys, levels, threshold):
+            self._cancel_remainder(order, CancelReason.FOK_UNFILLED)
+            return
+        if keys and keys[-1] >= threshold and self._match(order, keys, levels, threshold, sign):
+            self._cancel_remainder(order, CancelReason.SELF_TRADE)
+            return
+        if not order.leaves:
+            return
+        if order.type is MARKET:
+            self._cancel_remainder(order, CancelReason.MARKET_REMAINDER)
+        elif order.time_in_force is IOC or order.time_in_force is FOK:
+            self._cancel_remainder(order, CancelReason.IOC_REMAINDER)
+        else:
+            self._rest(order)
+
+    def _match(
+        self,
+        taker: Order,
+        keys: list[int],
+        levels: dict[int, _Level],
+        threshold: int,
+        sign: int,
+    ) -> bool:
+        """Trade `taker` against the levels crossing `threshold`, best first, FIFO within each.
+
+        Returns True when self-trade prevention ended the taker (its remainder must be
+        canceled). This is the hot path: locals only, one event struct per report.
+        """
+        out = self.out.append
+        orders = self.orders
+        symbol = self.symbol
+        seq = self.seq
+        leaves = taker.leaves
+        filled = taker.filled
+        taker_id = taker.order_id
+        taker_account = taker.account_id
+        taker_side = taker.side
+        ts = taker.ts
+        stp = taker.stp
+        price = 0
+        stopped_by_self_trade = False
+        while keys:
+            key = keys[-1]
+            if key < threshold:
+                break
+            level = levels[key]
+            queue = level.queue
+            head = level.head
+            price = key * sign
+            while True:
+                maker = queue[head]
+                maker_leaves = maker.leaves
+                if not maker_leaves:
+                    head += 1
+                    continue
+                maker_id = maker.order_id
+                maker_account = maker.account_id
+                if maker_account == taker_account and stp is not STP_NONE:
+                    if stp is CANCEL_NEWEST:
+                        stopped_by_self_trade = True
+                        break
+                    # Cancel oldest (or both): the resting order goes, matching goes on.
+                    head += 1
+                    del orders[maker_id]
+                    maker.leaves = 0
+                    level.live -= 1
+                    seq += 1
+                    out(
+                        Canceled(
+                            symbol,
+                            seq,
+                            ts,
+                            maker_id,
+                            maker_account,
+                            maker.side,
+                            maker_leaves,
+                            CancelReason.SELF_TRADE,
+                        )
+                    )
+                    if stp is not CANCEL_OLDEST:
+                        stopped_by_self_trade = True
+                    if not level.live:
+                        del levels[key]
+                        keys.pop()
+                        break
+                    if stopped_by_self_trade:
+                        break
+                    continue
+                seq += 1
+                trade_seq = seq
+                if maker_leaves > leaves:
+                    qty = leaves
+                    maker.leaves = maker_leaves - qty
+                    maker.filled += qty
+                    out(
+                        Trade(
+                            symbol,
+                            seq,
+                            ts,
+                            price,
+                            qty,
+                            maker_id,
+                            maker_account,
+                            taker_id,
+                            taker_account,
+                            taker_side,
+                        )
+                    )
+                    seq += 1
+                    out(
+                        PartialFill(
+                            symbol,
+                            seq,
+                            ts,
+                            maker_id,
+                            maker_account,
+                            maker.side,
+                            price,
+                            qty,
+                            maker_leaves - qty,
+                            MAKER,
+                            trade_seq,
+                        )
+                    )
+                else:
+                    qty = maker_leaves
+                    maker.leaves = 0
+                    maker.filled += qty
+                    head += 1
+                    del orders[maker_id]
+                    level.live -= 1
+                    out(
+                        Trade(
+                            symbol,
+                            seq,
+                            ts,
+                            price,
+                            qty,
+                            maker_id,
+                            maker_account,
+                            taker_id,
+                            taker_account,
+                            taker_side,
+                        )
+                    )
+                    seq += 1
+                    out(
+                        Fill(
+                            symbol,
+                            seq,
+                            ts,
+                            maker_id,
+                            maker_account,
+                            maker.side,
+                            price,
+                            qty,
+                            0,
+                            MAKER,
+                            trade_seq,
+                        )
+                    )
+                leaves -= qty
+                filled += qty
+                seq += 1
+                out(
+                    (Fill if not leaves else PartialFill)(
+                        symbol,
+                        seq,
+                        ts,
+                        taker_id,
+                        taker_account,
+                        taker_side,
+                        price,
+                        qty,
+                        leaves,
+                        TAKER,
+                        trade_seq,
+                    )
+                )
+                if not level.live:
+                    del levels[key]
+                    keys.pop()
+                    break
+                if not leaves:
+                    break
+            if level.live:
+                # Matching stopped inside this level: it is the only one touched that survives.
+                level.head = head
+                if head > _COMPACT_SLACK and head + head > len(queue):
+                    del queue[:head]
+                    level.head = 0
+                break
+            if not leaves or stopped_by_self_trade:
+                break
+        if filled != taker.filled:
+            self.last_price = price
+        self.seq = seq
+        taker.leaves = leaves
+        taker.filled = filled
+        return stopped_by_self_trade
+
+    def _can_fill(
+        self, taker: Order, keys: list[int], levels: dict[int, _Level], threshold: int
+    ) -> bool:
+        """Whether `taker` would fill completely, self-trade prevention included (for FOK)."""
+        needed = taker.leaves
+        account = taker.account_id
+        stp = taker.stp
+        for key in reversed(keys):
+            if key < threshold:
+                return False
+            for maker in levels[key].queue:
+                if not maker.leaves:
+                    continue
+                if maker.account_id == account and stp is not STP_NONE:
+                    if stp is CANCEL_OLDEST:
+                        continue
+                    return False
+                needed -= maker.leaves
+                if needed <= 0:
+                    return True
+        return False
+
+    def _rest(self, order: Order) -> None:
+        if order.side is BUY:
+            key, keys, levels = order.price, self.bid_keys, self.bids
+        else:
+            key, keys, levels = -order.price, self.ask_keys, self.asks
+        level = levels.get(key)
+        if level is None:
+            levels[key] = _Level([order], 0, 1)
+            insort(keys, key)
+        else:
+            level.queue.append(order)
+            level.live += 1
+        self.orders[order.order_id] = order
+
+    def _remove(self, order: Order) -> None:
+        """Take an open order (resting or waiting stop) out of the book, without an event."""
+        order_id = order.order_id
+        if self.orders.pop(order_id, None) is None:
+            stop_key = self.stops.pop(order_id)
+            del self.stop_orders[order_id]
+            stops = self.buy_stops if order.side is BUY else self.sell_stops
+            del stops[bisect_left(stops, stop_key)]
+            order.leaves = 0
+            return
+        order.leaves = 0
+        if order.side is BUY:
+            key, keys, levels = order.price, self.bid_keys, self.bids
+        else:
+            key, keys, levels = -order.price, self.ask_keys, self.asks
+        level = levels[key]
+        level.live -= 1
+        if not level.live:
+            del levels[key]
+            del keys[bisect_left(keys, key)]
+        elif len(level.queue) - level.head > 2 * level.live + _COMPACT_SLACK:
+            level.queue = [entry for entry in level.queue[level.head :] if entry.leaves]
+            level.head = 0
+
+    def _cancel_remainder(self, order: Order, reason: str) -> None:
+        leaves = order.leaves
+        order.leaves = 0
+        self.seq += 1
+        self.out.append(
+            Canceled(
+                self.symbol,
+                self.seq,
+                order.ts,
+                order.order_id,
+                order.account_id,
+                order.side,
+                leaves,
+                reason,
+            )
+        )
+
+    def _park_stop(self, order: Order) -> None:
+        self.arrival += 1
+        self._insert_stop(order, self.arrival)
+
+    def _insert_stop(self, order: Order, arrival: int) -> None:
+        if order.side is BUY:
+            key = (order.stop_price, arrival, order.order_id)
+            insort(self.buy_stops, key)
+        else:
+            key = (-order.stop_price, arrival, order.order_id)
+            insort(self.sell_stops, key)
+        self.stops[order.order_id] = key
+        self.stop_orders[order.order_id] = order
+
+    def _run_triggers(self, ts: int) -> None:
+        """Trigger every stop the last trade price has reached, each in turn, as its own
+        trades move the price: buy stops at or below the last price, sell stops at or above."""
+        while self.last_price:
+            last = self.last_price
+            if self.buy_stops and self.buy_stops[0][0] <= last:
+                key = self.buy_stops.pop(0)
+            elif self.sell_stops and -self.sell_stops[0][0] >= last:
+                key = self.sell_stops.pop(0)
+            else:
+                return
+            order_id = key[2]
+            del self.stops[order_id]
+            order = self.stop_orders.pop(order_id)
+            order.ts = ts
+            # From here on it is an ordinary market or limit order.
+            order.type = MARKET if order.type is STOP else LIMIT
+            self.seq += 1
+            self.out.append(
+                Triggered(self.symbol, self.seq, ts, order_id, order.account_id, last)
+            )
+            self._execute(order)
