@@ -159,7 +159,9 @@ class Ledger:
     def withdraw_shares(self, transfer_id: str, account_id: int, symbol: str, lots: int) -> None:
         self._transfer(transfer_id, account_id, symbol, -lots, 0)
 
-    def _transfer(self, transfer_id: str, account_id: int, asset: str, amount: int, cost: int) -> None:
+    def _transfer(
+        self, transfer_id: str, account_id: int, asset: str, amount: int, cost: int
+    ) -> None:
         """Move `amount` (signed) of `asset` in or out, once per `transfer_id`."""
         done = self.transfers.get(transfer_id)
         if done is not None:

@@ -17,12 +17,13 @@ Layout, chosen for speed in CPython:
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+
 import msgspec
 
 from tradepit.domain.events import (
     Accepted,
-    CancelReason,
     Canceled,
+    CancelReason,
     CancelRejected,
     Event,
     Expired,
@@ -125,9 +126,7 @@ class Book:
     def resting_orders(self, side: Side) -> list[Order]:
         """Live resting orders of one side in priority order: best price first, then FIFO."""
         keys, book_side = (self.bid_keys, self.bids) if side is BUY else (self.ask_keys, self.asks)
-        return [
-            order for key in reversed(keys) for order in book_side[key].queue if order.leaves
-        ]
+        return [order for key in reversed(keys) for order in book_side[key].queue if order.leaves]
 
     def get(self, order_id: int) -> Order | None:
         return self.orders.get(order_id) or self.stop_orders.get(order_id)
@@ -747,7 +746,5 @@ class Book:
             # From here on it is an ordinary market or limit order.
             order.type = MARKET if order.type is STOP else LIMIT
             self.seq += 1
-            self.out.append(
-                Triggered(self.symbol, self.seq, ts, order_id, order.account_id, last)
-            )
+            self.out.append(Triggered(self.symbol, self.seq, ts, order_id, order.account_id, last))
             self._execute(order)

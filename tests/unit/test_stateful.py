@@ -1,0 +1,434 @@
+"""Random command sequences through the matcher and the ledger together, checked after every step.
+
+Hypothesis drives orders of every type, cancels, replaces, session closes and transfers from a
+few accounts on two symbols. After each step: no book is crossed, every trade is at the maker's
+price and within both limits, makers are hit in strict price-time priority, every order's
+quantity is accounted for (qty = filled + leaves + canceled), the ledger balances and its
+reservations agree with the open orders, and a snapshot restores to the same state. At the end,
+replaying the same commands from scratch gives the same state hashes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from tradepit.domain.events import (
+    Accepted,
+    Canceled,
+    Event,
+    Expired,
+    PartialFill,
+    Replaced,
+    Trade,
+    Triggered,
+)
+from tradepit.domain.orders import Order, OrderType, SelfTradePrevention, Side, TimeInForce
+from tradepit.domain.symbols import Symbol
+from tradepit.ledger import Ledger, LedgerError
+from tradepit.matcher import Matcher, MatcherState
+
+SYMBOLS = [Symbol("AAA"), Symbol("BBB", tick_size=Decimal("0.05"))]
+ACCOUNTS = [1, 2, 3]
+PRICES = st.integers(95, 105)
+QTYS = st.integers(1, 12)
+
+
+@dataclass
+class Venue:
+    """A matcher and a ledger wired the way the stages wire them: ledger first, then matcher."""
+
+    matcher: Matcher = field(default_factory=Matcher)
+    ledger: Ledger = field(
+        default_factory=lambda: Ledger(SYMBOLS, maker_fee_bps=7, taker_fee_bps=13)
+    )
+
+    def __post_init__(self) -> None:
+        for symbol in SYMBOLS:
+            self.matcher.add_symbol(symbol.name)
+
+    def feed(self) -> list[Event]:
+        events = self.matcher.take_events()
+        for event in events:
+            self.ledger.apply(event)
+        return events
+
+
+# A command is recorded as a function of a venue, so the whole history can be replayed.
+Command = Callable[[Venue], list[Event]]
+
+
+def setup_commands() -> list[Command]:
+    def fund(venue: Venue) -> list[Event]:
+        for account in ACCOUNTS:
+            venue.ledger.open_account(account)
+            venue.ledger.deposit_cash(f"cash-{account}", account, 50_000_00)
+            for symbol in SYMBOLS:
+                venue.ledger.deposit_shares(f"{symbol.name}-{account}", account, symbol.name, 200)
+        return []
+
+    return [fund]
+
+
+class VenueMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.venue = Venue()
+        self.history: list[Command] = setup_commands()
+        for command in self.history:
+            command(self.venue)
+        self.next_id = 1000
+        self.known_ids: list[tuple[str, int, int]] = []  # (symbol, order id, account)
+        # Per order: its quantity, limit, side, and what happened to it, from events alone.
+        self.qty: dict[int, int] = {}
+        self.limit: dict[int, int] = {}
+        self.side: dict[int, Side] = {}
+        self.filled: dict[int, int] = {}
+        self.done: dict[int, int] = {}  # order id -> lots canceled, expired or replaced away
+
+    # Running a command and checking its events.
+
+    def run(self, command: Command) -> None:
+        before = {
+            symbol: (book.resting_orders(Side.BUY), book.resting_orders(Side.SELL))
+            for symbol, book in self.venue.matcher.books.items()
+        }
+        before_ids = {
+            symbol: ([o.order_id for o in bids], [o.order_id for o in asks])
+            for symbol, (bids, asks) in before.items()
+        }
+        events = command(self.venue)
+        self.history.append(command)
+        self.account_for(events)
+        self.check_priority(events, before_ids)
+
+    def account_for(self, events: list[Event]) -> None:
+        seqs: dict[str, int] = {}
+        for event in events:
+            if event.seq:
+                previous = seqs.get(event.symbol)
+                assert previous is None or event.seq == previous + 1, "sequence has a gap"
+                seqs[event.symbol] = event.seq
+            if isinstance(event, Accepted):
+                self.qty[event.order_id] = event.qty
+                self.limit[event.order_id] = event.price
+                self.side[event.order_id] = event.side
+                self.filled[event.order_id] = 0
+            elif isinstance(event, Trade):
+                maker, taker = event.maker_order_id, event.taker_order_id
+                assert event.price == self.limit[maker], "trade not at the maker's price"
+                for order_id in (maker, taker):
+                    if self.side[order_id] is Side.BUY:
+                        assert event.price <= self.limit[order_id], "buy traded above limit"
+                    else:
+                        assert event.price >= self.limit[order_id], "sell traded below limit"
+            elif isinstance(event, PartialFill):
+                self.filled[event.order_id] += event.qty
+                remaining = self.qty[event.order_id] - self.filled[event.order_id]
+                assert event.leaves == remaining
+                assert isinstance(event, PartialFill) and (event.leaves == 0) == (
+                    type(event).__name__ == "Fill"
+                )
+                if event.leaves == 0:
+                    self.done[event.order_id] = 0
+            elif isinstance(event, Canceled | Expired):
+                assert event.qty == self.qty[event.order_id] - self.filled[event.order_id]
+                self.done[event.order_id] = event.qty
+            elif isinstance(event, Replaced):
+                old = event.order_id
+                self.done[old] = self.qty[old] - self.filled[old]
+                self.qty[event.new_order_id] = event.qty
+                self.limit[event.new_order_id] = event.price
+                self.side[event.new_order_id] = event.side
+                self.filled[event.new_order_id] = 0
+
+    def check_priority(
+        self, events: list[Event], before: dict[str, tuple[list[int], list[int]]]
+    ) -> None:
+        """Without stop triggers or replaces in the way, the makers an order hit (traded with
+        or self-trade-canceled) are exactly the first orders of the other side, in order."""
+        if any(isinstance(event, Triggered | Replaced) for event in events):
+            return
+        takers = {event.taker_order_id for event in events if isinstance(event, Trade)}
+        if len(takers) != 1:
+            return
+        (taker,) = takers
+        hit: list[int] = []
+        symbol = ""
+        for event in events:
+            if isinstance(event, Trade):
+                symbol = event.symbol
+                if not hit or hit[-1] != event.maker_order_id:
+                    hit.append(event.maker_order_id)
+            elif (
+                isinstance(event, Canceled)
+                and event.order_id != taker
+                and event.reason == ("self_trade")
+            ):
+                hit.append(event.order_id)
+        bids, asks = before[symbol]
+        opposite = asks if self.side[taker] is Side.BUY else bids
+        assert hit == opposite[: len(hit)], "makers were not hit in price-time priority"
+
+    # Rules.
+
+    def new_id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+    def place(self, order_args: dict[str, Any]) -> None:
+        def command(venue: Venue) -> list[Event]:
+            order = Order(**order_args)
+            try:
+                venue.ledger.place_order(order)
+            except LedgerError:
+                return []
+            venue.matcher.submit(order)
+            return venue.feed()
+
+        self.run(command)
+        self.known_ids.append(
+            (order_args["symbol"], order_args["order_id"], order_args["account_id"])
+        )
+
+    @rule(
+        account=st.sampled_from(ACCOUNTS),
+        symbol=st.sampled_from([s.name for s in SYMBOLS]),
+        side=st.sampled_from(Side),
+        price=PRICES,
+        qty=QTYS,
+        tif=st.sampled_from(TimeInForce),
+        post_only=st.booleans(),
+        stp=st.sampled_from(SelfTradePrevention),
+    )
+    def limit_order(
+        self,
+        account: int,
+        symbol: str,
+        side: Side,
+        price: int,
+        qty: int,
+        tif: TimeInForce,
+        post_only: bool,
+        stp: SelfTradePrevention,
+    ) -> None:
+        post_only = post_only and tif in (TimeInForce.DAY, TimeInForce.GTC)
+        self.place(
+            dict(
+                order_id=self.new_id(),
+                account_id=account,
+                symbol=symbol,
+                side=side,
+                type=OrderType.LIMIT,
+                time_in_force=tif,
+                qty=qty,
+                price=price,
+                post_only=post_only,
+                stp=stp,
+                ts=len(self.history),
+            )
+        )
+
+    @rule(
+        account=st.sampled_from(ACCOUNTS),
+        symbol=st.sampled_from([s.name for s in SYMBOLS]),
+        side=st.sampled_from(Side),
+        qty=QTYS,
+        stp=st.sampled_from(SelfTradePrevention),
+        fok=st.booleans(),
+    )
+    def market_order(
+        self, account: int, symbol: str, side: Side, qty: int, stp: SelfTradePrevention, fok: bool
+    ) -> None:
+        self.place(
+            dict(
+                order_id=self.new_id(),
+                account_id=account,
+                symbol=symbol,
+                side=side,
+                type=OrderType.MARKET,
+                time_in_force=TimeInForce.FOK if fok else TimeInForce.DAY,
+                qty=qty,
+                price=110 if side is Side.BUY else 90,  # the protection price
+                stp=stp,
+                ts=len(self.history),
+            )
+        )
+
+    @rule(
+        account=st.sampled_from(ACCOUNTS),
+        symbol=st.sampled_from([s.name for s in SYMBOLS]),
+        side=st.sampled_from(Side),
+        stop=PRICES,
+        limit=st.one_of(st.none(), PRICES),
+        qty=QTYS,
+        tif=st.sampled_from([TimeInForce.DAY, TimeInForce.GTC]),
+    )
+    def stop_order(
+        self,
+        account: int,
+        symbol: str,
+        side: Side,
+        stop: int,
+        limit: int | None,
+        qty: int,
+        tif: TimeInForce,
+    ) -> None:
+        protection = 110 if side is Side.BUY else 90
+        self.place(
+            dict(
+                order_id=self.new_id(),
+                account_id=account,
+                symbol=symbol,
+                side=side,
+                type=OrderType.STOP if limit is None else OrderType.STOP_LIMIT,
+                time_in_force=tif,
+                qty=qty,
+                price=protection if limit is None else limit,
+                stop_price=stop,
+                ts=len(self.history),
+            )
+        )
+
+    @precondition(lambda self: bool(self.known_ids))
+    @rule(data=st.data(), wrong_account=st.booleans())
+    def cancel(self, data: st.DataObject, wrong_account: bool) -> None:
+        symbol, order_id, account = data.draw(st.sampled_from(self.known_ids))
+        if wrong_account:
+            account = account % len(ACCOUNTS) + 1
+        ts = len(self.history)
+
+        def command(venue: Venue) -> list[Event]:
+            venue.matcher.cancel(symbol, order_id, account, ts)
+            return venue.feed()
+
+        self.run(command)
+
+    @precondition(lambda self: bool(self.known_ids))
+    @rule(data=st.data(), qty=QTYS, price=PRICES)
+    def replace(self, data: st.DataObject, qty: int, price: int) -> None:
+        symbol, order_id, account = data.draw(st.sampled_from(self.known_ids))
+        new_order_id = self.new_id()
+        ts = len(self.history)
+
+        def command(venue: Venue) -> list[Event]:
+            book = venue.matcher.books[symbol]
+            order = book.get(order_id)
+            is_stop = order is not None and order.type in (OrderType.STOP, OrderType.STOP_LIMIT)
+            stop_price = order.stop_price if order is not None and is_stop else 0
+            try:
+                venue.ledger.reserve_replacement(order_id, account, new_order_id, qty, price)
+            except LedgerError:
+                return []
+            venue.matcher.replace(
+                symbol, order_id, account, new_order_id, qty, price, stop_price, ts
+            )
+            return venue.feed()
+
+        self.run(command)
+        self.known_ids.append((symbol, new_order_id, account))
+
+    @rule()
+    def close_session(self) -> None:
+        ts = len(self.history)
+
+        def command(venue: Venue) -> list[Event]:
+            venue.matcher.close_session(ts)
+            return venue.feed()
+
+        self.run(command)
+
+    @rule(account=st.sampled_from(ACCOUNTS), cents=st.integers(-5_000_00, 5_000_00))
+    def move_cash(self, account: int, cents: int) -> None:
+        transfer_id = f"t{len(self.history)}"
+
+        def command(venue: Venue) -> list[Event]:
+            try:
+                if cents >= 0:
+                    venue.ledger.deposit_cash(transfer_id, account, cents)
+                else:
+                    venue.ledger.withdraw_cash(transfer_id, account, -cents)
+            except LedgerError:
+                pass
+            return []
+
+        self.run(command)
+
+    # Invariants.
+
+    @invariant()
+    def books_never_cross(self) -> None:
+        for book in self.venue.matcher.books.values():
+            bid, ask = book.best_bid(), book.best_ask()
+            assert bid is None or ask is None or bid < ask
+
+    @invariant()
+    def levels_are_in_priority_order(self) -> None:
+        for book in self.venue.matcher.books.values():
+            for side in Side:
+                prices = [order.price for order in book.resting_orders(side)]
+                assert prices == sorted(prices, reverse=side is Side.BUY)
+
+    @invariant()
+    def every_lot_is_accounted_for(self) -> None:
+        open_ids = set()
+        for book in self.venue.matcher.books.values():
+            for order in [*book.orders.values(), *book.stop_orders.values()]:
+                open_ids.add(order.order_id)
+                assert order.leaves == self.qty[order.order_id] - self.filled[order.order_id]
+                assert order.qty == order.filled + order.leaves
+        for order_id, canceled in self.done.items():
+            assert order_id not in open_ids
+            assert self.qty[order_id] == self.filled[order_id] + canceled
+
+    @invariant()
+    def ledger_balances(self) -> None:
+        assert self.venue.ledger.check_invariants() == []
+        assert all(amount == 0 for amount in self.venue.ledger.trade_flow.values())
+        # The ledger holds exactly the orders the matcher holds.
+        matcher_ids = {
+            order_id
+            for book in self.venue.matcher.books.values()
+            for order_id in [*book.orders, *book.stop_orders]
+        }
+        assert set(self.venue.ledger.open_orders) == matcher_ids
+
+    @invariant()
+    def snapshot_restores_the_same_state(self) -> None:
+        state = self.venue.matcher.export_state()
+        restored = Matcher()
+        restored.restore(MatcherState(state.books))
+        assert restored.state_hash() == self.venue.matcher.state_hash()
+
+    def teardown(self) -> None:
+        replay = Venue()
+        for command in self.history:
+            command(replay)
+        assert replay.matcher.state_hash() == self.venue.matcher.state_hash()
+        assert replay.ledger.state_hash() == self.venue.ledger.state_hash()
+
+
+TestVenue = VenueMachine.TestCase
+TestVenue.settings = settings(
+    max_examples=150,
+    stateful_step_count=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+@pytest.mark.slow
+class TestVenueLong(VenueMachine.TestCase):  # type: ignore[misc,valid-type]
+    settings = settings(
+        max_examples=1500,
+        stateful_step_count=120,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
