@@ -7,6 +7,7 @@ the grid: an off-grid value is an error, never rounded.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 
 __all__ = [
@@ -20,6 +21,9 @@ __all__ = [
 # from doing unbounded work on hostile input such as "1e999999999".
 _MAX_TEXT_LENGTH = 40
 _MAX_UNITS = 10**18
+# What the API accepts: ASCII digits, one optional point and exponent; no "_", no other scripts'
+# digits, which `Decimal` alone would take.
+_DECIMAL_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 
 
 class NumberError(ValueError):
@@ -37,7 +41,9 @@ def to_decimal(text: str | int | Decimal, field: str) -> Decimal:
         raise NumberError(field, f"must be a decimal string, got {type(text).__name__}")
     if isinstance(text, str):
         stripped = text.strip()
-        if not stripped or len(stripped) > _MAX_TEXT_LENGTH:
+        if len(stripped) > _MAX_TEXT_LENGTH or not _DECIMAL_TEXT.fullmatch(stripped):
+            if stripped.lower().lstrip("+-") in ("nan", "inf", "infinity", "snan"):
+                raise NumberError(field, f"must be finite, got {text!r}")
             raise NumberError(field, f"is not a decimal number: {text[:_MAX_TEXT_LENGTH]!r}")
         try:
             value = Decimal(stripped)
@@ -66,6 +72,9 @@ def parse_units(
     10125
     """
     value = to_decimal(text, field)
+    # No grid is this fine, and `divmod` would underflow such a value to a remainder of zero.
+    if value and value.adjusted() < -18:
+        raise NumberError(field, f"{value} is not a multiple of {unit}")
     units, remainder = divmod(value, unit)
     if remainder != 0:
         raise NumberError(field, f"{value} is not a multiple of {unit}")

@@ -19,7 +19,7 @@ __all__ = [
 # Cash is kept in cents: the minor unit of the venue's one currency.
 CASH_UNIT = Decimal("0.01")
 
-_SYMBOL_NAME = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
+_SYMBOL_NAME = re.compile(r"[A-Z][A-Z0-9.]{0,9}")
 
 
 class SymbolError(ValueError):
@@ -43,7 +43,7 @@ class Symbol:
     cash_per_tick_lot: int = field(init=False)
 
     def __post_init__(self) -> None:
-        if not _SYMBOL_NAME.match(self.name):
+        if not _SYMBOL_NAME.fullmatch(self.name):
             raise SymbolError(f"symbol name {self.name!r} must be 1-10 of A-Z, 0-9 and '.'")
         if self.tick_size <= 0 or self.lot_size <= 0:
             raise SymbolError(f"{self.name}: tick and lot sizes must be positive")

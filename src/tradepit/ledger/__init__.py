@@ -145,24 +145,31 @@ class Ledger:
         return account
 
     def deposit_cash(self, transfer_id: str, account_id: int, cents: int) -> None:
-        self._transfer(transfer_id, account_id, CASH, cents, 0)
+        self._transfer(transfer_id, account_id, CASH, cents, False, 0)
 
     def withdraw_cash(self, transfer_id: str, account_id: int, cents: int) -> None:
-        self._transfer(transfer_id, account_id, CASH, -cents, 0)
+        self._transfer(transfer_id, account_id, CASH, cents, True, 0)
 
     def deposit_shares(
         self, transfer_id: str, account_id: int, symbol: str, lots: int, cost: int = 0
     ) -> None:
         """Credit `lots` of `symbol`; `cost` (cents) becomes part of the position's cost basis."""
-        self._transfer(transfer_id, account_id, symbol, lots, cost)
+        self._transfer(transfer_id, account_id, symbol, lots, False, cost)
 
     def withdraw_shares(self, transfer_id: str, account_id: int, symbol: str, lots: int) -> None:
-        self._transfer(transfer_id, account_id, symbol, -lots, 0)
+        self._transfer(transfer_id, account_id, symbol, lots, True, 0)
 
     def _transfer(
-        self, transfer_id: str, account_id: int, asset: str, amount: int, cost: int
+        self,
+        transfer_id: str,
+        account_id: int,
+        asset: str,
+        quantity: int,
+        withdraw: bool,
+        cost: int,
     ) -> None:
-        """Move `amount` (signed) of `asset` in or out, once per `transfer_id`."""
+        """Move `quantity` of `asset` in (or out, to `withdraw`), once per `transfer_id`."""
+        amount = -quantity if withdraw else quantity
         done = self.transfers.get(transfer_id)
         if done is not None:
             if done != (account_id, asset, amount, cost):
@@ -171,7 +178,7 @@ class Ledger:
                 )
             return
         account = self._account(account_id)
-        if amount == 0 or cost < 0:
+        if quantity <= 0 or cost < 0:
             raise LedgerError("invalid_amount", "a transfer moves a positive amount")
         if asset == CASH:
             if account.cash_free + amount < 0:
@@ -180,13 +187,15 @@ class Ledger:
         else:
             if asset not in self.symbols:
                 raise LedgerError("unknown_symbol", f"unknown symbol {asset}")
-            holding = account.holdings.get(asset) or account.holdings.setdefault(asset, Holding())
-            if holding.free + amount < 0:
-                raise LedgerError("insufficient_shares", f"not enough free {asset} to withdraw")
-            if amount > 0:
-                holding.cost += cost
+            holding = account.holdings.get(asset)
+            if withdraw:
+                if holding is None or holding.free < quantity:
+                    raise LedgerError("insufficient_shares", f"not enough free {asset} to withdraw")
+                holding.cost -= holding.cost * quantity // (holding.free + holding.reserved)
             else:
-                holding.cost -= holding.cost * -amount // (holding.free + holding.reserved)
+                if holding is None:
+                    holding = account.holdings[asset] = Holding()
+                holding.cost += cost
             holding.free += amount
         self.net_deposits[asset] = self.net_deposits.get(asset, 0) + amount
         self.transfers[transfer_id] = (account_id, asset, amount, cost)
@@ -427,19 +436,17 @@ class Ledger:
     # Snapshots.
 
     def export_state(self) -> LedgerState:
-        return msgspec.convert(
-            LedgerState(
-                self.maker_fee_bps,
-                self.taker_fee_bps,
-                [self.accounts[key] for key in sorted(self.accounts)],
-                [self.open_orders[key] for key in sorted(self.open_orders)],
-                dict(sorted(self.transfers.items())),
-                dict(sorted(self.net_deposits.items())),
-                dict(sorted(self.trade_flow.items())),
-            ),
-            LedgerState,
-            from_attributes=True,
+        """A deep copy of the whole state, in canonical order."""
+        state = LedgerState(
+            self.maker_fee_bps,
+            self.taker_fee_bps,
+            [self.accounts[key] for key in sorted(self.accounts)],
+            [self.open_orders[key] for key in sorted(self.open_orders)],
+            dict(sorted(self.transfers.items())),
+            dict(sorted(self.net_deposits.items())),
+            dict(sorted(self.trade_flow.items())),
         )
+        return msgspec.json.decode(msgspec.json.encode(state), type=LedgerState)
 
     @classmethod
     def restore(cls, state: LedgerState, symbols: Iterable[Symbol]) -> Ledger:

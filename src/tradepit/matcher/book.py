@@ -263,7 +263,9 @@ class Book:
         """
         old = self.orders.get(order_id) or self.stop_orders.get(order_id)
         reason = None
-        if old is None:
+        if self.halted:
+            reason = RejectReason.HALTED
+        elif old is None:
             reason = RejectReason.UNKNOWN_ORDER
         elif old.account_id != account_id:
             reason = RejectReason.NOT_OWNER
@@ -475,7 +477,7 @@ class Book:
         taker_side = taker.side
         ts = taker.ts
         stp = taker.stp
-        price = 0
+        price = traded_price = 0
         stopped_by_self_trade = False
         while keys:
             key = keys[-1]
@@ -526,6 +528,7 @@ class Book:
                     continue
                 seq += 1
                 trade_seq = seq
+                traded_price = price
                 if maker_leaves > leaves:
                     qty = leaves
                     maker.leaves = maker_leaves - qty
@@ -631,7 +634,7 @@ class Book:
             if not leaves or stopped_by_self_trade:
                 break
         if filled != taker.filled:
-            self.last_price = price
+            self.last_price = traded_price
         self.seq = seq
         taker.leaves = leaves
         taker.filled = filled
