@@ -1,108 +1,186 @@
-"""The `tradepit` command.
+"""The `tradepit` command: serve, run, admin, verify, simulate.
 
-`simulate` runs the trading core in this process: accounts trading random orders through the
-ledger and the matcher, printing the market as it goes and checking the ledger's invariant at the
-end. It is what `make run` starts until the venue's services (serve, run, demo) land on the bus.
+Admin commands print one JSON line each, so that scripts can read what they did.
 """
 
 from __future__ import annotations
 
 import argparse
-import random
+import asyncio
+import json
+import logging
 import sys
-import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from tradepit.domain.events import Trade
-from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
-from tradepit.domain.symbols import Symbol, cents_to_cash
-from tradepit.ledger import Ledger, LedgerError
-from tradepit.matcher import Matcher
+import redis.asyncio as aioredis
 
+from tradepit import admin, venue
+from tradepit.client import VenueClient
+from tradepit.domain.ids import IdError, uuid_to_id
+from tradepit.domain.numbers import NumberError
+from tradepit.domain.symbols import SymbolError
+from tradepit.ledger import CASH
+from tradepit.simulate import simulate
+from tradepit.stage.keys import VenueConfig
+from tradepit.verify import verify
 
-def simulate(seconds: float, traders: int, seed: int) -> int:
-    symbols = [Symbol("ACME"), Symbol("GLOBEX"), Symbol("INITECH")]
-    matcher = Matcher()
-    ledger = Ledger(symbols, maker_fee_bps=1, taker_fee_bps=3)
-    rng = random.Random(seed)
-    reference = {symbol.name: 10_000 for symbol in symbols}
-    for account in range(1, traders + 1):
-        ledger.open_account(account)
-        ledger.deposit_cash(f"cash-{account}", account, 1_000_000_00)
-        for symbol in symbols:
-            matcher.add_symbol(symbol.name)
-            ledger.deposit_shares(f"{symbol.name}-{account}", account, symbol.name, 5_000)
-    order_id = trades = volume = refused = 0
-    last: dict[str, int] = {}
-    started = time.monotonic()
-    next_report = started + 1
-    while (now := time.monotonic()) - started < seconds:
-        for _ in range(1_000):
-            symbol = rng.choice(symbols)
-            reference[symbol.name] += rng.choice((-1, 0, 1))
-            side = rng.choice((Side.BUY, Side.SELL))
-            market = rng.random() < 0.1
-            low, high = symbol.band(reference[symbol.name])
-            price = (
-                (high if side is Side.BUY else low)
-                if market
-                else (reference[symbol.name] + rng.randint(-20, 20))
-            )
-            order_id += 1
-            order = Order(
-                order_id,
-                rng.randint(1, traders),
-                symbol.name,
-                side,
-                OrderType.MARKET if market else OrderType.LIMIT,
-                TimeInForce.IOC if market else TimeInForce.GTC,
-                rng.randint(1, 100),
-                price,
-                ts=time.time_ns(),
-            )
-            try:
-                ledger.place_order(order)
-            except LedgerError:
-                refused += 1
-                continue
-            matcher.submit(order)
-            for event in matcher.take_events():
-                ledger.apply(event)
-                if isinstance(event, Trade):
-                    trades += 1
-                    volume += event.qty
-                    last[event.symbol] = event.price
-        if now >= next_report:
-            next_report += 1
-            quotes = "  ".join(
-                f"{name} {symbol.ticks_to_price(last[name])}"
-                for symbol in symbols
-                if (name := symbol.name) in last
-            )
-            print(f"{now - started:5.1f}s  orders {order_id:>9,}  trades {trades:>9,}  {quotes}")
-    problems = ledger.check_invariants()
-    fees = ledger.accounts[0].cash_free
-    print(
-        f"done: {order_id:,} orders ({refused:,} refused for buying power), {trades:,} trades, "
-        f"{volume:,} lots; fees collected {cents_to_cash(fees)}; "
-        f"ledger invariant {'holds' if not problems else 'BROKEN'}"
-    )
-    for problem in problems:
-        print(f"  {problem}", file=sys.stderr)
-    return 1 if problems else 0
+try:
+    import uvloop
+except ImportError:  # not built for every platform; the stdlib loop works, a little slower
+    uvloop = None  # type: ignore[assignment]
+
+DATA_DIR = "./data"
 
 
-def main(argv: list[str] | None = None) -> int:
+def _event_loop_policy() -> None:
+    if uvloop is not None:
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _shard(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    try:
+        shard = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError("a shard is INDEX/COUNT, such as 0/2") from None
+    if not 0 <= shard[0] < shard[1]:
+        raise argparse.ArgumentTypeError("a shard's index is within 0..COUNT-1")
+    return shard
+
+
+def _position(text: str) -> tuple[str, str]:
+    symbol, sep, qty = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError("a position is SYMBOL=QTY, such as ACME=100")
+    return symbol, qty
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tradepit", description="A self-hosted trading venue.")
+    parser.add_argument("--data-dir", default=DATA_DIR, help="where the embedded Valkey keeps data")
+    parser.add_argument("--redis-url", help="use this Redis (default: $REDIS_URL, else embedded)")
+    parser.add_argument("-v", "--verbose", action="store_true")
     commands = parser.add_subparsers(dest="command", required=True)
-    sim = commands.add_parser("simulate", help="trade random orders through the core, in-process")
+
+    serve = commands.add_parser("serve", help="run the whole venue in this process")
+    serve.add_argument("--fsync", choices=("everysec", "always"), default="everysec")
+    serve.add_argument("--ledgers", type=int, default=1, help="ledger shards (first start only)")
+    serve.add_argument("--matchers", type=int, default=1, help="matcher shards (first start)")
+    serve.add_argument("--maker-fee-bps", type=int, default=0)
+    serve.add_argument("--taker-fee-bps", type=int, default=0)
+
+    run = commands.add_parser("run", help="run one shard of one stage in this process")
+    run.add_argument("stage", choices=("ledger", "matcher"))
+    run.add_argument("--shard", type=_shard, default=(0, 1), help="INDEX/COUNT, such as 0/2")
+
+    verify = commands.add_parser("verify", help="check the venue's books balance")
+    verify.add_argument("--settle-timeout", type=float, default=10.0)
+
+    adm = commands.add_parser("admin", help="operate a running venue")
+    ops = adm.add_subparsers(dest="op", required=True)
+    create = ops.add_parser("create-account")
+    create.add_argument("--cash", default="0")
+    create.add_argument("--position", type=_position, action="append", default=[])
+    create.add_argument("--name", default="")
+    for name in ("deposit", "withdraw"):
+        move = ops.add_parser(name, help=f"{name} cash (--cash) or shares (--symbol, --qty)")
+        move.add_argument("account")
+        move.add_argument("--cash")
+        move.add_argument("--symbol")
+        move.add_argument("--qty")
+        move.add_argument("--transfer-id", help="makes a retry safe: done once per id")
+    ops.add_parser("list-accounts")
+    symbol = ops.add_parser("add-symbol")
+    symbol.add_argument("symbol")
+    symbol.add_argument("--tick-size", default="0.01")
+    symbol.add_argument("--lot-size", default="1")
+    symbol.add_argument("--band-bps", type=int, default=1000)
+    for name in ("halt", "resume"):
+        ops.add_parser(name).add_argument("symbol")
+    ops.add_parser("close-session", help="expire every DAY order")
+
+    sim = commands.add_parser("simulate", help="trade random orders through the core, no Redis")
     sim.add_argument("--seconds", type=float, default=10.0)
     sim.add_argument("--traders", type=int, default=20)
     sim.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args(argv)
+    return parser
+
+
+async def _admin(args: argparse.Namespace, redis_url: str) -> Any:
+    async with VenueClient(redis_url) as client:
+        op = args.op
+        if op == "create-account":
+            positions = dict(args.position)
+            return await admin.create_account(client, args.cash, positions, args.name)
+        if op in ("deposit", "withdraw"):
+            if (args.cash is None) == (args.symbol is None):
+                raise admin.AdminError("invalid_request", "give either --cash or --symbol/--qty")
+            asset, amount = (CASH, args.cash) if args.cash is not None else (args.symbol, args.qty)
+            if amount is None:
+                raise admin.AdminError("invalid_request", "--symbol needs --qty")
+            account_id = uuid_to_id(args.account)
+            withdraw = op == "withdraw"
+            return await admin.transfer(
+                client, account_id, asset, amount, withdraw, args.transfer_id
+            )
+        if op == "list-accounts":
+            return await admin.list_accounts(client)
+        if op == "add-symbol":
+            return await admin.add_symbol(
+                client, args.symbol, args.tick_size, args.lot_size, args.band_bps
+            )
+        if op in ("halt", "resume"):
+            return await admin.set_halted(client, args.symbol, op == "halt")
+        return await admin.close_session(client)
+
+
+async def _verify(redis_url: str, settle_timeout: float) -> int:
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        report = await verify(redis, settle_timeout)
+    finally:
+        await redis.aclose()
+    print(report.text())
+    return 0 if report.ok else 1
+
+
+def _run(main: Callable[[], Awaitable[Any]]) -> Any:
+    _event_loop_policy()
+    return asyncio.run(main())  # type: ignore[arg-type]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     if args.command == "simulate":
         return simulate(args.seconds, args.traders, args.seed)
-    parser.error(f"unknown command {args.command}")
-    return 2
+    if args.command == "serve":
+        config = VenueConfig(args.ledgers, args.matchers, args.maker_fee_bps, args.taker_fee_bps)
+        url = args.redis_url or None
+        _run(lambda: venue.serve(args.data_dir, args.fsync, config, url))
+        return 0
+    redis_url = venue.find_redis_url(args.data_dir, args.redis_url)
+    if args.command == "run":
+        index, count = args.shard
+        _run(lambda: venue.run_shard(args.stage, index, count, redis_url))
+        return 0
+    if args.command == "verify":
+        code: int = _run(lambda: _verify(redis_url, args.settle_timeout))
+        return code
+    try:
+        result = _run(lambda: _admin(args, redis_url))
+    except admin.AdminError as error:
+        print(json.dumps({"error": error.code, "message": error.message}))
+        return 1
+    except (NumberError, SymbolError, IdError) as error:
+        print(json.dumps({"error": "invalid_request", "message": str(error)}))
+        return 1
+    print(json.dumps(result))
+    return 0
 
 
 if __name__ == "__main__":

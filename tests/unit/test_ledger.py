@@ -181,7 +181,7 @@ def test_insufficient_buying_power_changes_nothing() -> None:
         venue.ledger.place_order(make(1, 1, BUY, 101, 100), "coid")  # 10100 + 11
     assert info.value.code == "insufficient_buying_power"
     assert venue.ledger.state_hash() == before
-    assert "coid" not in venue.ledger.accounts[1].client_order_ids
+    assert "coid" not in venue.ledger.client_order_ids.get(1, {})
     venue.ledger.place_order(make(1, 1, BUY, 100, 100), "coid")  # 10000 + 10: exactly enough
     assert cash(venue, 1) == (0, 10_010)
 
@@ -561,8 +561,8 @@ def test_client_order_ids_are_unique_per_account() -> None:
     with pytest.raises(LedgerError) as info:  # still taken once the order is done
         venue.ledger.place_order(make(4, 1, BUY, 1, 100), "mine")
     assert info.value.code == "duplicate_client_order_id"
-    assert venue.ledger.accounts[1].client_order_ids == {"mine": 1}
-    assert venue.ledger.accounts[2].client_order_ids == {"mine": 3}
+    assert venue.ledger.client_order_ids.get(1, {}) == {"mine": 1}
+    assert venue.ledger.client_order_ids.get(2, {}) == {"mine": 3}
 
 
 # Replacement.
@@ -585,7 +585,7 @@ def test_replaced_releases_the_old_orders_remainder() -> None:
     assert cash(venue, 1) == (1_200, 500)
     assert set(venue.ledger.open_orders) == {11}
     assert venue.ledger.open_orders[11].replaces == 0
-    assert venue.ledger.accounts[1].client_order_ids == {"new-coid": 11}
+    assert venue.ledger.client_order_ids.get(1, {}) == {"new-coid": 11}
 
 
 def test_replacement_that_trades_settles_the_new_order() -> None:

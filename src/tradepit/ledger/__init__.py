@@ -74,7 +74,6 @@ class Account(msgspec.Struct):
     cash_reserved: int = 0
     fees_paid: int = 0
     holdings: dict[str, Holding] = msgspec.field(default_factory=dict)
-    client_order_ids: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class OpenOrder(msgspec.Struct):
@@ -109,6 +108,7 @@ class LedgerState(msgspec.Struct):
     accounts: list[Account]
     open_orders: list[OpenOrder]
     transfers: dict[str, tuple[int, str, int, int]]
+    client_order_ids: dict[int, dict[str, int]]
     net_deposits: dict[str, int]
     trade_flow: dict[str, int]
 
@@ -127,6 +127,9 @@ class Ledger:
         self.open_orders: dict[int, OpenOrder] = {}
         # transfer id -> (account, asset, signed amount, cost): what a done transfer did.
         self.transfers: dict[str, tuple[int, str, int, int]] = {}
+        # account -> client order id -> order id. Kept apart from `Account` so that an account
+        # stays small to store however many orders it has placed.
+        self.client_order_ids: dict[int, dict[str, int]] = {}
         # Per asset: deposits - withdrawals, and value settled with other shards' accounts
         # (positive: received). Balances always sum to their total.
         self.net_deposits: dict[str, int] = {}
@@ -224,13 +227,12 @@ class Ledger:
             raise LedgerError("invalid_order", "qty and price must be positive")
         if order.order_id in self.open_orders:
             raise LedgerError("duplicate_order_id", "an open order already has this id")
-        if client_order_id is not None and client_order_id in account.client_order_ids:
-            raise LedgerError(
-                "duplicate_client_order_id", f"client_order_id {client_order_id!r} is taken"
-            )
+        self._check_client_order_id(account.account_id, client_order_id)
         self._reserve(account, symbol, order.order_id, order.side, order.price, order.qty, 0)
         if client_order_id is not None:
-            account.client_order_ids[client_order_id] = order.order_id
+            self.client_order_ids.setdefault(account.account_id, {})[client_order_id] = (
+                order.order_id
+            )
 
     def reserve_replacement(
         self,
@@ -255,14 +257,19 @@ class Ledger:
             raise LedgerError("invalid_order", "qty and price must be positive")
         if new_order_id in self.open_orders:
             raise LedgerError("duplicate_order_id", "an open order already has this id")
-        if client_order_id is not None and client_order_id in account.client_order_ids:
-            raise LedgerError(
-                "duplicate_client_order_id", f"client_order_id {client_order_id!r} is taken"
-            )
+        self._check_client_order_id(account.account_id, client_order_id)
         symbol = self.symbols[old.symbol]
         self._reserve(account, symbol, new_order_id, old.side, price, qty, order_id)
         if client_order_id is not None:
-            account.client_order_ids[client_order_id] = new_order_id
+            self.client_order_ids.setdefault(account_id, {})[client_order_id] = new_order_id
+
+    def _check_client_order_id(self, account_id: int, client_order_id: str | None) -> None:
+        if client_order_id is not None and client_order_id in self.client_order_ids.get(
+            account_id, ()
+        ):
+            raise LedgerError(
+                "duplicate_client_order_id", f"client_order_id {client_order_id!r} is taken"
+            )
 
     def _reserve(
         self,
@@ -443,6 +450,7 @@ class Ledger:
             [self.accounts[key] for key in sorted(self.accounts)],
             [self.open_orders[key] for key in sorted(self.open_orders)],
             dict(sorted(self.transfers.items())),
+            {key: dict(sorted(ids.items())) for key, ids in sorted(self.client_order_ids.items())},
             dict(sorted(self.net_deposits.items())),
             dict(sorted(self.trade_flow.items())),
         )
@@ -455,6 +463,7 @@ class Ledger:
         ledger.accounts = {account.account_id: account for account in state.accounts}
         ledger.open_orders = {order.order_id: order for order in state.open_orders}
         ledger.transfers = state.transfers
+        ledger.client_order_ids = state.client_order_ids
         ledger.net_deposits = state.net_deposits
         ledger.trade_flow = state.trade_flow
         return ledger

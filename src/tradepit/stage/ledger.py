@@ -1,0 +1,377 @@
+"""A ledger shard on the bus: the accounts whose id maps to it, and their orders.
+
+Inboxes, applied in this order each batch: the matchers' events for this shard's accounts
+(settling fills first frees buying power for the orders behind them), then `{lN}:in`, the
+commands of clients and the operator. Outputs: orders, cancels and replaces to the matcher
+shard that owns each symbol; a reply per command, published to the channel its entry named;
+the changed order records, appended to `{lN}:updates` and published live.
+
+In Redis, each table is a hash keyed by id, and only what a batch changed is written.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+
+from tradepit.domain.events import PartialFill
+from tradepit.domain.ids import VENUE_ACCOUNT_ID
+from tradepit.domain.orders import Order
+from tradepit.domain.symbols import SymbolError
+from tradepit.ledger import Account, Ledger, LedgerError, LedgerState, OpenOrder
+from tradepit.ledger.history import OrderHistory, OrderRecord, OrderStatus
+from tradepit.stage.keys import ShardKeys, VenueConfig, matcher_of
+from tradepit.stage.loop import BadEntryError, Fields, StageCore
+from tradepit.stage.messages import (
+    COMMANDS,
+    EVENTS,
+    REPLY_TO,
+    AddSymbol,
+    AnyLedgerCommand,
+    Cancel,
+    CancelOrder,
+    MatcherCommand,
+    OpenAccount,
+    PlaceOrder,
+    Replace,
+    ReplaceOrder,
+    Reply,
+    Submit,
+    SymbolSpec,
+    Transfer,
+    decode_events,
+    decode_ledger_commands,
+    encode,
+    spec_of,
+    symbol_of,
+)
+
+__all__ = ["LedgerShard", "load_ledger", "UPDATES_KEPT"]
+
+UPDATES_KEPT = 100_000  # order updates kept in `{lN}:updates` for clients that reconnect
+
+_decode_account = msgspec.json.Decoder(Account).decode
+_decode_open_order = msgspec.json.Decoder(OpenOrder).decode
+_decode_record = msgspec.json.Decoder(OrderRecord).decode
+_decode_transfer = msgspec.json.Decoder(tuple[int, str, int, int]).decode
+_decode_totals = msgspec.json.Decoder(dict[str, int]).decode
+_decode_specs = msgspec.json.Decoder(list[SymbolSpec]).decode
+
+
+class LedgerShard(StageCore):
+    def __init__(self, index: int, config: VenueConfig) -> None:
+        self.index = index
+        self.config = config
+        self.keys = ShardKeys(f"l{index}")
+        self.ledger = Ledger((), config.maker_fee_bps, config.taker_fee_bps)
+        self.history = OrderHistory(self.ledger.symbols)
+        self._reset_batch()
+
+    def inboxes(self) -> list[str]:
+        return [self.keys.link_from(name) for name in self.config.matcher_names()] + [
+            self.keys.inbox
+        ]
+
+    def owns(self, account_id: int) -> bool:
+        return account_id % self.config.ledgers == self.index
+
+    def _reset_batch(self) -> None:
+        self.dirty_accounts: set[int] = set()
+        self.dirty_open_orders: set[int] = set()
+        self.dirty_records: dict[int, OrderRecord] = {}
+        self.new_transfers: list[str] = []
+        self.new_client_order_ids: list[tuple[int, str, int]] = []
+        self.totals_changed = False
+        self.symbols_changed = False
+        self.to_matchers: dict[str, list[MatcherCommand]] = {}
+        self.replies: dict[bytes, list[Reply]] = {}
+
+    # Loading.
+
+    async def load(self, redis: aioredis.Redis) -> None:
+        self.ledger, self.history = await load_ledger(redis, self.keys, self.config)
+        self._reset_batch()
+
+    # Applying.
+
+    def apply(self, stream: str, fields: Fields) -> None:
+        if stream == self.keys.inbox:
+            self._apply_commands(fields)
+        else:
+            self._apply_events(fields)
+
+    def _apply_events(self, fields: Fields) -> None:
+        try:
+            events = decode_events(fields[EVENTS])
+        except (KeyError, msgspec.DecodeError) as error:
+            raise BadEntryError(f"not a list of events: {error}") from None
+        ledger, history = self.ledger, self.history
+        for event in events:
+            order_id = getattr(event, "order_id", None)
+            if order_id is None:
+                continue  # a trade or a status: nothing to settle
+            account_id: int = getattr(event, "account_id", 0)
+            if not self.owns(account_id):
+                continue
+            ledger.apply(event)
+            self.dirty_accounts.add(account_id)
+            self.dirty_open_orders.add(order_id)
+            if isinstance(event, PartialFill):
+                self.dirty_accounts.add(VENUE_ACCOUNT_ID)
+            new_order_id = getattr(event, "new_order_id", None)
+            if new_order_id is not None:
+                self.dirty_open_orders.add(new_order_id)
+            for record in history.apply(event):
+                self.dirty_records[record.order_id] = record
+
+    def _apply_commands(self, fields: Fields) -> None:
+        try:
+            commands = decode_ledger_commands(fields[COMMANDS])
+        except (KeyError, msgspec.DecodeError) as error:
+            raise BadEntryError(f"not a list of ledger commands: {error}") from None
+        reply_to = fields.get(REPLY_TO)
+        replies = self.replies.setdefault(reply_to, []) if reply_to else None
+        for command in commands:
+            try:
+                self._apply_command(command)
+            except LedgerError as error:
+                reply = Reply(command.request_id, False, error.code, error.message)
+            else:
+                reply = Reply(command.request_id, True)
+            if replies is not None and command.request_id:
+                replies.append(reply)
+
+    def _apply_command(self, command: AnyLedgerCommand) -> None:
+        if isinstance(command, PlaceOrder):
+            self._place_order(command.order, command.client_order_id)
+        elif isinstance(command, CancelOrder):
+            self._cancel_order(command)
+        elif isinstance(command, ReplaceOrder):
+            self._replace_order(command)
+        elif isinstance(command, Transfer):
+            self._transfer(command)
+        elif isinstance(command, OpenAccount):
+            self._check_owned(command.account_id)
+            self.ledger.open_account(command.account_id)
+            self.dirty_accounts.add(command.account_id)
+        elif isinstance(command, AddSymbol):
+            try:
+                symbol = symbol_of(command.symbol)
+            except (SymbolError, ArithmeticError) as error:
+                raise LedgerError("invalid_symbol", str(error)) from None
+            self.ledger.add_symbol(symbol)
+            self.symbols_changed = True
+
+    def _check_owned(self, account_id: int) -> None:
+        if not self.owns(account_id):
+            raise LedgerError("wrong_shard", f"account {account_id} belongs to another shard")
+
+    def _place_order(self, order: Order, client_order_id: str) -> None:
+        self._check_owned(order.account_id)
+        order.leaves = order.filled = 0
+        self.ledger.place_order(order, client_order_id or None)
+        self._order_accepted(order, client_order_id, 0)
+        self._send(order.symbol, Submit(order))
+
+    def _order_accepted(self, order: Order, client_order_id: str, replaces: int) -> None:
+        record = self.history.accepted(order, client_order_id, replaces)
+        self.dirty_records[order.order_id] = record
+        self.dirty_open_orders.add(order.order_id)
+        self.dirty_accounts.add(order.account_id)
+        if client_order_id:
+            self.new_client_order_ids.append((order.account_id, client_order_id, order.order_id))
+
+    def _cancel_order(self, command: CancelOrder) -> None:
+        open_order = self._own_open_order(command.account_id, command.order_id)
+        record = self.history.mark_pending(command.order_id, OrderStatus.PENDING_CANCEL, command.ts)
+        if record is not None:
+            self.dirty_records[record.order_id] = record
+        self._send(
+            open_order.symbol,
+            Cancel(open_order.symbol, command.order_id, command.account_id, command.ts),
+        )
+
+    def _replace_order(self, command: ReplaceOrder) -> None:
+        self._own_open_order(command.account_id, command.order_id)
+        old = self.history.records.get(command.order_id)
+        if old is None or old.status in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_REPLACE):
+            raise LedgerError("order_pending", "the order has a cancel or replace in flight")
+        if command.new_order_id in self.history.records:
+            raise LedgerError("duplicate_order_id", "an open order already has this id")
+        self.ledger.reserve_replacement(
+            command.order_id,
+            command.account_id,
+            command.new_order_id,
+            command.qty,
+            command.price,
+            command.client_order_id or None,
+        )
+        new = Order(
+            command.new_order_id,
+            command.account_id,
+            old.symbol,
+            old.side,
+            old.type,
+            old.time_in_force,
+            command.qty,
+            command.price,
+            command.stop_price,
+            ts=command.ts,
+        )
+        self._order_accepted(new, command.client_order_id, command.order_id)
+        pending = self.history.mark_pending(
+            command.order_id, OrderStatus.PENDING_REPLACE, command.ts
+        )
+        if pending is not None:
+            self.dirty_records[pending.order_id] = pending
+        self._send(
+            old.symbol,
+            Replace(
+                old.symbol,
+                command.order_id,
+                command.account_id,
+                command.new_order_id,
+                command.qty,
+                command.price,
+                command.stop_price,
+                command.ts,
+            ),
+        )
+
+    def _own_open_order(self, account_id: int, order_id: int) -> OpenOrder:
+        self._check_owned(account_id)
+        open_order = self.ledger.open_orders.get(order_id)
+        if open_order is None or open_order.account_id != account_id:
+            raise LedgerError("unknown_order", "no such open order")
+        return open_order
+
+    def _transfer(self, command: Transfer) -> None:
+        self._check_owned(command.account_id)
+        ledger = self.ledger
+        already_done = command.transfer_id in ledger.transfers
+        quantity = abs(command.amount)
+        withdraw = command.amount < 0
+        if command.asset == "$":
+            if withdraw:
+                ledger.withdraw_cash(command.transfer_id, command.account_id, quantity)
+            else:
+                ledger.deposit_cash(command.transfer_id, command.account_id, quantity)
+        elif withdraw:
+            ledger.withdraw_shares(command.transfer_id, command.account_id, command.asset, quantity)
+        else:
+            ledger.deposit_shares(
+                command.transfer_id, command.account_id, command.asset, quantity, command.cost
+            )
+        if not already_done:
+            self.dirty_accounts.add(command.account_id)
+            self.new_transfers.append(command.transfer_id)
+            self.totals_changed = True
+
+    def _send(self, symbol: str, command: MatcherCommand) -> None:
+        self.to_matchers.setdefault(matcher_of(symbol, self.config), []).append(command)
+
+    # Committing.
+
+    def write(self, tx: Pipeline) -> list[tuple[str, bytes]]:
+        keys, ledger = self.keys, self.ledger
+        for matcher, commands in self.to_matchers.items():
+            tx.xadd(keys.link_to(matcher), {COMMANDS: encode(commands)})
+        if self.dirty_accounts:
+            accounts = ledger.accounts
+            tx.hset(
+                keys.accounts,
+                mapping={
+                    account_id: encode(accounts[account_id]) for account_id in self.dirty_accounts
+                },
+            )
+        if self.dirty_open_orders:
+            open_orders = ledger.open_orders
+            still_open = {}
+            closed = []
+            for order_id in self.dirty_open_orders:
+                open_order = open_orders.get(order_id)
+                if open_order is None:
+                    closed.append(order_id)
+                else:
+                    still_open[order_id] = encode(open_order)
+            if still_open:
+                tx.hset(keys.open_orders, mapping=still_open)  # type: ignore[arg-type]
+            if closed:
+                tx.hdel(keys.open_orders, *closed)
+        publishes: list[tuple[str, bytes]] = []
+        if self.dirty_records:
+            encoded = {order_id: encode(record) for order_id, record in self.dirty_records.items()}
+            tx.hset(keys.orders, mapping=encoded)  # type: ignore[arg-type]
+            updates = b"[" + b",".join(encoded.values()) + b"]"
+            tx.xadd(keys.updates, {b"u": updates}, maxlen=UPDATES_KEPT, approximate=True)
+            publishes.append((keys.channel, updates))
+            # A record whose order is over needs no more memory here: Redis has it.
+            records = self.history.records
+            for order_id in self.dirty_records:
+                if order_id not in ledger.open_orders:
+                    records.pop(order_id, None)
+        if self.new_transfers:
+            tx.hset(
+                keys.transfers,
+                mapping={key: encode(ledger.transfers[key]) for key in self.new_transfers},
+            )
+        if self.new_client_order_ids:
+            tx.hset(
+                keys.client_order_ids,
+                mapping={
+                    f"{account_id}:{coid}": order_id
+                    for account_id, coid, order_id in self.new_client_order_ids
+                },
+            )
+        if self.dirty_accounts or self.totals_changed or self.symbols_changed:
+            tx.hset(
+                keys.state,
+                mapping={
+                    "net_deposits": encode(ledger.net_deposits),
+                    "trade_flow": encode(ledger.trade_flow),
+                    "symbols": encode([spec_of(symbol) for symbol in ledger.symbols.values()]),
+                },
+            )
+        for channel, replies in self.replies.items():
+            publishes.append((channel.decode(), encode(replies)))
+        self._reset_batch()
+        return publishes
+
+
+async def load_ledger(
+    redis: aioredis.Redis, keys: ShardKeys, config: VenueConfig
+) -> tuple[Ledger, OrderHistory]:
+    """A shard's ledger and its live order records, as committed in Redis."""
+    async with redis.pipeline(transaction=True) as tx:
+        tx.hgetall(keys.state)
+        tx.hvals(keys.accounts)
+        tx.hvals(keys.open_orders)
+        tx.hgetall(keys.transfers)
+        tx.hgetall(keys.client_order_ids)
+        state, accounts, open_orders, transfers, client_order_ids = await tx.execute()
+    coids: dict[int, dict[str, int]] = {}
+    for key, order_id in client_order_ids.items():
+        account_id, _, coid = key.decode().partition(":")
+        coids.setdefault(int(account_id), {})[coid] = int(order_id)
+    ledger_state = LedgerState(
+        config.maker_fee_bps,
+        config.taker_fee_bps,
+        [_decode_account(raw) for raw in accounts],
+        [_decode_open_order(raw) for raw in open_orders],
+        {key.decode(): _decode_transfer(raw) for key, raw in transfers.items()},
+        coids,
+        _decode_totals(state.get(b"net_deposits", b"{}")),
+        _decode_totals(state.get(b"trade_flow", b"{}")),
+    )
+    symbols = [symbol_of(spec) for spec in _decode_specs(state.get(b"symbols", b"[]"))]
+    ledger = Ledger.restore(ledger_state, symbols)
+    ledger.open_account(VENUE_ACCOUNT_ID)
+    history = OrderHistory(ledger.symbols)
+    if ledger.open_orders:
+        raws = await redis.hmget(keys.orders, list(ledger.open_orders))
+        for raw in raws:
+            if raw is not None:
+                record = _decode_record(raw)
+                history.records[record.order_id] = record
+    return ledger, history

@@ -1,0 +1,167 @@
+"""The loop every stateful stage runs, written once.
+
+1. read a batch from the shard's inbox streams, after its checkpoints;
+2. apply it to the in-memory core, deterministically;
+3. in ONE MULTI/EXEC: append the outputs to the outbox streams, write the state that changed,
+   and advance the checkpoints; then PUBLISH the live copies.
+
+A crash anywhere loses nothing: until EXEC, nothing of the batch is in Redis, and a restarted
+stage loads the state and checkpoints that were committed together. A lost connection is
+handled the same way: the stage drops its memory and loads again.
+
+An entry that cannot be decoded is moved to the shard's dead-letter stream with the reason, in
+the same transaction as the checkpoint that skips it, and the stage goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABC, abstractmethod
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from tradepit.stage.keys import ShardKeys
+
+__all__ = ["BadEntryError", "StageCore", "StageLoop", "Fields"]
+
+log = logging.getLogger("tradepit.stage")
+
+Fields = dict[bytes, bytes]
+_START = b"0-0"
+DEAD_LETTERS_KEPT = 10_000
+
+
+class BadEntryError(Exception):
+    """An inbox entry that cannot be applied as it is: it goes to the dead-letter stream."""
+
+
+class StageCore(ABC):
+    """The shard-specific half of a stage: a pure core plus how its state maps onto Redis."""
+
+    keys: ShardKeys
+
+    @abstractmethod
+    def inboxes(self) -> list[str]:
+        """The streams this shard reads, in the order each batch applies them."""
+
+    @abstractmethod
+    async def load(self, redis: aioredis.Redis) -> None:
+        """Replace all in-memory state with what Redis holds."""
+
+    @abstractmethod
+    def apply(self, stream: str, fields: Fields) -> None:
+        """Apply one entry. Raise BadEntryError, having changed nothing, if it cannot be decoded."""
+
+    @abstractmethod
+    def write(self, tx: Pipeline) -> list[tuple[str, bytes]]:
+        """Queue the batch's outputs and changed state on `tx`; return what to publish after."""
+
+
+class StageLoop:
+    """Runs a `StageCore` against Redis until `stop()`; survives Redis restarts."""
+
+    def __init__(
+        self,
+        core: StageCore,
+        redis_url: str,
+        *,
+        max_entries: int = 200,
+        block_ms: int = 100,
+        trim_inputs: bool = True,
+    ) -> None:
+        self.core = core
+        self.redis_url = redis_url
+        self.max_entries = max_entries
+        self.block_ms = block_ms
+        self.trim_inputs = trim_inputs
+        self.checkpoints: dict[str, bytes] = {}
+        self.batches = 0
+        self.dead_letters = 0
+        self._stopping = asyncio.Event()
+        self.ready = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        backoff = 0.05
+        while not self._stopping.is_set():
+            redis = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=2)
+            try:
+                await self._load(redis)
+                self.ready.set()
+                backoff = 0.05
+                while not self._stopping.is_set():
+                    await self.step(redis)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+                # Whatever this batch did in memory was not committed: load it all again.
+                log.warning("%s: redis unavailable (%s); reloading", self.core.keys.shard, error)
+                self.ready.clear()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+            finally:
+                await redis.aclose()
+
+    async def _load(self, redis: aioredis.Redis) -> None:
+        stored: Any = await redis.hgetall(self.core.keys.checkpoints)
+        self.checkpoints = {
+            stream: stored.get(stream.encode(), _START) for stream in self.core.inboxes()
+        }
+        await self.core.load(redis)
+
+    async def step(self, redis: aioredis.Redis) -> int:
+        """Read, apply and commit one batch; return how many entries it held."""
+        block = None if self._stopping.is_set() else self.block_ms
+        streams: Any = self.checkpoints
+        response: Any = await redis.xread(streams, count=self.max_entries, block=block)
+        if not response:
+            return 0
+        keys = self.core.keys
+        dead: list[tuple[str, bytes, Fields, str]] = []
+        advanced: dict[str, bytes] = {}
+        count = 0
+        # XREAD answers the streams in the order asked, which is the core's order.
+        for raw_stream, entries in response:
+            stream = raw_stream.decode()
+            for entry_id, fields in entries:
+                try:
+                    self.core.apply(stream, fields)
+                except BadEntryError as error:
+                    dead.append((stream, entry_id, fields, str(error)))
+            count += len(entries)
+            advanced[stream] = entries[-1][0]
+        async with redis.pipeline(transaction=True) as tx:
+            publishes = self.core.write(tx)
+            for stream, entry_id, fields, reason in dead:
+                record: dict[Any, Any] = {
+                    b"stream": stream,
+                    b"id": entry_id,
+                    b"reason": reason,
+                }
+                record.update({b"field:" + name: value for name, value in fields.items()})
+                tx.xadd(keys.dead_letters, record, maxlen=DEAD_LETTERS_KEPT, approximate=True)
+            tx.hset(keys.checkpoints, mapping=advanced)  # type: ignore[arg-type]
+            await tx.execute()
+        self.checkpoints.update(advanced)
+        self.batches += 1
+        self.dead_letters += len(dead)
+        for stream, entry_id, _fields, reason in dead:
+            log.warning("%s: dead-lettered %s %s: %s", keys.shard, stream, entry_id, reason)
+        if publishes:
+            async with redis.pipeline(transaction=False) as pipe:
+                for channel, message in publishes:
+                    pipe.publish(channel, message)
+                await pipe.execute()
+        if self.trim_inputs and self.batches % 64 == 0:
+            # What is applied and committed is no longer needed in the inboxes.
+            async with redis.pipeline(transaction=False) as pipe:
+                for stream, entry_id in self.checkpoints.items():
+                    if entry_id != _START:
+                        pipe.xtrim(stream, minid=entry_id, approximate=True)
+                await pipe.execute()
+        return count

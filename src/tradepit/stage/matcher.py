@@ -1,0 +1,218 @@
+"""A matcher shard on the bus: the books of the symbols that map to it.
+
+Inboxes, applied in this order each batch: `{mK}:in` (the operator: books, halts, the session
+close) and then each ledger shard's outbox to this shard (orders, cancels, replaces). Outputs:
+to each ledger shard, the events about its accounts' orders; to `{mK}:events` and the live
+channel, every event, for market data.
+
+In Redis, `{mK}:books` holds each book's counters and `{mK}:resting` each open order with its
+place in the queue. An order's place is the sequence number of the event that put it at the
+back of its level (accepted, triggered, or replaced at a new price or size); a replace that
+keeps priority keeps it. Loading sorts by that rank, which rebuilds every queue exactly.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+
+from tradepit.domain.events import (
+    Accepted,
+    Event,
+    Replaced,
+    Trade,
+    Triggered,
+)
+from tradepit.domain.orders import Order, OrderType, Side
+from tradepit.matcher import Matcher, MatcherState
+from tradepit.matcher.book import BookState
+from tradepit.stage.keys import ShardKeys, VenueConfig
+from tradepit.stage.loop import BadEntryError, Fields, StageCore
+from tradepit.stage.messages import (
+    COMMANDS,
+    EVENTS,
+    AddBook,
+    Cancel,
+    CloseSession,
+    Replace,
+    SetHalted,
+    Submit,
+    decode_matcher_commands,
+    encode,
+)
+
+__all__ = ["MatcherShard", "BookCounters", "StoredOrder", "load_matcher", "EVENTS_KEPT"]
+
+EVENTS_KEPT = 10_000  # batches of events kept in `{mK}:events` for market data to catch up
+
+
+class BookCounters(msgspec.Struct, array_like=True):
+    seq: int
+    last_price: int
+    halted: bool
+    arrival: int
+
+
+class StoredOrder(msgspec.Struct, array_like=True, gc=False):
+    """An open order and its rank: its queue rank if resting, its stop arrival if waiting."""
+
+    rank: int
+    order: Order
+
+
+_decode_counters = msgspec.json.Decoder(BookCounters).decode
+_decode_stored = msgspec.json.Decoder(StoredOrder).decode
+
+
+class MatcherShard(StageCore):
+    def __init__(self, index: int, config: VenueConfig) -> None:
+        self.index = index
+        self.config = config
+        self.keys = ShardKeys(f"m{index}")
+        self.matcher = Matcher()
+        self.ranks: dict[int, int] = {}  # resting order id -> queue rank
+        self.new_books: set[str] = set()
+
+    def inboxes(self) -> list[str]:
+        return [self.keys.inbox] + [
+            self.keys.link_from(name) for name in self.config.ledger_names()
+        ]
+
+    async def load(self, redis: aioredis.Redis) -> None:
+        self.matcher, self.ranks = await load_matcher(redis, self.keys)
+        self.new_books = set()
+
+    def apply(self, stream: str, fields: Fields) -> None:
+        try:
+            commands = decode_matcher_commands(fields[COMMANDS])
+        except (KeyError, msgspec.DecodeError) as error:
+            raise BadEntryError(f"not a list of matcher commands: {error}") from None
+        matcher = self.matcher
+        for command in commands:
+            if isinstance(command, Submit):
+                matcher.submit(command.order)
+            elif isinstance(command, Cancel):
+                matcher.cancel(command.symbol, command.order_id, command.account_id, command.ts)
+            elif isinstance(command, Replace):
+                matcher.replace(
+                    command.symbol,
+                    command.order_id,
+                    command.account_id,
+                    command.new_order_id,
+                    command.qty,
+                    command.price,
+                    command.stop_price,
+                    command.ts,
+                )
+            elif isinstance(command, AddBook):
+                if command.symbol not in matcher.books:
+                    matcher.add_symbol(command.symbol)
+                    self.new_books.add(command.symbol)
+            elif isinstance(command, SetHalted):
+                matcher.set_halted(command.symbol, command.halted, command.ts)
+            elif isinstance(command, CloseSession):
+                matcher.close_session(command.ts)
+
+    def write(self, tx: Pipeline) -> list[tuple[str, bytes]]:
+        events = self.matcher.take_events()
+        symbols, self.new_books = self.new_books, set()
+        keys = self.keys
+        if not events:
+            self._write_counters(tx, symbols)
+            return []
+        ledgers = self.config.ledgers
+        per_ledger: list[list[Event]] = [[] for _ in range(ledgers)]
+        touched: dict[int, str] = {}  # order id -> symbol
+        ranks = self.ranks
+        for event in events:
+            symbols.add(event.symbol)
+            if isinstance(event, Trade):
+                continue
+            order_id: int = event.order_id  # type: ignore[attr-defined]
+            touched[order_id] = event.symbol
+            per_ledger[event.account_id % ledgers].append(event)  # type: ignore[attr-defined]
+            if isinstance(event, Accepted | Triggered):
+                ranks[order_id] = event.seq
+            elif isinstance(event, Replaced):
+                touched[event.new_order_id] = event.symbol
+                rank = ranks.pop(order_id, event.seq)
+                ranks[event.new_order_id] = rank if event.kept_priority else event.seq
+        all_events = encode(events)
+        tx.xadd(keys.events, {EVENTS: all_events}, maxlen=EVENTS_KEPT, approximate=True)
+        for index, ledger_events in enumerate(per_ledger):
+            if ledger_events:
+                tx.xadd(keys.link_to(f"l{index}"), {EVENTS: encode(ledger_events)})
+        self._write_orders(tx, touched)
+        self._write_counters(tx, symbols)
+        return [(keys.channel, all_events)]
+
+    def _write_counters(self, tx: Pipeline, symbols: set[str]) -> None:
+        books = self.matcher.books
+        counters = {
+            symbol: encode(
+                BookCounters(
+                    books[symbol].seq,
+                    books[symbol].last_price,
+                    books[symbol].halted,
+                    books[symbol].arrival,
+                )
+            )
+            for symbol in symbols
+            if symbol in books
+        }
+        if counters:
+            tx.hset(self.keys.books, mapping=counters)  # type: ignore[arg-type]
+
+    def _write_orders(self, tx: Pipeline, touched: dict[int, str]) -> None:
+        books = self.matcher.books
+        ranks = self.ranks
+        still_open: dict[int, bytes] = {}
+        gone: list[int] = []
+        for order_id, symbol in touched.items():
+            book = books.get(symbol)
+            order = book.orders.get(order_id) if book is not None else None
+            if order is not None:
+                still_open[order_id] = encode(StoredOrder(ranks[order_id], order))
+                continue
+            stop = book.stops.get(order_id) if book is not None else None
+            if stop is not None and book is not None:
+                still_open[order_id] = encode(StoredOrder(stop[1], book.stop_orders[order_id]))
+            else:
+                gone.append(order_id)
+                ranks.pop(order_id, None)
+        if still_open:
+            tx.hset(self.keys.resting, mapping=still_open)  # type: ignore[arg-type]
+        if gone:
+            tx.hdel(self.keys.resting, *gone)
+
+
+async def load_matcher(redis: aioredis.Redis, keys: ShardKeys) -> tuple[Matcher, dict[int, int]]:
+    """A shard's books as committed in Redis, and the queue ranks of their resting orders."""
+    async with redis.pipeline(transaction=True) as tx:
+        tx.hgetall(keys.books)
+        tx.hvals(keys.resting)
+        counters, stored = await tx.execute()
+    orders = sorted((_decode_stored(raw) for raw in stored), key=lambda entry: entry.rank)
+    ranks: dict[int, int] = {}
+    by_symbol: dict[str, BookState] = {}
+    for raw_symbol, raw_counters in counters.items():
+        symbol = raw_symbol.decode()
+        book = _decode_counters(raw_counters)
+        by_symbol[symbol] = BookState(
+            symbol, book.seq, book.last_price, book.halted, book.arrival, [], [], [], []
+        )
+    for entry in orders:
+        order = entry.order
+        state = by_symbol[order.symbol]
+        waiting = order.type in (OrderType.STOP, OrderType.STOP_LIMIT)
+        if waiting and order.side is Side.BUY:
+            state.buy_stops.append((entry.rank, order))
+        elif waiting:
+            state.sell_stops.append((entry.rank, order))
+        else:
+            ranks[order.order_id] = entry.rank
+            (state.bids if order.side is Side.BUY else state.asks).append(order)
+    matcher = Matcher()
+    matcher.restore(MatcherState([by_symbol[symbol] for symbol in sorted(by_symbol)]))
+    return matcher, ranks

@@ -1,0 +1,226 @@
+"""What travels in the streams: commands to ledgers and matchers, replies, and their codec.
+
+A stream entry carries a batch: field `c` holds a JSON array of commands (msgspec, tagged
+array-like structs), so that a client that has many commands to send pays one XADD for them.
+An entry to a ledger may carry `r`, the Pub/Sub channel its replies go to. JSON rather than
+MessagePack because ids are 128-bit integers, which MessagePack cannot hold.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import msgspec
+
+from tradepit.domain.events import (
+    Accepted,
+    Canceled,
+    CancelRejected,
+    Expired,
+    Fill,
+    PartialFill,
+    Rejected,
+    Replaced,
+    ReplaceRejected,
+    Trade,
+    TradingStatus,
+    Triggered,
+)
+from tradepit.domain.orders import Order
+from tradepit.domain.symbols import Symbol
+
+__all__ = [
+    "COMMANDS",
+    "REPLY_TO",
+    "EVENTS",
+    "SymbolSpec",
+    "OpenAccount",
+    "Transfer",
+    "PlaceOrder",
+    "CancelOrder",
+    "ReplaceOrder",
+    "AddSymbol",
+    "LedgerCommand",
+    "Submit",
+    "Cancel",
+    "Replace",
+    "AddBook",
+    "SetHalted",
+    "CloseSession",
+    "MatcherCommand",
+    "AnyEvent",
+    "Reply",
+    "encode",
+    "decode_ledger_commands",
+    "decode_matcher_commands",
+    "decode_events",
+    "decode_replies",
+    "symbol_of",
+    "spec_of",
+]
+
+COMMANDS = b"c"  # the field of an entry that holds its commands
+REPLY_TO = b"r"  # the field that names the channel for the replies
+EVENTS = b"e"  # the field of a matcher's outbox entry that holds its events
+
+
+class SymbolSpec(msgspec.Struct, array_like=True, frozen=True):
+    """A symbol as it travels and is stored: the arguments of `tradepit.domain.Symbol`."""
+
+    name: str
+    tick_size: str
+    lot_size: str
+    band_bps: int
+
+
+# Commands to a ledger shard. `request_id` names the reply (0: no reply wanted).
+
+
+class LedgerCommand(msgspec.Struct, array_like=True, gc=False, tag=True):
+    request_id: int
+
+
+class OpenAccount(LedgerCommand, tag="open_account"):
+    account_id: int
+
+
+class Transfer(LedgerCommand, tag="transfer"):
+    """Cash (`asset` "$", cents) or shares (a symbol, lots) in (`amount` > 0) or out (< 0)."""
+
+    transfer_id: str
+    account_id: int
+    asset: str
+    amount: int
+    cost: int = 0  # cents: the cost basis of deposited shares
+
+
+class PlaceOrder(LedgerCommand, tag="place_order"):
+    order: Order
+    client_order_id: str
+
+
+class CancelOrder(LedgerCommand, tag="cancel_order"):
+    account_id: int
+    order_id: int
+    ts: int
+
+
+class ReplaceOrder(LedgerCommand, tag="replace_order"):
+    account_id: int
+    order_id: int
+    new_order_id: int
+    qty: int
+    price: int
+    stop_price: int
+    client_order_id: str
+    ts: int
+
+
+class AddSymbol(LedgerCommand, tag="add_symbol"):
+    symbol: SymbolSpec
+
+
+AnyLedgerCommand = OpenAccount | Transfer | PlaceOrder | CancelOrder | ReplaceOrder | AddSymbol
+
+
+# Commands to a matcher shard: from the ledgers (orders, cancels, replaces), and from the
+# operator (books, halts, the session close).
+
+
+class MatcherCommand(msgspec.Struct, array_like=True, gc=False, tag=True):
+    pass
+
+
+class Submit(MatcherCommand, tag="submit"):
+    order: Order
+
+
+class Cancel(MatcherCommand, tag="cancel"):
+    symbol: str
+    order_id: int
+    account_id: int
+    ts: int
+
+
+class Replace(MatcherCommand, tag="replace"):
+    symbol: str
+    order_id: int
+    account_id: int
+    new_order_id: int
+    qty: int
+    price: int
+    stop_price: int
+    ts: int
+
+
+class AddBook(MatcherCommand, tag="add_book"):
+    symbol: str
+
+
+class SetHalted(MatcherCommand, tag="set_halted"):
+    symbol: str
+    halted: bool
+    ts: int
+
+
+class CloseSession(MatcherCommand, tag="close_session"):
+    ts: int
+
+
+AnyMatcherCommand = Submit | Cancel | Replace | AddBook | SetHalted | CloseSession
+
+AnyEvent = (
+    Accepted
+    | Rejected
+    | Trade
+    | Fill
+    | PartialFill
+    | Canceled
+    | Expired
+    | Replaced
+    | ReplaceRejected
+    | CancelRejected
+    | Triggered
+    | TradingStatus
+)
+
+
+class Reply(msgspec.Struct, array_like=True, gc=False):
+    """A ledger's answer to one command: done, or refused with a stable `code`."""
+
+    request_id: int
+    ok: bool
+    code: str = ""
+    message: str = ""
+
+
+encode = msgspec.json.Encoder().encode
+_ledger_decoder = msgspec.json.Decoder(list[AnyLedgerCommand])
+_matcher_decoder = msgspec.json.Decoder(list[AnyMatcherCommand])
+_events_decoder = msgspec.json.Decoder(list[AnyEvent])
+_replies_decoder = msgspec.json.Decoder(list[Reply])
+
+
+def decode_ledger_commands(data: bytes) -> list[AnyLedgerCommand]:
+    return _ledger_decoder.decode(data)
+
+
+def decode_matcher_commands(data: bytes) -> list[AnyMatcherCommand]:
+    return _matcher_decoder.decode(data)
+
+
+def decode_events(data: bytes) -> list[AnyEvent]:
+    return _events_decoder.decode(data)
+
+
+def decode_replies(data: bytes) -> list[Reply]:
+    return _replies_decoder.decode(data)
+
+
+def symbol_of(spec: SymbolSpec) -> Symbol:
+    """The `Symbol` a spec describes; raises SymbolError (a ValueError) if it cannot trade."""
+    return Symbol(spec.name, Decimal(spec.tick_size), Decimal(spec.lot_size), spec.band_bps)
+
+
+def spec_of(symbol: Symbol) -> SymbolSpec:
+    return SymbolSpec(symbol.name, str(symbol.tick_size), str(symbol.lot_size), symbol.band_bps)
