@@ -20,7 +20,8 @@ import msgspec
 
 from tradepit.client import VenueClient
 from tradepit.domain.ids import id_to_uuid, new_id
-from tradepit.domain.symbols import Symbol, cash_to_cents, cents_to_cash
+from tradepit.domain.numbers import parse_units
+from tradepit.domain.symbols import CASH_UNIT, Symbol, cash_to_cents, cents_to_cash
 from tradepit.ledger import CASH, Account
 from tradepit.stage.keys import ACCOUNT_NAMES, API_KEYS, SYMBOLS, ShardKeys, matcher_of
 from tradepit.stage.messages import (
@@ -96,7 +97,7 @@ async def create_account(
     name: str = "",
 ) -> dict[str, str]:
     """Open an account with its cash and shares; return its id, API key id and secret."""
-    cents = cash_to_cents(cash, "cash")
+    cents = parse_units(cash, CASH_UNIT, "cash", allow_zero=True)
     lots = {}
     for symbol_name, qty in (positions or {}).items():
         symbol = await _symbol(client, symbol_name)

@@ -73,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run one shard of one stage in this process")
     run.add_argument("stage", choices=("ledger", "matcher"))
     run.add_argument("--shard", type=_shard, default=(0, 1), help="INDEX/COUNT, such as 0/2")
+    run.add_argument(
+        "--keep-inputs",
+        action="store_true",
+        help="never trim applied inbox entries (for audits and replay tests)",
+    )
 
     verify = commands.add_parser("verify", help="check the venue's books balance")
     verify.add_argument("--settle-timeout", type=float, default=10.0)
@@ -166,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     redis_url = venue.find_redis_url(args.data_dir, args.redis_url)
     if args.command == "run":
         index, count = args.shard
-        _run(lambda: venue.run_shard(args.stage, index, count, redis_url))
+        keep = args.keep_inputs
+        _run(lambda: venue.run_shard(args.stage, index, count, redis_url, keep_inputs=keep))
         return 0
     if args.command == "verify":
         code: int = _run(lambda: _verify(redis_url, args.settle_timeout))

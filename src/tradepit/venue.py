@@ -136,7 +136,9 @@ async def _add_default_symbols(redis_url: str) -> None:
             await add_symbol(client, name)
 
 
-async def run_shard(kind: str, index: int, count: int, redis_url: str) -> None:
+async def run_shard(
+    kind: str, index: int, count: int, redis_url: str, *, keep_inputs: bool = False
+) -> None:
     redis = aioredis.Redis.from_url(redis_url)
     try:
         config = await load_config(redis)
@@ -147,4 +149,5 @@ async def run_shard(kind: str, index: int, count: int, redis_url: str) -> None:
         raise SystemExit(f"this venue runs {expected} {kind} shard(s), not {count}")
     stop = asyncio.Event()
     _stop_on_signals(stop)
-    await run_loops([StageLoop(shard_core(kind, index, config), redis_url)], stop)
+    loop = StageLoop(shard_core(kind, index, config), redis_url, trim_inputs=not keep_inputs)
+    await run_loops([loop], stop)

@@ -22,6 +22,7 @@ from tradepit.domain.events import (
     Event,
     Replaced,
     Trade,
+    TradingStatus,
     Triggered,
 )
 from tradepit.domain.orders import Order, OrderType, Side
@@ -127,8 +128,8 @@ class MatcherShard(StageCore):
         ranks = self.ranks
         for event in events:
             symbols.add(event.symbol)
-            if isinstance(event, Trade):
-                continue
+            if isinstance(event, Trade | TradingStatus):
+                continue  # no order to store or settle
             order_id: int = event.order_id  # type: ignore[attr-defined]
             touched[order_id] = event.symbol
             per_ledger[event.account_id % ledgers].append(event)  # type: ignore[attr-defined]

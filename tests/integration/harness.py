@@ -1,0 +1,117 @@
+"""An in-process venue for the integration tests: every stage as a task, on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from tradepit import admin
+from tradepit.client import VenueClient, init_config
+from tradepit.domain.ids import new_id
+from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
+from tradepit.ledger import Ledger
+from tradepit.ledger.history import OrderRecord
+from tradepit.matcher import Matcher
+from tradepit.stage.keys import ShardKeys, VenueConfig, ledger_of, matcher_of
+from tradepit.stage.ledger import LedgerShard, load_ledger
+from tradepit.stage.loop import StageLoop
+from tradepit.stage.matcher import MatcherShard, load_matcher
+from tradepit.stage.messages import PlaceOrder, Reply
+from tradepit.verify import entries_in_flight
+
+
+@dataclass
+class Venue:
+    url: str
+    config: VenueConfig
+    client: VenueClient
+    loops: list[StageLoop]
+    tasks: list[asyncio.Task[None]]
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self.client.redis
+
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Wait until every stage has applied everything in its inboxes."""
+        deadline = time.monotonic() + timeout
+        while await entries_in_flight(self.redis, self.config):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the venue did not settle")
+            await asyncio.sleep(0.01)
+
+    async def ledger(self, account_id: int) -> Ledger:
+        shard = ledger_of(account_id, self.config)
+        ledger, _ = await load_ledger(self.redis, ShardKeys(shard), self.config)
+        return ledger
+
+    async def matcher(self, symbol: str) -> Matcher:
+        matcher, _ = await load_matcher(self.redis, ShardKeys(matcher_of(symbol, self.config)))
+        return matcher
+
+    async def record(self, account_id: int, order_id: int) -> OrderRecord:
+        record = await self.client.order_record(account_id, order_id)
+        assert record is not None, f"order {order_id} has no record"
+        return record
+
+    async def account(self, cash: str = "0", **positions: str) -> int:
+        created = await admin.create_account(self.client, cash, positions)
+        return int(created["id"].replace("-", ""), 16)
+
+    async def place(
+        self,
+        account_id: int,
+        symbol: str,
+        side: Side,
+        qty: int,
+        price: int,
+        *,
+        kind: OrderType = OrderType.LIMIT,
+        tif: TimeInForce = TimeInForce.GTC,
+        client_order_id: str = "",
+    ) -> tuple[int, Reply]:
+        order_id = new_id()
+        order = Order(order_id, account_id, symbol, side, kind, tif, qty, price, ts=time.time_ns())
+        reply = await self.client.request(account_id, PlaceOrder(0, order, client_order_id))
+        return order_id, reply
+
+    def start_stages(self) -> None:
+        loops = [
+            StageLoop(LedgerShard(i, self.config), self.url) for i in range(self.config.ledgers)
+        ]
+        loops += [
+            StageLoop(MatcherShard(i, self.config), self.url) for i in range(self.config.matchers)
+        ]
+        self.loops = loops
+        self.tasks = [asyncio.create_task(loop.run()) for loop in loops]
+
+    async def stop_stages(self) -> None:
+        for loop in self.loops:
+            loop.stop()
+        await asyncio.gather(*self.tasks)
+
+
+@contextlib.asynccontextmanager
+async def running_venue(
+    url: str, config: VenueConfig | None = None, symbols: tuple[str, ...] = ("ACME", "GLOBEX")
+) -> AsyncIterator[Venue]:
+    redis = aioredis.Redis.from_url(url)
+    try:
+        config = await init_config(redis, config or VenueConfig())
+    finally:
+        await redis.aclose()
+    client = await VenueClient(url, reply_timeout=10).connect()
+    venue = Venue(url, config, client, [], [])
+    venue.start_stages()
+    try:
+        for symbol in symbols:
+            await admin.add_symbol(client, symbol)
+        yield venue
+    finally:
+        await venue.stop_stages()
+        await client.close()
