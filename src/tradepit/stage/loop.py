@@ -3,7 +3,8 @@
 1. read a batch from the shard's inbox streams, after its checkpoints;
 2. apply it to the in-memory core, deterministically;
 3. in ONE MULTI/EXEC: append the outputs to the outbox streams, write the state that changed,
-   and advance the checkpoints; then PUBLISH the live copies.
+   advance the checkpoints, and PUBLISH the live copies; the same transaction reads the next
+   batch, so that a busy stage pays one round trip per batch.
 
 A crash anywhere loses nothing: until EXEC, nothing of the batch is in Redis, and a restarted
 stage loads the state and checkpoints that were committed together. A lost connection is
@@ -80,6 +81,7 @@ class StageLoop:
         self.block_ms = block_ms
         self.trim_inputs = trim_inputs
         self.checkpoints: dict[str, bytes] = {}
+        self._next_batch: Any = None  # read in the last commit's round trip
         self.batches = 0
         self.dead_letters = 0
         self._stopping = asyncio.Event()
@@ -113,14 +115,17 @@ class StageLoop:
             stream: stored.get(stream.encode(), _START) for stream in self.core.inboxes()
         }
         await self.core.load(redis)
+        self._next_batch = None
 
     async def step(self, redis: aioredis.Redis) -> int:
         """Read, apply and commit one batch; return how many entries it held."""
-        block = None if self._stopping.is_set() else self.block_ms
-        streams: Any = self.checkpoints
-        response: Any = await redis.xread(streams, count=self.max_entries, block=block)
+        response, self._next_batch = self._next_batch, None
         if not response:
-            return 0
+            block = None if self._stopping.is_set() else self.block_ms
+            streams: Any = self.checkpoints
+            response = await redis.xread(streams, count=self.max_entries, block=block)
+            if not response:
+                return 0
         keys = self.core.keys
         dead: list[tuple[str, bytes, Fields, str]] = []
         advanced: dict[str, bytes] = {}
@@ -135,6 +140,7 @@ class StageLoop:
                     dead.append((stream, entry_id, fields, str(error)))
             count += len(entries)
             advanced[stream] = entries[-1][0]
+        checkpoints = {**self.checkpoints, **advanced}
         async with redis.pipeline(transaction=True) as tx:
             publishes = self.core.write(tx)
             for stream, entry_id, fields, reason in dead:
@@ -146,17 +152,19 @@ class StageLoop:
                 record.update({b"field:" + name: value for name, value in fields.items()})
                 tx.xadd(keys.dead_letters, record, maxlen=DEAD_LETTERS_KEPT, approximate=True)
             tx.hset(keys.checkpoints, mapping=advanced)  # type: ignore[arg-type]
-            await tx.execute()
-        self.checkpoints.update(advanced)
+            # Published inside the transaction: subscribers get them once it is applied, and
+            # not before it is in the append-only file (Valkey writes the AOF before replies).
+            for channel, message in publishes:
+                tx.publish(channel, message)
+            # And the next batch, read after this commit, in the same round trip.
+            tx.xread(checkpoints, count=self.max_entries)  # type: ignore[arg-type]
+            results = await tx.execute()
+        self._next_batch = results[-1]
+        self.checkpoints = checkpoints
         self.batches += 1
         self.dead_letters += len(dead)
         for stream, entry_id, _fields, reason in dead:
             log.warning("%s: dead-lettered %s %s: %s", keys.shard, stream, entry_id, reason)
-        if publishes:
-            async with redis.pipeline(transaction=False) as pipe:
-                for channel, message in publishes:
-                    pipe.publish(channel, message)
-                await pipe.execute()
         if self.trim_inputs and self.batches % 64 == 0:
             # What is applied and committed is no longer needed in the inboxes.
             async with redis.pipeline(transaction=False) as pipe:

@@ -1,0 +1,268 @@
+"""Orders through the whole bus: ledger inbox -> ledger -> matcher -> settlement, on Valkey.
+
+    python bench/pipeline.py [--fsync everysec|always] [--shards 1|2] [--orders N]
+                             [--rate R] [--quick]
+
+The venue runs as it does in production: an embedded Valkey (AOF on, the `--fsync` policy) and
+the stages in their own processes, either `tradepit serve` (one process, one ledger and one
+matcher shard) or `--shards 2` (two ledger and two matcher shards, a process each). This
+process is the clients: 1,000 accounts with ample cash and shares, 4 symbols, limit orders
+around one price (about half of them trade), built before the clock starts and sent with the
+client the gateway uses (`VenueClient`: commands sent in the same moment share one XADD per
+ledger shard), `--window` orders in flight at most.
+
+- flat out (`--rate 0`, the default): orders/s = orders / (first send .. last order settled);
+- paced (`--rate R`): R orders/s in 1 ms ticks; the latency is what to read.
+
+An order is settled when its ledger shard has applied the book's answer to it (accepted, and
+the fills it made at once, both sides, with fees): the ledger publishes the changed order
+records after each commit, and the latency is the time from the order's `ts` (stamped when it
+is sent) to the arrival of that publication here. `lost` counts orders sent but absent from
+the ledgers' order tables at the end; it must be 0. The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from tradepit import admin
+from tradepit.client import VenueClient, init_config
+from tradepit.domain.ids import new_id
+from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
+from tradepit.embedded import EmbeddedValkey
+from tradepit.stage.keys import ShardKeys, VenueConfig
+from tradepit.stage.messages import PlaceOrder
+from tradepit.verify import entries_in_flight
+
+SYMBOLS = ("ACME", "GLOBEX", "INITECH", "UMBRELLA")
+PRICE = 10_000
+
+
+class Progress(msgspec.Struct, array_like=True):
+    """The leading fields of an `OrderRecord`: all the latency needs (the rest is ignored)."""
+
+    order_id: int
+    account_id: int
+    client_order_id: str
+    symbol: str
+    side: int
+    type: int
+    time_in_force: int
+    qty: int
+    limit_price: int
+    stop_price: int
+    status: str
+    created_at: int
+    updated_at: int
+
+
+_decode_progress = msgspec.json.Decoder(list[Progress]).decode
+
+
+def start_stages(url: str, shards: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:
+    base = [sys.executable, "-m", "tradepit.cli", "--redis-url", url]
+    if shards == 1:
+        commands = [[*base, "serve"]]
+    else:
+        commands = [
+            [*base, "run", stage, "--shard", f"{index}/{shards}"]
+            for stage in ("ledger", "matcher")
+            for index in range(shards)
+        ]
+    processes = []
+    for number, command in enumerate(commands):
+        log = (log_dir / f"stage{number}.log").open("ab")
+        processes.append(subprocess.Popen(command, stdout=log, stderr=log))
+    return processes
+
+
+def make_orders(accounts: list[int], count: int, seed: int) -> list[Order]:
+    rng = random.Random(seed)
+    orders = []
+    for _ in range(count):
+        side = rng.choice((Side.BUY, Side.SELL))
+        # Buys a little below to a little above the price, sells the mirror: about half cross.
+        offset = rng.randint(-3, 2)
+        price = PRICE + offset if side is Side.BUY else PRICE - offset
+        orders.append(
+            Order(
+                new_id(),
+                rng.choice(accounts),
+                rng.choice(SYMBOLS),
+                side,
+                OrderType.LIMIT,
+                TimeInForce.GTC,
+                rng.randint(1, 5),
+                price,
+            )
+        )
+    return orders
+
+
+async def watch_settlement(
+    url: str, shards: int, settled: dict[int, int], stop: asyncio.Event
+) -> None:
+    """Record, per order, when its ledger published the book's answer to it."""
+    redis = aioredis.Redis.from_url(url)
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(*(ShardKeys(f"l{index}").channel for index in range(shards)))
+    try:
+        while not stop.is_set():
+            message = await pubsub.get_message(timeout=0.1)
+            if message is None or message["type"] != "message":
+                continue
+            now = time.time_ns()
+            for record in _decode_progress(message["data"]):
+                # The first time a record is past "accepted", the book's answer to it has
+                # been applied by its ledger, with the fills it made at once (both sides).
+                if record.status != "accepted":
+                    settled.setdefault(record.order_id, now - record.created_at)
+    finally:
+        await pubsub.aclose()
+        await redis.aclose()
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    data_dir = Path(tempfile.mkdtemp(prefix="tradepit-bench-"))
+    server = EmbeddedValkey(data_dir, fsync=args.fsync)
+    server.start()
+    processes: list[subprocess.Popen[bytes]] = []
+    redis = aioredis.Redis.from_url(server.url)
+    try:
+        config = VenueConfig(ledgers=args.shards, matchers=args.shards, taker_fee_bps=2)
+        await init_config(redis, config)
+        processes = start_stages(server.url, args.shards, data_dir)
+        client = await VenueClient(server.url, reply_timeout=60).connect()
+        for symbol in SYMBOLS:
+            await admin.add_symbol(client, symbol)
+        positions = {symbol: "100000000" for symbol in SYMBOLS}
+        accounts: list[int] = []
+        while len(accounts) < args.accounts:
+            created = await asyncio.gather(
+                *(
+                    admin.create_account(client, "100000000000.00", positions)
+                    for _ in range(min(50, args.accounts - len(accounts)))
+                )
+            )
+            accounts += [int(entry["id"].replace("-", ""), 16) for entry in created]
+        orders = make_orders(accounts, args.orders, args.seed)
+        # Let the setup drain before the clock starts.
+        while await entries_in_flight(redis, config):
+            await asyncio.sleep(0.05)
+
+        settled: dict[int, int] = {}
+        stop_watching = asyncio.Event()
+        watcher = asyncio.create_task(
+            watch_settlement(server.url, args.shards, settled, stop_watching)
+        )
+        await asyncio.sleep(0.2)
+        window = asyncio.Semaphore(args.window)
+        refused = 0
+
+        def done(future: asyncio.Future[Any]) -> None:
+            nonlocal refused
+            window.release()
+            if future.cancelled() or future.exception() is not None or not future.result().ok:
+                refused += 1
+
+        started = time.perf_counter()
+        tick = 0.001
+        per_tick = max(1, round(args.rate * tick)) if args.rate else 0
+        next_tick = started
+        for index, order in enumerate(orders):
+            await window.acquire()
+            if per_tick and index % per_tick == 0:
+                next_tick += tick
+                delay = next_tick - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            order.ts = time.time_ns()
+            client.send(order.account_id, PlaceOrder(0, order, "")).add_done_callback(done)
+        sent_at = time.perf_counter()
+        deadline = time.monotonic() + 120
+        while len(settled) < len(orders) and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        elapsed = time.perf_counter() - started
+        stop_watching.set()
+        await watcher
+        while await entries_in_flight(redis, config):
+            await asyncio.sleep(0.05)
+        stored = 0
+        for index in range(args.shards):
+            stored += await redis.hlen(ShardKeys(f"l{index}").orders)
+        await client.close()
+        latencies = sorted(settled.values())
+
+        def percentile(fraction: float) -> float:
+            if not latencies:
+                return float("nan")
+            return latencies[min(len(latencies) - 1, int(fraction * len(latencies)))] / 1e6
+
+        return {
+            "bench": "pipeline",
+            "orders_per_s": round(len(settled) / elapsed),
+            "p50_ms": round(statistics.median(latencies) / 1e6, 3) if latencies else None,
+            "p99_ms": round(percentile(0.99), 3),
+            "lost": len(orders) - stored,
+            "refused": refused,
+            "orders": len(orders),
+            "settled": len(settled),
+            "send_s": round(sent_at - started, 3),
+            "elapsed_s": round(elapsed, 3),
+            "fsync": args.fsync,
+            "shards": f"{args.shards}+{args.shards}",
+            "rate": args.rate or "flat out",
+            "window": args.window,
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+        }
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+        await redis.aclose()
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fsync", choices=("everysec", "always"), default="everysec")
+    parser.add_argument("--shards", type=int, choices=(1, 2), default=1)
+    parser.add_argument("--orders", type=int, default=500_000)
+    parser.add_argument("--rate", type=int, default=0, help="orders/s; 0: flat out")
+    parser.add_argument("--window", type=int, default=20_000, help="orders in flight at most")
+    parser.add_argument("--accounts", type=int, default=1_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="100k orders: under 30 s")
+    args = parser.parse_args()
+    if args.quick:
+        args.orders = min(args.orders, 100_000)
+        args.accounts = min(args.accounts, 200)
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
+    result = asyncio.run(run(args))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
