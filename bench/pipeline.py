@@ -15,10 +15,11 @@ ledger shard), `--window` orders in flight at most.
 - paced (`--rate R`): R orders/s in 1 ms ticks; the latency is what to read.
 
 An order is settled when its ledger shard has applied the book's answer to it (accepted, and
-the fills it made at once, both sides, with fees): the ledger publishes the changed order
-records after each commit, and the latency is the time from the order's `ts` (stamped when it
-is sent) to the arrival of that publication here. `lost` counts orders sent but absent from
-the ledgers' order tables at the end; it must be 0. The last line is one JSON object.
+the fills it made at once, both sides, with fees): the ledger appends the changed order records
+to its `updates` stream in each commit. The latency is the time from the order's `ts` (stamped
+as it is sent) to the arrival here of that record, tailing the `updates` streams. `lost` counts
+orders sent but absent from the ledgers' order tables at the end; it must be 0. The last line
+is one JSON object.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -46,10 +48,11 @@ from tradepit.domain.ids import new_id
 from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
 from tradepit.embedded import EmbeddedValkey
 from tradepit.stage.keys import ShardKeys, VenueConfig
-from tradepit.stage.messages import PlaceOrder
+from tradepit.stage.messages import UPDATES, PlaceOrder
 from tradepit.verify import entries_in_flight
 
-SYMBOLS = ("ACME", "GLOBEX", "INITECH", "UMBRELLA")
+# Two symbols on each matcher shard when there are two (by `matcher_of`).
+SYMBOLS = ("ACME", "GLOBEX", "WAYNE", "SOYLENT")
 PRICE = 10_000
 
 
@@ -117,23 +120,22 @@ def make_orders(accounts: list[int], count: int, seed: int) -> list[Order]:
 async def watch_settlement(
     url: str, shards: int, settled: dict[int, int], stop: asyncio.Event
 ) -> None:
-    """Record, per order, when its ledger published the book's answer to it."""
+    """Record, per order, when its ledger committed the book's answer to it."""
     redis = aioredis.Redis.from_url(url)
-    pubsub = redis.pubsub()
-    await pubsub.subscribe(*(ShardKeys(f"l{index}").channel for index in range(shards)))
+    after: dict[Any, Any] = {ShardKeys(f"l{index}").updates: b"0-0" for index in range(shards)}
     try:
         while not stop.is_set():
-            message = await pubsub.get_message(timeout=0.1)
-            if message is None or message["type"] != "message":
-                continue
+            response = await redis.xread(after, count=1000, block=100)
             now = time.time_ns()
-            for record in _decode_progress(message["data"]):
-                # The first time a record is past "accepted", the book's answer to it has
-                # been applied by its ledger, with the fills it made at once (both sides).
-                if record.status != "accepted":
-                    settled.setdefault(record.order_id, now - record.created_at)
+            for stream, entries in response or ():
+                after[stream.decode()] = entries[-1][0]
+                for _entry_id, fields in entries:
+                    for record in _decode_progress(fields[UPDATES]):
+                        # The first time a record is past "accepted", the book's answer to it
+                        # has been applied by its ledger, with the fills it made at once.
+                        if record.status != "accepted":
+                            settled.setdefault(record.order_id, now - record.created_at)
     finally:
-        await pubsub.aclose()
         await redis.aclose()
 
 
@@ -238,6 +240,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             process.wait(timeout=30)
         await redis.aclose()
         server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def main() -> None:

@@ -125,6 +125,19 @@ class OrderHistory:
         return record
 
     def apply(self, event: Event) -> list[OrderRecord]:
+        if isinstance(event, PartialFill):  # the most common event first
+            record = self.records.get(event.order_id)
+            if record is None:
+                return []
+            record.updated_at = event.ts
+            record.filled_qty += event.qty
+            record.filled_notional += self.symbols[record.symbol].notional(event.price, event.qty)
+            if isinstance(event, Fill):
+                record.status = OrderStatus.FILLED
+                record.filled_at = event.ts
+            elif record.status not in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_REPLACE):
+                record.status = OrderStatus.PARTIALLY_FILLED
+            return [record]
         changed = []
         if isinstance(event, ReplaceRejected):
             new = self.records.get(event.new_order_id)
@@ -145,15 +158,7 @@ class OrderHistory:
         if record is None:
             return changed
         record.updated_at = event.ts
-        if isinstance(event, PartialFill):
-            record.filled_qty += event.qty
-            record.filled_notional += self.symbols[record.symbol].notional(event.price, event.qty)
-            if isinstance(event, Fill):
-                record.status = OrderStatus.FILLED
-                record.filled_at = event.ts
-            elif record.status not in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_REPLACE):
-                record.status = OrderStatus.PARTIALLY_FILLED
-        elif isinstance(event, Accepted):
+        if isinstance(event, Accepted):
             if record.status == OrderStatus.ACCEPTED:
                 record.status = OrderStatus.NEW
         elif isinstance(event, Canceled):

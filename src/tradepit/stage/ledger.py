@@ -4,7 +4,7 @@ Inboxes, applied in this order each batch: the matchers' events for this shard's
 (settling fills first frees buying power for the orders behind them), then `{lN}:in`, the
 commands of clients and the operator. Outputs: orders, cancels and replaces to the matcher
 shard that owns each symbol; a reply per command, published to the channel its entry named;
-the changed order records, appended to `{lN}:updates` and published live.
+the changed order records, appended to `{lN}:updates` for the trade-update streams.
 
 In Redis, each table is a hash keyed by id, and only what a batch changed is written.
 """
@@ -15,7 +15,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
-from tradepit.domain.events import PartialFill
+from tradepit.domain.events import PartialFill, Replaced, ReplaceRejected
 from tradepit.domain.ids import VENUE_ACCOUNT_ID
 from tradepit.domain.orders import Order
 from tradepit.domain.symbols import SymbolError
@@ -27,6 +27,7 @@ from tradepit.stage.messages import (
     COMMANDS,
     EVENTS,
     REPLY_TO,
+    UPDATES,
     AddSymbol,
     AnyLedgerCommand,
     Cancel,
@@ -49,7 +50,7 @@ from tradepit.stage.messages import (
 
 __all__ = ["LedgerShard", "load_ledger", "UPDATES_KEPT"]
 
-UPDATES_KEPT = 100_000  # order updates kept in `{lN}:updates` for clients that reconnect
+UPDATES_KEPT = 1_000  # batches of order updates kept in `{lN}:updates` for catching up
 
 _decode_account = msgspec.json.Decoder(Account).decode
 _decode_open_order = msgspec.json.Decoder(OpenOrder).decode
@@ -66,6 +67,7 @@ class LedgerShard(StageCore):
         self.keys = ShardKeys(f"l{index}")
         self.ledger = Ledger((), config.maker_fee_bps, config.taker_fee_bps)
         self.history = OrderHistory(self.ledger.symbols)
+        self._matcher_of: dict[str, str] = {}
         self._reset_batch()
 
     def inboxes(self) -> list[str]:
@@ -106,24 +108,28 @@ class LedgerShard(StageCore):
             events = decode_events(fields[EVENTS])
         except (KeyError, msgspec.DecodeError) as error:
             raise BadEntryError(f"not a list of events: {error}") from None
-        ledger, history = self.ledger, self.history
+        apply, follow = self.ledger.apply, self.history.apply
+        dirty_accounts, dirty_orders = self.dirty_accounts, self.dirty_open_orders
+        dirty_records = self.dirty_records
+        shards, index = self.config.ledgers, self.index
         for event in events:
-            order_id = getattr(event, "order_id", None)
-            if order_id is None:
-                continue  # a trade or a status: nothing to settle
-            account_id: int = getattr(event, "account_id", 0)
-            if not self.owns(account_id):
-                continue
-            ledger.apply(event)
-            self.dirty_accounts.add(account_id)
-            self.dirty_open_orders.add(order_id)
+            # Fills are most events: they take the shortest path.
             if isinstance(event, PartialFill):
-                self.dirty_accounts.add(VENUE_ACCOUNT_ID)
-            new_order_id = getattr(event, "new_order_id", None)
-            if new_order_id is not None:
-                self.dirty_open_orders.add(new_order_id)
-            for record in history.apply(event):
-                self.dirty_records[record.order_id] = record
+                account_id = event.account_id
+                if account_id % shards != index:
+                    continue
+                dirty_accounts.add(VENUE_ACCOUNT_ID)  # it collects the fee
+            else:
+                account_id = getattr(event, "account_id", -1)
+                if account_id < 0 or account_id % shards != index:
+                    continue  # a trade or a status (nothing to settle), or another shard's
+                if isinstance(event, Replaced | ReplaceRejected):
+                    dirty_orders.add(event.new_order_id)
+            apply(event)
+            dirty_accounts.add(account_id)
+            dirty_orders.add(event.order_id)  # type: ignore[union-attr]
+            for record in follow(event):
+                dirty_records[record.order_id] = record
 
     def _apply_commands(self, fields: Fields) -> None:
         try:
@@ -269,7 +275,13 @@ class LedgerShard(StageCore):
             self.totals_changed = True
 
     def _send(self, symbol: str, command: MatcherCommand) -> None:
-        self.to_matchers.setdefault(matcher_of(symbol, self.config), []).append(command)
+        matcher = self._matcher_of.get(symbol)
+        if matcher is None:
+            matcher = self._matcher_of[symbol] = matcher_of(symbol, self.config)
+        commands = self.to_matchers.get(matcher)
+        if commands is None:
+            commands = self.to_matchers[matcher] = []
+        commands.append(command)
 
     # Committing.
 
@@ -303,9 +315,10 @@ class LedgerShard(StageCore):
         if self.dirty_records:
             encoded = {order_id: encode(record) for order_id, record in self.dirty_records.items()}
             tx.hset(keys.orders, mapping=encoded)  # type: ignore[arg-type]
+            # Live consumers (trade updates) tail this stream with XREAD BLOCK: it is ordered,
+            # durable and gapless, which Pub/Sub is not, for the same one copy in Valkey.
             updates = b"[" + b",".join(encoded.values()) + b"]"
-            tx.xadd(keys.updates, {b"u": updates}, maxlen=UPDATES_KEPT, approximate=True)
-            publishes.append((keys.channel, updates))
+            tx.xadd(keys.updates, {UPDATES: updates}, maxlen=UPDATES_KEPT, approximate=True)
             # A record whose order is over needs no more memory here: Redis has it.
             records = self.history.records
             for order_id in self.dirty_records:

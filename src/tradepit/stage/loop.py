@@ -165,7 +165,7 @@ class StageLoop:
         self.dead_letters += len(dead)
         for stream, entry_id, _fields, reason in dead:
             log.warning("%s: dead-lettered %s %s: %s", keys.shard, stream, entry_id, reason)
-        if self.trim_inputs and self.batches % 64 == 0:
+        if self.trim_inputs and self.batches % 8 == 0:
             # What is applied and committed is no longer needed in the inboxes.
             async with redis.pipeline(transaction=False) as pipe:
                 for stream, entry_id in self.checkpoints.items():

@@ -45,7 +45,7 @@ from tradepit.stage.messages import (
 
 __all__ = ["MatcherShard", "BookCounters", "StoredOrder", "load_matcher", "EVENTS_KEPT"]
 
-EVENTS_KEPT = 10_000  # batches of events kept in `{mK}:events` for market data to catch up
+EVENTS_KEPT = 1_000  # batches of events kept in `{mK}:events` for market data to catch up
 
 
 class BookCounters(msgspec.Struct, array_like=True):

@@ -33,6 +33,7 @@ __all__ = [
     "COMMANDS",
     "REPLY_TO",
     "EVENTS",
+    "UPDATES",
     "SymbolSpec",
     "OpenAccount",
     "Transfer",
@@ -62,6 +63,7 @@ __all__ = [
 COMMANDS = b"c"  # the field of an entry that holds its commands
 REPLY_TO = b"r"  # the field that names the channel for the replies
 EVENTS = b"e"  # the field of a matcher's outbox entry that holds its events
+UPDATES = b"u"  # the field of a ledger's `updates` entry that holds changed order records
 
 
 class SymbolSpec(msgspec.Struct, array_like=True, frozen=True):
