@@ -12,13 +12,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
+# The whole venue in one process, on an embedded Valkey kept under ./data.
 run: $(STAMP)
-	$(BIN)/tradepit simulate
+	$(BIN)/tradepit serve
 
 test: $(STAMP)
 	$(BIN)/pytest
 
-# The slow variants too (long Hypothesis runs).
+# The slow variants too (long Hypothesis runs, long crash tests).
 test-all: $(STAMP)
 	$(BIN)/pytest -m ''
 
@@ -34,9 +35,15 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/matcher.py --workload cross
 	$(BIN)/python bench/matcher.py --workload deep
+	$(BIN)/python bench/pipeline.py --fsync everysec --shards 1
+	$(BIN)/python bench/pipeline.py --fsync everysec --shards 2
+	$(BIN)/python bench/pipeline.py --fsync always --shards 1
+	$(BIN)/python bench/pipeline.py --fsync always --shards 2
+	$(BIN)/python bench/pipeline.py --fsync everysec --shards 2 --rate 10000
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/matcher.py --quick
+	$(BIN)/python bench/pipeline.py --quick
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache .hypothesis
