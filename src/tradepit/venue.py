@@ -89,17 +89,17 @@ async def serve(
     redis_url: str | None = None,
     ready: asyncio.Event | None = None,
 ) -> None:
-    embedded = None
-    if redis_url is None:
-        embedded = EmbeddedValkey(data_dir, fsync)
-        await asyncio.to_thread(embedded.start)
-        redis_url = embedded.url
-        (Path(data_dir) / VENUE_FILE).write_text(
-            json.dumps({"redis_url": redis_url, "pid": os.getpid()})
-        )
+    embedded = EmbeddedValkey(data_dir, fsync) if redis_url is None else None
     stop = asyncio.Event()
     _stop_on_signals(stop)
     try:
+        if embedded is not None:
+            await asyncio.to_thread(embedded.start)
+            redis_url = embedded.url
+            (Path(data_dir) / VENUE_FILE).write_text(
+                json.dumps({"redis_url": redis_url, "pid": os.getpid()})
+            )
+        assert redis_url is not None
         redis = aioredis.Redis.from_url(redis_url)
         try:
             config = await init_config(redis, config)
