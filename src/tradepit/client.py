@@ -28,6 +28,7 @@ from tradepit.stage.messages import (
     LedgerCommand,
     MatcherCommand,
     Reply,
+    decode_record,
     decode_replies,
     encode,
 )
@@ -38,7 +39,6 @@ log = logging.getLogger("tradepit.client")
 
 MAX_COMMANDS_PER_ENTRY = 500
 _decode_config = msgspec.json.Decoder(VenueConfig).decode
-_decode_record = msgspec.json.Decoder(OrderRecord).decode
 
 
 class ReplyTimeoutError(TimeoutError):
@@ -188,4 +188,4 @@ class VenueClient:
     async def order_record(self, account_id: int, order_id: int) -> OrderRecord | None:
         keys = ShardKeys(ledger_of(account_id, self.config))
         raw = await self.redis.hget(keys.orders, str(order_id))
-        return None if raw is None else _decode_record(raw)
+        return None if raw is None else decode_record(raw)

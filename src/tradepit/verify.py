@@ -18,8 +18,9 @@ from tradepit.client import load_config
 from tradepit.domain.orders import Side
 from tradepit.ledger import OpenOrder
 from tradepit.stage.keys import ShardKeys, VenueConfig
-from tradepit.stage.ledger import load_ledger
-from tradepit.stage.matcher import load_matcher
+from tradepit.stage.ledger import LedgerShard, load_ledger
+from tradepit.stage.loop import StageCore
+from tradepit.stage.matcher import MatcherShard, load_matcher
 
 __all__ = ["Report", "verify", "entries_in_flight"]
 
@@ -43,15 +44,11 @@ class Report:
 async def entries_in_flight(redis: aioredis.Redis, config: VenueConfig) -> int:
     """Entries appended to any stage's inbox that it has not applied yet."""
     count = 0
-    shards = config.ledger_names() + config.matcher_names()
+    shards: list[StageCore] = [LedgerShard(index, config) for index in range(config.ledgers)]
+    shards += [MatcherShard(index, config) for index in range(config.matchers)]
     for shard in shards:
-        keys = ShardKeys(shard)
-        checkpoints: Any = await redis.hgetall(keys.checkpoints)
-        inboxes = [keys.inbox] + [
-            keys.link_from(other)
-            for other in (config.matcher_names() if shard[0] == "l" else config.ledger_names())
-        ]
-        for stream in inboxes:
+        checkpoints: Any = await redis.hgetall(shard.keys.checkpoints)
+        for stream in shard.inboxes():
             after = checkpoints.get(stream.encode(), b"0-0")
             pending: Any = await redis.xrange(stream, min=b"(" + after, count=1000)
             count += len(pending)

@@ -17,7 +17,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import msgspec
 import pytest
 import redis.asyncio as aioredis
 
@@ -28,7 +27,6 @@ from tradepit.domain.ids import new_id
 from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
 from tradepit.embedded import EmbeddedValkey
 from tradepit.ledger import CASH, Ledger
-from tradepit.ledger.history import OrderRecord
 from tradepit.matcher import Matcher
 from tradepit.stage.keys import ShardKeys, VenueConfig
 from tradepit.stage.ledger import load_ledger
@@ -40,6 +38,7 @@ from tradepit.stage.messages import (
     Transfer,
     decode_events,
     decode_ledger_commands,
+    decode_record,
     symbol_of,
 )
 from tradepit.verify import entries_in_flight, verify
@@ -47,7 +46,6 @@ from tradepit.verify import entries_in_flight, verify
 SYMBOLS = ("ACME", "GLOBEX")
 PRICE = 10_000
 CONFIG = VenueConfig(maker_fee_bps=1, taker_fee_bps=2)
-decode_record = msgspec.json.Decoder(OrderRecord).decode
 
 
 class Stage:

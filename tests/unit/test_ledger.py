@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import msgspec
 import pytest
+from builders import make
 
 from tradepit.domain.events import (
     Canceled,
@@ -54,33 +55,6 @@ def fund(venue: Venue, account_id: int, cents: int = 0, lots: int = 0, cost: int
         ledger.deposit_cash(f"cash-{account_id}-{cents}", account_id, cents)
     if lots:
         ledger.deposit_shares(f"AAA-{account_id}-{lots}", account_id, "AAA", lots, cost)
-
-
-def make(
-    order_id: int,
-    account_id: int,
-    side: Side,
-    qty: int,
-    price: int,
-    *,
-    symbol: str = "AAA",
-    kind: OrderType = OrderType.LIMIT,
-    tif: TimeInForce = TimeInForce.GTC,
-    post_only: bool = False,
-    stp: SelfTradePrevention = SelfTradePrevention.CANCEL_NEWEST,
-) -> Order:
-    return Order(
-        order_id=order_id,
-        account_id=account_id,
-        symbol=symbol,
-        side=side,
-        type=kind,
-        time_in_force=tif,
-        qty=qty,
-        price=price,
-        post_only=post_only,
-        stp=stp,
-    )
 
 
 def pump(venue: Venue) -> list[Event]:

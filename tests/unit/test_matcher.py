@@ -6,6 +6,7 @@ from typing import TypeVar
 
 import msgspec
 import pytest
+from builders import make
 
 from tradepit.domain.events import (
     Accepted,
@@ -39,37 +40,6 @@ FOK = TimeInForce.FOK
 STP = SelfTradePrevention
 
 E = TypeVar("E", bound=Event)
-
-
-def make(
-    order_id: int,
-    account_id: int,
-    side: Side,
-    qty: int,
-    price: int,
-    *,
-    kind: OrderType = LIMIT,
-    tif: TimeInForce = GTC,
-    stop_price: int = 0,
-    post_only: bool = False,
-    stp: SelfTradePrevention = STP.CANCEL_NEWEST,
-    symbol: str = SYM,
-    ts: int = 0,
-) -> Order:
-    return Order(
-        order_id=order_id,
-        account_id=account_id,
-        symbol=symbol,
-        side=side,
-        type=kind,
-        time_in_force=tif,
-        qty=qty,
-        price=price,
-        stop_price=stop_price,
-        post_only=post_only,
-        stp=stp,
-        ts=ts,
-    )
 
 
 def new_matcher(*symbols: str) -> Matcher:

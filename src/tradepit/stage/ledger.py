@@ -43,6 +43,7 @@ from tradepit.stage.messages import (
     Transfer,
     decode_events,
     decode_ledger_commands,
+    decode_record,
     encode,
     spec_of,
     symbol_of,
@@ -54,7 +55,6 @@ UPDATES_KEPT = 1_000  # batches of order updates kept in `{lN}:updates` for catc
 
 _decode_account = msgspec.json.Decoder(Account).decode
 _decode_open_order = msgspec.json.Decoder(OpenOrder).decode
-_decode_record = msgspec.json.Decoder(OrderRecord).decode
 _decode_transfer = msgspec.json.Decoder(tuple[int, str, int, int]).decode
 _decode_totals = msgspec.json.Decoder(dict[str, int]).decode
 _decode_specs = msgspec.json.Decoder(list[SymbolSpec]).decode
@@ -337,15 +337,17 @@ class LedgerShard(StageCore):
                     for account_id, coid, order_id in self.new_client_order_ids
                 },
             )
-        if self.dirty_accounts or self.totals_changed or self.symbols_changed:
+        if self.dirty_accounts or self.totals_changed:  # a fill moves trade_flow
             tx.hset(
                 keys.state,
                 mapping={
                     "net_deposits": encode(ledger.net_deposits),
                     "trade_flow": encode(ledger.trade_flow),
-                    "symbols": encode([spec_of(symbol) for symbol in ledger.symbols.values()]),
                 },
             )
+        if self.symbols_changed:
+            symbols = [spec_of(symbol) for symbol in ledger.symbols.values()]
+            tx.hset(keys.state, "symbols", encode(symbols))
         for channel, replies in self.replies.items():
             publishes.append((channel.decode(), encode(replies)))
         self._reset_batch()
@@ -385,6 +387,6 @@ async def load_ledger(
         raws = await redis.hmget(keys.orders, list(ledger.open_orders))
         for raw in raws:
             if raw is not None:
-                record = _decode_record(raw)
+                record = decode_record(raw)
                 history.records[record.order_id] = record
     return ledger, history

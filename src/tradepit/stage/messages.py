@@ -28,6 +28,7 @@ from tradepit.domain.events import (
 )
 from tradepit.domain.orders import Order
 from tradepit.domain.symbols import Symbol
+from tradepit.ledger.history import OrderRecord
 
 __all__ = [
     "COMMANDS",
@@ -56,6 +57,7 @@ __all__ = [
     "decode_matcher_commands",
     "decode_events",
     "decode_replies",
+    "decode_record",
     "symbol_of",
     "spec_of",
 ]
@@ -201,6 +203,7 @@ _ledger_decoder = msgspec.json.Decoder(list[AnyLedgerCommand])
 _matcher_decoder = msgspec.json.Decoder(list[AnyMatcherCommand])
 _events_decoder = msgspec.json.Decoder(list[AnyEvent])
 _replies_decoder = msgspec.json.Decoder(list[Reply])
+decode_record = msgspec.json.Decoder(OrderRecord).decode
 
 
 def decode_ledger_commands(data: bytes) -> list[AnyLedgerCommand]:
