@@ -13,17 +13,23 @@ import secrets
 import string
 import time
 import uuid
-from decimal import Decimal
 from typing import Any
 
 import msgspec
 
 from tradepit.client import VenueClient
-from tradepit.domain.ids import id_to_uuid, new_id
-from tradepit.domain.numbers import parse_units
+from tradepit.domain.ids import VENUE_ACCOUNT_ID, id_to_uuid, new_id
+from tradepit.domain.numbers import parse_units, to_decimal
 from tradepit.domain.symbols import CASH_UNIT, Symbol, cash_to_cents, cents_to_cash
 from tradepit.ledger import CASH, Account
-from tradepit.stage.keys import ACCOUNT_NAMES, API_KEYS, SYMBOLS, ShardKeys, matcher_of
+from tradepit.stage.keys import (
+    ACCOUNT_NAMES,
+    ADMIN_KEY,
+    API_KEYS,
+    SYMBOLS,
+    ShardKeys,
+    matcher_of,
+)
 from tradepit.stage.messages import (
     AddBook,
     AddSymbol,
@@ -41,10 +47,13 @@ from tradepit.stage.messages import (
 __all__ = [
     "AdminError",
     "ApiKey",
+    "AccountProfile",
+    "decode_profile",
     "hash_secret",
     "create_account",
     "transfer",
     "add_symbol",
+    "ensure_admin_key",
     "list_symbols",
     "list_accounts",
     "set_halted",
@@ -61,6 +70,25 @@ class AdminError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class AccountProfile(msgspec.Struct, frozen=True):
+    """What the venue knows of an account beyond its balances."""
+
+    name: str = ""
+    created_at: int = 0  # ns
+
+
+_decode_profile = msgspec.json.Decoder(AccountProfile).decode
+
+
+def decode_profile(raw: bytes | None) -> AccountProfile:
+    if raw is None:
+        return AccountProfile()
+    try:
+        return _decode_profile(raw)
+    except msgspec.DecodeError:  # a venue from before profiles kept the bare name
+        return AccountProfile(raw.decode(errors="replace"))
 
 
 class ApiKey(msgspec.Struct, frozen=True):
@@ -121,7 +149,7 @@ async def create_account(
         _check(await future)
     async with client.redis.pipeline(transaction=True) as tx:
         tx.hset(API_KEYS, key_id, encode(ApiKey(account_id, hash_secret(secret))))
-        tx.hset(ACCOUNT_NAMES, str(account_id), name)
+        tx.hset(ACCOUNT_NAMES, str(account_id), encode(AccountProfile(name, time.time_ns())))
         await tx.execute()
     return {"id": id_to_uuid(account_id), "key_id": key_id, "secret_key": secret}
 
@@ -151,15 +179,45 @@ async def add_symbol(
     tick_size: str = "0.01",
     lot_size: str = "1",
     band_bps: int = 1000,
+    reference_price: str | None = None,
 ) -> dict[str, Any]:
-    """Make a symbol tradable: its book first, then every ledger shard learns it."""
-    symbol = Symbol(name, Decimal(tick_size), Decimal(lot_size), band_bps)
-    spec = spec_of(symbol)
-    await client.redis.hset(SYMBOLS, name, encode(spec))
+    """Make a symbol tradable: its book first, then every ledger shard learns it, and last the
+    catalogue the gateways read, so that no order for it reaches a shard that does not know it.
+
+    `reference_price` is where its price band is centred until it trades.
+    """
+    try:
+        symbol = Symbol(
+            name, to_decimal(tick_size, "tick_size"), to_decimal(lot_size, "lot_size"), band_bps
+        )
+    except ValueError as error:
+        raise AdminError("invalid_symbol", str(error)) from None
+    reference = symbol.price_to_ticks(reference_price, "reference_price") if reference_price else 0
+    spec = msgspec.structs.replace(spec_of(symbol), reference=reference)
     await client.send_to_matcher(matcher_of(name, client.config), [AddBook(name)])
     for reply in await client.request_each_ledger(lambda: AddSymbol(0, spec)):
         _check(reply)
-    return {"symbol": name, "tick_size": spec.tick_size, "lot_size": spec.lot_size}
+    await client.redis.hset(SYMBOLS, name, encode(spec))
+    return {
+        "symbol": name,
+        "tick_size": spec.tick_size,
+        "lot_size": spec.lot_size,
+        "band_bps": spec.band_bps,
+        "reference_price": reference_price,
+    }
+
+
+async def ensure_admin_key(client: VenueClient) -> dict[str, str] | None:
+    """Create the venue's admin key on its first start; None if it has one already."""
+    key_id = "AK" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(18))
+    secret = secrets.token_urlsafe(30)
+    created = await client.redis.hsetnx(ADMIN_KEY, "key_id", key_id)
+    if not created:
+        return None
+    await client.redis.hset(
+        API_KEYS, key_id, encode(ApiKey(VENUE_ACCOUNT_ID, hash_secret(secret), admin=True))
+    )
+    return {"key_id": key_id, "secret_key": secret}
 
 
 async def set_halted(client: VenueClient, name: str, halted: bool) -> dict[str, Any]:
@@ -187,7 +245,7 @@ async def list_accounts(client: VenueClient) -> list[dict[str, Any]]:
             accounts.append(
                 {
                     "id": id_to_uuid(account.account_id),
-                    "name": names.get(str(account.account_id).encode(), b"").decode(),
+                    "name": decode_profile(names.get(str(account.account_id).encode())).name,
                     "cash": cents_to_cash(account.cash_free + account.cash_reserved),
                     "cash_reserved": cents_to_cash(account.cash_reserved),
                     "positions": {

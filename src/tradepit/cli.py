@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,9 +21,11 @@ from tradepit.client import VenueClient
 from tradepit.domain.ids import IdError, uuid_to_id
 from tradepit.domain.numbers import NumberError
 from tradepit.domain.symbols import SymbolError
+from tradepit.gateway import GatewaySettings, run_gateway
 from tradepit.ledger import CASH
 from tradepit.simulate import simulate
 from tradepit.stage.keys import VenueConfig
+from tradepit.venue import GatewayOptions
 from tradepit.verify import verify
 
 try:
@@ -56,6 +59,17 @@ def _position(text: str) -> tuple[str, str]:
     return symbol, qty
 
 
+def _gateway_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="the API's address")
+    parser.add_argument("--port", type=int, default=8000, help="the API's port")
+    parser.add_argument(
+        "--rate-limit",
+        type=float,
+        default=200.0,
+        help="API requests a second per key, bursts of twice that (0: no limit)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tradepit", description="A self-hosted trading venue.")
     parser.add_argument("--data-dir", default=DATA_DIR, help="where the embedded Valkey keeps data")
@@ -69,15 +83,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--matchers", type=int, default=1, help="matcher shards (first start)")
     serve.add_argument("--maker-fee-bps", type=int, default=0)
     serve.add_argument("--taker-fee-bps", type=int, default=0)
+    _gateway_arguments(serve)
+    serve.add_argument("--no-gateway", action="store_true", help="run the stages only")
 
     run = commands.add_parser("run", help="run one shard of one stage in this process")
-    run.add_argument("stage", choices=("ledger", "matcher"))
+    run.add_argument("stage", choices=("ledger", "matcher", "gateway"))
     run.add_argument("--shard", type=_shard, default=(0, 1), help="INDEX/COUNT, such as 0/2")
     run.add_argument(
         "--keep-inputs",
         action="store_true",
         help="never trim applied inbox entries (for audits and replay tests)",
     )
+    _gateway_arguments(run)
 
     verify = commands.add_parser("verify", help="check the venue's books balance")
     verify.add_argument("--settle-timeout", type=float, default=10.0)
@@ -101,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     symbol.add_argument("--tick-size", default="0.01")
     symbol.add_argument("--lot-size", default="1")
     symbol.add_argument("--band-bps", type=int, default=1000)
+    symbol.add_argument("--reference-price", help="where the price band starts before trading")
     for name in ("halt", "resume"):
         ops.add_parser(name).add_argument("symbol")
     ops.add_parser("close-session", help="expire every DAY order")
@@ -133,7 +151,12 @@ async def _admin(args: argparse.Namespace, redis_url: str) -> Any:
             return await admin.list_accounts(client)
         if op == "add-symbol":
             return await admin.add_symbol(
-                client, args.symbol, args.tick_size, args.lot_size, args.band_bps
+                client,
+                args.symbol,
+                args.tick_size,
+                args.lot_size,
+                args.band_bps,
+                args.reference_price,
             )
         if op in ("halt", "resume"):
             return await admin.set_halted(client, args.symbol, op == "halt")
@@ -165,10 +188,15 @@ def main(argv: list[str] | None = None) -> int:
         return simulate(args.seconds, args.traders, args.seed)
     if args.command == "serve":
         config = VenueConfig(args.ledgers, args.matchers, args.maker_fee_bps, args.taker_fee_bps)
-        url = args.redis_url or None
-        _run(lambda: venue.serve(args.data_dir, args.fsync, config, url))
+        url = args.redis_url or os.environ.get("REDIS_URL") or None
+        options = None if args.no_gateway else GatewayOptions(args.host, args.port, args.rate_limit)
+        _run(lambda: venue.serve(args.data_dir, args.fsync, config, url, gateway=options))
         return 0
     redis_url = venue.find_redis_url(args.data_dir, args.redis_url)
+    if args.command == "run" and args.stage == "gateway":
+        settings = GatewaySettings(rate_limit=args.rate_limit)
+        _run(lambda: run_gateway(redis_url, args.host, args.port, settings))
+        return 0
     if args.command == "run":
         index, count = args.shard
         keep = args.keep_inputs

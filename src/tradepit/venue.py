@@ -1,8 +1,10 @@
 """Running the venue: every stage in one process (`serve`), or one shard per process (`run`).
 
 `serve` starts the embedded Valkey server unless it is given a Redis URL, fixes the venue's
-configuration on first start, and runs every ledger and matcher shard as a task of one event
-loop. `run_shard` runs one of them, against a Redis that `serve` (or an operator) set up.
+configuration on first start, runs every ledger and matcher shard as a task of one event loop,
+and the gateway as a child process it supervises (so that HTTP and the stages each get a core
+on a small machine), and closes the session at each UTC midnight. `run_shard` runs one shard,
+against a Redis that `serve` (or an operator) set up.
 """
 
 from __future__ import annotations
@@ -13,11 +15,17 @@ import json
 import logging
 import os
 import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from tradepit.admin import add_symbol
+from tradepit.admin import add_symbol, close_session, ensure_admin_key
 from tradepit.client import VenueClient, init_config, load_config
 from tradepit.embedded import EmbeddedValkey, Fsync
 from tradepit.stage.keys import SYMBOLS, VenueConfig
@@ -25,12 +33,98 @@ from tradepit.stage.ledger import LedgerShard
 from tradepit.stage.loop import StageCore, StageLoop
 from tradepit.stage.matcher import MatcherShard
 
-__all__ = ["VENUE_FILE", "shard_core", "run_loops", "serve", "run_shard", "find_redis_url"]
+__all__ = [
+    "VENUE_FILE",
+    "GatewayOptions",
+    "GatewayProcess",
+    "shard_core",
+    "run_loops",
+    "serve",
+    "run_shard",
+    "find_redis_url",
+]
 
 log = logging.getLogger("tradepit.venue")
 
 VENUE_FILE = "venue.json"  # in the data directory: where a running embedded venue listens
-DEFAULT_SYMBOLS = ("ACME", "GLOBEX", "INITECH")
+# The symbols a new venue lists, and the prices their bands start from.
+DEFAULT_SYMBOLS = {"ACME": "100.00", "GLOBEX": "50.00", "INITECH": "20.00"}
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayOptions:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    rate_limit: float = 0.0
+
+
+class GatewayProcess:
+    """`tradepit run gateway` as a supervised child: started, restarted if it dies, stopped."""
+
+    def __init__(self, redis_url: str, options: GatewayOptions) -> None:
+        self.redis_url = redis_url
+        self.options = options
+        self.process: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.options.host}:{self.options.port}"
+
+    def command(self) -> list[str]:
+        options = self.options
+        return [
+            sys.executable,
+            "-m",
+            "tradepit.cli",
+            "--redis-url",
+            self.redis_url,
+            "run",
+            "gateway",
+            "--host",
+            options.host,
+            "--port",
+            str(options.port),
+            "--rate-limit",
+            str(options.rate_limit),
+        ]
+
+    async def start(self, timeout: float = 30.0) -> None:
+        self.process = subprocess.Popen(self.command(), start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the gateway exited with {self.process.returncode}")
+            if await asyncio.to_thread(self._answers):
+                return
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"the gateway did not listen on {self.url} in {timeout} s")
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection((self.options.host, self.options.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    async def supervise(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            if self.process is not None and self.process.poll() is not None:
+                log.warning("gateway exited with %s; restarting", self.process.returncode)
+                self.restarts += 1
+                with contextlib.suppress(RuntimeError):
+                    await self.start()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 def find_redis_url(data_dir: str | os.PathLike[str], explicit: str | None = None) -> str:
@@ -88,10 +182,14 @@ async def serve(
     config: VenueConfig,
     redis_url: str | None = None,
     ready: asyncio.Event | None = None,
+    gateway: GatewayOptions | None = None,
 ) -> None:
+    """Run the venue until SIGINT or SIGTERM; `gateway` None runs no gateway."""
     embedded = EmbeddedValkey(data_dir, fsync) if redis_url is None else None
     stop = asyncio.Event()
     _stop_on_signals(stop)
+    gateway_process: GatewayProcess | None = None
+    helpers: list[asyncio.Task[None]] = []
     try:
         if embedded is not None:
             await asyncio.to_thread(embedded.start)
@@ -108,32 +206,67 @@ async def serve(
             await redis.aclose()
         loops = [StageLoop(LedgerShard(i, config), redis_url) for i in range(config.ledgers)]
         loops += [StageLoop(MatcherShard(i, config), redis_url) for i in range(config.matchers)]
-        supervisor = asyncio.create_task(embedded.supervise()) if embedded else None
+        if embedded is not None:
+            helpers.append(asyncio.create_task(embedded.supervise()))
         runner = asyncio.create_task(run_loops(loops, stop))
         await asyncio.gather(*(loop.ready.wait() for loop in loops))
-        if first_start:
-            await _add_default_symbols(redis_url)
+        admin_key = await _first_start(redis_url, first_start)
+        helpers.append(asyncio.create_task(_close_sessions_at_midnight(redis_url)))
         print(
             f"tradepit: venue up on {redis_url} ({config.ledgers} ledger and "
-            f"{config.matchers} matcher shard(s)); Ctrl-C stops it",
+            f"{config.matchers} matcher shard(s))",
             flush=True,
         )
+        if gateway is not None:
+            gateway_process = GatewayProcess(redis_url, gateway)
+            await gateway_process.start()
+            helpers.append(asyncio.create_task(gateway_process.supervise()))
+            print(
+                f"tradepit: API on {gateway_process.url}/v2, docs on {gateway_process.url}/docs",
+                flush=True,
+            )
+        if admin_key is not None:
+            print(
+                "tradepit: the admin key, shown this once: "
+                f"APCA-API-KEY-ID={admin_key['key_id']} "
+                f"APCA-API-SECRET-KEY={admin_key['secret_key']}",
+                flush=True,
+            )
+        print("tradepit: Ctrl-C stops it", flush=True)
         if ready is not None:
             ready.set()
         await runner
-        if supervisor is not None:
-            supervisor.cancel()
     finally:
+        for helper in helpers:
+            helper.cancel()
+        if gateway_process is not None:
+            await asyncio.to_thread(gateway_process.stop)
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
             with contextlib.suppress(OSError):
                 (Path(data_dir) / VENUE_FILE).unlink()
 
 
-async def _add_default_symbols(redis_url: str) -> None:
+async def _first_start(redis_url: str, first_start: bool) -> dict[str, str] | None:
+    """List the default symbols on a new venue; create its admin key if it has none."""
     async with VenueClient(redis_url) as client:
-        for name in DEFAULT_SYMBOLS:
-            await add_symbol(client, name)
+        if first_start:
+            for name, reference in DEFAULT_SYMBOLS.items():
+                await add_symbol(client, name, reference_price=reference)
+        return await ensure_admin_key(client)
+
+
+async def _close_sessions_at_midnight(redis_url: str) -> None:
+    """The session is the UTC day: DAY orders expire at each midnight."""
+    while True:
+        now = datetime.now(UTC)
+        midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
+        await asyncio.sleep((midnight - now).total_seconds())
+        try:
+            async with VenueClient(redis_url) as client:
+                await close_session(client)
+        except Exception:  # the next midnight tries again; the venue must not stop for this
+            log.exception("closing the session failed")
 
 
 async def run_shard(

@@ -26,7 +26,14 @@ from tradepit.domain.events import (
 from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
 from tradepit.domain.symbols import Symbol
 
-__all__ = ["OrderStatus", "OrderRecord", "OrderHistory", "TERMINAL_STATUSES"]
+__all__ = [
+    "OrderStatus",
+    "TradeEvent",
+    "OrderRecord",
+    "OrderUpdate",
+    "OrderHistory",
+    "TERMINAL_STATUSES",
+]
 
 
 class OrderStatus:
@@ -40,6 +47,22 @@ class OrderStatus:
     REJECTED = "rejected"
     PENDING_CANCEL = "pending_cancel"
     PENDING_REPLACE = "pending_replace"
+
+
+class TradeEvent:
+    """Alpaca's names for what happened to an order, as its trade_updates stream tells it."""
+
+    NEW = "new"
+    PARTIAL_FILL = "partial_fill"
+    FILL = "fill"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+    REPLACED = "replaced"
+    REJECTED = "rejected"
+    PENDING_CANCEL = "pending_cancel"
+    PENDING_REPLACE = "pending_replace"
+    CANCEL_REJECTED = "order_cancel_rejected"
+    REPLACE_REJECTED = "order_replace_rejected"
 
 
 TERMINAL_STATUSES = frozenset(
@@ -83,11 +106,30 @@ class OrderRecord(msgspec.Struct, array_like=True, gc=False):
     reason: str = ""
 
 
+class OrderUpdate(msgspec.Struct, array_like=True, gc=False):
+    """One change to one order: Alpaca's event name and the order as it stood just after.
+
+    Fills also carry the price (ticks) and lots traded, the account's lots of the symbol after
+    the fill, and the trade's sequence number in its symbol (which names the execution).
+    """
+
+    event: str
+    ts: int
+    order: OrderRecord
+    price: int = 0
+    qty: int = 0
+    position_qty: int = 0
+    trade_seq: int = 0
+
+
+Change = tuple[str, OrderRecord]  # an event name and the record it changed
+
+
 class OrderHistory:
     """Order records by id; `apply` follows the matcher's events for the orders it holds.
 
-    Each method returns the record it changed (or None), so that a caller can write through
-    only what changed.
+    Each method returns what it changed, with the event's Alpaca name, so that a caller can
+    write through only what changed and tell the owner what happened.
     """
 
     def __init__(self, symbols: Mapping[str, Symbol]) -> None:
@@ -124,7 +166,7 @@ class OrderHistory:
         record.updated_at = ts
         return record
 
-    def apply(self, event: Event) -> list[OrderRecord]:
+    def apply(self, event: Event) -> list[Change]:
         if isinstance(event, PartialFill):  # the most common event first
             record = self.records.get(event.order_id)
             if record is None:
@@ -135,52 +177,61 @@ class OrderHistory:
             if isinstance(event, Fill):
                 record.status = OrderStatus.FILLED
                 record.filled_at = event.ts
-            elif record.status not in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_REPLACE):
+                return [(TradeEvent.FILL, record)]
+            if record.status not in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_REPLACE):
                 record.status = OrderStatus.PARTIALLY_FILLED
-            return [record]
-        changed = []
+            return [(TradeEvent.PARTIAL_FILL, record)]
+        changed: list[Change] = []
         if isinstance(event, ReplaceRejected):
             new = self.records.get(event.new_order_id)
             if new is not None:
                 new.status = OrderStatus.REJECTED
                 new.reason = event.reason
                 new.updated_at = event.ts
-                changed.append(new)
+                changed.append((TradeEvent.REJECTED, new))
             old = self._live_again(event.order_id, event.ts)
             if old is not None:
-                changed.append(old)
+                changed.append((TradeEvent.REPLACE_REJECTED, old))
             return changed
         if isinstance(event, CancelRejected):
             old = self._live_again(event.order_id, event.ts)
-            return [old] if old is not None else changed
+            return [(TradeEvent.CANCEL_REJECTED, old)] if old is not None else changed
         order_id = getattr(event, "order_id", None)
         record = self.records.get(order_id) if order_id is not None else None
         if record is None:
             return changed
-        record.updated_at = event.ts
         if isinstance(event, Accepted):
-            if record.status == OrderStatus.ACCEPTED:
-                record.status = OrderStatus.NEW
+            if record.status != OrderStatus.ACCEPTED:
+                return changed  # a stop order triggered, or a replacement already live
+            record.status = OrderStatus.NEW
+            name = TradeEvent.NEW
         elif isinstance(event, Canceled):
             record.status = OrderStatus.CANCELED
             record.canceled_at = event.ts
             record.reason = event.reason
+            name = TradeEvent.CANCELED
         elif isinstance(event, Expired):
             record.status = OrderStatus.EXPIRED
             record.expired_at = event.ts
+            name = TradeEvent.EXPIRED
         elif isinstance(event, Rejected):
             record.status = OrderStatus.REJECTED
             record.reason = event.reason
+            name = TradeEvent.REJECTED
         elif isinstance(event, Replaced):
             record.status = OrderStatus.REPLACED
             record.replaced_at = event.ts
             record.replaced_by = event.new_order_id
+            name = TradeEvent.REPLACED
             new = self.records.get(event.new_order_id)
             if new is not None:
                 new.status = OrderStatus.NEW
                 new.updated_at = event.ts
-                changed.append(new)
-        changed.append(record)
+                changed.append((TradeEvent.NEW, new))
+        else:
+            return changed
+        record.updated_at = event.ts
+        changed.insert(0, (name, record))
         return changed
 
     def _live_again(self, order_id: int, ts: int) -> OrderRecord | None:

@@ -20,18 +20,22 @@ __all__ = [
     "CONFIG",
     "SYMBOLS",
     "API_KEYS",
+    "ADMIN_KEY",
     "ACCOUNT_NAMES",
     "ledger_name",
     "matcher_name",
     "ledger_of",
     "matcher_of",
     "ShardKeys",
+    "index_member",
+    "account_range",
 ]
 
 CONFIG = "tradepit:config"
 SYMBOLS = "tradepit:symbols"  # symbol -> SymbolSpec
 API_KEYS = "tradepit:keys"  # key id -> ApiKey
-ACCOUNT_NAMES = "tradepit:accounts"  # account id -> display name
+ADMIN_KEY = "tradepit:admin"  # the admin key's id, once created
+ACCOUNT_NAMES = "tradepit:accounts"  # account id -> AccountProfile (display name, opened at)
 
 
 class VenueConfig(msgspec.Struct, frozen=True):
@@ -93,6 +97,10 @@ class ShardKeys:
         self.orders = f"{tag}:orders"
         self.transfers = f"{tag}:transfers"
         self.client_order_ids = f"{tag}:coids"
+        # Per-account listings, as lexicographically sorted sets (see `index_member`).
+        self.order_index = f"{tag}:orders_by_account"  # every order, by creation time
+        self.open_index = f"{tag}:open_by_account"  # the orders still open
+        self.fills = f"{tag}:fills"  # every fill's order update, by time
         self.books = f"{tag}:books"
         self.resting = f"{tag}:resting"
 
@@ -103,3 +111,20 @@ class ShardKeys:
     def link_from(self, other: str) -> str:
         """Shard `other`'s outbox stream to this shard: one of this shard's inboxes."""
         return "{" + other + "}:to:" + self.shard
+
+
+# A per-account index is one sorted set per shard whose members all have score 0 and sort by
+# their text: "<account, 32 hex>:<time, 20 digits>:<payload>". One ZADD then indexes a whole
+# batch whatever its accounts, and ZRANGEBYLEX reads one account's slice in time order.
+
+
+def index_member(account_id: int, ts: int, payload: bytes) -> bytes:
+    return b"%032x:%020d:" % (account_id, ts) + payload
+
+
+def account_range(account_id: int, after: int = 0, until: int | None = None) -> tuple[bytes, bytes]:
+    """ZRANGEBYLEX bounds for an account's members with `after` < time <= `until` (ns)."""
+    low = b"(%032x:%020d:\xff" % (account_id, after) if after else b"[%032x:" % account_id
+    # ";" sorts right after ":", so "[<account>;" bounds all of the account's members.
+    high = b"[%032x;" % account_id if until is None else b"[%032x:%020d:\xff" % (account_id, until)
+    return low, high

@@ -4,7 +4,8 @@ Inboxes, applied in this order each batch: the matchers' events for this shard's
 (settling fills first frees buying power for the orders behind them), then `{lN}:in`, the
 commands of clients and the operator. Outputs: orders, cancels and replaces to the matcher
 shard that owns each symbol; a reply per command, published to the channel its entry named;
-the changed order records, appended to `{lN}:updates` for the trade-update streams.
+an `OrderUpdate` per change to an order, appended to `{lN}:updates` for the trade-update
+streams; and per-account indexes of orders, open orders and fills for the API's listings.
 
 In Redis, each table is a hash keyed by id, and only what a batch changed is written.
 """
@@ -20,8 +21,15 @@ from tradepit.domain.ids import VENUE_ACCOUNT_ID
 from tradepit.domain.orders import Order
 from tradepit.domain.symbols import SymbolError
 from tradepit.ledger import Account, Ledger, LedgerError, LedgerState, OpenOrder
-from tradepit.ledger.history import OrderHistory, OrderRecord, OrderStatus
-from tradepit.stage.keys import ShardKeys, VenueConfig, matcher_of
+from tradepit.ledger.history import (
+    TERMINAL_STATUSES,
+    OrderHistory,
+    OrderRecord,
+    OrderStatus,
+    OrderUpdate,
+    TradeEvent,
+)
+from tradepit.stage.keys import ShardKeys, VenueConfig, index_member, matcher_of
 from tradepit.stage.loop import BadEntryError, Fields, StageCore
 from tradepit.stage.messages import (
     COMMANDS,
@@ -82,6 +90,10 @@ class LedgerShard(StageCore):
         self.dirty_accounts: set[int] = set()
         self.dirty_open_orders: set[int] = set()
         self.dirty_records: dict[int, OrderRecord] = {}
+        self.updates: list[bytes] = []
+        self.new_orders: list[bytes] = []  # index members of orders placed this batch
+        self.closed_orders: list[bytes] = []  # ... and of orders that ended
+        self.fills: list[bytes] = []
         self.new_transfers: list[str] = []
         self.new_client_order_ids: list[tuple[int, str, int]] = []
         self.totals_changed = False
@@ -128,8 +140,33 @@ class LedgerShard(StageCore):
             apply(event)
             dirty_accounts.add(account_id)
             dirty_orders.add(event.order_id)  # type: ignore[union-attr]
-            for record in follow(event):
+            for name, record in follow(event):
                 dirty_records[record.order_id] = record
+                self._order_changed(name, record, event)
+
+    def _order_changed(self, name: str, record: OrderRecord, event: object) -> None:
+        """Tell the owner (an `OrderUpdate`), and keep the account's indexes in step."""
+        if isinstance(event, PartialFill):
+            holding = self.ledger.accounts[record.account_id].holdings[record.symbol]
+            encoded = encode(
+                OrderUpdate(
+                    name,
+                    event.ts,
+                    record,
+                    event.price,
+                    event.qty,
+                    holding.free + holding.reserved,
+                    event.trade_seq,
+                )
+            )
+            self.fills.append(index_member(record.account_id, event.ts, encoded))
+        else:
+            encoded = encode(OrderUpdate(name, record.updated_at, record))
+        self.updates.append(encoded)
+        if record.status in TERMINAL_STATUSES:
+            self.closed_orders.append(
+                index_member(record.account_id, record.created_at, b"%032x" % record.order_id)
+            )
 
     def _apply_commands(self, fields: Fields) -> None:
         try:
@@ -183,6 +220,7 @@ class LedgerShard(StageCore):
     def _order_accepted(self, order: Order, client_order_id: str, replaces: int) -> None:
         record = self.history.accepted(order, client_order_id, replaces)
         self.dirty_records[order.order_id] = record
+        self.new_orders.append(index_member(order.account_id, order.ts, b"%032x" % order.order_id))
         self.dirty_open_orders.add(order.order_id)
         self.dirty_accounts.add(order.account_id)
         if client_order_id:
@@ -193,6 +231,7 @@ class LedgerShard(StageCore):
         record = self.history.mark_pending(command.order_id, OrderStatus.PENDING_CANCEL, command.ts)
         if record is not None:
             self.dirty_records[record.order_id] = record
+            self._order_changed(TradeEvent.PENDING_CANCEL, record, command)
         self._send(
             open_order.symbol,
             Cancel(open_order.symbol, command.order_id, command.account_id, command.ts),
@@ -231,6 +270,7 @@ class LedgerShard(StageCore):
         )
         if pending is not None:
             self.dirty_records[pending.order_id] = pending
+            self._order_changed(TradeEvent.PENDING_REPLACE, pending, command)
         self._send(
             old.symbol,
             Replace(
@@ -315,15 +355,24 @@ class LedgerShard(StageCore):
         if self.dirty_records:
             encoded = {order_id: encode(record) for order_id, record in self.dirty_records.items()}
             tx.hset(keys.orders, mapping=encoded)  # type: ignore[arg-type]
-            # Live consumers (trade updates) tail this stream with XREAD BLOCK: it is ordered,
-            # durable and gapless, which Pub/Sub is not, for the same one copy in Valkey.
-            updates = b"[" + b",".join(encoded.values()) + b"]"
-            tx.xadd(keys.updates, {UPDATES: updates}, maxlen=UPDATES_KEPT, approximate=True)
             # A record whose order is over needs no more memory here: Redis has it.
             records = self.history.records
             for order_id in self.dirty_records:
                 if order_id not in ledger.open_orders:
                     records.pop(order_id, None)
+        if self.updates:
+            # Live consumers (trade updates) tail this stream with XREAD BLOCK: it is ordered,
+            # durable and gapless, which Pub/Sub is not, for the same one copy in Valkey.
+            updates = b"[" + b",".join(self.updates) + b"]"
+            tx.xadd(keys.updates, {UPDATES: updates}, maxlen=UPDATES_KEPT, approximate=True)
+        if self.new_orders:
+            members = dict.fromkeys(self.new_orders, 0)
+            tx.zadd(keys.order_index, members)
+            tx.zadd(keys.open_index, members)
+        if self.closed_orders:
+            tx.zrem(keys.open_index, *self.closed_orders)
+        if self.fills:
+            tx.zadd(keys.fills, dict.fromkeys(self.fills, 0))
         if self.new_transfers:
             tx.hset(
                 keys.transfers,

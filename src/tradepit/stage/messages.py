@@ -65,16 +65,18 @@ __all__ = [
 COMMANDS = b"c"  # the field of an entry that holds its commands
 REPLY_TO = b"r"  # the field that names the channel for the replies
 EVENTS = b"e"  # the field of a matcher's outbox entry that holds its events
-UPDATES = b"u"  # the field of a ledger's `updates` entry that holds changed order records
+UPDATES = b"u"  # the field of a ledger's `updates` entry that holds its `OrderUpdate`s
 
 
 class SymbolSpec(msgspec.Struct, array_like=True, frozen=True):
-    """A symbol as it travels and is stored: the arguments of `tradepit.domain.Symbol`."""
+    """A symbol as it travels and is stored: the arguments of `tradepit.domain.Symbol`, and
+    the reference price (ticks; 0 if none) that bands its prices until it has traded."""
 
     name: str
     tick_size: str
     lot_size: str
     band_bps: int
+    reference: int = 0
 
 
 # Commands to a ledger shard. `request_id` names the reply (0: no reply wanted).

@@ -1,0 +1,62 @@
+"""The gateway's ASGI application: Alpaca's Trading API v2, its trade_updates stream, the
+operator's routes, and the OpenAPI page at /docs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import Response
+
+from tradepit.gateway import admin_api, reference, stream, trading
+from tradepit.gateway.errors import install_error_handlers
+from tradepit.gateway.service import Gateway, GatewaySettings
+from tradepit.gateway.web import json_response
+
+__all__ = ["create_app"]
+
+_DESCRIPTION = """
+tradepit speaks Alpaca's Trading API v2. Sign in with **Authorize**: your account's
+`APCA-API-KEY-ID` and `APCA-API-SECRET-KEY` (from `tradepit admin create-account`), then try
+any route. Prices and quantities are decimal strings on each symbol's grid; a price off the
+grid is refused, never rounded.
+"""
+
+
+def create_app(redis_url: str, settings: GatewaySettings | None = None) -> FastAPI:
+    gateway = Gateway(redis_url, settings or GatewaySettings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gateway.start()
+        assert gateway.market is not None
+        updates = stream.TradeUpdates(gateway.redis, gateway.client.config, gateway.market)
+        await updates.start()
+        app.state.trade_updates = updates
+        try:
+            yield
+        finally:
+            await updates.stop()
+            await gateway.stop()
+
+    app = FastAPI(
+        title="tradepit",
+        description=_DESCRIPTION,
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.gateway = gateway
+    install_error_handlers(app)
+    app.include_router(trading.router)
+    app.include_router(reference.router)
+    app.include_router(stream.router)
+    app.include_router(admin_api.router)
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> Response:
+        return json_response({"name": "tradepit", "api": "/v2", "docs": "/docs"})
+
+    return app

@@ -1,0 +1,122 @@
+"""What the gateway knows of the market: the symbols, and each book's last price and halt.
+
+Order validation reads these on every request, so they are kept in memory and refreshed in the
+background; a price band is wide, so a fraction of a second of staleness costs nothing. Views
+that show money (account, positions) read the prices fresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from tradepit.domain.symbols import Symbol
+from tradepit.stage.keys import SYMBOLS, ShardKeys, VenueConfig, matcher_of
+from tradepit.stage.matcher import BookCounters
+from tradepit.stage.messages import SymbolSpec, symbol_of
+
+__all__ = ["Listing", "Market", "asset_id_of"]
+
+log = logging.getLogger("tradepit.gateway")
+
+_decode_spec = msgspec.json.Decoder(SymbolSpec).decode
+_decode_counters = msgspec.json.Decoder(BookCounters).decode
+# Asset ids are stable UUIDs derived from the symbol, the same in every gateway.
+_ASSET_NAMESPACE = uuid.UUID("6f1d3c2e-8a4b-4c5d-9e6f-7a8b9c0d1e2f")
+
+
+def asset_id_of(symbol: str) -> str:
+    return str(uuid.uuid5(_ASSET_NAMESPACE, symbol))
+
+
+@dataclass(slots=True)
+class Listing:
+    symbol: Symbol
+    asset_id: str
+    reference: int  # ticks: the price the band starts from before the first trade; 0 if none
+    last_price: int = 0
+    halted: bool = False
+
+    def reference_price(self) -> int:
+        """The price bands and market orders are measured from: the last trade, else the
+        symbol's reference; 0 when neither exists."""
+        return self.last_price or self.reference
+
+
+class Market:
+    def __init__(self, redis: aioredis.Redis, config: VenueConfig, refresh: float = 0.25) -> None:
+        self.redis = redis
+        self.config = config
+        self.refresh = refresh
+        self.listings: dict[str, Listing] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.load()
+        self._task = asyncio.create_task(self._refresh_forever(), name="market")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def get(self, name: str) -> Listing | None:
+        return self.listings.get(name)
+
+    async def load(self) -> None:
+        specs: Any = await self.redis.hgetall(SYMBOLS)
+        listings = {}
+        for raw in specs.values():
+            try:
+                spec = _decode_spec(raw)
+                symbol = symbol_of(spec)
+            except (msgspec.DecodeError, ValueError, ArithmeticError):
+                log.warning("skipping an unreadable symbol: %r", raw[:80])
+                continue
+            old = self.listings.get(spec.name)
+            listing = Listing(symbol, asset_id_of(spec.name), spec.reference)
+            if old is not None:
+                listing.last_price, listing.halted = old.last_price, old.halted
+            listings[spec.name] = listing
+        self.listings = listings
+        await self.load_prices()
+
+    async def load_prices(self, names: list[str] | None = None) -> None:
+        """Read the books' last prices and halts (of `names`, or all) into the listings."""
+        wanted = list(self.listings) if names is None else names
+        by_shard: dict[str, list[str]] = {}
+        for name in wanted:
+            by_shard.setdefault(matcher_of(name, self.config), []).append(name)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard, shard_names in by_shard.items():
+                pipe.hmget(ShardKeys(shard).books, shard_names)
+            results = await pipe.execute()
+        for shard_names, raws in zip(by_shard.values(), results, strict=True):
+            for name, raw in zip(shard_names, raws, strict=True):
+                listing = self.listings.get(name)
+                if raw is None or listing is None:
+                    continue
+                counters = _decode_counters(raw)
+                listing.last_price, listing.halted = counters.last_price, counters.halted
+
+    async def _refresh_forever(self) -> None:
+        ticks = 0
+        while True:
+            await asyncio.sleep(self.refresh)
+            ticks += 1
+            try:
+                if ticks % 8 == 0:
+                    await self.load()  # new symbols are rare: look for them now and then
+                else:
+                    await self.load_prices()
+            except RedisError as error:
+                log.warning("market refresh failed: %s", error)

@@ -1,0 +1,199 @@
+"""Order requests as Alpaca's API takes them, checked and turned into tradepit's integers.
+
+Bodies are decoded by msgspec straight into `Decimal`s from the JSON text, so `"qty": 1.1` is
+exactly 1.1 and never the float nearest to it; anything off the symbol's grid is refused.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import msgspec
+
+from tradepit.domain.numbers import NumberError, to_decimal
+from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
+from tradepit.domain.symbols import CASH_UNIT
+from tradepit.gateway.errors import ApiError
+from tradepit.gateway.market import Listing
+
+__all__ = [
+    "OrderRequest",
+    "ReplaceRequest",
+    "MAX_CLIENT_ORDER_ID",
+    "build_order",
+    "check_client_order_id",
+    "decode_body",
+]
+
+MAX_CLIENT_ORDER_ID = 128
+Number = Decimal | None
+T = TypeVar("T")
+V = TypeVar("V")
+
+
+class OrderRequest(msgspec.Struct, kw_only=True):
+    """POST /v2/orders. Unknown fields are ignored, as Alpaca's SDKs send a few we do not use."""
+
+    symbol: str
+    side: str
+    type: str = ""
+    order_type: str = ""  # some clients send this name instead of `type`
+    time_in_force: str
+    qty: Number = None
+    notional: Number = None
+    limit_price: Number = None
+    stop_price: Number = None
+    trail_price: Number = None
+    trail_percent: Number = None
+    extended_hours: bool | None = None
+    client_order_id: str | None = None
+    order_class: str | None = None
+    take_profit: dict[str, Any] | None = None
+    stop_loss: dict[str, Any] | None = None
+    legs: list[Any] | None = None
+    position_intent: str | None = None
+    post_only: bool = False  # tradepit's own: refuse to take liquidity
+
+
+class ReplaceRequest(msgspec.Struct, kw_only=True):
+    """PATCH /v2/orders/{id}: what changes; what is left out stays as it was."""
+
+    qty: Number = None
+    time_in_force: str | None = None
+    limit_price: Number = None
+    stop_price: Number = None
+    trail: Number = None
+    client_order_id: str | None = None
+
+
+_SIDES = {"buy": Side.BUY, "sell": Side.SELL}
+_TYPES = {
+    "market": OrderType.MARKET,
+    "limit": OrderType.LIMIT,
+    "stop": OrderType.STOP,
+    "stop_limit": OrderType.STOP_LIMIT,
+}
+_TIMES_IN_FORCE = {
+    "day": TimeInForce.DAY,
+    "gtc": TimeInForce.GTC,
+    "ioc": TimeInForce.IOC,
+    "fok": TimeInForce.FOK,
+}
+
+
+def decode_body(body: bytes, kind: type[T]) -> T:
+    if not body.strip():
+        raise ApiError(400, "request body is empty: send a JSON object")
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as error:
+        raise ApiError.invalid(f"invalid request body: {error}") from None
+    except msgspec.DecodeError as error:
+        raise ApiError.bad_request(f"request body is not valid JSON: {error}") from None
+
+
+def _choice(value: str, choices: dict[str, V], field: str) -> V:
+    found = choices.get(value.lower()) if isinstance(value, str) else None
+    if found is None:
+        raise ApiError.invalid(f"{field} must be one of {', '.join(choices)}; got {value!r}")
+    return found
+
+
+def check_client_order_id(client_order_id: str | None) -> str:
+    if client_order_id is None:
+        return ""
+    if not 0 < len(client_order_id) <= MAX_CLIENT_ORDER_ID:
+        raise ApiError.invalid(f"client_order_id must be 1 to {MAX_CLIENT_ORDER_ID} characters")
+    return client_order_id
+
+
+def build_order(
+    request: OrderRequest, listing: Listing, order_id: int, account_id: int, now: int
+) -> tuple[Order, str]:
+    """The order in integers, or ApiError(422) saying what is wrong with the request."""
+    symbol = listing.symbol
+    side = _choice(request.side, _SIDES, "side")
+    type_name = request.type or request.order_type
+    if type_name.lower() == "trailing_stop":
+        raise ApiError.invalid("trailing_stop orders are not supported by tradepit")
+    order_type = _choice(type_name, _TYPES, "type")
+    if request.time_in_force.lower() in ("opg", "cls"):
+        raise ApiError.invalid("opg and cls orders are not supported: tradepit has no auctions")
+    time_in_force = _choice(request.time_in_force, _TIMES_IN_FORCE, "time_in_force")
+    if request.order_class not in (None, "", "simple"):
+        raise ApiError.invalid(f"order_class {request.order_class!r} is not supported: simple only")
+    if request.take_profit or request.stop_loss or request.legs:
+        raise ApiError.invalid("bracket, oco and oto legs are not supported: simple orders only")
+    if request.trail_price is not None or request.trail_percent is not None:
+        raise ApiError.invalid("trail_price and trail_percent apply to trailing_stop orders only")
+    client_order_id = check_client_order_id(request.client_order_id)
+
+    reference = listing.reference_price()
+    limit = stop = 0
+    if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+        if request.limit_price is None:
+            raise ApiError.invalid(f"limit_price is required for {type_name} orders")
+        limit = symbol.price_to_ticks(request.limit_price, "limit_price")
+        if reference:
+            symbol.check_in_band(limit, reference)
+    elif request.limit_price is not None:
+        raise ApiError.invalid(f"limit_price does not apply to {type_name} orders")
+    if order_type in (OrderType.STOP, OrderType.STOP_LIMIT):
+        if request.stop_price is None:
+            raise ApiError.invalid(f"stop_price is required for {type_name} orders")
+        stop = symbol.price_to_ticks(request.stop_price, "stop_price")
+    elif request.stop_price is not None:
+        raise ApiError.invalid(f"stop_price does not apply to {type_name} orders")
+
+    is_market_priced = order_type in (OrderType.MARKET, OrderType.STOP)
+    if is_market_priced:
+        if not reference:
+            raise ApiError.invalid(f"{symbol.name} has no reference price yet: send a limit order")
+        price = symbol.protection_price(side is Side.BUY, reference)
+    else:
+        price = limit
+
+    if request.notional is not None:
+        if request.qty is not None:
+            raise ApiError.invalid("send qty or notional, not both")
+        if order_type is not OrderType.MARKET or side is not Side.BUY:
+            raise ApiError.invalid("notional is supported on market buy orders only")
+        qty, price = _notional_order(request.notional, listing, price)
+    elif request.qty is None:
+        raise ApiError.invalid("qty is required (or notional, for a market buy)")
+    else:
+        qty = symbol.qty_to_lots(request.qty, "qty")
+    if request.post_only and order_type is not OrderType.LIMIT:
+        raise ApiError.invalid("post_only applies to limit orders only")
+    order = Order(
+        order_id,
+        account_id,
+        symbol.name,
+        side,
+        order_type,
+        time_in_force,
+        qty,
+        price,
+        stop,
+        post_only=request.post_only,
+        ts=now,
+    )
+    return order, client_order_id
+
+
+def _notional_order(notional: Decimal, listing: Listing, protection: int) -> tuple[int, int]:
+    """Whole lots that `notional` dollars buy at the reference price, and the worst price at
+    which they still cost no more than `notional`: a notional order never overspends."""
+    symbol = listing.symbol
+    cents = to_decimal(notional, "notional") / CASH_UNIT
+    if cents != cents.to_integral_value() or cents <= 0:
+        raise NumberError("notional", f"{notional} is not a positive whole number of cents")
+    lots = symbol.notional_to_lots(notional, listing.reference_price())
+    if lots <= 0:
+        raise ApiError.invalid(
+            f"notional {notional} buys less than one lot of {symbol.name} at "
+            f"{symbol.ticks_to_price(listing.reference_price())}"
+        )
+    worst = min(protection, int(cents) // (lots * symbol.cash_per_tick_lot))
+    return lots, worst

@@ -1,0 +1,340 @@
+"""The rest of Alpaca's Trading API v2: assets, the clock and calendar, watchlists, account
+configurations and portfolio history.
+
+tradepit trades around the clock; its session is the UTC day. At each UTC midnight `serve`
+closes the session (DAY orders expire) and the next one opens at once, which is what the clock
+and the calendar say.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import msgspec
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from tradepit.domain.ids import id_to_uuid
+from tradepit.gateway.auth import Principal
+from tradepit.gateway.errors import ApiError
+from tradepit.gateway.orders import decode_body
+from tradepit.gateway.service import Gateway
+from tradepit.gateway.shapes import asset_json, rfc3339
+from tradepit.gateway.web import gateway_of, json_response, read_body, trader
+
+__all__ = ["router", "next_session_close"]
+
+router = APIRouter(prefix="/v2", tags=["reference"])
+_MAX_CALENDAR_DAYS = 1_000
+_MAX_WATCHLISTS = 100
+_MAX_WATCHLIST_SYMBOLS = 1_000
+
+
+def next_session_close(now: datetime) -> datetime:
+    """The next UTC midnight after `now`."""
+    return datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+
+
+# Assets.
+
+
+def _assets(gateway: Gateway) -> list[dict[str, Any]]:
+    assert gateway.market is not None
+    return [
+        asset_json(listing.symbol, listing.asset_id, listing.halted)
+        for _, listing in sorted(gateway.market.listings.items())
+    ]
+
+
+@router.get("/assets")
+async def list_assets(
+    request: Request,
+    status: str | None = Query(None),
+    asset_class: str | None = Query(None),
+    exchange: str | None = Query(None),
+    attributes: str | None = Query(None),
+    _principal: Principal = Depends(trader),
+) -> Response:
+    assets = _assets(gateway_of(request))
+    if status and status.lower() != "active":
+        assets = []
+    if asset_class and asset_class.lower() != "us_equity":
+        assets = []
+    if exchange:
+        assets = [asset for asset in assets if asset["exchange"] == exchange.upper()]
+    if attributes:
+        assets = []  # no asset has any of Alpaca's attributes
+    return json_response(assets)
+
+
+@router.get("/assets/{symbol_or_asset_id}")
+async def get_asset(
+    request: Request, symbol_or_asset_id: str, _principal: Principal = Depends(trader)
+) -> Response:
+    for asset in _assets(gateway_of(request)):
+        if symbol_or_asset_id in (asset["symbol"], asset["id"]):
+            return json_response(asset)
+    raise ApiError.not_found("asset not found")
+
+
+# The clock and the calendar.
+
+
+@router.get("/clock")
+async def get_clock(_principal: Principal = Depends(trader)) -> Response:
+    now = datetime.now(UTC)
+    close = next_session_close(now)
+    return json_response(
+        {
+            "timestamp": now.isoformat().replace("+00:00", "Z"),
+            "is_open": True,
+            "next_open": close.isoformat().replace("+00:00", "Z"),
+            "next_close": close.isoformat().replace("+00:00", "Z"),
+        }
+    )
+
+
+def _date(text: str | None, field: str, default: date) -> date:
+    if not text:
+        return default
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        raise ApiError.invalid(f"{field} must be a date (YYYY-MM-DD), got {text[:40]!r}") from None
+
+
+@router.get("/calendar")
+async def get_calendar(
+    start: str | None = Query(None, description="first day (default: today)"),
+    end: str | None = Query(None, description="last day (default: 30 days on)"),
+    _principal: Principal = Depends(trader),
+) -> Response:
+    today = datetime.now(UTC).date()
+    first = _date(start, "start", today)
+    last = _date(end, "end", first + timedelta(days=30))
+    if last < first:
+        raise ApiError.invalid("end is before start")
+    if (last - first).days >= _MAX_CALENDAR_DAYS:
+        raise ApiError.invalid(f"ask for at most {_MAX_CALENDAR_DAYS} days at a time")
+    days = []
+    for offset in range((last - first).days + 1):
+        day = (first + timedelta(days=offset)).isoformat()
+        days.append(
+            {
+                "date": day,
+                "open": "00:00",
+                "close": "23:59",
+                "session_open": "0000",
+                "session_close": "2359",
+                "settlement_date": day,
+            }
+        )
+    return json_response(days)
+
+
+# Account configurations.
+
+
+class SettingsPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    dtbp_check: str | None = None
+    trade_confirm_email: str | None = None
+    suspend_trade: bool | None = None
+    no_shorting: bool | None = None
+    fractional_trading: bool | None = None
+    max_margin_multiplier: str | None = None
+    max_options_trading_level: int | None = None
+    pdt_check: str | None = None
+    ptp_no_exception_entry: bool | None = None
+
+
+@router.get("/account/configurations")
+async def get_configurations(request: Request, principal: Principal = Depends(trader)) -> Response:
+    settings = await gateway_of(request).account_settings(principal.account_id, fresh=True)
+    return json_response(msgspec.to_builtins(settings))
+
+
+@router.patch("/account/configurations")
+async def set_configurations(request: Request, principal: Principal = Depends(trader)) -> Response:
+    """Change account configurations. tradepit acts on `suspend_trade` (no new orders); it is
+    a cash venue, so shorting, margin and fractional trading stay off."""
+    gateway = gateway_of(request)
+    patch = decode_body(await read_body(request), SettingsPatch)
+    settings = await gateway.account_settings(principal.account_id, fresh=True)
+    changes = {key: value for key, value in msgspec.to_builtins(patch).items() if value is not None}
+    fixed = {"no_shorting": True, "fractional_trading": False, "max_margin_multiplier": "1"}
+    for key, value in fixed.items():
+        if key in changes and changes[key] != value:
+            raise ApiError.invalid(f"{key} cannot change: tradepit is a cash venue")
+    updated = msgspec.structs.replace(settings, **changes)
+    await gateway.save_account_settings(principal.account_id, updated)
+    return json_response(msgspec.to_builtins(updated))
+
+
+# Watchlists.
+
+
+class WatchlistBody(msgspec.Struct, kw_only=True):
+    name: str | None = None
+    symbols: list[str] | None = None
+
+
+class WatchlistSymbol(msgspec.Struct, kw_only=True):
+    symbol: str
+
+
+class Watchlist(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    created_at: int
+    updated_at: int
+    symbols: list[str]
+
+
+_decode_watchlist = msgspec.json.Decoder(Watchlist).decode
+
+
+def _watchlists_key(account_id: int) -> str:
+    return f"tradepit:watchlists:{account_id}"
+
+
+def _watchlist_json(gateway: Gateway, account_id: int, watchlist: Watchlist) -> dict[str, Any]:
+    assert gateway.market is not None
+    assets = []
+    for name in watchlist.symbols:
+        listing = gateway.market.get(name)
+        if listing is not None:
+            assets.append(asset_json(listing.symbol, listing.asset_id, listing.halted))
+    return {
+        "id": watchlist.id,
+        "account_id": id_to_uuid(account_id),
+        "name": watchlist.name,
+        "created_at": rfc3339(watchlist.created_at),
+        "updated_at": rfc3339(watchlist.updated_at),
+        "assets": assets,
+    }
+
+
+def _checked_symbols(gateway: Gateway, symbols: list[str]) -> list[str]:
+    assert gateway.market is not None
+    if len(symbols) > _MAX_WATCHLIST_SYMBOLS:
+        raise ApiError.invalid(f"a watchlist holds at most {_MAX_WATCHLIST_SYMBOLS} symbols")
+    for name in symbols:
+        if gateway.market.get(name) is None:
+            raise ApiError.not_found(f"asset not found: {name[:20]!r}")
+    return list(dict.fromkeys(symbols))
+
+
+def _checked_name(name: str | None) -> str:
+    if not name or len(name) > 64:
+        raise ApiError.invalid("name is required, 1 to 64 characters")
+    return name
+
+
+async def _load_watchlist(gateway: Gateway, account_id: int, watchlist_id: str) -> Watchlist:
+    raw = await gateway.redis.hget(_watchlists_key(account_id), watchlist_id[:64])
+    if raw is None:
+        raise ApiError.not_found("watchlist not found")
+    return _decode_watchlist(raw)
+
+
+async def _save_watchlist(gateway: Gateway, account_id: int, watchlist: Watchlist) -> None:
+    await gateway.redis.hset(
+        _watchlists_key(account_id), watchlist.id, msgspec.json.encode(watchlist)
+    )
+
+
+@router.get("/watchlists")
+async def list_watchlists(request: Request, principal: Principal = Depends(trader)) -> Response:
+    gateway = gateway_of(request)
+    raws: Any = await gateway.redis.hvals(_watchlists_key(principal.account_id))
+    watchlists = sorted((_decode_watchlist(raw) for raw in raws), key=lambda w: w.created_at)
+    return json_response(
+        [_watchlist_json(gateway, principal.account_id, watchlist) for watchlist in watchlists]
+    )
+
+
+@router.post("/watchlists")
+async def create_watchlist(request: Request, principal: Principal = Depends(trader)) -> Response:
+    gateway = gateway_of(request)
+    body = decode_body(await read_body(request), WatchlistBody)
+    key = _watchlists_key(principal.account_id)
+    if await gateway.redis.hlen(key) >= _MAX_WATCHLISTS:
+        raise ApiError.invalid(f"an account has at most {_MAX_WATCHLISTS} watchlists")
+    for raw in await gateway.redis.hvals(key):
+        if _decode_watchlist(raw).name == body.name:
+            raise ApiError.invalid("a watchlist with this name exists")
+    now = time.time_ns()
+    watchlist = Watchlist(
+        id=str(uuid.uuid4()),
+        name=_checked_name(body.name),
+        created_at=now,
+        updated_at=now,
+        symbols=_checked_symbols(gateway, body.symbols or []),
+    )
+    await _save_watchlist(gateway, principal.account_id, watchlist)
+    return json_response(_watchlist_json(gateway, principal.account_id, watchlist))
+
+
+@router.get("/watchlists/{watchlist_id}")
+async def get_watchlist(
+    request: Request, watchlist_id: str, principal: Principal = Depends(trader)
+) -> Response:
+    gateway = gateway_of(request)
+    watchlist = await _load_watchlist(gateway, principal.account_id, watchlist_id)
+    return json_response(_watchlist_json(gateway, principal.account_id, watchlist))
+
+
+@router.put("/watchlists/{watchlist_id}")
+async def replace_watchlist(
+    request: Request, watchlist_id: str, principal: Principal = Depends(trader)
+) -> Response:
+    gateway = gateway_of(request)
+    body = decode_body(await read_body(request), WatchlistBody)
+    watchlist = await _load_watchlist(gateway, principal.account_id, watchlist_id)
+    if body.name is not None:
+        watchlist.name = _checked_name(body.name)
+    if body.symbols is not None:
+        watchlist.symbols = _checked_symbols(gateway, body.symbols)
+    watchlist.updated_at = time.time_ns()
+    await _save_watchlist(gateway, principal.account_id, watchlist)
+    return json_response(_watchlist_json(gateway, principal.account_id, watchlist))
+
+
+@router.post("/watchlists/{watchlist_id}")
+async def add_to_watchlist(
+    request: Request, watchlist_id: str, principal: Principal = Depends(trader)
+) -> Response:
+    gateway = gateway_of(request)
+    body = decode_body(await read_body(request), WatchlistSymbol)
+    watchlist = await _load_watchlist(gateway, principal.account_id, watchlist_id)
+    watchlist.symbols = _checked_symbols(gateway, [*watchlist.symbols, body.symbol])
+    watchlist.updated_at = time.time_ns()
+    await _save_watchlist(gateway, principal.account_id, watchlist)
+    return json_response(_watchlist_json(gateway, principal.account_id, watchlist))
+
+
+@router.delete("/watchlists/{watchlist_id}/{symbol}")
+async def remove_from_watchlist(
+    request: Request, watchlist_id: str, symbol: str, principal: Principal = Depends(trader)
+) -> Response:
+    gateway = gateway_of(request)
+    watchlist = await _load_watchlist(gateway, principal.account_id, watchlist_id)
+    if symbol not in watchlist.symbols:
+        raise ApiError.not_found(f"{symbol[:20]!r} is not in this watchlist")
+    watchlist.symbols = [name for name in watchlist.symbols if name != symbol]
+    watchlist.updated_at = time.time_ns()
+    await _save_watchlist(gateway, principal.account_id, watchlist)
+    return json_response(_watchlist_json(gateway, principal.account_id, watchlist))
+
+
+@router.delete("/watchlists/{watchlist_id}", status_code=204)
+async def delete_watchlist(
+    request: Request, watchlist_id: str, principal: Principal = Depends(trader)
+) -> Response:
+    gateway = gateway_of(request)
+    await _load_watchlist(gateway, principal.account_id, watchlist_id)
+    await gateway.redis.hdel(_watchlists_key(principal.account_id), watchlist_id)
+    return Response(status_code=204)

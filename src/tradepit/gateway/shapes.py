@@ -1,0 +1,230 @@
+"""Alpaca's JSON shapes, built from tradepit's integers.
+
+Money and quantities go out as decimal strings, ids as UUIDs, enums in Alpaca's case and times
+in RFC 3339 with nanoseconds. Every field Alpaca defines is present, null where tradepit has no
+value, because older alpaca-py versions require more of them than the current one.
+"""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+from tradepit.domain.ids import id_to_uuid
+from tradepit.domain.orders import OrderType, Side, TimeInForce
+from tradepit.domain.symbols import Symbol, cents_to_cash
+from tradepit.ledger import Account
+from tradepit.ledger.history import OrderRecord, OrderUpdate
+
+__all__ = [
+    "EXCHANGE",
+    "rfc3339",
+    "account_number",
+    "ratio",
+    "average_price",
+    "order_json",
+    "position_json",
+    "asset_json",
+    "fill_activity_json",
+    "trade_update_json",
+    "execution_id",
+    "ORDER_TYPES",
+    "SIDES",
+    "TIMES_IN_FORCE",
+]
+
+# tradepit is its own market; of Alpaca's exchange names, over-the-counter is the honest one.
+EXCHANGE = "OTC"
+
+ORDER_TYPES = {
+    OrderType.LIMIT: "limit",
+    OrderType.MARKET: "market",
+    OrderType.STOP: "stop",
+    OrderType.STOP_LIMIT: "stop_limit",
+}
+SIDES = {Side.BUY: "buy", Side.SELL: "sell"}
+TIMES_IN_FORCE = {
+    TimeInForce.DAY: "day",
+    TimeInForce.GTC: "gtc",
+    TimeInForce.IOC: "ioc",
+    TimeInForce.FOK: "fok",
+}
+_RATIO_PLACES = Decimal("1e-6")
+_PRICE_PLACES = Decimal("1e-8")
+
+
+def rfc3339(ns: int | None) -> str | None:
+    if not ns:
+        return None
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:09d}Z"
+
+
+def account_number(account_id: int) -> str:
+    return f"TP{account_id % 10**10:010d}"
+
+
+def ratio(numerator: int, denominator: int) -> str | None:
+    """`numerator / denominator` as a decimal string to six places, None if undefined."""
+    if denominator == 0:
+        return None
+    return str((Decimal(numerator) / Decimal(denominator)).quantize(_RATIO_PLACES))
+
+
+def average_price(cents: int, lots: int, symbol: Symbol) -> str | None:
+    """The average price of `lots` that cost `cents`: exact on the tick grid when it lands on
+    it, else to eight places."""
+    if lots == 0:
+        return None
+    ticks, remainder = divmod(cents, lots * symbol.cash_per_tick_lot)
+    if remainder == 0:
+        return symbol.ticks_to_price(ticks)
+    price = Decimal(cents) / 100 / (Decimal(lots) * symbol.lot_size)
+    return f"{price.quantize(_PRICE_PLACES).normalize():f}"
+
+
+def order_json(record: OrderRecord, symbol: Symbol, asset_id: str) -> dict[str, Any]:
+    order_type = ORDER_TYPES[record.type]
+    return {
+        "id": id_to_uuid(record.order_id),
+        "client_order_id": record.client_order_id or id_to_uuid(record.order_id),
+        "created_at": rfc3339(record.created_at),
+        "updated_at": rfc3339(record.updated_at),
+        "submitted_at": rfc3339(record.created_at),
+        "filled_at": rfc3339(record.filled_at),
+        "expired_at": rfc3339(record.expired_at),
+        "canceled_at": rfc3339(record.canceled_at),
+        "failed_at": rfc3339(record.updated_at) if record.status == "rejected" else None,
+        "replaced_at": rfc3339(record.replaced_at),
+        "replaced_by": id_to_uuid(record.replaced_by) if record.replaced_by else None,
+        "replaces": id_to_uuid(record.replaces) if record.replaces else None,
+        "asset_id": asset_id,
+        "symbol": record.symbol,
+        "asset_class": "us_equity",
+        "notional": None,
+        "qty": symbol.lots_to_qty(record.qty),
+        "filled_qty": symbol.lots_to_qty(record.filled_qty),
+        "filled_avg_price": average_price(record.filled_notional, record.filled_qty, symbol),
+        "order_class": "simple",
+        "order_type": order_type,
+        "type": order_type,
+        "side": SIDES[record.side],
+        "position_intent": "buy_to_open" if record.side is Side.BUY else "sell_to_close",
+        "time_in_force": TIMES_IN_FORCE[record.time_in_force],
+        "limit_price": symbol.ticks_to_price(record.limit_price) if record.limit_price else None,
+        "stop_price": symbol.ticks_to_price(record.stop_price) if record.stop_price else None,
+        "status": record.status,
+        "extended_hours": False,
+        "legs": None,
+        "trail_percent": None,
+        "trail_price": None,
+        "hwm": None,
+        "subtag": None,
+        "source": None,
+        "expires_at": None,
+    }
+
+
+def position_json(
+    account: Account, name: str, symbol: Symbol, asset_id: str, price: int
+) -> dict[str, Any] | None:
+    """An open position valued at `price` (ticks; 0 values it at its cost), or None if flat."""
+    holding = account.holdings.get(name)
+    if holding is None or holding.free + holding.reserved == 0:
+        return None
+    lots = holding.free + holding.reserved
+    market_value = symbol.notional(price, lots) if price else holding.cost
+    unrealized = market_value - holding.cost
+    return {
+        "asset_id": asset_id,
+        "symbol": name,
+        "exchange": EXCHANGE,
+        "asset_class": "us_equity",
+        "asset_marginable": False,
+        "qty": symbol.lots_to_qty(lots),
+        "qty_available": symbol.lots_to_qty(holding.free),
+        "avg_entry_price": average_price(holding.cost, lots, symbol) or "0",
+        "side": "long",
+        "market_value": cents_to_cash(market_value),
+        "cost_basis": cents_to_cash(holding.cost),
+        "unrealized_pl": cents_to_cash(unrealized),
+        "unrealized_plpc": ratio(unrealized, holding.cost),
+        "unrealized_intraday_pl": None,
+        "unrealized_intraday_plpc": None,
+        "current_price": symbol.ticks_to_price(price) if price else None,
+        "lastday_price": None,
+        "change_today": None,
+        "swap_rate": None,
+        "avg_entry_swap_rate": None,
+        "usd": None,
+    }
+
+
+def asset_json(symbol: Symbol, asset_id: str, halted: bool) -> dict[str, Any]:
+    return {
+        "id": asset_id,
+        "class": "us_equity",
+        "exchange": EXCHANGE,
+        "symbol": symbol.name,
+        "name": symbol.name,
+        "status": "active",
+        "tradable": not halted,
+        "marginable": False,
+        "shortable": False,
+        "easy_to_borrow": False,
+        "fractionable": False,
+        "maintenance_margin_requirement": 100,
+        "margin_requirement_long": "100",
+        "margin_requirement_short": "100",
+        "min_order_size": str(symbol.lot_size),
+        "min_trade_increment": str(symbol.lot_size),
+        "price_increment": str(symbol.tick_size),
+        "attributes": [],
+    }
+
+
+def execution_id(update: OrderUpdate) -> str:
+    """A fill's id: the same for every reader, distinct for the two sides of one trade."""
+    record = update.order
+    mixed = (hash_symbol(record.symbol) << 64 | update.trade_seq) ^ record.order_id
+    return id_to_uuid(mixed & (2**128 - 1))
+
+
+def hash_symbol(name: str) -> int:
+    value = 0xCBF29CE484222325  # FNV-1a, 64 bits: stable across processes, unlike hash()
+    for byte in name.encode():
+        value = ((value ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return value
+
+
+def fill_activity_json(update: OrderUpdate, symbol: Symbol) -> dict[str, Any]:
+    record = update.order
+    return {
+        "id": f"{update.ts:020d}::{execution_id(update)}",
+        "activity_type": "FILL",
+        "transaction_time": rfc3339(update.ts),
+        "type": update.event,
+        "price": symbol.ticks_to_price(update.price),
+        "qty": symbol.lots_to_qty(update.qty),
+        "side": SIDES[record.side],
+        "symbol": record.symbol,
+        "leaves_qty": symbol.lots_to_qty(record.qty - record.filled_qty),
+        "order_id": id_to_uuid(record.order_id),
+        "cum_qty": symbol.lots_to_qty(record.filled_qty),
+        "order_status": record.status,
+    }
+
+
+def trade_update_json(update: OrderUpdate, symbol: Symbol, asset_id: str) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "event": update.event,
+        "timestamp": rfc3339(update.ts),
+        "order": order_json(update.order, symbol, asset_id),
+    }
+    if update.qty:
+        data["execution_id"] = execution_id(update)
+        data["price"] = symbol.ticks_to_price(update.price)
+        data["qty"] = symbol.lots_to_qty(update.qty)
+        data["position_qty"] = symbol.lots_to_qty(update.position_qty)
+    return {"stream": "trade_updates", "data": data}

@@ -1,0 +1,260 @@
+"""The `/stream` WebSocket: Alpaca's authenticate / listen protocol and its `trade_updates`.
+
+Order updates come from the ledger shards' `{lN}:updates` streams, which a gateway tails with
+XREAD BLOCK: durable and gapless, so a gateway that loses Redis for a moment resumes where it
+was and no update is skipped. Each connection has a bounded queue; a client too slow to keep
+up is told so and disconnected, and never slows the others.
+
+Frames are JSON unless the client asks for MessagePack with `Content-Type: application/msgpack`
+on the upgrade, as Alpaca's streams do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from redis.exceptions import RedisError
+
+from tradepit.gateway.errors import ApiError
+from tradepit.gateway.market import Market
+from tradepit.gateway.shapes import trade_update_json
+from tradepit.gateway.web import gateway_of
+from tradepit.ledger.history import OrderUpdate
+from tradepit.stage.keys import ShardKeys, VenueConfig
+from tradepit.stage.messages import UPDATES
+
+__all__ = ["router", "TradeUpdates", "QUEUE_LIMIT", "MAX_FRAME_BYTES"]
+
+log = logging.getLogger("tradepit.gateway.stream")
+
+QUEUE_LIMIT = 10_000  # frames waiting for one client before it is cut off
+MAX_FRAME_BYTES = 64 * 1024
+_decode_updates = msgspec.json.Decoder(list[OrderUpdate]).decode
+_json_decode = msgspec.json.decode
+_msgpack_decode = msgspec.msgpack.decode
+
+router = APIRouter(tags=["streaming"])
+
+Frame = dict[str, Any]
+
+
+class TradeUpdates:
+    """Tails every ledger shard's updates and hands each to the queues of its account."""
+
+    def __init__(self, redis: aioredis.Redis, config: VenueConfig, market: Market) -> None:
+        self.redis = redis
+        self.config = config
+        self.market = market
+        self.listeners: dict[int, set[asyncio.Queue[Frame | None]]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ready = asyncio.Event()
+        self._started = 0
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._tail(ShardKeys(name).updates), name=f"updates {name}")
+            for name in self.config.ledger_names()
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def listen(self, account_id: int) -> asyncio.Queue[Frame | None]:
+        queue: asyncio.Queue[Frame | None] = asyncio.Queue(QUEUE_LIMIT)
+        self.listeners.setdefault(account_id, set()).add(queue)
+        return queue
+
+    def forget(self, account_id: int, queue: asyncio.Queue[Frame | None]) -> None:
+        queues = self.listeners.get(account_id)
+        if queues is not None:
+            queues.discard(queue)
+            if not queues:
+                del self.listeners[account_id]
+
+    async def _tail(self, stream: str) -> None:
+        last = b"$"
+        first = True
+        while True:
+            try:
+                if first:
+                    # Start after what is there now: a stream tells what happens from here on.
+                    info: Any = await self.redis.xrevrange(stream, count=1)
+                    last = info[0][0] if info else b"0-0"
+                    first = False
+                    self._started += 1
+                    if self._started == len(self._tasks):
+                        self.ready.set()
+                response: Any = await self.redis.xread({stream: last}, count=100, block=1000)
+            except RedisError as error:
+                log.warning("trade updates: %s; retrying", error)
+                await asyncio.sleep(0.2)
+                continue
+            for _stream, entries in response or ():
+                for entry_id, fields in entries:
+                    last = entry_id
+                    self._dispatch(fields.get(UPDATES, b"[]"))
+
+    def _dispatch(self, raw: bytes) -> None:
+        if not self.listeners:
+            return
+        try:
+            updates = _decode_updates(raw)
+        except msgspec.DecodeError:
+            log.warning("undecodable order updates: %r", raw[:80])
+            return
+        for update in updates:
+            queues = self.listeners.get(update.order.account_id)
+            if not queues:
+                continue
+            listing = self.market.get(update.order.symbol)
+            if listing is None:
+                continue
+            frame = trade_update_json(update, listing.symbol, listing.asset_id)
+            for queue in list(queues):
+                try:
+                    queue.put_nowait(frame)
+                except asyncio.QueueFull:
+                    # Too slow: it gets one last word, and the rest of its updates are its to
+                    # fetch over REST when it reconnects.
+                    queues.discard(queue)
+                    while not queue.empty():
+                        queue.get_nowait()
+                    queue.put_nowait(None)
+
+
+class _Connection:
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+        content_type = websocket.headers.get("content-type", "")
+        self.msgpack = "msgpack" in content_type.lower()
+
+    async def send(self, frame: Frame) -> None:
+        if self.msgpack:
+            await self.websocket.send_bytes(msgspec.msgpack.encode(frame))
+        else:
+            await self.websocket.send_text(msgspec.json.encode(frame).decode())
+
+    async def receive(self) -> Frame | None:
+        """The next request, or None if it was not one (after telling the client why)."""
+        message = await self.websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        data: bytes | str | None = message.get("bytes") or message.get("text")
+        if data is None:
+            return None
+        raw = data.encode() if isinstance(data, str) else data
+        if len(raw) > MAX_FRAME_BYTES:
+            await self.error(f"message larger than {MAX_FRAME_BYTES} bytes")
+            return None
+        try:
+            request = _json_decode(raw)
+        except msgspec.DecodeError:
+            try:
+                request = _msgpack_decode(raw)
+            except msgspec.DecodeError:
+                await self.error("message is neither JSON nor MessagePack")
+                return None
+        if not isinstance(request, dict):
+            await self.error("a message is an object with an action")
+            return None
+        return request
+
+    async def error(self, message: str) -> None:
+        await self.send({"stream": "listening", "data": {"error": message}})
+
+
+@router.websocket("/stream")
+async def trade_stream(websocket: WebSocket) -> None:
+    gateway = gateway_of(websocket)  # type: ignore[arg-type]
+    updates: TradeUpdates = websocket.app.state.trade_updates
+    await websocket.accept()
+    connection = _Connection(websocket)
+    account_id: int | None = None
+    queue: asyncio.Queue[Frame | None] | None = None
+    sender: asyncio.Task[None] | None = None
+    try:
+        while True:
+            request = await connection.receive()
+            if request is None:
+                continue
+            action = request.get("action")
+            data = request.get("data")
+            data = data if isinstance(data, dict) else {}
+            if action in ("authenticate", "auth"):
+                key_id = data.get("key_id", request.get("key"))
+                secret = data.get("secret_key", request.get("secret"))
+                try:
+                    principal = await gateway.keys.authenticate(
+                        key_id if isinstance(key_id, str) else None,
+                        secret if isinstance(secret, str) else None,
+                    )
+                except ApiError:
+                    await connection.send(
+                        {
+                            "stream": "authorization",
+                            "data": {"action": "authenticate", "status": "unauthorized"},
+                        }
+                    )
+                    await websocket.close(1008)
+                    return
+                account_id = principal.account_id
+                await connection.send(
+                    {
+                        "stream": "authorization",
+                        "data": {"action": "authenticate", "status": "authorized"},
+                    }
+                )
+            elif action == "listen":
+                if account_id is None:
+                    await connection.send(
+                        {
+                            "stream": "authorization",
+                            "data": {"action": "listen", "status": "unauthorized"},
+                        }
+                    )
+                    continue
+                streams = data.get("streams")
+                wanted = streams if isinstance(streams, list) else []
+                listening = [name for name in wanted if name == "trade_updates"]
+                if listening and queue is None:
+                    queue = updates.listen(account_id)
+                    sender = asyncio.create_task(_send_updates(connection, queue))
+                elif not listening and queue is not None and sender is not None:
+                    updates.forget(account_id, queue)
+                    sender.cancel()
+                    queue = sender = None
+                await connection.send({"stream": "listening", "data": {"streams": listening}})
+            else:
+                await connection.error(f"unrecognized action {str(action)[:40]!r}")
+            if sender is not None and sender.done():
+                return
+    except WebSocketDisconnect:
+        pass
+    finally:
+        if queue is not None and account_id is not None:
+            updates.forget(account_id, queue)
+        if sender is not None:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sender
+
+
+async def _send_updates(connection: _Connection, queue: asyncio.Queue[Frame | None]) -> None:
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+        while True:
+            frame = await queue.get()
+            if frame is None:
+                await connection.error("too slow: updates were dropped; reconnect and resync")
+                await connection.websocket.close(1008)
+                return
+            await connection.send(frame)

@@ -1,0 +1,650 @@
+"""Alpaca's Trading API v2: orders, positions, the account and its activities.
+
+Every route acts for the account of the key that calls it, and for no other: an order or a
+position of another account answers 404, as if it did not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from tradepit.domain.ids import id_to_uuid, new_id
+from tradepit.domain.numbers import to_decimal
+from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
+from tradepit.domain.symbols import cents_to_cash
+from tradepit.gateway.auth import Principal
+from tradepit.gateway.errors import ApiError
+from tradepit.gateway.market import Listing
+from tradepit.gateway.orders import (
+    OrderRequest,
+    ReplaceRequest,
+    build_order,
+    check_client_order_id,
+    decode_body,
+)
+from tradepit.gateway.service import Gateway, ledger_error
+from tradepit.gateway.shapes import (
+    account_number,
+    fill_activity_json,
+    order_json,
+    position_json,
+    rfc3339,
+)
+from tradepit.gateway.web import (
+    gateway_of,
+    json_response,
+    parse_bool,
+    parse_int,
+    parse_order_id,
+    parse_time,
+    read_body,
+    trader,
+)
+from tradepit.ledger import Account
+from tradepit.ledger.history import TERMINAL_STATUSES, OrderRecord, OrderStatus
+from tradepit.stage.keys import account_range
+from tradepit.stage.messages import CancelOrder, PlaceOrder, ReplaceOrder
+
+__all__ = ["router", "place_order", "order_view"]
+
+router = APIRouter(prefix="/v2", tags=["trading"])
+_DAY_NS = 86_400 * 10**9
+
+_ORDER_EXAMPLE = {
+    "symbol": "ACME",
+    "qty": "10",
+    "side": "buy",
+    "type": "limit",
+    "time_in_force": "gtc",
+    "limit_price": "100.00",
+}
+
+
+def _body_doc(schema_name: str, example: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAPI request body for /docs; the route itself decodes the body with msgspec."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"title": schema_name, "type": "object"},
+                    "example": example,
+                }
+            },
+        }
+    }
+
+
+def _listing(gateway: Gateway, name: str) -> Listing:
+    assert gateway.market is not None
+    listing = gateway.market.get(name) if isinstance(name, str) else None
+    if listing is None:
+        raise ApiError.not_found(f"asset not found: {str(name)[:20]!r}")
+    return listing
+
+
+def order_view(gateway: Gateway, record: OrderRecord) -> dict[str, Any]:
+    listing = _listing(gateway, record.symbol)
+    return order_json(record, listing.symbol, listing.asset_id)
+
+
+def _accepted_record(order: Order, client_order_id: str, replaces: int = 0) -> OrderRecord:
+    limit = order.price if order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else 0
+    return OrderRecord(
+        order.order_id,
+        order.account_id,
+        client_order_id,
+        order.symbol,
+        order.side,
+        order.type,
+        order.time_in_force,
+        order.qty,
+        limit,
+        order.stop_price,
+        OrderStatus.ACCEPTED,
+        order.ts,
+        order.ts,
+        replaces=replaces,
+    )
+
+
+async def place_order(gateway: Gateway, account_id: int, request: OrderRequest) -> OrderRecord:
+    """Check, reserve and send an order; its record as accepted, or ApiError."""
+    listing = _listing(gateway, request.symbol)
+    if listing.halted:
+        raise ApiError.forbidden(f"{listing.symbol.name} is halted")
+    if (await gateway.account_settings(account_id)).suspend_trade:
+        raise ApiError.forbidden("trading is suspended for this account (suspend_trade)")
+    order, client_order_id = build_order(request, listing, new_id(), account_id, time.time_ns())
+    reply = await gateway.client.request(account_id, PlaceOrder(0, order, client_order_id))
+    if not reply.ok:
+        raise ledger_error(reply)
+    return _accepted_record(order, client_order_id)
+
+
+@router.post("/orders", openapi_extra=_body_doc("OrderRequest", _ORDER_EXAMPLE))
+async def submit_order(request: Request, principal: Principal = Depends(trader)) -> Response:
+    """Place an order: market, limit, stop or stop_limit; day, gtc, ioc or fok."""
+    gateway = gateway_of(request)
+    body = decode_body(await read_body(request), OrderRequest)
+    record = await place_order(gateway, principal.account_id, body)
+    return json_response(order_view(gateway, record))
+
+
+@router.get("/orders")
+async def list_orders(
+    request: Request,
+    status: str | None = Query(None, description="open (default), closed or all"),
+    limit: str | None = Query(None, description="at most this many orders (default 50, max 500)"),
+    after: str | None = Query(None, description="only orders submitted after this time"),
+    until: str | None = Query(None, description="only orders submitted until this time"),
+    direction: str | None = Query(None, description="desc (default) or asc"),
+    nested: str | None = Query(None),
+    symbols: str | None = Query(None, description="comma-separated symbols"),
+    side: str | None = Query(None, description="buy or sell"),
+    principal: Principal = Depends(trader),
+) -> Response:
+    gateway = gateway_of(request)
+    wanted = (status or "open").lower()
+    if wanted not in ("open", "closed", "all"):
+        raise ApiError.invalid(f"status must be open, closed or all, got {status!r}")
+    descending = _descending(direction)
+    parse_bool(nested, "nested")
+    symbol_set = {name.strip() for name in symbols.split(",") if name.strip()} if symbols else None
+    side_wanted = _side_filter(side)
+
+    def keep(record: OrderRecord) -> bool:
+        if wanted == "closed" and record.status not in TERMINAL_STATUSES:
+            return False
+        if symbol_set is not None and record.symbol not in symbol_set:
+            return False
+        return side_wanted is None or record.side is side_wanted
+
+    records = await gateway.orders(
+        principal.account_id,
+        open_only=wanted == "open",
+        after=parse_time(after, "after") or 0,
+        until=parse_time(until, "until"),
+        descending=descending,
+        limit=parse_int(limit, "limit", 50, 1, 500),
+        keep=keep,
+    )
+    return json_response([order_view(gateway, record) for record in records])
+
+
+def _descending(direction: str | None) -> bool:
+    if direction is None or direction == "" or direction.lower() == "desc":
+        return True
+    if direction.lower() == "asc":
+        return False
+    raise ApiError.invalid(f"direction must be asc or desc, got {direction!r}")
+
+
+def _side_filter(side: str | None) -> Side | None:
+    if side is None or side == "":
+        return None
+    found = {"buy": Side.BUY, "sell": Side.SELL}.get(side.lower())
+    if found is None:
+        raise ApiError.invalid(f"side must be buy or sell, got {side!r}")
+    return found
+
+
+@router.get("/orders:by_client_order_id")
+async def get_order_by_client_id(
+    request: Request,
+    client_order_id: str = Query(..., max_length=128),
+    principal: Principal = Depends(trader),
+) -> Response:
+    gateway = gateway_of(request)
+    order_id = await gateway.order_id_by_client_id(principal.account_id, client_order_id)
+    record = await gateway.order(principal.account_id, order_id)
+    return json_response(order_view(gateway, record))
+
+
+@router.get("/orders/{order_id}")
+async def get_order(
+    request: Request,
+    order_id: str,
+    nested: str | None = Query(None),
+    principal: Principal = Depends(trader),
+) -> Response:
+    gateway = gateway_of(request)
+    parse_bool(nested, "nested")
+    record = await gateway.order(principal.account_id, parse_order_id(order_id))
+    return json_response(order_view(gateway, record))
+
+
+async def _cancel(gateway: Gateway, account_id: int, order_id: int) -> OrderRecord:
+    """Ask the book to cancel; the order as it stands, now pending_cancel."""
+    reply = await gateway.client.request(
+        account_id, CancelOrder(0, account_id, order_id, time.time_ns())
+    )
+    record = await gateway.order(account_id, order_id)
+    if not reply.ok:
+        if reply.code == "unknown_order" and record.status in TERMINAL_STATUSES:
+            raise ApiError.invalid(f"order is {record.status} and can no longer be canceled")
+        raise ledger_error(reply)
+    return record
+
+
+@router.delete("/orders/{order_id}", status_code=204)
+async def cancel_order(
+    request: Request, order_id: str, principal: Principal = Depends(trader)
+) -> Response:
+    """Cancel an open order: 204 once the book has the cancel; trade_updates says `canceled`."""
+    gateway = gateway_of(request)
+    await _cancel(gateway, principal.account_id, parse_order_id(order_id))
+    return Response(status_code=204)
+
+
+@router.delete("/orders")
+async def cancel_all_orders(request: Request, principal: Principal = Depends(trader)) -> Response:
+    """Cancel every open order: 207 with a status per order."""
+    gateway = gateway_of(request)
+    results = await _cancel_all(gateway, principal.account_id)
+    return json_response(results, status=207)
+
+
+async def _cancel_all(gateway: Gateway, account_id: int) -> list[dict[str, Any]]:
+    records = await gateway.orders(
+        account_id,
+        open_only=True,
+        after=0,
+        until=None,
+        descending=False,
+        limit=100_000,
+        keep=lambda record: record.status not in TERMINAL_STATUSES,
+    )
+    outcomes = await asyncio.gather(
+        *(_cancel(gateway, account_id, record.order_id) for record in records),
+        return_exceptions=True,
+    )
+    results = []
+    for record, outcome in zip(records, outcomes, strict=True):
+        entry: dict[str, Any] = {"id": id_to_uuid(record.order_id)}
+        if isinstance(outcome, ApiError):
+            entry["status"] = outcome.status
+            entry["body"] = {"code": outcome.code, "message": outcome.message}
+        elif isinstance(outcome, BaseException):
+            raise outcome
+        else:
+            entry["status"] = 200
+            entry["body"] = order_view(gateway, outcome)
+        results.append(entry)
+    return results
+
+
+@router.patch(
+    "/orders/{order_id}",
+    openapi_extra=_body_doc("ReplaceRequest", {"qty": "5", "limit_price": "101.00"}),
+)
+async def replace_order(
+    request: Request, order_id: str, principal: Principal = Depends(trader)
+) -> Response:
+    """Replace an open order with a new one (new qty, limit or stop price). A price change or a
+    size increase loses time priority; a size decrease keeps it."""
+    gateway = gateway_of(request)
+    account_id = principal.account_id
+    body = decode_body(await read_body(request), ReplaceRequest)
+    old = await gateway.order(account_id, parse_order_id(order_id))
+    if old.status in TERMINAL_STATUSES:
+        raise ApiError.invalid(f"order is {old.status} and can no longer be replaced")
+    listing = _listing(gateway, old.symbol)
+    symbol = listing.symbol
+    if body.trail is not None:
+        raise ApiError.invalid("trail applies to trailing_stop orders only")
+    if body.time_in_force is not None and body.time_in_force.lower() != _tif_name(old):
+        raise ApiError.invalid("time_in_force cannot change on replace: cancel and place anew")
+    qty = symbol.qty_to_lots(body.qty, "qty") if body.qty is not None else old.qty - old.filled_qty
+    limit = old.limit_price
+    if body.limit_price is not None:
+        if old.type not in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+            raise ApiError.invalid("limit_price does not apply to this order's type")
+        limit = symbol.price_to_ticks(body.limit_price, "limit_price")
+        if listing.reference_price():
+            symbol.check_in_band(limit, listing.reference_price())
+    stop = old.stop_price
+    if body.stop_price is not None:
+        if old.type not in (OrderType.STOP, OrderType.STOP_LIMIT):
+            raise ApiError.invalid("stop_price does not apply to this order's type")
+        stop = symbol.price_to_ticks(body.stop_price, "stop_price")
+    if old.type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+        price = limit
+    elif listing.reference_price():
+        price = symbol.protection_price(old.side is Side.BUY, listing.reference_price())
+    else:
+        raise ApiError.invalid(f"{symbol.name} has no reference price to protect this order")
+    client_order_id = check_client_order_id(body.client_order_id)
+    now = time.time_ns()
+    new_order_id = new_id()
+    command = ReplaceOrder(
+        0, account_id, old.order_id, new_order_id, qty, price, stop, client_order_id, now
+    )
+    reply = await gateway.client.request(account_id, command)
+    if not reply.ok:
+        raise ledger_error(reply)
+    new = Order(
+        new_order_id,
+        account_id,
+        old.symbol,
+        old.side,
+        old.type,
+        old.time_in_force,
+        qty,
+        price,
+        stop,
+        ts=now,
+    )
+    return json_response(order_view(gateway, _accepted_record(new, client_order_id, old.order_id)))
+
+
+def _tif_name(record: OrderRecord) -> str:
+    return {
+        TimeInForce.DAY: "day",
+        TimeInForce.GTC: "gtc",
+        TimeInForce.IOC: "ioc",
+        TimeInForce.FOK: "fok",
+    }[record.time_in_force]
+
+
+# Positions.
+
+
+async def _priced_positions(gateway: Gateway, account: Account) -> tuple[list[dict[str, Any]], int]:
+    """The account's open positions at the last prices, and their market value in cents."""
+    assert gateway.market is not None
+    names = [name for name, holding in account.holdings.items() if holding.free + holding.reserved]
+    await gateway.market.load_prices(names)
+    positions = []
+    market_value = 0
+    for name in sorted(names):
+        listing = gateway.market.get(name)
+        if listing is None:
+            continue
+        position = position_json(
+            account, name, listing.symbol, listing.asset_id, listing.reference_price()
+        )
+        if position is not None:
+            positions.append(position)
+            market_value += int(Decimal(position["market_value"]) * 100)
+    return positions, market_value
+
+
+@router.get("/positions")
+async def list_positions(request: Request, principal: Principal = Depends(trader)) -> Response:
+    gateway = gateway_of(request)
+    account = await gateway.account(principal.account_id)
+    positions, _ = await _priced_positions(gateway, account)
+    return json_response(positions)
+
+
+async def _position(gateway: Gateway, account: Account, symbol_or_asset_id: str) -> dict[str, Any]:
+    positions, _ = await _priced_positions(gateway, account)
+    for position in positions:
+        if symbol_or_asset_id in (position["symbol"], position["asset_id"]):
+            return position
+    raise ApiError.not_found("position does not exist")
+
+
+@router.get("/positions/{symbol_or_asset_id}")
+async def get_position(
+    request: Request, symbol_or_asset_id: str, principal: Principal = Depends(trader)
+) -> Response:
+    gateway = gateway_of(request)
+    account = await gateway.account(principal.account_id)
+    return json_response(await _position(gateway, account, symbol_or_asset_id))
+
+
+async def _close(
+    gateway: Gateway, account: Account, name: str, qty: str | None, percentage: str | None
+) -> OrderRecord:
+    """Sell (part of) a position at market."""
+    listing = _listing(gateway, name)
+    symbol = listing.symbol
+    holding = account.holdings.get(name)
+    held = holding.free + holding.reserved if holding is not None else 0
+    if not held or holding is None:
+        raise ApiError.not_found("position does not exist")
+    if qty is not None and percentage is not None:
+        raise ApiError.invalid("send qty or percentage, not both")
+    if qty is not None:
+        lots = symbol.qty_to_lots(qty, "qty")
+    elif percentage is not None:
+        share = to_decimal(percentage, "percentage")
+        if not 0 < share <= 100:
+            raise ApiError.invalid("percentage must be within (0, 100]")
+        lots = int(held * share / 100)
+        if lots == 0:
+            raise ApiError.invalid(f"{percentage}% of the position is less than one lot")
+    else:
+        lots = held
+    if lots > holding.free:
+        raise ApiError.forbidden(
+            f"insufficient qty available for order (requested: {symbol.lots_to_qty(lots)}, "
+            f"available: {symbol.lots_to_qty(holding.free)})"
+        )
+    request = OrderRequest(
+        symbol=name,
+        side="sell",
+        type="market",
+        time_in_force="day",
+        qty=Decimal(symbol.lots_to_qty(lots)),
+    )
+    return await place_order(gateway, account.account_id, request)
+
+
+@router.delete("/positions/{symbol_or_asset_id}")
+async def close_position(
+    request: Request,
+    symbol_or_asset_id: str,
+    qty: str | None = Query(None, description="sell this many shares"),
+    percentage: str | None = Query(None, description="or this percentage of the position"),
+    principal: Principal = Depends(trader),
+) -> Response:
+    """Sell a position, or part of it, at market."""
+    gateway = gateway_of(request)
+    account = await gateway.account(principal.account_id)
+    position = await _position(gateway, account, symbol_or_asset_id)
+    record = await _close(gateway, account, position["symbol"], qty, percentage)
+    return json_response(order_view(gateway, record))
+
+
+@router.delete("/positions")
+async def close_all_positions(
+    request: Request,
+    cancel_orders: str | None = Query(None, description="cancel open orders first"),
+    principal: Principal = Depends(trader),
+) -> Response:
+    """Sell every position at market: 207 with a status per symbol."""
+    gateway = gateway_of(request)
+    account_id = principal.account_id
+    if parse_bool(cancel_orders, "cancel_orders"):
+        await _cancel_all(gateway, account_id)
+        await _wait_until_no_open_orders(gateway, account_id)
+    account = await gateway.account(account_id)
+    results = []
+    for name in sorted(account.holdings):
+        holding = account.holdings[name]
+        if not holding.free + holding.reserved:
+            continue
+        entry: dict[str, Any] = {"symbol": name}
+        try:
+            record = await _close(gateway, account, name, None, None)
+        except ApiError as error:
+            entry["status"] = error.status
+            entry["body"] = {"code": error.code, "message": error.message}
+        else:
+            entry["status"] = 200
+            entry["body"] = order_view(gateway, record)
+        results.append(entry)
+    return json_response(results, status=207)
+
+
+async def _wait_until_no_open_orders(gateway: Gateway, account_id: int) -> None:
+    """Cancels settle through the book: wait (a little) until their reservations are free."""
+    keys = gateway.shard_keys(account_id)
+    low, high = account_range(account_id)
+    for _ in range(50):
+        if not await gateway.redis.zrangebylex(keys.open_index, low, high, start=0, num=1):
+            return
+        await asyncio.sleep(0.02)
+
+
+# The account.
+
+
+@router.get("/account")
+async def get_account(request: Request, principal: Principal = Depends(trader)) -> Response:
+    gateway = gateway_of(request)
+    account = await gateway.account(principal.account_id)
+    _, market_value = await _priced_positions(gateway, account)
+    settings = await gateway.account_settings(principal.account_id)
+    return json_response(
+        await _account_json(gateway, account, market_value, settings.suspend_trade)
+    )
+
+
+async def _account_json(
+    gateway: Gateway, account: Account, market_value: int, suspended: bool
+) -> dict[str, Any]:
+    cash = account.cash_free + account.cash_reserved
+    equity = cash + market_value
+    free = cents_to_cash(account.cash_free)
+    created = await gateway.account_created_at(account.account_id)
+    return {
+        "id": id_to_uuid(account.account_id),
+        "account_number": account_number(account.account_id),
+        "status": "ACTIVE",
+        "crypto_status": "INACTIVE",
+        "currency": "USD",
+        "buying_power": free,
+        "regt_buying_power": free,
+        "daytrading_buying_power": "0",
+        "effective_buying_power": free,
+        "non_marginable_buying_power": free,
+        "options_buying_power": "0",
+        "bod_dtbp": "0",
+        "cash": cents_to_cash(cash),
+        "accrued_fees": "0",
+        "pending_transfer_in": "0",
+        "pending_transfer_out": "0",
+        "portfolio_value": cents_to_cash(equity),
+        "pattern_day_trader": False,
+        "trading_blocked": suspended,
+        "transfers_blocked": False,
+        "account_blocked": False,
+        "created_at": rfc3339(created),
+        "trade_suspended_by_user": suspended,
+        "multiplier": "1",
+        "shorting_enabled": False,
+        "equity": cents_to_cash(equity),
+        "last_equity": cents_to_cash(equity),
+        "long_market_value": cents_to_cash(market_value),
+        "short_market_value": "0",
+        "position_market_value": cents_to_cash(market_value),
+        "initial_margin": "0",
+        "maintenance_margin": "0",
+        "last_maintenance_margin": "0",
+        "sma": "0",
+        "daytrade_count": 0,
+        "balance_asof": time.strftime("%Y-%m-%d", time.gmtime()),
+        "options_approved_level": 0,
+        "options_trading_level": 0,
+        "intraday_adjustments": "0",
+        "pending_reg_taf_fees": "0",
+        # tradepit's own: what its fee account has collected from this one, and cash held
+        # for open buy orders.
+        "fees_paid": cents_to_cash(account.fees_paid),
+        "cash_reserved": cents_to_cash(account.cash_reserved),
+    }
+
+
+@router.get("/account/activities")
+async def list_activities(
+    request: Request,
+    activity_types: str | None = Query(None, description="comma-separated; FILL is recorded"),
+    date: str | None = Query(None),
+    until: str | None = Query(None),
+    after: str | None = Query(None),
+    direction: str | None = Query(None),
+    page_size: str | None = Query(None),
+    page_token: str | None = Query(None),
+    principal: Principal = Depends(trader),
+) -> Response:
+    types = {kind.strip().upper() for kind in activity_types.split(",")} if activity_types else None
+    return await _activities(
+        request, principal, types, date, until, after, direction, page_size, page_token
+    )
+
+
+@router.get("/account/activities/{activity_type}")
+async def list_activities_of_type(
+    request: Request,
+    activity_type: str,
+    date: str | None = Query(None),
+    until: str | None = Query(None),
+    after: str | None = Query(None),
+    direction: str | None = Query(None),
+    page_size: str | None = Query(None),
+    page_token: str | None = Query(None),
+    principal: Principal = Depends(trader),
+) -> Response:
+    return await _activities(
+        request,
+        principal,
+        {activity_type.upper()},
+        date,
+        until,
+        after,
+        direction,
+        page_size,
+        page_token,
+    )
+
+
+async def _activities(
+    request: Request,
+    principal: Principal,
+    types: set[str] | None,
+    date: str | None,
+    until: str | None,
+    after: str | None,
+    direction: str | None,
+    page_size: str | None,
+    page_token: str | None,
+) -> Response:
+    """Fills are the activities a venue records; cash movements are the operator's."""
+    gateway = gateway_of(request)
+    descending = _descending(direction)
+    size = parse_int(page_size, "page_size", 100, 1, 100)
+    start = parse_time(after, "after") or 0
+    end = parse_time(until, "until")
+    if date:  # one UTC day
+        day = parse_time(date, "date") or 0
+        start, end = max(start, day - 1), day + _DAY_NS - 1
+    if types is not None and "FILL" not in types:
+        return json_response([])
+    assert gateway.market is not None
+    activities: list[dict[str, Any]] = []
+    passed_token = page_token is None
+    async for updates in gateway.fills(
+        principal.account_id, after=start, until=end, descending=descending
+    ):
+        for update in updates:
+            listing = gateway.market.get(update.order.symbol)
+            if listing is None:
+                continue
+            activity = fill_activity_json(update, listing.symbol)
+            if not passed_token:
+                passed_token = activity["id"] == page_token
+                continue
+            activities.append(activity)
+            if len(activities) == size:
+                return json_response(activities)
+    return json_response(activities)

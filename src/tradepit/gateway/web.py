@@ -1,0 +1,125 @@
+"""What every route shares: the gateway behind the app, authentication, bodies, JSON out, and
+query parameters parsed the lenient way Alpaca's clients send them."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import Request, Security
+from fastapi.responses import Response
+from fastapi.security import APIKeyHeader
+
+from tradepit.domain.ids import IdError, uuid_to_id
+from tradepit.gateway.auth import Principal
+from tradepit.gateway.errors import ApiError
+from tradepit.gateway.service import Gateway
+from tradepit.stage.messages import encode
+
+__all__ = [
+    "gateway_of",
+    "trader",
+    "operator",
+    "read_body",
+    "json_response",
+    "parse_time",
+    "parse_bool",
+    "parse_int",
+    "parse_order_id",
+]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def gateway_of(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+# Declared as security schemes so that /docs has an Authorize button for them.
+_KEY_ID = APIKeyHeader(name="APCA-API-KEY-ID", auto_error=False)
+_SECRET = APIKeyHeader(name="APCA-API-SECRET-KEY", auto_error=False)
+
+
+async def trader(
+    request: Request,
+    key_id: str | None = Security(_KEY_ID),
+    secret: str | None = Security(_SECRET),
+) -> Principal:
+    """The caller, authenticated by Alpaca's key headers and within its rate limit."""
+    gateway = gateway_of(request)
+    principal = await gateway.keys.authenticate(key_id, secret)
+    gateway.limiter.check(principal.key_id)
+    return principal
+
+
+async def operator(principal: Principal = Security(trader)) -> Principal:
+    if not principal.admin:
+        raise ApiError.forbidden("this route needs the venue's admin key")
+    return principal
+
+
+async def read_body(request: Request) -> bytes:
+    limit = gateway_of(request).settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise ApiError(413, f"request body is larger than {limit} bytes")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def json_response(content: Any, status: int = 200) -> Response:
+    return Response(encode(content), status_code=status, media_type="application/json")
+
+
+def parse_time(text: str | None, field: str) -> int | None:
+    """RFC 3339 (any offset, nanoseconds allowed) or a date, as ns since the epoch (UTC)."""
+    if text is None or text == "":
+        return None
+    try:
+        value = datetime.fromisoformat(_FRACTION.sub(r"\1", text.strip().replace(" ", "+")))
+    except ValueError:
+        raise ApiError.invalid(
+            f"{field} must be an RFC 3339 time or a date, got {text!r}"
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - _EPOCH) // timedelta(microseconds=1) * 1_000
+
+
+def parse_bool(text: str | None, field: str, default: bool = False) -> bool:
+    if text is None or text == "":
+        return default
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ApiError.invalid(f"{field} must be true or false, got {text!r}")
+
+
+def parse_int(text: str | None, field: str, default: int, low: int, high: int) -> int:
+    if text is None or text == "":
+        return default
+    if not text.strip().isdigit():
+        raise ApiError.invalid(f"{field} must be a whole number, got {text[:40]!r}")
+    value = int(text)
+    if not low <= value <= high:
+        raise ApiError.invalid(f"{field} must be within {low}..{high}, got {value}")
+    return value
+
+
+def parse_order_id(text: str) -> int:
+    try:
+        return uuid_to_id(text)
+    except IdError:
+        raise ApiError.not_found("order not found") from None
