@@ -80,7 +80,7 @@ _decode_progress = msgspec.json.Decoder(list[Progress]).decode
 def start_stages(url: str, shards: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:
     base = [sys.executable, "-m", "tradepit.cli", "--redis-url", url]
     if shards == 1:
-        commands = [[*base, "serve"]]
+        commands = [[*base, "serve", "--no-gateway"]]
     else:
         commands = [
             [*base, "run", stage, "--shard", f"{index}/{shards}"]

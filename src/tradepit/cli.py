@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -123,6 +124,10 @@ def _parser() -> argparse.ArgumentParser:
         ops.add_parser(name).add_argument("symbol")
     ops.add_parser("close-session", help="expire every DAY order")
 
+    commands.add_parser(
+        "shim", help="print the directory to put on PYTHONPATH to redirect alpaca-py bots"
+    )
+
     sim = commands.add_parser("simulate", help="trade random orders through the core, no Redis")
     sim.add_argument("--seconds", type=float, default=10.0)
     sim.add_argument("--traders", type=int, default=20)
@@ -184,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    if args.command == "shim":
+        print(Path(__file__).parent / "shim")
+        return 0
     if args.command == "simulate":
         return simulate(args.seconds, args.traders, args.seed)
     if args.command == "serve":

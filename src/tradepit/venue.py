@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 from tradepit.admin import add_symbol, close_session, ensure_admin_key
 from tradepit.client import VenueClient, init_config, load_config
 from tradepit.embedded import EmbeddedValkey, Fsync
+from tradepit.portfolio import sample_forever
 from tradepit.stage.keys import SYMBOLS, VenueConfig
 from tradepit.stage.ledger import LedgerShard
 from tradepit.stage.loop import StageCore, StageLoop
@@ -212,6 +213,7 @@ async def serve(
         await asyncio.gather(*(loop.ready.wait() for loop in loops))
         admin_key = await _first_start(redis_url, first_start)
         helpers.append(asyncio.create_task(_close_sessions_at_midnight(redis_url)))
+        helpers.append(asyncio.create_task(sample_forever(redis_url, config)))
         print(
             f"tradepit: venue up on {redis_url} ({config.ledgers} ledger and "
             f"{config.matchers} matcher shard(s))",

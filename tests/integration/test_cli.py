@@ -48,7 +48,7 @@ def test_serve_admin_and_verify(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
     serve = subprocess.Popen(
-        [*TRADEPIT, "--data-dir", str(data_dir), "serve"],
+        [*TRADEPIT, "--data-dir", str(data_dir), "serve", "--no-gateway"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

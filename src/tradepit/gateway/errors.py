@@ -1,7 +1,8 @@
 """The API's errors: an HTTP status and Alpaca's JSON body, `{"code": int, "message": str}`.
 
-Alpaca's codes are eight digits, the HTTP status times 100,000 plus a detail, and alpaca-py reads
-both keys of every error body, so every error, ours or the framework's, has this one shape.
+Alpaca's codes are eight digits, the HTTP status times 100,000 plus a detail (10,000 for the
+general case: 40310000, 40410000, 42210000), and alpaca-py reads both keys of every error
+body, so every error, ours or the framework's, has this one shape.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str, code: int | None = None) -> None:
         super().__init__(message)
         self.status = status
-        self.code = code if code is not None else status * 100_000
+        self.code = code if code is not None else alpaca_code(status)
         self.message = message
 
     @classmethod
@@ -47,8 +48,12 @@ class ApiError(Exception):
         return cls(422, message)
 
 
+def alpaca_code(status: int) -> int:
+    return status * 100_000 + 10_000
+
+
 def error_response(status: int, message: str, code: int | None = None) -> Response:
-    body = encode({"code": code if code is not None else status * 100_000, "message": message})
+    body = encode({"code": code if code is not None else alpaca_code(status), "message": message})
     return Response(body, status_code=status, media_type="application/json")
 
 

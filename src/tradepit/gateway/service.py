@@ -70,7 +70,9 @@ _LEDGER_ERRORS: dict[str, tuple[int, str]] = {
 
 def ledger_error(reply: Reply) -> ApiError:
     status, text = _LEDGER_ERRORS.get(reply.code, (422, reply.code or "refused"))
-    message = f"{text}: {reply.message}" if reply.message else text
+    # The ledger counts in cents and lots; of its details, only these read well as they are.
+    detailed = reply.code in ("insufficient_shares", "unknown_symbol", "duplicate_client_order_id")
+    message = f"{text}: {reply.message}" if reply.message and detailed else text
     return ApiError(status, message)
 
 

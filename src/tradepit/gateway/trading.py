@@ -11,6 +11,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
@@ -48,6 +49,7 @@ from tradepit.gateway.web import (
 )
 from tradepit.ledger import Account
 from tradepit.ledger.history import TERMINAL_STATUSES, OrderRecord, OrderStatus
+from tradepit.portfolio import equity_key
 from tradepit.stage.keys import account_range
 from tradepit.stage.messages import CancelOrder, PlaceOrder, ReplaceOrder
 
@@ -648,3 +650,75 @@ async def _activities(
             if len(activities) == size:
                 return json_response(activities)
     return json_response(activities)
+
+
+# Portfolio history.
+
+_PERIOD_UNITS = {"D": 86_400, "W": 7 * 86_400, "M": 30 * 86_400, "A": 365 * 86_400}
+_TIMEFRAMES = {"1Min": 60, "5Min": 300, "15Min": 900, "1H": 3_600, "1D": 86_400}
+_numbers = msgspec.json.Encoder(decimal_format="number")
+
+
+def _seconds_of_period(period: str) -> int:
+    count, unit = period[:-1], period[-1:].upper()
+    if not count.isdigit() or unit not in _PERIOD_UNITS or not 0 < int(count) <= 1_000:
+        raise ApiError.invalid(
+            f"period must be a number and D, W, M or A, such as 1M; got {period!r}"
+        )
+    return int(count) * _PERIOD_UNITS[unit]
+
+
+@router.get("/account/portfolio/history")
+async def get_portfolio_history(
+    request: Request,
+    period: str | None = Query(None, description="such as 1D, 1W, 1M (default), 1A"),
+    timeframe: str | None = Query(None, description="1Min, 5Min, 15Min, 1H or 1D"),
+    start: str | None = Query(None),
+    end: str | None = Query(None),
+    date_end: str | None = Query(None),
+    extended_hours: str | None = Query(None),
+    intraday_reporting: str | None = Query(None),
+    pnl_reset: str | None = Query(None),
+    principal: Principal = Depends(trader),
+) -> Response:
+    """Equity sampled each minute, the last sample of each `timeframe` bucket, and now."""
+    gateway = gateway_of(request)
+    parse_bool(extended_hours, "extended_hours")
+    frame = timeframe or ("1D" if period is None or period[-1:].upper() != "D" else "15Min")
+    if frame not in _TIMEFRAMES:
+        raise ApiError.invalid(f"timeframe must be one of {', '.join(_TIMEFRAMES)}")
+    now_ns = time.time_ns()
+    end_ns = parse_time(end, "end") or parse_time(date_end, "date_end") or now_ns
+    if start is not None:
+        start_ns = parse_time(start, "start") or 0
+    else:
+        start_ns = end_ns - _seconds_of_period(period or "1M") * 10**9
+    raw: Any = await gateway.redis.xrange(
+        equity_key(principal.account_id), start_ns // 10**6, end_ns // 10**6, count=100_000
+    )
+    step = _TIMEFRAMES[frame]
+    buckets: dict[int, int] = {}
+    for entry_id, fields in raw:
+        seconds = int(entry_id.split(b"-")[0]) // 1000
+        buckets[seconds - seconds % step] = int(fields[b"e"])
+    if end_ns >= now_ns - 60 * 10**9:  # the window reaches now: end on the live value
+        account = await gateway.account(principal.account_id)
+        _, market_value = await _priced_positions(gateway, account)
+        seconds = now_ns // 10**9
+        buckets[seconds - seconds % step] = account.cash_free + account.cash_reserved + market_value
+    times = sorted(buckets)
+    equity = [buckets[moment] for moment in times]
+    base = equity[0] if equity else 0
+    body = {
+        "timestamp": times,
+        "equity": [Decimal(cents) / 100 for cents in equity],
+        "profit_loss": [Decimal(cents - base) / 100 for cents in equity],
+        "profit_loss_pct": [
+            (Decimal(cents - base) / base).quantize(Decimal("1e-6")) if base else None
+            for cents in equity
+        ],
+        "base_value": Decimal(base) / 100,
+        "base_value_asof": time.strftime("%Y-%m-%d", time.gmtime(times[0])) if times else None,
+        "timeframe": frame,
+    }
+    return Response(_numbers.encode(body), media_type="application/json")

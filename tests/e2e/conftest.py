@@ -1,0 +1,83 @@
+"""A real venue for the end-to-end tests: `tradepit serve` as a person runs it, started once per
+test session on free ports, with its gateway process and its embedded Valkey (or, with
+`REDIS_URL` set, database 15 of that server, flushed first).
+
+Tests share the venue, so each makes its own accounts and, where orders could meet, its own
+symbol: `venue.account()` and `venue.symbol()`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from live import Venue
+
+from tradepit.embedded import free_port
+
+
+def _start_serve(data_dir: Path, port: int, redis_url: str | None) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "tradepit.cli", "--data-dir", str(data_dir)]
+    if redis_url:
+        command += ["--redis-url", redis_url]
+    command += ["serve", "--port", str(port), "--rate-limit", "0"]
+    env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venue]:
+    data_dir = tmp_path_factory.mktemp("venue")
+    external = os.environ.get("REDIS_URL")
+    redis_url = None
+    if external:
+        redis_url = (
+            external.rsplit("/", 1)[0] + "/15" if external.count("/") > 2 else external + "/15"
+        )
+        scratch = redis.Redis.from_url(redis_url)
+        scratch.flushdb()
+        scratch.close()
+    port = free_port()
+    process = _start_serve(data_dir, port, redis_url)
+    assert process.stdout is not None
+    output = []
+    admin_key: dict[str, str] = {}
+    deadline = time.monotonic() + 60
+    for line in process.stdout:
+        output.append(line)
+        found = re.search(r"APCA-API-KEY-ID=(\S+) APCA-API-SECRET-KEY=(\S+)", line)
+        if found:
+            admin_key = {"APCA-API-KEY-ID": found[1], "APCA-API-SECRET-KEY": found[2]}
+        if "Ctrl-C stops it" in line or time.monotonic() > deadline:
+            break
+    assert admin_key, "".join(output)
+    # Keep reading what it prints, so that a full pipe never blocks it.
+    threading.Thread(target=output.extend, args=(process.stdout,), daemon=True).start()
+    if redis_url is None:
+        redis_url = json.loads((data_dir / "venue.json").read_text())["redis_url"]
+    try:
+        yield Venue(f"http://127.0.0.1:{port}", redis_url, data_dir, admin_key)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
