@@ -22,10 +22,13 @@ bottleneck); everything, Valkey included, shares the machine's cores.
 - flat out: every connection loops submit + cancel as fast as the venue answers for
   `--flat-seconds`; orders/s = orders completed (submit and cancel) / elapsed.
 
-`cpu_ms_per_order` is the CPU time each process spent during the flat-out run (the gateway,
-serve's stages, Valkey, this load generator) divided by the orders completed. `errors` counts
-answers other than 200/204; `lost` is orders acked (200) but absent from the ledger's order
-table at the end; both must be 0. With `--repeat` above 1 the figures are medians.
+Each phase also reports `cpu_ms_per_order`, the CPU time each process spent in it (`gateway`,
+`stages` (the serve process), `valkey`, `load generator` (this one), `machine`, all
+cores, and `other`, the machine less those: interrupts and other work, the noise) divided by
+the orders completed, and `cpu_percent`, the same as a load (100 = a core).
+`errors` counts answers other than 200/204; `lost` is orders acked (200) but absent from the
+ledger's order table at the end; both must be 0. With `--repeat` above 1 the figures are
+medians.
 
 The last line is one JSON object: `orders_per_s` is the flat-out orders/s (submit + cancel
 pairs), `p50_ms` and `p99_ms` the paced run's submit (ack) latency; `paced` and `flat` hold the
@@ -48,6 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, cast
 
@@ -413,6 +417,7 @@ class Venue:
 
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU time (user + system, all threads) of each process, and of the whole machine."""
     times = {}
     for name, pid in pids.items():
         try:
@@ -420,7 +425,27 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
         except OSError:
             continue
         times[name] = (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+    # user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+    ticks = [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    times["machine"] = (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICK
     return times
+
+
+async def with_cpu(pids: dict[str, int], phase: Coroutine[Any, Any, dict[str, Any]]) -> Any:
+    """Run a phase; add each process's CPU time per order (ms) and its load (% of a core)."""
+    before = cpu_seconds(pids)
+    started = time.perf_counter()
+    result = await phase
+    elapsed = time.perf_counter() - started
+    after = cpu_seconds(pids)
+    orders = max(1, result["orders"])
+    used = {name: after[name] - before[name] for name in before if name in after}
+    # What else ran meanwhile (interrupts, other work on a shared machine): the noise.
+    ours = sum(cpu for name, cpu in used.items() if name != "machine")
+    used["other"] = max(0.0, used["machine"] - ours)
+    result["cpu_ms_per_order"] = {name: round(cpu * 1e3 / orders, 3) for name, cpu in used.items()}
+    result["cpu_percent"] = {name: round(cpu * 100 / elapsed) for name, cpu in used.items()}
+    return result
 
 
 async def run_once(args: argparse.Namespace, number: int) -> dict[str, Any]:
@@ -438,21 +463,8 @@ async def run_once(args: argparse.Namespace, number: int) -> dict[str, Any]:
             flush=True,
         )
         warm = await flat_out(connections, args.warmup)
-        result_paced = await paced(connections, args.rate, args.paced_seconds)
-        before = cpu_seconds(pids)
-        result_flat = await flat_out(connections, args.flat_seconds)
-        after = cpu_seconds(pids)
-        orders = max(1, result_flat["orders"])
-        result_flat["cpu_ms_per_order"] = {
-            name: round((after[name] - before[name]) * 1e3 / orders, 3)
-            for name in before
-            if name in after
-        }
-        result_flat["cpu_percent"] = {
-            name: round((after[name] - before[name]) * 100 / result_flat["elapsed_s"])
-            for name in before
-            if name in after
-        }
+        result_paced = await with_cpu(pids, paced(connections, args.rate, args.paced_seconds))
+        result_flat = await with_cpu(pids, flat_out(connections, args.flat_seconds))
         acked = warm["acked"] + result_paced["acked"] + result_flat["acked"]
         stored = await venue.stored_orders()
         lost = max(0, acked - stored)
@@ -485,7 +497,12 @@ def report_run(number: int, paced: dict[str, Any], flat: dict[str, Any], lost: i
         f"p99 {s['p99_ms']} ms; cancel p50 {c['p50_ms']} ms p99 {c['p99_ms']} ms",
         flush=True,
     )
-    print(f"run {number} CPU per order (flat out): {cpu}", flush=True)
+    print(f"run {number} CPU per order, flat out: {cpu}", flush=True)
+    cpu = ", ".join(
+        f"{name} {paced['cpu_ms_per_order'][name]} ms ({paced['cpu_percent'][name]}%)"
+        for name in paced["cpu_ms_per_order"]
+    )
+    print(f"run {number} CPU per order, paced: {cpu}", flush=True)
     errors = {**paced["errors"], **flat["errors"]}
     if errors or lost:
         print(f"run {number} errors: {errors}, lost {lost}", flush=True)
@@ -502,6 +519,13 @@ def median_of(runs: list[dict[str, Any]], *path: str) -> Any:
     return round(middle, 3) if isinstance(middle, float) else middle
 
 
+def cpu_medians(runs: list[dict[str, Any]], phase: str) -> dict[str, Any]:
+    return {
+        figure: {name: median_of(runs, phase, figure, name) for name in runs[0][phase][figure]}
+        for figure in ("cpu_ms_per_order", "cpu_percent")
+    }
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     runs = [await run_once(args, number + 1) for number in range(args.repeat)]
     paced = {
@@ -515,6 +539,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "from_schedule_p99_ms": median_of(runs, "paced", "from_schedule", "p99_ms"),
         "late_p99_ms": median_of(runs, "paced", "late_p99_ms"),
         "stalled": sum(run["paced"]["stalled"] for run in runs),
+        **cpu_medians(runs, "paced"),
     }
     flat = {
         "clients": args.clients,
@@ -524,10 +549,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "submit_p99_ms": median_of(runs, "flat", "submit", "p99_ms"),
         "cancel_p50_ms": median_of(runs, "flat", "cancel", "p50_ms"),
         "cancel_p99_ms": median_of(runs, "flat", "cancel", "p99_ms"),
-        "cpu_ms_per_order": {
-            name: median_of(runs, "flat", "cpu_ms_per_order", name)
-            for name in runs[0]["flat"]["cpu_ms_per_order"]
-        },
+        **cpu_medians(runs, "flat"),
     }
     errors = sum(sum(run[phase]["errors"].values()) for run in runs for phase in ("paced", "flat"))
     if args.repeat > 1:

@@ -77,7 +77,7 @@ class StreamListener:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stream.stop()
-        self.thread.join(5)
+        self.thread.join(1)  # a daemon thread: no need to wait out its reconnect loop
 
     def events(self, order_id: Any) -> list[str]:
         return [str(update.event) for update in self.updates if update.order.id == order_id]
