@@ -40,10 +40,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py --fsync always --shards 1
 	$(BIN)/python bench/pipeline.py --fsync always --shards 2
 	$(BIN)/python bench/pipeline.py --fsync everysec --shards 2 --rate 10000
+	$(BIN)/python bench/http.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/matcher.py --quick
 	$(BIN)/python bench/pipeline.py --quick
+	$(BIN)/python bench/http.py --quick
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -60,6 +60,11 @@ import redis.asyncio as aioredis
 from tradepit.client import load_config
 from tradepit.stage.keys import ShardKeys, ledger_name
 
+# Run as a script, this file's directory is first on the path, where this file would shadow the
+# standard library's `http` for anything imported later: take the directory off the path.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
+
 ORDER_BODY = (
     b'{"symbol":"ACME","qty":"1","side":"buy","type":"limit",'
     b'"time_in_force":"gtc","limit_price":"95.00"}'
@@ -99,8 +104,7 @@ class Connection(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(HttpError(f"connection lost: {exc}"))
+        self._fail(HttpError(f"connection lost: {exc}"))
 
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer
@@ -129,13 +133,16 @@ class Connection(asyncio.Protocol):
             waiter.set_result((status, body, time.perf_counter_ns()))
 
     def _fail(self, error: Exception) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(error)
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
         if self.transport is not None:
             self.transport.close()
 
     def send(self, request: bytes) -> asyncio.Future[tuple[int, bytes, int]]:
-        assert self.transport is not None and self.waiter is None
+        if self.transport is None or self.transport.is_closing():
+            raise HttpError("connection closed")
+        assert self.waiter is None, "one request at a time"
         self.waiter = self.loop.create_future()
         self.transport.write(request)
         return self.waiter

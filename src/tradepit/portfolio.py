@@ -17,7 +17,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from tradepit.ledger import Account
+from tradepit.ledger import Account, Holding
 from tradepit.stage.keys import SYMBOLS, ShardKeys, VenueConfig
 from tradepit.stage.matcher import BookCounters
 from tradepit.stage.messages import SymbolSpec, symbol_of
@@ -44,14 +44,18 @@ def equity_key(account_id: int) -> str:
     return f"tradepit:equity:{account_id}"
 
 
+def holding_value(holding: Holding, price: int, cash_per_tick_lot: int) -> int:
+    """Cents: a holding at `price` ticks; at its cost if there is no price (0)."""
+    lots = holding.free + holding.reserved
+    return price * lots * cash_per_tick_lot if price else holding.cost
+
+
 def equity_of(account: Account, prices: Mapping[str, tuple[int, int]]) -> int:
-    """Cents: cash plus holdings at `prices` (symbol -> (ticks, cents per tick-lot)); a
-    holding without a price counts at its cost."""
+    """Cents: cash plus holdings at `prices` (symbol -> (ticks, cents per tick-lot))."""
     total = account.cash_free + account.cash_reserved
     for name, holding in account.holdings.items():
-        lots = holding.free + holding.reserved
-        price = prices.get(name)
-        total += price[0] * lots * price[1] if price and price[0] else holding.cost
+        price, cash_per_tick_lot = prices.get(name, (0, 0))
+        total += holding_value(holding, price, cash_per_tick_lot)
     return total
 
 

@@ -16,6 +16,7 @@ from tradepit.domain.orders import OrderType, Side, TimeInForce
 from tradepit.domain.symbols import Symbol, cents_to_cash
 from tradepit.ledger import Account
 from tradepit.ledger.history import OrderRecord, OrderUpdate
+from tradepit.portfolio import holding_value
 
 __all__ = [
     "EXCHANGE",
@@ -134,7 +135,7 @@ def position_json(
     if holding is None or holding.free + holding.reserved == 0:
         return None
     lots = holding.free + holding.reserved
-    market_value = symbol.notional(price, lots) if price else holding.cost
+    market_value = holding_value(holding, price, symbol.cash_per_tick_lot)
     unrealized = market_value - holding.cost
     return {
         "asset_id": asset_id,

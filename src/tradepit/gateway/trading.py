@@ -49,7 +49,7 @@ from tradepit.gateway.web import (
 )
 from tradepit.ledger import Account
 from tradepit.ledger.history import TERMINAL_STATUSES, OrderRecord, OrderStatus
-from tradepit.portfolio import equity_key
+from tradepit.portfolio import equity_key, holding_value
 from tradepit.stage.keys import account_range
 from tradepit.stage.messages import CancelOrder, PlaceOrder, ReplaceOrder
 
@@ -374,7 +374,9 @@ async def _priced_positions(gateway: Gateway, account: Account) -> tuple[list[di
         )
         if position is not None:
             positions.append(position)
-            market_value += int(Decimal(position["market_value"]) * 100)
+            market_value += holding_value(
+                account.holdings[name], listing.reference_price(), listing.symbol.cash_per_tick_lot
+            )
     return positions, market_value
 
 
