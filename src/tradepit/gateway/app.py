@@ -11,6 +11,7 @@ from fastapi.responses import Response
 
 from tradepit.gateway import admin_api, reference, stream, trading
 from tradepit.gateway.errors import install_error_handlers
+from tradepit.gateway.hot import HotRoutes
 from tradepit.gateway.service import Gateway, GatewaySettings
 from tradepit.gateway.web import json_response
 
@@ -24,7 +25,7 @@ grid is refused, never rounded.
 """
 
 
-def create_app(redis_url: str, settings: GatewaySettings | None = None) -> FastAPI:
+def create_app(redis_url: str, settings: GatewaySettings | None = None) -> HotRoutes:
     gateway = Gateway(redis_url, settings or GatewaySettings())
 
     @asynccontextmanager
@@ -59,4 +60,4 @@ def create_app(redis_url: str, settings: GatewaySettings | None = None) -> FastA
     async def root() -> Response:
         return json_response({"name": "tradepit", "api": "/v2", "docs": "/docs"})
 
-    return app
+    return HotRoutes(app, gateway)

@@ -19,7 +19,7 @@ from tradepit.client import ReplyTimeoutError
 from tradepit.domain.numbers import NumberError
 from tradepit.stage.messages import encode
 
-__all__ = ["ApiError", "error_response", "install_error_handlers"]
+__all__ = ["ApiError", "alpaca_code", "error_of", "error_response", "install_error_handlers"]
 
 log = logging.getLogger("tradepit.gateway")
 
@@ -57,13 +57,29 @@ def error_response(status: int, message: str, code: int | None = None) -> Respon
     return Response(body, status_code=status, media_type="application/json")
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    async def api_error(_request: Request, error: Exception) -> Response:
-        assert isinstance(error, ApiError)
-        return error_response(error.status, error.message, error.code)
+def error_of(error: Exception) -> tuple[int, bytes]:
+    """The status and JSON body that answer an exception raised while serving a request."""
+    if isinstance(error, ApiError):
+        status, code, message = error.status, error.code, error.message
+    elif isinstance(error, NumberError):
+        status, code, message = 422, alpaca_code(422), str(error)
+    elif isinstance(error, ReplyTimeoutError):
+        # The command may still be applied: an order can be looked up by its client_order_id.
+        status, code = 504, alpaca_code(504)
+        message = "the venue did not answer in time; the request may have been applied"
+    elif isinstance(error, RedisError):
+        log.warning("redis unavailable: %s", error)
+        status, code, message = 503, alpaca_code(503), "the venue's database is unavailable"
+    else:
+        log.exception("unhandled error", exc_info=error)
+        status, code, message = 500, alpaca_code(500), "internal error"
+    return status, encode({"code": code, "message": message})
 
-    async def number_error(_request: Request, error: Exception) -> Response:
-        return error_response(422, str(error))
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def known_error(_request: Request, error: Exception) -> Response:
+        status, body = error_of(error)
+        return Response(body, status_code=status, media_type="application/json")
 
     async def validation_error(_request: Request, error: Exception) -> Response:
         assert isinstance(error, RequestValidationError)
@@ -80,24 +96,7 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return error_response(error.status_code, message)
 
-    async def timeout_error(_request: Request, _error: Exception) -> Response:
-        # The command may still be applied: an order can be looked up by its client_order_id.
-        return error_response(
-            504, "the venue did not answer in time; the request may have been applied"
-        )
-
-    async def redis_error(_request: Request, error: Exception) -> Response:
-        log.warning("redis unavailable: %s", error)
-        return error_response(503, "the venue's database is unavailable; try again")
-
-    async def internal_error(_request: Request, error: Exception) -> Response:
-        log.exception("unhandled error", exc_info=error)
-        return error_response(500, "internal error")
-
-    app.add_exception_handler(ApiError, api_error)
-    app.add_exception_handler(NumberError, number_error)
+    for kind in (ApiError, NumberError, ReplyTimeoutError, RedisError, Exception):
+        app.add_exception_handler(kind, known_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(ReplyTimeoutError, timeout_error)
-    app.add_exception_handler(RedisError, redis_error)
-    app.add_exception_handler(Exception, internal_error)

@@ -53,13 +53,14 @@ class TradeUpdates:
         self.market = market
         self.listeners: dict[int, set[asyncio.Queue[Frame | None]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self.ready = asyncio.Event()
-        self._started = 0
+        # Set while anyone listens: a gateway with no stream clients reads no updates at all.
+        self._wanted = asyncio.Event()
+        self._streams = [ShardKeys(name).updates for name in config.ledger_names()]
+        self._positions: dict[str, bytes] = {}
 
     async def start(self) -> None:
         self._tasks = [
-            asyncio.create_task(self._tail(ShardKeys(name).updates), name=f"updates {name}")
-            for name in self.config.ledger_names()
+            asyncio.create_task(self._tail(stream), name=stream) for stream in self._streams
         ]
 
     async def stop(self) -> None:
@@ -69,9 +70,17 @@ class TradeUpdates:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def listen(self, account_id: int) -> asyncio.Queue[Frame | None]:
+    async def listen(self, account_id: int) -> asyncio.Queue[Frame | None]:
+        """A queue of the account's updates from now on: every update committed after this
+        returns reaches it."""
+        if not self._wanted.is_set():
+            # Idle until now: start each tail at its stream's newest entry, before answering.
+            for stream in self._streams:
+                newest: Any = await self.redis.xrevrange(stream, count=1)
+                self._positions[stream] = newest[0][0] if newest else b"0-0"
         queue: asyncio.Queue[Frame | None] = asyncio.Queue(QUEUE_LIMIT)
         self.listeners.setdefault(account_id, set()).add(queue)
+        self._wanted.set()
         return queue
 
     def forget(self, account_id: int, queue: asyncio.Queue[Frame | None]) -> None:
@@ -80,28 +89,23 @@ class TradeUpdates:
             queues.discard(queue)
             if not queues:
                 del self.listeners[account_id]
+                if not self.listeners:
+                    self._wanted.clear()
 
     async def _tail(self, stream: str) -> None:
-        last = b"$"
-        first = True
         while True:
+            await self._wanted.wait()
             try:
-                if first:
-                    # Start after what is there now: a stream tells what happens from here on.
-                    info: Any = await self.redis.xrevrange(stream, count=1)
-                    last = info[0][0] if info else b"0-0"
-                    first = False
-                    self._started += 1
-                    if self._started == len(self._tasks):
-                        self.ready.set()
-                response: Any = await self.redis.xread({stream: last}, count=100, block=1000)
+                response: Any = await self.redis.xread(
+                    {stream: self._positions[stream]}, count=100, block=1000
+                )
             except RedisError as error:
                 log.warning("trade updates: %s; retrying", error)
                 await asyncio.sleep(0.2)
                 continue
             for _stream, entries in response or ():
                 for entry_id, fields in entries:
-                    last = entry_id
+                    self._positions[stream] = entry_id
                     self._dispatch(fields.get(UPDATES, b"[]"))
 
     def _dispatch(self, raw: bytes) -> None:
@@ -227,7 +231,7 @@ async def trade_stream(websocket: WebSocket) -> None:
                 wanted = streams if isinstance(streams, list) else []
                 listening = [name for name in wanted if name == "trade_updates"]
                 if listening and queue is None:
-                    queue = updates.listen(account_id)
+                    queue = await updates.listen(account_id)
                     sender = asyncio.create_task(_send_updates(connection, queue))
                 elif not listening and queue is not None and sender is not None:
                     updates.forget(account_id, queue)

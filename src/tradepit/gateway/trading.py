@@ -53,7 +53,7 @@ from tradepit.portfolio import equity_key, holding_value
 from tradepit.stage.keys import account_range
 from tradepit.stage.messages import CancelOrder, PlaceOrder, ReplaceOrder
 
-__all__ = ["router", "place_order", "order_view"]
+__all__ = ["router", "place_order", "request_cancel", "order_view"]
 
 router = APIRouter(prefix="/v2", tags=["trading"])
 _DAY_NS = 86_400 * 10**9
@@ -222,17 +222,16 @@ async def get_order(
     return json_response(order_view(gateway, record))
 
 
-async def _cancel(gateway: Gateway, account_id: int, order_id: int) -> OrderRecord:
-    """Ask the book to cancel; the order as it stands, now pending_cancel."""
+async def request_cancel(gateway: Gateway, account_id: int, order_id: int) -> None:
+    """Send the cancel to the book (the order is pending_cancel); ApiError if it cannot be."""
     reply = await gateway.client.request(
         account_id, CancelOrder(0, account_id, order_id, time.time_ns())
     )
-    record = await gateway.order(account_id, order_id)
     if not reply.ok:
+        record = await gateway.order(account_id, order_id)  # 404 if it is not the caller's
         if reply.code == "unknown_order" and record.status in TERMINAL_STATUSES:
             raise ApiError.invalid(f"order is {record.status} and can no longer be canceled")
         raise ledger_error(reply)
-    return record
 
 
 @router.delete("/orders/{order_id}", status_code=204)
@@ -241,7 +240,7 @@ async def cancel_order(
 ) -> Response:
     """Cancel an open order: 204 once the book has the cancel; trade_updates says `canceled`."""
     gateway = gateway_of(request)
-    await _cancel(gateway, principal.account_id, parse_order_id(order_id))
+    await request_cancel(gateway, principal.account_id, parse_order_id(order_id))
     return Response(status_code=204)
 
 
@@ -264,7 +263,7 @@ async def _cancel_all(gateway: Gateway, account_id: int) -> list[dict[str, Any]]
         keep=lambda record: record.status not in TERMINAL_STATUSES,
     )
     outcomes = await asyncio.gather(
-        *(_cancel(gateway, account_id, record.order_id) for record in records),
+        *(request_cancel(gateway, account_id, record.order_id) for record in records),
         return_exceptions=True,
     )
     results = []
@@ -276,8 +275,9 @@ async def _cancel_all(gateway: Gateway, account_id: int) -> list[dict[str, Any]]
         elif isinstance(outcome, BaseException):
             raise outcome
         else:
+            pending = msgspec.structs.replace(record, status=OrderStatus.PENDING_CANCEL)
             entry["status"] = 200
-            entry["body"] = order_view(gateway, outcome)
+            entry["body"] = order_view(gateway, pending)
         results.append(entry)
     return results
 

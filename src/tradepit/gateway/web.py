@@ -20,6 +20,7 @@ from tradepit.stage.messages import encode
 __all__ = [
     "gateway_of",
     "trader",
+    "authenticate",
     "operator",
     "read_body",
     "json_response",
@@ -50,7 +51,10 @@ async def trader(
     secret: str | None = Security(_SECRET),
 ) -> Principal:
     """The caller, authenticated by Alpaca's key headers and within its rate limit."""
-    gateway = gateway_of(request)
+    return await authenticate(gateway_of(request), key_id, secret)
+
+
+async def authenticate(gateway: Gateway, key_id: str | None, secret: str | None) -> Principal:
     principal = await gateway.keys.authenticate(key_id, secret)
     gateway.limiter.check(principal.key_id)
     return principal

@@ -131,6 +131,7 @@ class LedgerShard(StageCore):
                 if account_id % shards != index:
                     continue
                 dirty_accounts.add(VENUE_ACCOUNT_ID)  # it collects the fee
+                self.totals_changed = True  # a fill moves trade_flow
             else:
                 account_id = getattr(event, "account_id", -1)
                 if account_id < 0 or account_id % shards != index:
@@ -386,7 +387,7 @@ class LedgerShard(StageCore):
                     for account_id, coid, order_id in self.new_client_order_ids
                 },
             )
-        if self.dirty_accounts or self.totals_changed:  # a fill moves trade_flow
+        if self.totals_changed:
             tx.hset(
                 keys.state,
                 mapping={
