@@ -17,7 +17,7 @@ from fastapi.responses import Response
 
 from tradepit.domain.ids import id_to_uuid, new_id
 from tradepit.domain.numbers import to_decimal
-from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
+from tradepit.domain.orders import Order, OrderType, Side
 from tradepit.domain.symbols import cents_to_cash
 from tradepit.gateway.auth import Principal
 from tradepit.gateway.errors import ApiError
@@ -31,6 +31,7 @@ from tradepit.gateway.orders import (
 )
 from tradepit.gateway.service import Gateway, ledger_error
 from tradepit.gateway.shapes import (
+    TIMES_IN_FORCE,
     account_number,
     fill_activity_json,
     order_json,
@@ -48,7 +49,12 @@ from tradepit.gateway.web import (
     trader,
 )
 from tradepit.ledger import Account
-from tradepit.ledger.history import TERMINAL_STATUSES, OrderRecord, OrderStatus
+from tradepit.ledger.history import (
+    TERMINAL_STATUSES,
+    OrderRecord,
+    OrderStatus,
+    accepted_record,
+)
 from tradepit.portfolio import equity_key, holding_value
 from tradepit.stage.keys import account_range
 from tradepit.stage.messages import CancelOrder, PlaceOrder, ReplaceOrder
@@ -96,26 +102,6 @@ def order_view(gateway: Gateway, record: OrderRecord) -> dict[str, Any]:
     return order_json(record, listing.symbol, listing.asset_id)
 
 
-def _accepted_record(order: Order, client_order_id: str, replaces: int = 0) -> OrderRecord:
-    limit = order.price if order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else 0
-    return OrderRecord(
-        order.order_id,
-        order.account_id,
-        client_order_id,
-        order.symbol,
-        order.side,
-        order.type,
-        order.time_in_force,
-        order.qty,
-        limit,
-        order.stop_price,
-        OrderStatus.ACCEPTED,
-        order.ts,
-        order.ts,
-        replaces=replaces,
-    )
-
-
 async def place_order(gateway: Gateway, account_id: int, request: OrderRequest) -> OrderRecord:
     """Check, reserve and send an order; its record as accepted, or ApiError."""
     listing = _listing(gateway, request.symbol)
@@ -127,7 +113,7 @@ async def place_order(gateway: Gateway, account_id: int, request: OrderRequest) 
     reply = await gateway.client.request(account_id, PlaceOrder(0, order, client_order_id))
     if not reply.ok:
         raise ledger_error(reply)
-    return _accepted_record(order, client_order_id)
+    return accepted_record(order, client_order_id)
 
 
 @router.post("/orders", openapi_extra=_body_doc("OrderRequest", _ORDER_EXAMPLE))
@@ -301,7 +287,10 @@ async def replace_order(
     symbol = listing.symbol
     if body.trail is not None:
         raise ApiError.invalid("trail applies to trailing_stop orders only")
-    if body.time_in_force is not None and body.time_in_force.lower() != _tif_name(old):
+    if (
+        body.time_in_force is not None
+        and body.time_in_force.lower() != TIMES_IN_FORCE[old.time_in_force]
+    ):
         raise ApiError.invalid("time_in_force cannot change on replace: cancel and place anew")
     qty = symbol.qty_to_lots(body.qty, "qty") if body.qty is not None else old.qty - old.filled_qty
     limit = old.limit_price
@@ -343,16 +332,7 @@ async def replace_order(
         stop,
         ts=now,
     )
-    return json_response(order_view(gateway, _accepted_record(new, client_order_id, old.order_id)))
-
-
-def _tif_name(record: OrderRecord) -> str:
-    return {
-        TimeInForce.DAY: "day",
-        TimeInForce.GTC: "gtc",
-        TimeInForce.IOC: "ioc",
-        TimeInForce.FOK: "fok",
-    }[record.time_in_force]
+    return json_response(order_view(gateway, accepted_record(new, client_order_id, old.order_id)))
 
 
 # Positions.

@@ -32,6 +32,7 @@ __all__ = [
     "OrderRecord",
     "OrderUpdate",
     "OrderHistory",
+    "accepted_record",
     "TERMINAL_STATUSES",
 ]
 
@@ -106,6 +107,27 @@ class OrderRecord(msgspec.Struct, array_like=True, gc=False):
     reason: str = ""
 
 
+def accepted_record(order: Order, client_order_id: str, replaces: int = 0) -> OrderRecord:
+    """The record of an order the ledger has just accepted (and reserved for)."""
+    limit = order.price if order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else 0
+    return OrderRecord(
+        order.order_id,
+        order.account_id,
+        client_order_id,
+        order.symbol,
+        order.side,
+        order.type,
+        order.time_in_force,
+        order.qty,
+        limit,
+        order.stop_price,
+        OrderStatus.ACCEPTED,
+        order.ts,
+        order.ts,
+        replaces=replaces,
+    )
+
+
 class OrderUpdate(msgspec.Struct, array_like=True, gc=False):
     """One change to one order: Alpaca's event name and the order as it stood just after.
 
@@ -137,24 +159,7 @@ class OrderHistory:
         self.records: dict[int, OrderRecord] = {}
 
     def accepted(self, order: Order, client_order_id: str, replaces: int = 0) -> OrderRecord:
-        limit = order.price if order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else 0
-        record = OrderRecord(
-            order.order_id,
-            order.account_id,
-            client_order_id,
-            order.symbol,
-            order.side,
-            order.type,
-            order.time_in_force,
-            order.qty,
-            limit,
-            order.stop_price,
-            OrderStatus.ACCEPTED,
-            order.ts,
-            order.ts,
-            replaces=replaces,
-        )
-        self.records[order.order_id] = record
+        record = self.records[order.order_id] = accepted_record(order, client_order_id, replaces)
         return record
 
     def mark_pending(self, order_id: int, status: str, ts: int) -> OrderRecord | None:
