@@ -74,7 +74,15 @@ class Progress(msgspec.Struct, array_like=True):
     updated_at: int
 
 
-_decode_progress = msgspec.json.Decoder(list[Progress]).decode
+class ProgressUpdate(msgspec.Struct, array_like=True):
+    """The leading fields of an `OrderUpdate`."""
+
+    event: str
+    ts: int
+    order: Progress
+
+
+_decode_progress = msgspec.json.Decoder(list[ProgressUpdate]).decode
 
 
 def start_stages(url: str, shards: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:
@@ -130,11 +138,11 @@ async def watch_settlement(
             for stream, entries in response or ():
                 after[stream.decode()] = entries[-1][0]
                 for _entry_id, fields in entries:
-                    for record in _decode_progress(fields[UPDATES]):
-                        # The first time a record is past "accepted", the book's answer to it
-                        # has been applied by its ledger, with the fills it made at once.
-                        if record.status != "accepted":
-                            settled.setdefault(record.order_id, now - record.created_at)
+                    for update in _decode_progress(fields[UPDATES]):
+                        # An order's first update is the book's answer to it, applied by its
+                        # ledger with the fills it made at once.
+                        record = update.order
+                        settled.setdefault(record.order_id, now - record.created_at)
     finally:
         await redis.aclose()
 
