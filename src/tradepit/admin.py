@@ -13,6 +13,7 @@ import secrets
 import string
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -58,6 +59,7 @@ __all__ = [
     "list_accounts",
     "set_halted",
     "close_session",
+    "next_session_close",
 ]
 
 _KEY_ALPHABET = string.ascii_uppercase + string.digits
@@ -225,6 +227,11 @@ async def set_halted(client: VenueClient, name: str, halted: bool) -> dict[str, 
     command = SetHalted(name, halted, time.time_ns())
     await client.send_to_matcher(matcher_of(name, client.config), [command])
     return {"symbol": name, "halted": halted}
+
+
+def next_session_close(now: datetime) -> datetime:
+    """The session is the UTC day: it closes at the next UTC midnight after `now`."""
+    return datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
 
 
 async def close_session(client: VenueClient) -> dict[str, Any]:

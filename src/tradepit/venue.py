@@ -20,12 +20,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from tradepit.admin import add_symbol, close_session, ensure_admin_key
+from tradepit.admin import add_symbol, close_session, ensure_admin_key, next_session_close
 from tradepit.client import VenueClient, init_config, load_config
 from tradepit.embedded import EmbeddedValkey, Fsync
 from tradepit.portfolio import sample_forever
@@ -262,8 +262,7 @@ async def _close_sessions_at_midnight(redis_url: str) -> None:
     """The session is the UTC day: DAY orders expire at each midnight."""
     while True:
         now = datetime.now(UTC)
-        midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
-        await asyncio.sleep((midnight - now).total_seconds())
+        await asyncio.sleep((next_session_close(now) - now).total_seconds())
         try:
             async with VenueClient(redis_url) as client:
                 await close_session(client)

@@ -14,7 +14,7 @@ from tradepit.domain.ids import IdError, uuid_to_id
 from tradepit.gateway.auth import Principal
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.orders import decode_body
-from tradepit.gateway.web import gateway_of, json_response, operator, read_body
+from tradepit.gateway.web import body_doc, gateway_of, json_response, operator, read_body
 from tradepit.ledger import CASH
 
 __all__ = ["router"]
@@ -43,15 +43,6 @@ class NewSymbol(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reference_price: str | None = None
 
 
-def _doc(example: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"type": "object"}, "example": example}},
-        }
-    }
-
-
 async def _admin_call(call: Any) -> Response:
     try:
         return json_response(await call)
@@ -60,7 +51,9 @@ async def _admin_call(call: Any) -> Response:
         raise ApiError(status, f"{error.code}: {error.message}") from None
 
 
-@router.post("/accounts", openapi_extra=_doc({"cash": "100000.00", "positions": {"ACME": "100"}}))
+@router.post(
+    "/accounts", openapi_extra=body_doc({"cash": "100000.00", "positions": {"ACME": "100"}})
+)
 async def create_account(request: Request, _admin: Principal = Depends(operator)) -> Response:
     """Open an account; the answer holds its API key, shown this once."""
     body = decode_body(await read_body(request), NewAccount)
@@ -77,7 +70,7 @@ async def list_accounts(request: Request, _admin: Principal = Depends(operator))
 
 @router.post(
     "/accounts/{account_id}/transfers",
-    openapi_extra=_doc({"asset": "cash", "amount": "5000.00", "direction": "deposit"}),
+    openapi_extra=body_doc({"asset": "cash", "amount": "5000.00", "direction": "deposit"}),
 )
 async def transfer(
     request: Request, account_id: str, _admin: Principal = Depends(operator)
@@ -99,7 +92,7 @@ async def transfer(
     )
 
 
-@router.post("/symbols", openapi_extra=_doc({"symbol": "WAYNE", "reference_price": "50.00"}))
+@router.post("/symbols", openapi_extra=body_doc({"symbol": "WAYNE", "reference_price": "50.00"}))
 async def add_symbol(request: Request, _admin: Principal = Depends(operator)) -> Response:
     body = decode_body(await read_body(request), NewSymbol)
     gateway = gateway_of(request)

@@ -17,6 +17,7 @@ import msgspec
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from tradepit.admin import next_session_close
 from tradepit.domain.ids import id_to_uuid
 from tradepit.gateway.auth import Principal
 from tradepit.gateway.errors import ApiError
@@ -25,17 +26,12 @@ from tradepit.gateway.service import Gateway
 from tradepit.gateway.shapes import asset_json, rfc3339
 from tradepit.gateway.web import gateway_of, json_response, read_body, trader
 
-__all__ = ["router", "next_session_close"]
+__all__ = ["router"]
 
 router = APIRouter(prefix="/v2", tags=["reference"])
 _MAX_CALENDAR_DAYS = 1_000
 _MAX_WATCHLISTS = 100
 _MAX_WATCHLIST_SYMBOLS = 1_000
-
-
-def next_session_close(now: datetime) -> datetime:
-    """The next UTC midnight after `now`."""
-    return datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
 
 
 # Assets.
@@ -240,10 +236,12 @@ async def _load_watchlist(gateway: Gateway, account_id: int, watchlist_id: str) 
     return _decode_watchlist(raw)
 
 
-async def _save_watchlist(gateway: Gateway, account_id: int, watchlist: Watchlist) -> None:
+async def _save_watchlist(gateway: Gateway, account_id: int, watchlist: Watchlist) -> Response:
+    """Store the watchlist as it now is, and answer with it."""
     await gateway.redis.hset(
         _watchlists_key(account_id), watchlist.id, msgspec.json.encode(watchlist)
     )
+    return json_response(_watchlist_json(gateway, account_id, watchlist))
 
 
 @router.get("/watchlists")
@@ -274,8 +272,7 @@ async def create_watchlist(request: Request, principal: Principal = Depends(trad
         updated_at=now,
         symbols=_checked_symbols(gateway, body.symbols or []),
     )
-    await _save_watchlist(gateway, principal.account_id, watchlist)
-    return json_response(_watchlist_json(gateway, principal.account_id, watchlist))
+    return await _save_watchlist(gateway, principal.account_id, watchlist)
 
 
 @router.get("/watchlists/{watchlist_id}")
@@ -299,8 +296,7 @@ async def replace_watchlist(
     if body.symbols is not None:
         watchlist.symbols = _checked_symbols(gateway, body.symbols)
     watchlist.updated_at = time.time_ns()
-    await _save_watchlist(gateway, principal.account_id, watchlist)
-    return json_response(_watchlist_json(gateway, principal.account_id, watchlist))
+    return await _save_watchlist(gateway, principal.account_id, watchlist)
 
 
 @router.post("/watchlists/{watchlist_id}")
@@ -312,8 +308,7 @@ async def add_to_watchlist(
     watchlist = await _load_watchlist(gateway, principal.account_id, watchlist_id)
     watchlist.symbols = _checked_symbols(gateway, [*watchlist.symbols, body.symbol])
     watchlist.updated_at = time.time_ns()
-    await _save_watchlist(gateway, principal.account_id, watchlist)
-    return json_response(_watchlist_json(gateway, principal.account_id, watchlist))
+    return await _save_watchlist(gateway, principal.account_id, watchlist)
 
 
 @router.delete("/watchlists/{watchlist_id}/{symbol}")
@@ -326,8 +321,7 @@ async def remove_from_watchlist(
         raise ApiError.not_found(f"{symbol[:20]!r} is not in this watchlist")
     watchlist.symbols = [name for name in watchlist.symbols if name != symbol]
     watchlist.updated_at = time.time_ns()
-    await _save_watchlist(gateway, principal.account_id, watchlist)
-    return json_response(_watchlist_json(gateway, principal.account_id, watchlist))
+    return await _save_watchlist(gateway, principal.account_id, watchlist)
 
 
 @router.delete("/watchlists/{watchlist_id}", status_code=204)

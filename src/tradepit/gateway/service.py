@@ -21,7 +21,13 @@ from tradepit.gateway.errors import ApiError
 from tradepit.gateway.market import Market
 from tradepit.ledger import Account
 from tradepit.ledger.history import OrderRecord, OrderUpdate
-from tradepit.stage.keys import ACCOUNT_NAMES, ShardKeys, account_range, ledger_of
+from tradepit.stage.keys import (
+    ACCOUNT_NAMES,
+    ShardKeys,
+    account_range,
+    index_payload,
+    ledger_of,
+)
 from tradepit.stage.messages import Reply, decode_record
 
 __all__ = ["GatewaySettings", "Gateway", "AccountSettings", "ledger_error", "ACCOUNT_SETTINGS"]
@@ -159,8 +165,8 @@ class Gateway:
         index = keys.open_index if open_only else keys.order_index
         found: list[OrderRecord] = []
         async for members in self._scan(index, account_id, after, until, descending):
-            ids = [member[-32:].decode() for member in members]
-            raws = await self.redis.hmget(keys.orders, [str(int(hex_id, 16)) for hex_id in ids])
+            ids = [str(int(index_payload(member), 16)) for member in members]
+            raws = await self.redis.hmget(keys.orders, ids)
             for raw in raws:
                 if raw is None:
                     continue
@@ -177,7 +183,7 @@ class Gateway:
         """The account's fill updates in time order (an async iterator of pages)."""
         keys = self.shard_keys(account_id)
         async for members in self._scan(keys.fills, account_id, after, until, descending):
-            yield [_decode_update(member[54:]) for member in members]
+            yield [_decode_update(index_payload(member)) for member in members]
 
     async def _scan(
         self, key: str, account_id: int, after: int, until: int | None, descending: bool

@@ -39,6 +39,7 @@ from tradepit.gateway.shapes import (
     rfc3339,
 )
 from tradepit.gateway.web import (
+    body_doc,
     gateway_of,
     json_response,
     parse_bool,
@@ -74,21 +75,6 @@ _ORDER_EXAMPLE = {
 }
 
 
-def _body_doc(schema_name: str, example: dict[str, Any]) -> dict[str, Any]:
-    """An OpenAPI request body for /docs; the route itself decodes the body with msgspec."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {"title": schema_name, "type": "object"},
-                    "example": example,
-                }
-            },
-        }
-    }
-
-
 def _listing(gateway: Gateway, name: str) -> Listing:
     assert gateway.market is not None
     listing = gateway.market.get(name) if isinstance(name, str) else None
@@ -116,7 +102,7 @@ async def place_order(gateway: Gateway, account_id: int, request: OrderRequest) 
     return accepted_record(order, client_order_id)
 
 
-@router.post("/orders", openapi_extra=_body_doc("OrderRequest", _ORDER_EXAMPLE))
+@router.post("/orders", openapi_extra=body_doc(_ORDER_EXAMPLE))
 async def submit_order(request: Request, principal: Principal = Depends(trader)) -> Response:
     """Place an order: market, limit, stop or stop_limit; day, gtc, ioc or fok."""
     gateway = gateway_of(request)
@@ -270,7 +256,7 @@ async def _cancel_all(gateway: Gateway, account_id: int) -> list[dict[str, Any]]
 
 @router.patch(
     "/orders/{order_id}",
-    openapi_extra=_body_doc("ReplaceRequest", {"qty": "5", "limit_price": "101.00"}),
+    openapi_extra=body_doc({"qty": "5", "limit_price": "101.00"}),
 )
 async def replace_order(
     request: Request, order_id: str, principal: Principal = Depends(trader)

@@ -24,6 +24,7 @@ __all__ = [
     "operator",
     "read_body",
     "json_response",
+    "body_doc",
     "parse_time",
     "parse_bool",
     "parse_int",
@@ -79,6 +80,16 @@ async def read_body(request: Request) -> bytes:
             raise ApiError(413, f"request body is larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def body_doc(example: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAPI request body for /docs, for a route that decodes its body with msgspec."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}, "example": example}},
+        }
+    }
 
 
 def json_response(content: Any, status: int = 200) -> Response:

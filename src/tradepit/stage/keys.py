@@ -28,6 +28,7 @@ __all__ = [
     "matcher_of",
     "ShardKeys",
     "index_member",
+    "index_payload",
     "account_range",
 ]
 
@@ -120,6 +121,14 @@ class ShardKeys:
 
 def index_member(account_id: int, ts: int, payload: bytes) -> bytes:
     return b"%032x:%020d:" % (account_id, ts) + payload
+
+
+_MEMBER_PREFIX = len(b"%032x:%020d:" % (0, 0))
+
+
+def index_payload(member: bytes) -> bytes:
+    """What an index member carries after its account and time."""
+    return member[_MEMBER_PREFIX:]
 
 
 def account_range(account_id: int, after: int = 0, until: int | None = None) -> tuple[bytes, bytes]:
