@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import Response
 
-from tradepit.gateway import admin_api, reference, stream, trading
+from tradepit.gateway import admin_api, data, datastream, reference, stream, trading
 from tradepit.gateway.errors import install_error_handlers
 from tradepit.gateway.hot import HotRoutes
 from tradepit.gateway.service import Gateway, GatewaySettings
@@ -35,9 +35,13 @@ def create_app(redis_url: str, settings: GatewaySettings | None = None) -> HotRo
         updates = stream.TradeUpdates(gateway.redis, gateway.client.config, gateway.market)
         await updates.start()
         app.state.trade_updates = updates
+        live_feed = datastream.LiveFeed(gateway.redis, gateway.market)
+        await live_feed.start()
+        app.state.live_feed = live_feed
         try:
             yield
         finally:
+            await live_feed.stop()
             await updates.stop()
             await gateway.stop()
 
@@ -55,6 +59,8 @@ def create_app(redis_url: str, settings: GatewaySettings | None = None) -> HotRo
     app.include_router(reference.router)
     app.include_router(stream.router)
     app.include_router(admin_api.router)
+    app.include_router(data.router)
+    app.include_router(datastream.router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> Response:
