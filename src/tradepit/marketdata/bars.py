@@ -31,8 +31,8 @@ MINUTE_NS = 60 * 1_000_000_000
 HOUR_NS = 60 * MINUTE_NS
 DAY_NS = 24 * HOUR_NS
 WEEK_NS = 7 * DAY_NS
-# 1970-01-01 was a Thursday: weeks start on Monday, four days earlier.
-_WEEK_OFFSET_NS = 4 * DAY_NS
+# 1970-01-01 was a Thursday: weeks start on Mondays, such as 1970-01-05, four days later.
+_FIRST_MONDAY_NS = 4 * DAY_NS
 
 
 class Bar(msgspec.Struct, array_like=True, gc=False):
@@ -95,7 +95,7 @@ class TimeFrame(msgspec.Struct, frozen=True):
         if self.unit == "Day":
             return ts - ts % DAY_NS
         if self.unit == "Week":
-            return ts - (ts + _WEEK_OFFSET_NS) % WEEK_NS
+            return ts - (ts - _FIRST_MONDAY_NS) % WEEK_NS
         moment = datetime.fromtimestamp(ts // 1_000_000_000, UTC)
         month = (moment.month - 1) // self.amount * self.amount + 1
         start = datetime(moment.year, month, 1, tzinfo=UTC)
