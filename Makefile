@@ -12,9 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
-# The whole venue in one process, on an embedded Valkey kept under ./data.
+# The whole venue in one process, on an embedded Valkey kept under ./data, with a demo market
+# trading on it (`tradepit serve` runs the venue alone).
 run: $(STAMP)
-	$(BIN)/tradepit serve
+	$(BIN)/tradepit demo
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 
 from tradepit import admin, venue
 from tradepit.client import VenueClient
+from tradepit.demo import DemoOptions
 from tradepit.domain.ids import IdError, uuid_to_id
 from tradepit.domain.numbers import NumberError
 from tradepit.domain.symbols import SymbolError
@@ -86,6 +87,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--taker-fee-bps", type=int, default=0)
     _gateway_arguments(serve)
     serve.add_argument("--no-gateway", action="store_true", help="run the stages only")
+
+    demo = commands.add_parser("demo", help="serve, plus a simulated market trading on it")
+    demo.add_argument("--fsync", choices=("everysec", "always"), default="everysec")
+    _gateway_arguments(demo)
+    demo.add_argument("--seed", type=int, default=1, help="of the reference walk and the bots")
+    demo.add_argument("--volatility", type=float, default=0.0008, help="per second")
+    demo.add_argument("--drift", type=float, default=0.0, help="per second")
+    demo.add_argument("--takers", type=int, default=3, help="random order senders")
 
     run = commands.add_parser("run", help="run one shard of one stage in this process")
     run.add_argument("stage", choices=("ledger", "matcher", "marketdata", "gateway"))
@@ -199,6 +208,18 @@ def main(argv: list[str] | None = None) -> int:
         url = args.redis_url or os.environ.get("REDIS_URL") or None
         options = None if args.no_gateway else GatewayOptions(args.host, args.port, args.rate_limit)
         _run(lambda: venue.serve(args.data_dir, args.fsync, config, url, gateway=options))
+        return 0
+    if args.command == "demo":
+        url = args.redis_url or os.environ.get("REDIS_URL") or None
+        options = GatewayOptions(args.host, args.port, args.rate_limit)
+        market = DemoOptions(
+            seed=args.seed, drift=args.drift, volatility=args.volatility, takers=args.takers
+        )
+        _run(
+            lambda: venue.serve(
+                args.data_dir, args.fsync, VenueConfig(), url, gateway=options, demo=market
+            )
+        )
         return 0
     redis_url = venue.find_redis_url(args.data_dir, args.redis_url)
     if args.command == "run" and args.stage == "gateway":
