@@ -70,6 +70,35 @@ def _gateway_arguments(parser: argparse.ArgumentParser) -> None:
         default=200.0,
         help="API requests a second per key, bursts of twice that (0: no limit)",
     )
+    parser.add_argument(
+        "--stream-queue-limit",
+        type=int,
+        default=5_000,
+        help="market data messages waiting for one stream client before it is cut off",
+    )
+    parser.add_argument(
+        "--stream-send-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a stream client may read nothing while data waits before it is cut off",
+    )
+    parser.add_argument(
+        "--send-buffer",
+        type=int,
+        default=16 * 1024,
+        help="bytes the kernel may hold unsent per connection (TCP_NOTSENT_LOWAT; 0: its own)",
+    )
+
+
+def _gateway_options(args: argparse.Namespace) -> GatewayOptions:
+    return GatewayOptions(
+        args.host,
+        args.port,
+        args.rate_limit,
+        args.stream_queue_limit,
+        args.stream_send_timeout,
+        args.send_buffer,
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -206,12 +235,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         config = VenueConfig(args.ledgers, args.matchers, args.maker_fee_bps, args.taker_fee_bps)
         url = args.redis_url or os.environ.get("REDIS_URL") or None
-        options = None if args.no_gateway else GatewayOptions(args.host, args.port, args.rate_limit)
+        options = None if args.no_gateway else _gateway_options(args)
         _run(lambda: venue.serve(args.data_dir, args.fsync, config, url, gateway=options))
         return 0
     if args.command == "demo":
         url = args.redis_url or os.environ.get("REDIS_URL") or None
-        options = GatewayOptions(args.host, args.port, args.rate_limit)
+        options = _gateway_options(args)
         market = DemoOptions(
             seed=args.seed, drift=args.drift, volatility=args.volatility, takers=args.takers
         )
@@ -223,7 +252,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     redis_url = venue.find_redis_url(args.data_dir, args.redis_url)
     if args.command == "run" and args.stage == "gateway":
-        settings = GatewaySettings(rate_limit=args.rate_limit)
+        settings = GatewaySettings(
+            rate_limit=args.rate_limit,
+            stream_queue_limit=args.stream_queue_limit,
+            stream_send_timeout=args.stream_send_timeout,
+            send_buffer=args.send_buffer,
+        )
         _run(lambda: run_gateway(redis_url, args.host, args.port, settings))
         return 0
     if args.command == "run":

@@ -38,6 +38,7 @@ __all__ = ["VenueClient", "ReplyTimeoutError", "init_config", "load_config"]
 log = logging.getLogger("tradepit.client")
 
 MAX_COMMANDS_PER_ENTRY = 500
+POOL_CONNECTIONS = 100  # Redis connections per client process, at most
 _decode_config = msgspec.json.Decoder(VenueConfig).decode
 
 
@@ -62,7 +63,14 @@ class VenueClient:
     def __init__(self, redis_url: str, *, reply_timeout: float = 10.0) -> None:
         self.redis_url = redis_url
         self.reply_timeout = reply_timeout
-        self.redis = aioredis.Redis.from_url(redis_url)
+        # A pool that waits for a free connection rather than failing: redis-py caps a pool at
+        # 100 connections by default, and a gateway that many clients reach at once (thousands
+        # of streams authenticating after a restart) otherwise answers them "Too many
+        # connections".
+        pool = aioredis.BlockingConnectionPool.from_url(
+            redis_url, max_connections=POOL_CONNECTIONS, timeout=reply_timeout
+        )
+        self.redis = aioredis.Redis.from_pool(pool)
         self.config = VenueConfig()
         self.reply_channel = f"tradepit:reply:{uuid.uuid4().hex}"
         self._request_ids = itertools.count(1)

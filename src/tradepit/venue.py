@@ -59,6 +59,9 @@ class GatewayOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     rate_limit: float = 0.0
+    stream_queue_limit: int = 5_000
+    stream_send_timeout: float = 10.0
+    send_buffer: int = 16 * 1024
 
 
 class GatewayProcess:
@@ -90,6 +93,12 @@ class GatewayProcess:
             str(options.port),
             "--rate-limit",
             str(options.rate_limit),
+            "--stream-queue-limit",
+            str(options.stream_queue_limit),
+            "--stream-send-timeout",
+            str(options.stream_send_timeout),
+            "--send-buffer",
+            str(options.send_buffer),
         ]
 
     async def start(self, timeout: float = 30.0) -> None:

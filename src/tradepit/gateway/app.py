@@ -35,9 +35,10 @@ def create_app(redis_url: str, settings: GatewaySettings | None = None) -> HotRo
         updates = stream.TradeUpdates(gateway.redis, gateway.client.config, gateway.market)
         await updates.start()
         app.state.trade_updates = updates
-        live_feed = datastream.LiveFeed(gateway.redis, gateway.market)
+        live_feed = datastream.LiveFeed(gateway.redis, gateway.market, gateway.settings)
         await live_feed.start()
         app.state.live_feed = live_feed
+        hot.live_feed = live_feed
         try:
             yield
         finally:
@@ -60,10 +61,10 @@ def create_app(redis_url: str, settings: GatewaySettings | None = None) -> HotRo
     app.include_router(stream.router)
     app.include_router(admin_api.router)
     app.include_router(data.router)
-    app.include_router(datastream.router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> Response:
         return json_response({"name": "tradepit", "api": "/v2", "docs": "/docs"})
 
-    return HotRoutes(app, gateway)
+    hot = HotRoutes(app, gateway)
+    return hot

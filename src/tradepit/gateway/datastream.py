@@ -6,11 +6,18 @@ deltas, each with the book's gapless `seq`).
 One `LiveFeed` per gateway listens to the market data stage's Pub/Sub channel and hands every
 message to the clients that asked for it. Pub/Sub may drop messages: every batch carries a
 gapless seq, and a gap is filled from the durable `{d0}:feed` stream before anything after it
-is passed on. Each message is encoded once per codec, however many clients get it.
+is passed on. Clients with the same subscriptions and codec form a group: each message is
+encoded once per codec and each batch framed once per group, however many clients get it, so
+that the work per client and batch is one `send` of a ready frame.
 
-A slow client never slows the others: each has its own queue of encoded messages, drained by
-its own writer in frames of everything waiting; quotes in the queue are conflated to the latest
-per symbol; past `QUEUE_LIMIT` messages the client is told (code 407) and disconnected.
+A slow client never slows the others: at most one frame is on its way to each client; what
+comes meanwhile waits in the client's own queue (quotes conflated to the latest per symbol) and
+goes as one frame after it. Past `--stream-queue-limit` messages (or `stream_queue_bytes`)
+waiting, or when a frame has not been written for `--stream-send-timeout` seconds, the client
+is told (code 407) and disconnected. The kernel would otherwise absorb megabytes for a client
+that reads nothing before any of that shows: the gateway caps what it keeps unsent per socket
+(TCP_NOTSENT_LOWAT, `--send-buffer`; see server.py), and granian's `send` completes only once
+the frame is in the socket, so a full socket is seen within a frame or two.
 
 Frames are MessagePack when the client says `Content-Type: application/msgpack` on the
 upgrade (as alpaca-py does; times are then MessagePack timestamps, which alpaca-py requires),
@@ -23,20 +30,21 @@ import asyncio
 import contextlib
 import logging
 import struct
+import time
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from redis.exceptions import RedisError
+from starlette.types import Receive, Scope, Send
 
 from tradepit.domain.symbols import Symbol
 from tradepit.gateway.data_shapes import bar_json, price_of, quote_json, size_of, trade_json
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.market import Market
+from tradepit.gateway.service import Gateway, GatewaySettings
 from tradepit.gateway.shapes import rfc3339
-from tradepit.gateway.web import gateway_of
 from tradepit.marketdata.bars import timestamp_of
 from tradepit.marketdata.feed import (
     AnyFeedMessage,
@@ -49,11 +57,12 @@ from tradepit.marketdata.feed import (
 )
 from tradepit.stage.marketdata import MESSAGE, FeedBatch, FeedKeys, decode_batch, load_feeds
 
-__all__ = ["router", "LiveFeed", "QUEUE_LIMIT", "MAX_FRAME_BYTES", "CHANNELS"]
+__all__ = ["serve_stream", "LiveFeed", "STREAM_PATHS", "MAX_FRAME_BYTES", "CHANNELS"]
 
 log = logging.getLogger("tradepit.gateway.data")
 
-QUEUE_LIMIT = 5_000  # messages waiting for one client before it is cut off
+STREAM_PATHS = frozenset({"/v2/iex", "/v2/sip", "/v2/test"})
+CLOSE_GRACE = 2.0  # seconds a cut-off client has to read its error, then to read the close
 MAX_FRAME_BYTES = 64 * 1024
 MAX_SYMBOLS = 10_000  # per channel per connection
 CHANNELS = (
@@ -71,8 +80,6 @@ CHANNELS = (
 _BAR_CHANNELS = {"b": "bars", "u": "updatedBars", "d": "dailyBars"}
 _json = msgspec.json.Encoder(decimal_format="number").encode
 _msgpack = msgspec.msgpack.Encoder(decimal_format="number").encode
-
-router = APIRouter(tags=["streaming"])
 
 
 def channel_of(message: AnyFeedMessage) -> str:
@@ -157,89 +164,200 @@ def _msgpack_array_header(length: int) -> bytes:
     return b"\xdd" + struct.pack(">I", length)
 
 
+def _frame(parts: list[bytes], msgpack: bool) -> dict[str, Any]:
+    """The ASGI message that sends `parts` (encoded messages) as one frame: an array."""
+    if msgpack:
+        return {
+            "type": "websocket.send",
+            "bytes": _msgpack_array_header(len(parts)) + b"".join(parts),
+        }
+    return {"type": "websocket.send", "text": (b"[" + b",".join(parts) + b"]").decode()}
+
+
+def _conflate(queue: list[_Encoded], quote_slots: dict[str, int], encoded: _Encoded) -> None:
+    """Append `encoded` to `queue`, or, if it is a quote for a symbol already there, put it in
+    the place of that quote: only the latest quote matters."""
+    if isinstance(encoded.message, Quote):
+        slot = quote_slots.get(encoded.message.symbol)
+        if slot is not None:
+            queue[slot] = encoded
+            return
+        quote_slots[encoded.message.symbol] = len(queue)
+    queue.append(encoded)
+
+
+class _Group:
+    """The clients with the same subscriptions and codec: every batch is routed and framed once
+    for all of them, and the same frame handed to each."""
+
+    __slots__ = ("batch", "key", "members", "msgpack", "quote_slots")
+
+    def __init__(self, key: tuple[bool, frozenset[tuple[str, str]]]) -> None:
+        self.key = key
+        self.msgpack = key[0]
+        self.members: set[DataClient] = set()
+        self.batch: list[_Encoded] = []
+        self.quote_slots: dict[str, int] = {}
+
+
 class DataClient:
-    """One connection: what it subscribed to, and its queue of messages to send."""
+    """One connection: what it subscribed to, and what waits to be sent to it.
 
-    def __init__(self, websocket: WebSocket, msgpack: bool) -> None:
-        self.websocket = websocket
+    At most one frame is on its way to a client at a time. A frame that finds the connection
+    idle is sent at once (the frame its group shares); anything that comes while a frame is on
+    its way waits in `pending` (quotes conflated to the latest per symbol), and goes as one
+    frame when the one before has been written. A client is cut off when `pending` outgrows
+    the limits, or when a frame has not been written for `send_timeout` seconds (checked by
+    the feed): either means it does not read as fast as the market moves.
+    """
+
+    def __init__(self, send: Send, msgpack: bool, limits: GatewaySettings) -> None:
+        self.send = send
         self.msgpack = msgpack
+        self.queue_limit = limits.stream_queue_limit
+        self.queue_bytes = limits.stream_queue_bytes
         self.subscriptions: dict[str, set[str]] = {channel: set() for channel in CHANNELS}
+        self.group: _Group | None = None
         self.pending: list[bytes] = []
+        self.pending_bytes = 0
         self.quote_slots: dict[str, int] = {}  # symbol -> index of its quote in `pending`
-        self.wake = asyncio.Event()
-        self.cut_off = False
+        self.in_flight: asyncio.Future[Any] | None = None
+        self.sending_since = 0.0  # time.monotonic() when the frame in flight was handed over
+        self.cut_off = ""  # why it was cut off, if it was
+        self.gone = False  # the connection is closed
+        self.close_code = 1000
+        self.reader: asyncio.Task[None] | None = None
+        self._sent = self._frame_sent  # one bound method, not one per frame
 
-    def push(self, encoded: _Encoded) -> None:
+    def deliver(self, frame: dict[str, Any], batch: list[_Encoded]) -> None:
+        """A batch for this client, with its frame (shared with the client's group)."""
         if self.cut_off:
             return
+        if self.in_flight is None and not self.pending:
+            self._start(frame)
+        else:
+            for encoded in batch:
+                self._queue(encoded)
+            if self.in_flight is None and not self.cut_off:
+                self._flush()
+
+    def push(self, encoded: _Encoded) -> None:
+        """One message of this client's own (an order book snapshot)."""
+        if self.cut_off:
+            return
+        self._queue(encoded)
+        if self.in_flight is None and not self.cut_off:
+            self._flush()
+
+    def _queue(self, encoded: _Encoded) -> None:
         data = encoded.msgpack() if self.msgpack else encoded.json()
         if isinstance(encoded.message, Quote):
             slot = self.quote_slots.get(encoded.message.symbol)
             if slot is not None:
-                self.pending[slot] = data  # conflated: only the latest quote matters
+                self.pending_bytes += len(data) - len(self.pending[slot])
+                self.pending[slot] = data
                 return
             self.quote_slots[encoded.message.symbol] = len(self.pending)
         self.pending.append(data)
-        if len(self.pending) > QUEUE_LIMIT:
-            self.cut_off = True
-            self.pending = []
-            self.quote_slots = {}
-        self.wake.set()
+        self.pending_bytes += len(data)
+        if len(self.pending) > self.queue_limit or self.pending_bytes > self.queue_bytes:
+            self.cut(
+                f"slow client: more than {self.queue_limit} messages or "
+                f"{self.queue_bytes} bytes were waiting; they were dropped"
+            )
 
-    def take_frame(self) -> bytes | str | None:
-        """Everything waiting, as one frame; None if nothing waits."""
-        pending, self.pending = self.pending, []
-        self.quote_slots = {}
-        self.wake.clear()
-        if not pending:
-            return None
-        if self.msgpack:
-            return _msgpack_array_header(len(pending)) + b"".join(pending)
-        return (b"[" + b",".join(pending) + b"]").decode()
+    def _flush(self) -> None:
+        pending = self.pending
+        self.pending, self.pending_bytes, self.quote_slots = [], 0, {}
+        if pending:
+            self._start(_frame(pending, self.msgpack))
+
+    def _start(self, frame: dict[str, Any]) -> None:
+        try:
+            # granian's `send` returns a future (the write runs in its Rust runtime); with a
+            # server whose `send` is a coroutine, this makes a task of it.
+            future = asyncio.ensure_future(self.send(frame))
+        except Exception:  # the connection is gone
+            self.end()
+            return
+        self.in_flight = future
+        self.sending_since = time.monotonic()
+        future.add_done_callback(self._sent)
+
+    def _frame_sent(self, future: asyncio.Future[Any]) -> None:
+        self.in_flight = None
+        self.sending_since = 0.0
+        if future.cancelled():
+            return
+        if future.exception() is not None:  # the connection is gone
+            self.end()
+            return
+        if self.pending and not self.cut_off:
+            self._flush()
+
+    def cut(self, reason: str) -> None:
+        """Stop sending to this client and end its connection: it gets `reason` as an error,
+        if it reads it within `CLOSE_GRACE` seconds."""
+        if self.cut_off:
+            return
+        self.cut_off = reason
+        self.close_code = 1008
+        self.pending, self.pending_bytes, self.quote_slots = [], 0, {}
+        if self.in_flight is not None:
+            self.in_flight.cancel()  # granian then drops the write it was blocked in
+        self.end()
+
+    def end(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
 
     async def send_now(self, messages: list[dict[str, Any]]) -> None:
         """Control messages (acks, errors), sent at once, ahead of queued data."""
         if self.msgpack:
-            await self.websocket.send_bytes(_msgpack(messages))
+            await self.send({"type": "websocket.send", "bytes": _msgpack(messages)})
         else:
-            await self.websocket.send_text(_json(messages).decode())
+            await self.send({"type": "websocket.send", "text": _json(messages).decode()})
 
 
 class LiveFeed:
     """The market data stage's live output, gap-free, handed to the clients subscribed."""
 
-    def __init__(self, redis: aioredis.Redis, market: Market) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, market: Market, settings: GatewaySettings | None = None
+    ) -> None:
         self.redis = redis
         self.market = market
+        self.settings = settings or GatewaySettings()
         self.keys = FeedKeys()
         self.feeds: dict[str, SymbolFeed] = {}  # each symbol's state: books for snapshots
         self.batch_seq = 0
         self.clients: set[DataClient] = set()
-        # channel -> symbol -> clients, and channel -> clients that asked for "*".
-        self.by_symbol: dict[str, dict[str, set[DataClient]]] = {c: {} for c in CHANNELS}
-        self.everything: dict[str, set[DataClient]] = {c: set() for c in CHANNELS}
+        self.groups: dict[tuple[bool, frozenset[tuple[str, str]]], _Group] = {}
+        # channel -> symbol -> groups, and channel -> groups that asked for "*".
+        self.by_symbol: dict[str, dict[str, set[_Group]]] = {c: {} for c in CHANNELS}
+        self.everything: dict[str, set[_Group]] = {c: set() for c in CHANNELS}
         self.delivered = 0
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="live-feed")
+        self._tasks = [
+            asyncio.create_task(self._run(), name="live-feed"),
+            asyncio.create_task(self._watch_stalls(), name="live-feed-stalls"),
+        ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
 
     # Subscriptions.
 
     def subscribe(self, client: DataClient, channel: str, symbols: list[str]) -> None:
-        for symbol in symbols:
-            if symbol == "*":
-                self.everything[channel].add(client)
-            else:
-                self.by_symbol[channel].setdefault(symbol, set()).add(client)
-            client.subscriptions[channel].add(symbol)
+        client.subscriptions[channel].update(symbols)
+        self._regroup(client)
 
     def send_snapshots(self, client: DataClient, symbols: list[str]) -> None:
         """The current book of each of `symbols` ("*": all), to a new orderbook subscriber."""
@@ -248,21 +366,55 @@ class LiveFeed:
                 self._send_snapshot(client, name)
 
     def unsubscribe(self, client: DataClient, channel: str, symbols: list[str]) -> None:
-        for symbol in symbols:
-            if symbol == "*":
-                self.everything[channel].discard(client)
-            else:
-                listeners = self.by_symbol[channel].get(symbol)
-                if listeners is not None:
-                    listeners.discard(client)
-                    if not listeners:
-                        del self.by_symbol[channel][symbol]
-            client.subscriptions[channel].discard(symbol)
+        client.subscriptions[channel].difference_update(symbols)
+        self._regroup(client)
 
     def forget(self, client: DataClient) -> None:
-        for channel, symbols in client.subscriptions.items():
-            self.unsubscribe(client, channel, list(symbols))
+        for symbols in client.subscriptions.values():
+            symbols.clear()
+        self._regroup(client)
         self.clients.discard(client)
+
+    def _regroup(self, client: DataClient) -> None:
+        """Move the client to the group of those with its (new) subscriptions."""
+        subscribed = frozenset(
+            (channel, symbol)
+            for channel, symbols in client.subscriptions.items()
+            for symbol in symbols
+        )
+        key = (client.msgpack, subscribed)
+        old = client.group
+        if old is not None and old.key == key:
+            return
+        if old is not None:
+            old.members.discard(client)
+            if not old.members:
+                self._drop_group(old)
+        client.group = None
+        if not subscribed:
+            return
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = _Group(key)
+            for channel, symbol in subscribed:
+                if symbol == "*":
+                    self.everything[channel].add(group)
+                else:
+                    self.by_symbol[channel].setdefault(symbol, set()).add(group)
+        group.members.add(client)
+        client.group = group
+
+    def _drop_group(self, group: _Group) -> None:
+        del self.groups[group.key]
+        for channel, symbol in group.key[1]:
+            if symbol == "*":
+                self.everything[channel].discard(group)
+                continue
+            listeners = self.by_symbol[channel].get(symbol)
+            if listeners is not None:
+                listeners.discard(group)
+                if not listeners:
+                    del self.by_symbol[channel][symbol]
 
     def _send_snapshot(self, client: DataClient, name: str) -> None:
         feed = self.feeds.get(name)
@@ -273,6 +425,17 @@ class LiveFeed:
         bids, asks = feed.depth()
         snapshot = Depth(name, feed.seq, feed.clock, feed.book_seq, True, bids, asks)
         client.push(_Encoded(snapshot, listing.symbol))
+
+    async def _watch_stalls(self) -> None:
+        """Cut off the clients whose frame in flight has not been written for too long: the
+        socket's buffers are full, so they have read nothing for at least that long."""
+        timeout = self.settings.stream_send_timeout
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            now = time.monotonic()
+            for client in [c for c in self.clients if c.sending_since]:
+                if now - client.sending_since > timeout:
+                    client.cut(f"slow client: nothing was read for {timeout:g} s")
 
     # The feed.
 
@@ -321,17 +484,16 @@ class LiveFeed:
     async def _reload(self) -> None:
         self.feeds, self.batch_seq = await load_feeds(self.redis, self.keys)
         # Whoever watches a book gets it afresh: deltas from the old one no longer apply.
-        for symbol, clients in self.by_symbol["orderbook"].items():
-            for client in clients:
-                self._send_snapshot(client, symbol)
-        for client in self.everything["orderbook"]:
-            for symbol in self.feeds:
+        for client in list(self.clients):
+            watched = client.subscriptions["orderbook"]
+            for symbol in sorted(self.feeds) if "*" in watched else sorted(watched):
                 self._send_snapshot(client, symbol)
 
     def _apply(self, batch: FeedBatch) -> None:
         if batch.seq <= self.batch_seq:
             return  # already applied (read from the stream while it was being published)
         self.batch_seq = batch.seq
+        touched: list[_Group] = []
         for message in batch.messages:
             name = message.symbol
             feed = self.feeds.get(name)
@@ -349,12 +511,26 @@ class LiveFeed:
             if listing is None:
                 continue
             encoded = _Encoded(message, listing.symbol)
-            for client in listeners or ():
-                client.push(encoded)
-            for client in star:
-                if not listeners or client not in listeners:
-                    client.push(encoded)
-            self.delivered += len(listeners or ()) + len(star)
+            for group in star:
+                if not group.batch:
+                    touched.append(group)
+                _conflate(group.batch, group.quote_slots, encoded)
+            for group in listeners or ():
+                if group not in star:
+                    if not group.batch:
+                        touched.append(group)
+                    _conflate(group.batch, group.quote_slots, encoded)
+        # One frame per group, handed to each of its clients.
+        for group in touched:
+            messages, group.batch, group.quote_slots = group.batch, [], {}
+            if group.msgpack:
+                parts = [encoded.msgpack() for encoded in messages]
+            else:
+                parts = [encoded.json() for encoded in messages]
+            frame = _frame(parts, group.msgpack)
+            for client in group.members:
+                client.deliver(frame, messages)
+            self.delivered += len(messages) * len(group.members)
 
 
 def _apply_depth(feed: SymbolFeed, depth: Depth) -> None:
@@ -404,78 +580,92 @@ def _subscription_ack(client: DataClient) -> list[dict[str, Any]]:
     return [ack]
 
 
-async def _write_frames(client: DataClient) -> None:
-    """The client's writer: sends whatever is queued, one frame at a time."""
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-        while True:
-            await client.wake.wait()
-            if client.cut_off:
-                await client.send_now(_error(407, "slow client: messages were dropped"))
-                await client.websocket.close(1008)
-                return
-            frame = client.take_frame()
-            if frame is None:
-                continue
-            if isinstance(frame, str):
-                await client.websocket.send_text(frame)
-            else:
-                await client.websocket.send_bytes(frame)
-
-
-async def _serve_data_stream(websocket: WebSocket) -> None:
-    gateway = gateway_of(websocket)  # type: ignore[arg-type]
-    live: LiveFeed = websocket.app.state.live_feed
-    await websocket.accept()
-    client = DataClient(websocket, "msgpack" in websocket.headers.get("content-type", "").lower())
-    writer: asyncio.Task[None] | None = None
-    authenticated = False
+async def serve_stream(
+    scope: Scope, receive: Receive, send: Send, gateway: Gateway, live: LiveFeed
+) -> None:
+    """One connection to a market data stream, in plain ASGI: a frame per batch is handed to
+    the server as it is, with no framework between (thousands of clients make that count)."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    content_type = b""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            content_type = value.lower()
+    client = DataClient(send, b"msgpack" in content_type, live.settings)
+    reader = asyncio.create_task(_read_requests(client, receive, gateway, live))
+    client.reader = reader
     try:
-        await client.send_now([{"T": "success", "msg": "connected"}])
-        while writer is None or not writer.done():
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            data: bytes | str | None = message.get("bytes") or message.get("text")
-            if data is not None and len(data) > MAX_FRAME_BYTES:
-                await client.send_now(_error(400, f"message larger than {MAX_FRAME_BYTES} bytes"))
-                continue
-            request = _decode_request(data)
-            action = request.get("action") if request is not None else None
-            if request is None or not isinstance(action, str):
-                await client.send_now(_error(400, "invalid syntax"))
-            elif action == "auth":
-                if authenticated:
-                    await client.send_now(_error(403, "already authenticated"))
-                    continue
-                key, secret = request.get("key"), request.get("secret")
-                try:
-                    await gateway.keys.authenticate(
-                        key if isinstance(key, str) else None,
-                        secret if isinstance(secret, str) else None,
-                    )
-                except ApiError:
-                    await client.send_now(_error(402, "auth failed"))
-                    await websocket.close(1008)
-                    return
-                authenticated = True
-                live.clients.add(client)
-                writer = asyncio.create_task(_write_frames(client))
-                await client.send_now([{"T": "success", "msg": "authenticated"}])
-            elif action in ("subscribe", "unsubscribe"):
-                if not authenticated:
-                    await client.send_now(_error(401, "not authenticated"))
-                    continue
-                await _change_subscriptions(client, live, request, action == "subscribe")
-            else:
-                await client.send_now(_error(400, "invalid syntax"))
-    except WebSocketDisconnect:
-        pass
+        await asyncio.wait([reader])
     finally:
+        reader.cancel()
         live.forget(client)
-        if writer is not None:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await writer
+        if client.in_flight is not None:
+            client.in_flight.cancel()
+        await _farewell(client)
+
+
+async def _farewell(client: DataClient) -> None:
+    """Tell a cut-off client why and close the connection, each within `CLOSE_GRACE`: past
+    it, the connection is dropped (a client that does not read would hold it forever)."""
+    if client.gone:
+        return
+    if client.cut_off:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_GRACE):
+                await client.send_now(_error(407, client.cut_off))
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(CLOSE_GRACE):
+            await client.send({"type": "websocket.close", "code": client.close_code})
+
+
+async def _read_requests(
+    client: DataClient, receive: Receive, gateway: Gateway, live: LiveFeed
+) -> None:
+    """The client's requests, until it leaves, fails to authenticate, or is cut off."""
+    authenticated = False
+    await client.send_now([{"T": "success", "msg": "connected"}])
+    while True:
+        try:
+            message = await receive()
+        except Exception:  # the server says the connection is gone
+            client.gone = True
+            return
+        if message["type"] == "websocket.disconnect":
+            client.gone = True
+            return
+        data: bytes | str | None = message.get("bytes") or message.get("text")
+        if data is not None and len(data) > MAX_FRAME_BYTES:
+            await client.send_now(_error(400, f"message larger than {MAX_FRAME_BYTES} bytes"))
+            continue
+        request = _decode_request(data)
+        action = request.get("action") if request is not None else None
+        if request is None or not isinstance(action, str):
+            await client.send_now(_error(400, "invalid syntax"))
+        elif action == "auth":
+            if authenticated:
+                await client.send_now(_error(403, "already authenticated"))
+                continue
+            key, secret = request.get("key"), request.get("secret")
+            try:
+                await gateway.keys.authenticate(
+                    key if isinstance(key, str) else None,
+                    secret if isinstance(secret, str) else None,
+                )
+            except ApiError:
+                await client.send_now(_error(402, "auth failed"))
+                client.close_code = 1008
+                return
+            authenticated = True
+            live.clients.add(client)
+            await client.send_now([{"T": "success", "msg": "authenticated"}])
+        elif action in ("subscribe", "unsubscribe"):
+            if not authenticated:
+                await client.send_now(_error(401, "not authenticated"))
+                continue
+            await _change_subscriptions(client, live, request, action == "subscribe")
+        else:
+            await client.send_now(_error(400, "invalid syntax"))
 
 
 async def _change_subscriptions(
@@ -508,18 +698,3 @@ async def _change_subscriptions(
     for channel, symbols in changes:
         if subscribe and channel == "orderbook":
             live.send_snapshots(client, symbols)
-
-
-@router.websocket("/v2/iex")
-async def iex_stream(websocket: WebSocket) -> None:
-    await _serve_data_stream(websocket)
-
-
-@router.websocket("/v2/sip")
-async def sip_stream(websocket: WebSocket) -> None:
-    await _serve_data_stream(websocket)
-
-
-@router.websocket("/v2/test")
-async def test_stream(websocket: WebSocket) -> None:
-    await _serve_data_stream(websocket)

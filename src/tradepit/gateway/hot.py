@@ -1,4 +1,5 @@
-"""The two routes a trading bot calls most, submit and cancel, answered in plain ASGI.
+"""The two routes a trading bot calls most, submit and cancel, answered in plain ASGI; and the
+market data streams, which are plain ASGI too (see datastream.py).
 
 Measured on this machine, ~70% of the gateway's CPU on a submit + cancel went to FastAPI and
 Starlette (the middleware stack, matching the path against every route, solving dependencies),
@@ -13,6 +14,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tradepit.gateway.datastream import STREAM_PATHS, LiveFeed, serve_stream
 from tradepit.gateway.errors import ApiError, error_of
 from tradepit.gateway.orders import OrderRequest, decode_body
 from tradepit.gateway.service import Gateway
@@ -31,6 +33,7 @@ class HotRoutes:
     def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
         self.app = app
         self.gateway = gateway
+        self.live_feed: LiveFeed | None = None  # set when the app has started
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -41,6 +44,13 @@ class HotRoutes:
             if method == "DELETE" and path.startswith(_ORDER) and "/" not in path[len(_ORDER) :]:
                 await self._answer(scope, receive, send, path[len(_ORDER) :])
                 return
+        elif (
+            scope["type"] == "websocket"
+            and scope["path"] in STREAM_PATHS
+            and self.live_feed is not None
+        ):
+            await serve_stream(scope, receive, send, self.gateway, self.live_feed)
+            return
         await self.app(scope, receive, send)
 
     async def _answer(

@@ -43,6 +43,13 @@ class GatewaySettings:
     rate_limit: float = 0.0  # requests per second per key; 0: no limit
     max_body_bytes: int = 64 * 1024
     reply_timeout: float = 10.0
+    # A market data client is cut off when this many messages, or bytes, wait for it...
+    stream_queue_limit: int = 5_000
+    stream_queue_bytes: int = 4 * 1024 * 1024
+    # ... or when a frame to it has not been written for this many seconds.
+    stream_send_timeout: float = 10.0
+    # Bytes the kernel may hold unsent per connection (TCP_NOTSENT_LOWAT); 0: its default.
+    send_buffer: int = 16 * 1024
 
 
 class AccountSettings(msgspec.Struct, kw_only=True):
