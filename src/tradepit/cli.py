@@ -69,6 +69,11 @@ def _gateway_arguments(parser: argparse.ArgumentParser) -> None:
         default=200.0,
         help="API requests a second per key, bursts of twice that (0: no limit)",
     )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="demo mode: the web page offers one-click demo accounts",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -197,12 +202,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         config = VenueConfig(args.ledgers, args.matchers, args.maker_fee_bps, args.taker_fee_bps)
         url = args.redis_url or os.environ.get("REDIS_URL") or None
-        options = None if args.no_gateway else GatewayOptions(args.host, args.port, args.rate_limit)
+        options = (
+            None
+            if args.no_gateway
+            else GatewayOptions(args.host, args.port, args.rate_limit, args.demo)
+        )
         _run(lambda: venue.serve(args.data_dir, args.fsync, config, url, gateway=options))
         return 0
     redis_url = venue.find_redis_url(args.data_dir, args.redis_url)
     if args.command == "run" and args.stage == "gateway":
-        settings = GatewaySettings(rate_limit=args.rate_limit)
+        settings = GatewaySettings(rate_limit=args.rate_limit, demo=args.demo)
         _run(lambda: run_gateway(redis_url, args.host, args.port, settings))
         return 0
     if args.command == "run":

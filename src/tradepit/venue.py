@@ -57,6 +57,7 @@ class GatewayOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     rate_limit: float = 0.0
+    demo: bool = False
 
 
 class GatewayProcess:
@@ -88,6 +89,7 @@ class GatewayProcess:
             str(options.port),
             "--rate-limit",
             str(options.rate_limit),
+            *(["--demo"] if options.demo else []),
         ]
 
     async def start(self, timeout: float = 30.0) -> None:
@@ -224,7 +226,8 @@ async def serve(
             await gateway_process.start()
             helpers.append(asyncio.create_task(gateway_process.supervise()))
             print(
-                f"tradepit: API on {gateway_process.url}/v2, docs on {gateway_process.url}/docs",
+                f"tradepit: trading page on {gateway_process.url}/, API on "
+                f"{gateway_process.url}/v2, docs on {gateway_process.url}/docs",
                 flush=True,
             )
         if admin_key is not None:
