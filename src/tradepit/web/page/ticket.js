@@ -126,14 +126,10 @@ export class Ticket {
     } catch (error) {
       $("ticket-status").textContent = "";
       const field = fieldOf(error.message);
-      this.showError(field, capitalized(error.message));
+      this.showError(field, error.message);
       if (field !== "order") this.form.elements[field]?.focus();
     } finally {
       button.disabled = false;
     }
   }
-}
-
-function capitalized(text) {
-  return text ? text[0].toUpperCase() + text.slice(1) + (/[.!?]$/.test(text) ? "" : ".") : text;
 }
