@@ -93,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-gateway", action="store_true", help="run the stages only")
 
     run = commands.add_parser("run", help="run one shard of one stage in this process")
-    run.add_argument("stage", choices=("ledger", "matcher", "gateway"))
+    run.add_argument("stage", choices=("ledger", "matcher", "marketdata", "gateway"))
     run.add_argument("--shard", type=_shard, default=(0, 1), help="INDEX/COUNT, such as 0/2")
     run.add_argument(
         "--keep-inputs",

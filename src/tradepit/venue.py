@@ -32,6 +32,7 @@ from tradepit.portfolio import sample_forever
 from tradepit.stage.keys import SYMBOLS, VenueConfig
 from tradepit.stage.ledger import LedgerShard
 from tradepit.stage.loop import StageCore, StageLoop
+from tradepit.stage.marketdata import MarketDataShard, keep_feed_clock
 from tradepit.stage.matcher import MatcherShard
 
 __all__ = [
@@ -154,7 +155,11 @@ def shard_core(kind: str, index: int, config: VenueConfig) -> StageCore:
         if not 0 <= index < config.matchers:
             raise ValueError(f"this venue has matcher shards 0..{config.matchers - 1}")
         return MatcherShard(index, config)
-    raise ValueError(f"unknown stage {kind!r}: ledger or matcher")
+    if kind == "marketdata":
+        if index != 0:
+            raise ValueError("this venue runs one market data shard, 0")
+        return MarketDataShard(config)
+    raise ValueError(f"unknown stage {kind!r}: ledger, matcher or marketdata")
 
 
 async def run_loops(loops: list[StageLoop], stop: asyncio.Event) -> None:
@@ -209,6 +214,7 @@ async def serve(
             await redis.aclose()
         loops = [StageLoop(LedgerShard(i, config), redis_url) for i in range(config.ledgers)]
         loops += [StageLoop(MatcherShard(i, config), redis_url) for i in range(config.matchers)]
+        loops.append(StageLoop(MarketDataShard(config), redis_url))
         if embedded is not None:
             helpers.append(asyncio.create_task(embedded.supervise()))
         runner = asyncio.create_task(run_loops(loops, stop))
@@ -216,9 +222,10 @@ async def serve(
         admin_key = await _first_start(redis_url, first_start)
         helpers.append(asyncio.create_task(_close_sessions_at_midnight(redis_url)))
         helpers.append(asyncio.create_task(sample_forever(redis_url, config)))
+        helpers.append(asyncio.create_task(keep_feed_clock(redis_url)))
         print(
             f"tradepit: venue up on {redis_url} ({config.ledgers} ledger and "
-            f"{config.matchers} matcher shard(s))",
+            f"{config.matchers} matcher shard(s), market data)",
             flush=True,
         )
         if gateway is not None:
@@ -281,10 +288,15 @@ async def run_shard(
         config = await load_config(redis)
     finally:
         await redis.aclose()
-    expected = config.ledgers if kind == "ledger" else config.matchers
+    expected = {"ledger": config.ledgers, "matcher": config.matchers}.get(kind, 1)
     if count != expected:
         raise SystemExit(f"this venue runs {expected} {kind} shard(s), not {count}")
     stop = asyncio.Event()
     _stop_on_signals(stop)
     loop = StageLoop(shard_core(kind, index, config), redis_url, trim_inputs=not keep_inputs)
-    await run_loops([loop], stop)
+    clock = asyncio.create_task(keep_feed_clock(redis_url)) if kind == "marketdata" else None
+    try:
+        await run_loops([loop], stop)
+    finally:
+        if clock is not None:
+            clock.cancel()

@@ -20,6 +20,7 @@ from tradepit.matcher import Matcher
 from tradepit.stage.keys import ShardKeys, VenueConfig, ledger_of, matcher_of
 from tradepit.stage.ledger import LedgerShard, load_ledger
 from tradepit.stage.loop import StageLoop
+from tradepit.stage.marketdata import MarketDataShard
 from tradepit.stage.matcher import MatcherShard, load_matcher
 from tradepit.stage.messages import PlaceOrder, Reply
 from tradepit.verify import entries_in_flight
@@ -87,6 +88,7 @@ class Venue:
         loops += [
             StageLoop(MatcherShard(i, self.config), self.url) for i in range(self.config.matchers)
         ]
+        loops.append(StageLoop(MarketDataShard(self.config), self.url))
         self.loops = loops
         self.tasks = [asyncio.create_task(loop.run()) for loop in loops]
 

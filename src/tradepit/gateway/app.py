@@ -9,7 +9,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from tradepit.gateway import admin_api, community, page, reference, stream, trading
+from tradepit.gateway import (
+    admin_api,
+    community,
+    data,
+    datastream,
+    page,
+    reference,
+    stream,
+    trading,
+)
 from tradepit.gateway.errors import install_error_handlers
 from tradepit.gateway.hot import HotRoutes
 from tradepit.gateway.service import Gateway, GatewaySettings
@@ -34,9 +43,13 @@ def create_app(redis_url: str, settings: GatewaySettings | None = None) -> HotRo
         updates = stream.TradeUpdates(gateway.redis, gateway.client.config, gateway.market)
         await updates.start()
         app.state.trade_updates = updates
+        live_feed = datastream.LiveFeed(gateway.redis, gateway.market)
+        await live_feed.start()
+        app.state.live_feed = live_feed
         try:
             yield
         finally:
+            await live_feed.stop()
             await updates.stop()
             await gateway.stop()
 
@@ -54,6 +67,8 @@ def create_app(redis_url: str, settings: GatewaySettings | None = None) -> HotRo
     app.include_router(reference.router)
     app.include_router(stream.router)
     app.include_router(admin_api.router)
+    app.include_router(data.router)
+    app.include_router(datastream.router)
     app.include_router(community.router)
     page.install(app)
     return HotRoutes(app, gateway)

@@ -38,7 +38,9 @@ def install(app: FastAPI) -> None:
     async def index() -> Response:
         return FileResponse(PAGE_DIR / "index.html", headers=_NO_CACHE)
 
-    @app.api_route("/vendor/lightweight-charts.mjs", methods=["GET", "HEAD"], include_in_schema=False)
+    @app.api_route(
+        "/vendor/lightweight-charts.mjs", methods=["GET", "HEAD"], include_in_schema=False
+    )
     async def chart_library() -> Response:
         if not CHART_LIBRARY.is_file():
             raise ApiError.not_found("the chart library is not installed: run `npm ci` in web/")

@@ -3,7 +3,8 @@
 Inboxes, applied in this order each batch: `{mK}:in` (the operator: books, halts, the session
 close) and then each ledger shard's outbox to this shard (orders, cancels, replaces). Outputs:
 to each ledger shard, the events about its accounts' orders; to `{mK}:events` and the live
-channel, every event, for market data.
+channel, every event, for market data, and beside them (field `d`) how the top levels of each
+book the batch touched changed (`DepthChange`): the feed's L2 book is exactly the matcher's.
 
 In Redis, `{mK}:books` holds each book's counters and `{mK}:resting` each open order with its
 place in the queue. An order's place is the sequence number of the event that put it at the
@@ -26,12 +27,14 @@ from tradepit.domain.events import (
     Triggered,
 )
 from tradepit.domain.orders import Order, OrderType, Side
+from tradepit.marketdata.feed import DEPTH_LEVELS, DepthChange, diff_levels
 from tradepit.matcher import Matcher, MatcherState
-from tradepit.matcher.book import BookState
+from tradepit.matcher.book import Book, BookState
 from tradepit.stage.keys import ShardKeys, VenueConfig
 from tradepit.stage.loop import BadEntryError, Fields, StageCore
 from tradepit.stage.messages import (
     COMMANDS,
+    DEPTH,
     EVENTS,
     AddBook,
     Cancel,
@@ -43,7 +46,14 @@ from tradepit.stage.messages import (
     encode,
 )
 
-__all__ = ["MatcherShard", "BookCounters", "StoredOrder", "load_matcher", "EVENTS_KEPT"]
+__all__ = [
+    "MatcherShard",
+    "BookCounters",
+    "StoredOrder",
+    "load_matcher",
+    "top_levels",
+    "EVENTS_KEPT",
+]
 
 EVENTS_KEPT = 1_000  # batches of events kept in `{mK}:events` for market data to catch up
 
@@ -74,6 +84,8 @@ class MatcherShard(StageCore):
         self.matcher = Matcher()
         self.ranks: dict[int, int] = {}  # resting order id -> queue rank
         self.new_books: set[str] = set()
+        # Each book's top levels as last reported: (bids, asks), price -> total lots.
+        self.depth: dict[str, tuple[dict[int, int], dict[int, int]]] = {}
 
     def inboxes(self) -> list[str]:
         return [self.keys.inbox] + [
@@ -83,6 +95,8 @@ class MatcherShard(StageCore):
     async def load(self, redis: aioredis.Redis) -> None:
         self.matcher, self.ranks = await load_matcher(redis, self.keys)
         self.new_books = set()
+        # What was committed is what market data has been told, so diffs go on from here.
+        self.depth = {symbol: top_levels(book) for symbol, book in self.matcher.books.items()}
 
     def apply(self, stream: str, fields: Fields) -> None:
         try:
@@ -140,13 +154,33 @@ class MatcherShard(StageCore):
                 rank = ranks.pop(order_id, event.seq)
                 ranks[event.new_order_id] = rank if event.kept_priority else event.seq
         all_events = encode(events)
-        tx.xadd(keys.events, {EVENTS: all_events}, maxlen=EVENTS_KEPT, approximate=True)
+        depth = self._depth_changes(symbols, events[-1].ts)
+        tx.xadd(
+            keys.events,
+            {EVENTS: all_events, DEPTH: encode(depth)},
+            maxlen=EVENTS_KEPT,
+            approximate=True,
+        )
         for index, ledger_events in enumerate(per_ledger):
             if ledger_events:
                 tx.xadd(keys.link_to(f"l{index}"), {EVENTS: encode(ledger_events)})
         self._write_orders(tx, touched)
         self._write_counters(tx, symbols)
         return [(keys.channel, all_events)]
+
+    def _depth_changes(self, symbols: set[str], ts: int) -> list[DepthChange]:
+        changes = []
+        for symbol in sorted(symbols):
+            book = self.matcher.books.get(symbol)
+            if book is None:
+                continue
+            bids, asks = top_levels(book)
+            old_bids, old_asks = self.depth.get(symbol, ({}, {}))
+            bid_changes, ask_changes = diff_levels(old_bids, bids), diff_levels(old_asks, asks)
+            if bid_changes or ask_changes:
+                changes.append(DepthChange(symbol, book.seq, ts, bid_changes, ask_changes))
+                self.depth[symbol] = (bids, asks)
+        return changes
 
     def _write_counters(self, tx: Pipeline, symbols: set[str]) -> None:
         books = self.matcher.books
@@ -186,6 +220,14 @@ class MatcherShard(StageCore):
             tx.hset(self.keys.resting, mapping=still_open)  # type: ignore[arg-type]
         if gone:
             tx.hdel(self.keys.resting, *gone)
+
+
+def top_levels(book: Book) -> tuple[dict[int, int], dict[int, int]]:
+    """A book's best `DEPTH_LEVELS` levels per side: price -> total lots."""
+    return (
+        {price: size for price, size in book.depth(Side.BUY, DEPTH_LEVELS) if size},
+        {price: size for price, size in book.depth(Side.SELL, DEPTH_LEVELS) if size},
+    )
 
 
 async def load_matcher(redis: aioredis.Redis, keys: ShardKeys) -> tuple[Matcher, dict[int, int]]:

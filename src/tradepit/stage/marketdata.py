@@ -1,0 +1,235 @@
+"""The price feed on the bus: one stage that reads every matcher's `{mK}:events` and keeps the
+market's data in Redis, under the hash tag `{d0}`.
+
+Inboxes: `{d0}:in` (the clock: `serve` appends the time every second, so minute bars close
+when nobody trades) and each matcher's events. Each batch commits, in one MULTI/EXEC:
+
+- `{d0}:trades:SYM` and `{d0}:quotes:SYM`: the tape and the quotes, streams whose entry ids are
+  `<ms>-<the message's seq>`, so XRANGE reads a time range; capped at `TAPE_KEPT` entries;
+- `{d0}:bars:SYM` and `{d0}:days:SYM`: minute and daily bars, sorted sets scored by the
+  minute (day) number; minute bars older than `MINUTE_BARS_DAYS` days are dropped;
+- `{d0}:feeds`: each symbol's `SymbolFeed` (last trade, quote, bars in progress, L2 book);
+- `{d0}:feed`: the batch's messages as one `FeedBatch`, with entry id `<batch seq>-1`, and the
+  same bytes PUBLISHed on `{d0}:live`. A gateway that sees a batch seq skip reads the missing
+  batches from the stream: Pub/Sub is the fast path, the stream the durable one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError
+
+from tradepit.domain.events import Event
+from tradepit.marketdata.bars import DAY_NS, MINUTE_NS
+from tradepit.marketdata.feed import (
+    AnyFeedMessage,
+    BarUpdate,
+    DepthChange,
+    MarketData,
+    Print,
+    Quote,
+    SymbolFeed,
+)
+from tradepit.stage.keys import ShardKeys, VenueConfig
+from tradepit.stage.loop import BadEntryError, Fields, StageCore
+from tradepit.stage.messages import COMMANDS, DEPTH, EVENTS, decode_events, encode
+
+__all__ = [
+    "FEED_SHARD",
+    "TAPE_KEPT",
+    "FEED_KEPT",
+    "MINUTE_BARS_DAYS",
+    "MESSAGE",
+    "Clock",
+    "FeedBatch",
+    "FeedKeys",
+    "MarketDataShard",
+    "decode_batch",
+    "decode_feed",
+    "decode_message",
+    "decode_bar",
+    "load_feeds",
+    "keep_feed_clock",
+]
+
+log = logging.getLogger("tradepit.stage")
+
+FEED_SHARD = "d0"
+TAPE_KEPT = 100_000  # trades (and quotes) kept per symbol
+FEED_KEPT = 10_000  # batches kept in `{d0}:feed` for gateways to fill gaps from
+MINUTE_BARS_DAYS = 30
+MESSAGE = b"m"  # the field that holds a message (or a batch) in the feed's streams
+
+
+class Clock(msgspec.Struct, array_like=True, tag="clock"):
+    """The time, in ns, appended to the feed's inbox by whoever runs it."""
+
+    ts: int
+
+
+class FeedBatch(msgspec.Struct, array_like=True):
+    seq: int  # gapless across the feed's batches
+    messages: list[AnyFeedMessage]
+
+
+_decode_clocks = msgspec.json.Decoder(list[Clock]).decode
+_decode_depth = msgspec.json.Decoder(list[DepthChange]).decode
+decode_batch = msgspec.json.Decoder(FeedBatch).decode
+decode_feed = msgspec.json.Decoder(SymbolFeed).decode
+decode_message = msgspec.json.Decoder(AnyFeedMessage).decode
+decode_bar = msgspec.json.Decoder(BarUpdate).decode
+
+
+class FeedKeys(ShardKeys):
+    def __init__(self, shard: str = FEED_SHARD) -> None:
+        super().__init__(shard)
+        tag = "{" + shard + "}"
+        self.feeds = f"{tag}:feeds"  # symbol -> SymbolFeed
+        self.feed = f"{tag}:feed"  # every batch of messages, by batch seq
+
+    def trades(self, symbol: str) -> str:
+        return "{" + self.shard + "}:trades:" + symbol
+
+    def quotes(self, symbol: str) -> str:
+        return "{" + self.shard + "}:quotes:" + symbol
+
+    def bars(self, symbol: str) -> str:
+        return "{" + self.shard + "}:bars:" + symbol
+
+    def days(self, symbol: str) -> str:
+        return "{" + self.shard + "}:days:" + symbol
+
+
+def tape_id(message: AnyFeedMessage) -> str:
+    """A tape entry's stream id: its time in ms, then its seq (both never go back)."""
+    return f"{message.ts // 1_000_000}-{message.seq}"
+
+
+class MarketDataShard(StageCore):
+    def __init__(self, config: VenueConfig) -> None:
+        self.config = config
+        self.feed_keys = FeedKeys()
+        self.keys = self.feed_keys
+        self.core = MarketData()
+        self.batch_seq = 0
+
+    def inboxes(self) -> list[str]:
+        return [self.keys.inbox] + [ShardKeys(name).events for name in self.config.matcher_names()]
+
+    async def load(self, redis: aioredis.Redis) -> None:
+        feeds, self.batch_seq = await load_feeds(redis, self.feed_keys)
+        self.core = MarketData(feeds)
+
+    def apply(self, stream: str, fields: Fields) -> None:
+        if stream == self.keys.inbox:
+            try:
+                clocks = _decode_clocks(fields[COMMANDS])
+            except (KeyError, msgspec.DecodeError) as error:
+                raise BadEntryError(f"not a list of clock ticks: {error}") from None
+            for clock in clocks:
+                self.core.tick(clock.ts)
+            return
+        try:
+            events: list[Event] = decode_events(fields[EVENTS])  # type: ignore[assignment]
+            depth = _decode_depth(fields[DEPTH]) if DEPTH in fields else []
+        except (KeyError, msgspec.DecodeError) as error:
+            raise BadEntryError(f"not a matcher's events: {error}") from None
+        self.core.apply_events(events)
+        for change in depth:
+            self.core.apply_depth(change)
+
+    def write(self, tx: Pipeline) -> list[tuple[str, bytes]]:
+        messages = self.core.take_messages()
+        changed, self.core.changed = self.core.changed, set()
+        if not messages and not changed:
+            return []
+        keys = self.feed_keys
+        for message in messages:
+            if isinstance(message, Print):
+                tx.xadd(
+                    keys.trades(message.symbol),
+                    {MESSAGE: encode(message)},
+                    id=tape_id(message),
+                    maxlen=TAPE_KEPT,
+                    approximate=True,
+                )
+            elif isinstance(message, Quote):
+                tx.xadd(
+                    keys.quotes(message.symbol),
+                    {MESSAGE: encode(message)},
+                    id=tape_id(message),
+                    maxlen=TAPE_KEPT,
+                    approximate=True,
+                )
+            elif isinstance(message, BarUpdate):
+                self._write_bar(tx, message)
+        feeds = self.core.feeds
+        if changed:
+            stored = {symbol: encode(feeds[symbol]) for symbol in changed}
+            tx.hset(keys.feeds, mapping=stored)  # type: ignore[arg-type]
+        if not messages:
+            return []
+        self.batch_seq += 1
+        batch = encode(FeedBatch(self.batch_seq, messages))
+        tx.hset(keys.state, "batch_seq", self.batch_seq)
+        tx.xadd(
+            keys.feed,
+            {MESSAGE: batch},
+            id=f"{self.batch_seq}-1",
+            maxlen=FEED_KEPT,
+            approximate=True,
+        )
+        return [(keys.channel, batch)]
+
+    def _write_bar(self, tx: Pipeline, message: BarUpdate) -> None:
+        bar = message.bar
+        if message.kind == "d":
+            key, number = self.feed_keys.days(message.symbol), bar.start // DAY_NS
+        else:
+            key, number = self.feed_keys.bars(message.symbol), bar.start // MINUTE_NS
+        # One member per period: the bar in progress replaces its last version.
+        tx.zremrangebyscore(key, number, number)
+        tx.zadd(key, {encode(message): number})
+        if message.kind == "b":
+            tx.zremrangebyscore(key, "-inf", f"({number - MINUTE_BARS_DAYS * 24 * 60}")
+
+
+async def load_feeds(
+    redis: aioredis.Redis, keys: FeedKeys | None = None
+) -> tuple[dict[str, SymbolFeed], int]:
+    """Every symbol's feed state and the last batch seq, as committed together."""
+    keys = keys or FeedKeys()
+    async with redis.pipeline(transaction=True) as tx:
+        tx.hgetall(keys.feeds)
+        tx.hget(keys.state, "batch_seq")
+        stored, batch_seq = await tx.execute()
+    feeds: dict[str, SymbolFeed] = {}
+    raw: Any
+    for raw in stored.values():
+        feed = decode_feed(raw)
+        feeds[feed.symbol] = feed
+    return feeds, int(batch_seq or 0)
+
+
+async def keep_feed_clock(redis_url: str, every: float = 1.0) -> None:
+    """Append the time to the feed's inbox every `every` seconds, for as long as it runs: the
+    feed reads no clock, so this is how its minute bars close in a quiet market."""
+    keys = FeedKeys()
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        while True:
+            try:
+                entry: Any = {COMMANDS: encode([Clock(time.time_ns())])}
+                await redis.xadd(keys.inbox, entry, maxlen=1_000, approximate=True)
+            except RedisError as error:
+                log.warning("feed clock: %s", error)
+            await asyncio.sleep(every)
+    finally:
+        await redis.aclose()
