@@ -294,11 +294,11 @@ def test_the_book_tape_and_chart_move(browser: Browser, venue: Venue) -> None:
     expect(ladder.locator(".level.ask", has_text="101.00")).to_contain_text("5")
     expect(page.locator(f'#symbol-list [data-symbol="{symbol}"] .last')).to_have_text("101.00")
     expect(page.locator("#chart canvas").first).to_be_visible()
-    for timeframe in ("5m", "1D", "1m"):
-        page.locator("#timeframes").get_by_role("button", name=timeframe).click()
-        expect(page.locator("#timeframes").get_by_role("button", name=timeframe)).to_have_attribute(
-            "aria-pressed", "true"
-        )
+    for timeframe in ("5Min", "1Day", "1Min"):
+        button = page.locator(f'#timeframes [data-tf="{timeframe}"]')
+        button.click()
+        expect(button).to_have_attribute("aria-pressed", "true")
+        expect(page.locator("#chart-last")).to_have_text("101.00")
     order(venue, taker, symbol=symbol, qty="5", side="buy", limit_price="101.00")
     expect(ladder.locator(".level.ask", has_text="101.00")).to_have_count(0)
     expect(page.locator("#tape tr")).to_have_count(2)

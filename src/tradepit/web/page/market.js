@@ -55,6 +55,7 @@ export class MarketView {
       this.stream = new MarketStream(keys, (message) => this.received(message));
       this.stream.start();
       this.stream.want("trades", [...this.assets.keys()]);
+      this.subscribeSelected(); // a symbol may have been picked while the snapshots loaded
     } else {
       $("chart-note").textContent = "This venue does not serve market data yet.";
       $("chart-note").hidden = false;
@@ -157,11 +158,16 @@ export class MarketView {
     await this.chartReady;
     this.chart.setPrecision(this.decimals(symbol));
     if (!this.available) return;
-    this.stream?.want("quotes", [symbol]);
-    this.stream?.want("bars", [symbol]);
-    this.stream?.want("updatedBars", [symbol]);
-    this.stream?.want("orderbook", [symbol]);
+    this.subscribeSelected();
     await Promise.all([this.loadBars(), this.loadTrades()]);
+  }
+
+  // The selected symbol's quotes, bars and book, and no other's.
+  subscribeSelected() {
+    const symbols = this.selected ? [this.selected] : [];
+    for (const channel of ["quotes", "bars", "updatedBars", "orderbook"]) {
+      this.stream?.want(channel, symbols);
+    }
   }
 
   async setTimeframe(timeframe) {
