@@ -305,3 +305,38 @@ def test_the_book_tape_and_chart_move(browser: Browser, venue: Venue) -> None:
     screenshot(page, "page-market")
     assert console.unexpected() == []
     page.close()
+
+
+def test_the_book_model_applies_deltas_and_asks_again_after_a_gap(
+    browser: Browser, venue: Venue
+) -> None:
+    """The page's OrderBook (book.js) on its own, in the browser that runs it."""
+    page, console = open_page(browser, venue, WIDE)
+    result = page.evaluate(
+        """async () => {
+            const { OrderBook } = await import('/page/book.js');
+            const book = new OrderBook('ACME');
+            const seen = [];
+            seen.push(book.apply({ T: 'o', S: 'ACME', seq: 4, b: [[99, 1]], a: [] }));
+            seen.push(book.apply({ T: 'o', S: 'ACME', seq: 5, snapshot: true,
+                                   b: [[99, 5], [98, 2]], a: [[101, 3], [102, 1]] }));
+            seen.push(book.apply({ T: 'o', S: 'ACME', seq: 6, b: [[99, 0], [100, 4]],
+                                   a: [[101, 1]] }));
+            seen.push(book.apply({ T: 'o', S: 'ACME', seq: 6, b: [[97, 9]], a: [] }));
+            seen.push(book.apply({ T: 'o', S: 'GLOBEX', seq: 7, b: [[1, 1]], a: [] }));
+            const bids = book.levels('bid', 10), asks = book.levels('ask', 1);
+            seen.push(book.apply({ T: 'o', S: 'ACME', seq: 8, b: [[96, 1]], a: [] }));
+            return { seen, bids, asks, after: book.seq, empty: book.bids.size };
+        }"""
+    )
+    # Deltas before a snapshot are ignored, as is a repeat; a gap drops the book.
+    assert result["seen"] == ["ignored", "ok", "ok", "ignored", "ignored", "gap"]
+    assert result["bids"] == [
+        {"price": 100, "size": 4, "total": 4},
+        {"price": 98, "size": 2, "total": 6},
+    ]
+    assert result["asks"] == [{"price": 101, "size": 1, "total": 1}]
+    assert result["after"] is None
+    assert result["empty"] == 0
+    assert console.unexpected() == []
+    page.close()
