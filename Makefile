@@ -26,9 +26,10 @@ $(CHROMIUM):
 	$(SUDO) apt-get update
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium
 
-# The whole venue in one process, on an embedded Valkey kept under ./data.
+# The whole venue in one process, on an embedded Valkey kept under ./data, with a demo market
+# trading on it (`tradepit serve` runs the venue alone).
 run: $(STAMP) $(NODE_STAMP)
-	$(BIN)/tradepit serve
+	$(BIN)/tradepit demo
 
 test: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
 	$(BIN)/pytest

@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 
 from tradepit import admin, venue
 from tradepit.client import VenueClient
+from tradepit.demo import DemoOptions
 from tradepit.domain.ids import IdError, uuid_to_id
 from tradepit.domain.numbers import NumberError
 from tradepit.domain.symbols import SymbolError
@@ -69,10 +70,13 @@ def _gateway_arguments(parser: argparse.ArgumentParser) -> None:
         default=200.0,
         help="API requests a second per key, bursts of twice that (0: no limit)",
     )
+
+
+def _demo_mode_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--demo",
         action="store_true",
-        help="demo mode: the web page offers one-click demo accounts",
+        help="demo mode: the web page offers one-click demo accounts (`tradepit demo` sets it)",
     )
 
 
@@ -90,7 +94,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--maker-fee-bps", type=int, default=0)
     serve.add_argument("--taker-fee-bps", type=int, default=0)
     _gateway_arguments(serve)
+    _demo_mode_argument(serve)
     serve.add_argument("--no-gateway", action="store_true", help="run the stages only")
+
+    demo = commands.add_parser("demo", help="serve, plus a simulated market trading on it")
+    demo.add_argument("--fsync", choices=("everysec", "always"), default="everysec")
+    _gateway_arguments(demo)
+    demo.add_argument("--seed", type=int, default=1, help="of the reference walk and the bots")
+    demo.add_argument("--volatility", type=float, default=0.0008, help="per second")
+    demo.add_argument("--drift", type=float, default=0.0, help="per second")
+    demo.add_argument("--takers", type=int, default=3, help="random order senders")
 
     run = commands.add_parser("run", help="run one shard of one stage in this process")
     run.add_argument("stage", choices=("ledger", "matcher", "marketdata", "gateway"))
@@ -101,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
         help="never trim applied inbox entries (for audits and replay tests)",
     )
     _gateway_arguments(run)
+    _demo_mode_argument(run)
 
     verify = commands.add_parser("verify", help="check the venue's books balance")
     verify.add_argument("--settle-timeout", type=float, default=10.0)
@@ -208,6 +222,18 @@ def main(argv: list[str] | None = None) -> int:
             else GatewayOptions(args.host, args.port, args.rate_limit, args.demo)
         )
         _run(lambda: venue.serve(args.data_dir, args.fsync, config, url, gateway=options))
+        return 0
+    if args.command == "demo":
+        url = args.redis_url or os.environ.get("REDIS_URL") or None
+        options = GatewayOptions(args.host, args.port, args.rate_limit, demo=True)
+        market = DemoOptions(
+            seed=args.seed, drift=args.drift, volatility=args.volatility, takers=args.takers
+        )
+        _run(
+            lambda: venue.serve(
+                args.data_dir, args.fsync, VenueConfig(), url, gateway=options, demo=market
+            )
+        )
         return 0
     redis_url = venue.find_redis_url(args.data_dir, args.redis_url)
     if args.command == "run" and args.stage == "gateway":

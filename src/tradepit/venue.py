@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 
 from tradepit.admin import add_symbol, close_session, ensure_admin_key, next_session_close
 from tradepit.client import VenueClient, init_config, load_config
+from tradepit.demo import DemoOptions, person_account, run_demo
 from tradepit.embedded import EmbeddedValkey, Fsync
 from tradepit.portfolio import sample_forever
 from tradepit.stage.keys import SYMBOLS, VenueConfig
@@ -191,8 +192,10 @@ async def serve(
     redis_url: str | None = None,
     ready: asyncio.Event | None = None,
     gateway: GatewayOptions | None = None,
+    demo: DemoOptions | None = None,
 ) -> None:
-    """Run the venue until SIGINT or SIGTERM; `gateway` None runs no gateway."""
+    """Run the venue until SIGINT or SIGTERM; `gateway` None runs no gateway; `demo` runs the
+    demo market's reference feed and bots on it (which needs the gateway)."""
     embedded = EmbeddedValkey(data_dir, fsync) if redis_url is None else None
     stop = asyncio.Event()
     _stop_on_signals(stop)
@@ -242,6 +245,17 @@ async def serve(
                 "tradepit: the admin key, shown this once: "
                 f"APCA-API-KEY-ID={admin_key['key_id']} "
                 f"APCA-API-SECRET-KEY={admin_key['secret_key']}",
+                flush=True,
+            )
+        if demo is not None and gateway_process is not None:
+            person = await person_account(redis_url)
+            helpers.append(
+                asyncio.create_task(run_demo(redis_url, gateway_process.url, demo), name="demo")
+            )
+            print(
+                f"tradepit: a demo market is trading; open {gateway_process.url}/ and sign in "
+                f"with APCA-API-KEY-ID={person['key_id']} "
+                f"APCA-API-SECRET-KEY={person['secret_key']}",
                 flush=True,
             )
         print("tradepit: Ctrl-C stops it", flush=True)

@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from tradepit.domain.symbols import Symbol
-from tradepit.stage.keys import SYMBOLS, ShardKeys, VenueConfig, matcher_of
+from tradepit.stage.keys import REFERENCE_PRICES, SYMBOLS, ShardKeys, VenueConfig, matcher_of
 from tradepit.stage.matcher import BookCounters
 from tradepit.stage.messages import SymbolSpec, symbol_of
 
@@ -44,11 +44,13 @@ class Listing:
     reference: int  # ticks: the price the band starts from before the first trade; 0 if none
     last_price: int = 0
     halted: bool = False
+    simulated: int = 0  # ticks: the reference-price simulator's price, where one runs
 
     def reference_price(self) -> int:
-        """The price bands and market orders are measured from: the last trade, else the
-        symbol's reference; 0 when neither exists."""
-        return self.last_price or self.reference
+        """The price bands and market orders are measured from: the simulated reference where
+        one runs (a demo market), else the last trade, else the symbol's listed reference; 0
+        when none exists."""
+        return self.simulated or self.last_price or self.reference
 
 
 class Market:
@@ -86,6 +88,7 @@ class Market:
             listing = Listing(symbol, asset_id_of(spec.name), spec.reference)
             if old is not None:
                 listing.last_price, listing.halted = old.last_price, old.halted
+                listing.simulated = old.simulated
             listings[spec.name] = listing
         self.listings = listings
         await self.load_prices()
@@ -99,7 +102,12 @@ class Market:
         async with self.redis.pipeline(transaction=False) as pipe:
             for shard, shard_names in by_shard.items():
                 pipe.hmget(ShardKeys(shard).books, shard_names)
-            results = await pipe.execute()
+            pipe.hgetall(REFERENCE_PRICES)
+            *results, simulated = await pipe.execute()
+        for raw_name, raw_price in simulated.items():
+            listing = self.listings.get(raw_name.decode())
+            if listing is not None and raw_price.isdigit():
+                listing.simulated = int(raw_price)
         for shard_names, raws in zip(by_shard.values(), results, strict=True):
             for name, raw in zip(shard_names, raws, strict=True):
                 listing = self.listings.get(name)

@@ -22,6 +22,7 @@ __all__ = [
     "API_KEYS",
     "ADMIN_KEY",
     "ACCOUNT_NAMES",
+    "REFERENCE_PRICES",
     "ledger_name",
     "matcher_name",
     "ledger_of",
@@ -37,6 +38,8 @@ SYMBOLS = "tradepit:symbols"  # symbol -> SymbolSpec
 API_KEYS = "tradepit:keys"  # key id -> ApiKey
 ADMIN_KEY = "tradepit:admin"  # the admin key's id, once created
 ACCOUNT_NAMES = "tradepit:accounts"  # account id -> AccountProfile (display name, opened at)
+# The reference-price simulator's feed (symbol -> ticks), where one runs; also a Pub/Sub channel.
+REFERENCE_PRICES = "tradepit:reference"
 
 
 class VenueConfig(msgspec.Struct, frozen=True):
