@@ -115,7 +115,8 @@ def market_data_served(venue: Venue, account: Account) -> bool:
 def test_sign_in_trade_cancel_and_get_filled(browser: Browser, venue: Venue) -> None:
     symbol = venue.symbol("100.00")
     me = venue.account("100000.00")
-    other = venue.account("0", **{symbol: "50"})
+    # Rich enough to rank within the page's top 100 however many accounts other tests made.
+    other = venue.account("90000000.00", **{symbol: "50"})
     for account, name in ((me, "Page tester"), (other, "Crossing bot")):
         response = httpx.patch(
             venue.url + "/v1/profile",
