@@ -21,6 +21,7 @@ from tradepit.stage.marketdata import (
     load_feeds,
 )
 from tradepit.stage.matcher import top_of
+from tradepit.verify import verify
 
 SYMBOLS = ("ACME", "GLOBEX", "INITECH")
 
@@ -95,6 +96,8 @@ def test_the_feed_is_the_books_and_the_tape(redis_url: str) -> None:
                 assert day is not None and day.volume == volume
                 traded += len(tape)
             assert traded > 50, "too few trades to prove anything"
+            report = await verify(venue.redis)
+            assert report.ok and "feed: 3 symbols' books checked" in report.notes, report.text()
 
             # A restart loads what was committed: the same state, and it carries on from it.
             await venue.stop_stages()
