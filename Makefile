@@ -3,6 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The trading page's one npm dependency (the chart library), installed from the lock file.
+WEB := src/tradepit/web
+NODE_STAMP := $(WEB)/node_modules/.installed-stamp
+# The browser the page's tests drive: Debian's chromium (Playwright's download is unreachable).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: run test test-all lint format bench bench-quick clean
 
@@ -12,16 +18,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
+$(NODE_STAMP): $(WEB)/package.json $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium
+
 # The whole venue in one process, on an embedded Valkey kept under ./data, with a demo market
 # trading on it (`tradepit serve` runs the venue alone).
-run: $(STAMP)
+run: $(STAMP) $(NODE_STAMP)
 	$(BIN)/tradepit demo
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
 	$(BIN)/pytest
 
 # The slow variants too (long Hypothesis runs, long crash tests).
-test-all: $(STAMP)
+test-all: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
 	$(BIN)/pytest -m ''
 
 lint: $(STAMP)
@@ -49,4 +63,4 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/http.py --quick
 
 clean:
-	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache .hypothesis $(WEB)/node_modules

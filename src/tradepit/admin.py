@@ -31,6 +31,7 @@ from tradepit.stage.keys import (
     ShardKeys,
     matcher_of,
 )
+from tradepit.stage.matcher import BookCounters
 from tradepit.stage.messages import (
     AddBook,
     AddSymbol,
@@ -64,6 +65,7 @@ __all__ = [
 
 _KEY_ALPHABET = string.ascii_uppercase + string.digits
 _decode_spec = msgspec.json.Decoder(SymbolSpec).decode
+_decode_counters = msgspec.json.Decoder(BookCounters).decode
 _decode_account = msgspec.json.Decoder(Account).decode
 
 
@@ -120,6 +122,17 @@ async def _symbol(client: VenueClient, name: str) -> Symbol:
     return symbol_of(_decode_spec(raw))
 
 
+async def _price(client: VenueClient, name: str) -> int:
+    """A symbol's price in ticks: its last trade, else its listed reference (0 if neither)."""
+    raw: Any = await client.redis.hget(ShardKeys(matcher_of(name, client.config)).books, name)
+    if raw is not None:
+        last = _decode_counters(raw).last_price
+        if last:
+            return last
+    spec: Any = await client.redis.hget(SYMBOLS, name)
+    return _decode_spec(spec).reference if spec is not None else 0
+
+
 async def create_account(
     client: VenueClient,
     cash: str = "0",
@@ -129,9 +142,12 @@ async def create_account(
     """Open an account with its cash and shares; return its id, API key id and secret."""
     cents = parse_units(cash, CASH_UNIT, "cash", allow_zero=True)
     lots = {}
+    costs = {}
     for symbol_name, qty in (positions or {}).items():
         symbol = await _symbol(client, symbol_name)
         lots[symbol_name] = symbol.qty_to_lots(qty, f"position {symbol_name}")
+        # Shares an account opens with cost what they are worth: their P&L starts at zero.
+        costs[symbol_name] = symbol.notional(await _price(client, symbol_name), lots[symbol_name])
     account_id = new_id()
     key_id = "PK" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(18))
     secret = secrets.token_urlsafe(30)
@@ -144,7 +160,14 @@ async def create_account(
         futures.append(
             client.send(
                 account_id,
-                Transfer(0, f"open-{account_id}-{symbol_name}", account_id, symbol_name, amount),
+                Transfer(
+                    0,
+                    f"open-{account_id}-{symbol_name}",
+                    account_id,
+                    symbol_name,
+                    amount,
+                    costs[symbol_name],
+                ),
             )
         )
     for future in futures:

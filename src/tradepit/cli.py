@@ -90,14 +90,23 @@ def _gateway_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _gateway_options(args: argparse.Namespace) -> GatewayOptions:
+def _gateway_options(args: argparse.Namespace, demo: bool) -> GatewayOptions:
     return GatewayOptions(
         args.host,
         args.port,
         args.rate_limit,
+        demo,
         args.stream_queue_limit,
         args.stream_send_timeout,
         args.send_buffer,
+    )
+
+
+def _demo_mode_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="demo mode: the web page offers one-click demo accounts (`tradepit demo` sets it)",
     )
 
 
@@ -115,6 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--maker-fee-bps", type=int, default=0)
     serve.add_argument("--taker-fee-bps", type=int, default=0)
     _gateway_arguments(serve)
+    _demo_mode_argument(serve)
     serve.add_argument("--no-gateway", action="store_true", help="run the stages only")
 
     demo = commands.add_parser("demo", help="serve, plus a simulated market trading on it")
@@ -134,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
         help="never trim applied inbox entries (for audits and replay tests)",
     )
     _gateway_arguments(run)
+    _demo_mode_argument(run)
 
     verify = commands.add_parser("verify", help="check the venue's books balance")
     verify.add_argument("--settle-timeout", type=float, default=10.0)
@@ -235,12 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         config = VenueConfig(args.ledgers, args.matchers, args.maker_fee_bps, args.taker_fee_bps)
         url = args.redis_url or os.environ.get("REDIS_URL") or None
-        options = None if args.no_gateway else _gateway_options(args)
+        options = None if args.no_gateway else _gateway_options(args, args.demo)
         _run(lambda: venue.serve(args.data_dir, args.fsync, config, url, gateway=options))
         return 0
     if args.command == "demo":
         url = args.redis_url or os.environ.get("REDIS_URL") or None
-        options = _gateway_options(args)
+        options = _gateway_options(args, demo=True)
         market = DemoOptions(
             seed=args.seed, drift=args.drift, volatility=args.volatility, takers=args.takers
         )
@@ -254,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run" and args.stage == "gateway":
         settings = GatewaySettings(
             rate_limit=args.rate_limit,
+            demo=args.demo,
             stream_queue_limit=args.stream_queue_limit,
             stream_send_timeout=args.stream_send_timeout,
             send_buffer=args.send_buffer,

@@ -59,6 +59,7 @@ class GatewayOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     rate_limit: float = 0.0
+    demo: bool = False
     stream_queue_limit: int = 5_000
     stream_send_timeout: float = 10.0
     send_buffer: int = 16 * 1024
@@ -93,6 +94,7 @@ class GatewayProcess:
             str(options.port),
             "--rate-limit",
             str(options.rate_limit),
+            *(["--demo"] if options.demo else []),
             "--stream-queue-limit",
             str(options.stream_queue_limit),
             "--stream-send-timeout",
@@ -243,7 +245,8 @@ async def serve(
             await gateway_process.start()
             helpers.append(asyncio.create_task(gateway_process.supervise()))
             print(
-                f"tradepit: API on {gateway_process.url}/v2, docs on {gateway_process.url}/docs",
+                f"tradepit: trading page on {gateway_process.url}/, API on "
+                f"{gateway_process.url}/v2, docs on {gateway_process.url}/docs",
                 flush=True,
             )
         if admin_key is not None:

@@ -4,7 +4,8 @@ Checks, per ledger shard, the ledger's own invariant (every asset's balances sum
 minus withdrawals plus what was settled with other shards; nothing negative; reserved balances
 equal the open orders' reservations). Then, once nothing is in flight between the stages:
 what the shards settled with each other sums to zero, and the ledgers' open orders are exactly
-the books' open orders, with the same side and lots left.
+the books' open orders, with the same side and lots left; and, where the market data stage
+has read every matcher's events, its L2 books are the matchers' books.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import redis.asyncio as aioredis
 from tradepit.client import load_config
 from tradepit.domain.orders import Side
 from tradepit.ledger import OpenOrder
+from tradepit.matcher import Book
 from tradepit.stage.keys import ShardKeys, VenueConfig
 from tradepit.stage.ledger import LedgerShard, load_ledger
 from tradepit.stage.loop import StageCore
-from tradepit.stage.matcher import MatcherShard, load_matcher
+from tradepit.stage.marketdata import FeedKeys, load_feeds
+from tradepit.stage.matcher import MatcherShard, load_matcher, top_of
 
 __all__ = ["Report", "verify", "entries_in_flight"]
 
@@ -84,12 +87,15 @@ async def verify(redis: aioredis.Redis, settle_timeout: float = 10.0) -> Report:
         if amount:
             report.problems.append(f"{asset}: shards settled {amount} more than they paid")
     book_orders = {}
+    books: dict[str, Book] = {}
     for shard in config.matcher_names():
         matcher, _ranks = await load_matcher(redis, ShardKeys(shard))
         for book in matcher.books.values():
             book_orders.update(book.orders)
             book_orders.update(book.stop_orders)
+        books.update(matcher.books)
         report.notes.append(f"{shard}: {len(matcher.books)} books")
+    await _check_feed(redis, config, books, report)
     for order_id, open_order in ledger_orders.items():
         book_order = book_orders.get(order_id)
         if book_order is None:
@@ -107,3 +113,25 @@ async def verify(redis: aioredis.Redis, settle_timeout: float = 10.0) -> Report:
     for order_id in book_orders.keys() - ledger_orders.keys():
         report.problems.append(f"order {order_id}: in a book, not open in any ledger")
     return report
+
+
+async def _check_feed(
+    redis: aioredis.Redis, config: VenueConfig, books: dict[str, Book], report: Report
+) -> None:
+    """The feed's books are the matchers' books, if it has read all they said."""
+    keys = FeedKeys()
+    checkpoints: Any = await redis.hgetall(keys.checkpoints)
+    for shard in config.matcher_names():
+        events = ShardKeys(shard).events
+        newest: Any = await redis.xrevrange(events, count=1)
+        if newest and checkpoints.get(events.encode()) != newest[0][0]:
+            report.notes.append("feed: not checked, the market data stage is behind or stopped")
+            return
+    feeds, _ = await load_feeds(redis, keys)
+    for name, book in sorted(books.items()):
+        top = top_of(book, 0)
+        feed = feeds.get(name)
+        shown = feed.depth() if feed is not None else ([], [])
+        if shown != (top.bids, top.asks):
+            report.problems.append(f"feed: its {name} book {shown} is not the matcher's {top}")
+    report.notes.append(f"feed: {len(feeds)} symbols' books checked")

@@ -30,7 +30,8 @@ def _start_serve(data_dir: Path, port: int, redis_url: str | None) -> subprocess
     command = [sys.executable, "-m", "tradepit.cli", "--data-dir", str(data_dir)]
     if redis_url:
         command += ["--redis-url", redis_url]
-    command += ["serve", "--port", str(port), "--rate-limit", "0"]
+    # In demo mode, as `tradepit demo` runs it, so that the page's demo button can be tested.
+    command += ["serve", "--port", str(port), "--rate-limit", "0", "--demo"]
     env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
     return subprocess.Popen(
         command,

@@ -467,3 +467,12 @@ def test_streams_speak_msgpack_when_asked(venue: Venue) -> None:
     first, second = asyncio.run(talk())
     assert first["data"]["status"] == "authorized"
     assert second == {"stream": "listening", "data": {"streams": ["trade_updates"]}}
+
+
+def test_opening_shares_cost_what_they_are_worth(venue: Venue) -> None:
+    symbol = venue.symbol("42.50")
+    account = venue.account("0", **{symbol: "10"})
+    position = client(venue, account).get_open_position(symbol)
+    assert Decimal(position.avg_entry_price) == Decimal("42.50")
+    assert Decimal(position.cost_basis) == Decimal("425.00")
+    assert position.unrealized_pl is not None and Decimal(position.unrealized_pl) == 0

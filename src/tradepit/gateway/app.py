@@ -1,5 +1,6 @@
 """The gateway's ASGI application: Alpaca's Trading API v2, its trade_updates stream, the
-operator's routes, and the OpenAPI page at /docs."""
+operator's routes, the classroom's routes, the trading page at / and the OpenAPI page at
+/docs."""
 
 from __future__ import annotations
 
@@ -7,13 +8,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import Response
 
-from tradepit.gateway import admin_api, data, datastream, reference, stream, trading
+from tradepit.gateway import (
+    admin_api,
+    community,
+    data,
+    datastream,
+    page,
+    reference,
+    stream,
+    trading,
+)
 from tradepit.gateway.errors import install_error_handlers
 from tradepit.gateway.hot import HotRoutes
 from tradepit.gateway.service import Gateway, GatewaySettings
-from tradepit.gateway.web import json_response
 
 __all__ = ["create_app"]
 
@@ -61,10 +69,7 @@ def create_app(redis_url: str, settings: GatewaySettings | None = None) -> HotRo
     app.include_router(stream.router)
     app.include_router(admin_api.router)
     app.include_router(data.router)
-
-    @app.get("/", include_in_schema=False)
-    async def root() -> Response:
-        return json_response({"name": "tradepit", "api": "/v2", "docs": "/docs"})
-
+    app.include_router(community.router)
+    page.install(app)
     hot = HotRoutes(app, gateway)
     return hot

@@ -79,7 +79,10 @@ def error_of(error: Exception) -> tuple[int, bytes]:
 def install_error_handlers(app: FastAPI) -> None:
     async def known_error(_request: Request, error: Exception) -> Response:
         status, body = error_of(error)
-        return Response(body, status_code=status, media_type="application/json")
+        # A body too large was not read to its end, so the connection cannot carry another
+        # request: say so, or a keep-alive client sends its next request into a closed socket.
+        headers = {"connection": "close"} if status == 413 else None
+        return Response(body, status_code=status, media_type="application/json", headers=headers)
 
     async def validation_error(_request: Request, error: Exception) -> Response:
         assert isinstance(error, RequestValidationError)

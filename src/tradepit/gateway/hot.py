@@ -27,6 +27,7 @@ __all__ = ["HotRoutes"]
 _ORDERS = "/v2/orders"
 _ORDER = "/v2/orders/"
 _JSON = (b"content-type", b"application/json")
+_CLOSE = (b"connection", b"close")
 
 
 class HotRoutes:
@@ -76,6 +77,8 @@ class HotRoutes:
         headers: list[Any] = [(b"content-length", str(len(body)).encode())]
         if body:
             headers.append(_JSON)
+        if status == 413:
+            headers.append(_CLOSE)  # the rest of the body was never read: this connection is done
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

@@ -43,6 +43,7 @@ class GatewaySettings:
     rate_limit: float = 0.0  # requests per second per key; 0: no limit
     max_body_bytes: int = 64 * 1024
     reply_timeout: float = 10.0
+    demo: bool = False  # hand out demo accounts (POST /v1/demo/accounts): `tradepit demo` only
     # A market data client is cut off when this many messages, or bytes, wait for it...
     stream_queue_limit: int = 5_000
     stream_queue_bytes: int = 4 * 1024 * 1024

@@ -10,8 +10,9 @@ it has seen, so their times never go back even when commands arrive slightly out
 Pure and deterministic: time comes with the events and with `tick(now)`, which the stage feeds
 from the clock, so minute bars close even when nobody trades.
 
-Depth is a symbol's best `DEPTH_LEVELS` levels per side, as the matcher says them: a change gives a
-level's new total (0: the level left the top). Prices are ticks, sizes lots.
+Depth is a symbol's best `DEPTH_LEVELS` levels per side, as the matcher reports them after each
+batch (`BookTop`); the feed says what changed, a level's new total (0: it left the top).
+Prices are ticks, sizes lots.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tradepit.marketdata.bars import Bar, add_trade, day_of, minute_of
 
 __all__ = [
     "DEPTH_LEVELS",
-    "DepthChange",
+    "BookTop",
     "FeedMessage",
     "Print",
     "Quote",
@@ -42,8 +43,11 @@ DEPTH_LEVELS = 20  # levels per side that the matcher reports and the feed keeps
 Level = tuple[int, int]  # (price in ticks, total size in lots)
 
 
-class DepthChange(msgspec.Struct, array_like=True, gc=False):
-    """A matcher's report of how a book's top levels changed in one batch; size 0 removes."""
+class BookTop(msgspec.Struct, array_like=True, gc=False):
+    """A matcher's report of a book's top levels after a batch that touched it, best first.
+
+    Whole, not a diff: a feed that missed reports (the matcher's outbox is capped) is right
+    again at the next one."""
 
     symbol: str
     seq: int  # the book's sequence number after the batch
@@ -204,49 +208,34 @@ class MarketData:
             feed.prev_day, feed.day = day, None
             self.changed.add(feed.symbol)
 
-    def apply_depth(self, change: DepthChange) -> None:
-        feed = self.feed(change.symbol)
-        self._advance(feed, change.ts)
-        for side, levels in ((feed.bids, change.bids), (feed.asks, change.asks)):
-            for price, size in levels:
-                if size:
-                    side[price] = size
-                else:
-                    side.pop(price, None)
+    def apply_top(self, top: BookTop) -> None:
+        """A book's top levels as they are now: say how they changed, and the quote if it did."""
+        feed = self.feed(top.symbol)
+        self._advance(feed, top.ts)
+        bids, asks = dict(top.bids), dict(top.asks)
+        bid_changes, ask_changes = diff_levels(feed.bids, bids), diff_levels(feed.asks, asks)
+        if not bid_changes and not ask_changes:
+            return
+        feed.bids, feed.asks = bids, asks
         feed.book_seq += 1
         self._say(
             feed,
             Depth(
-                change.symbol,
+                top.symbol,
                 self._next_seq(feed),
                 feed.clock,
                 feed.book_seq,
                 False,
-                change.bids,
-                change.asks,
+                bid_changes,
+                ask_changes,
             ),
         )
-        bid = max(feed.bids) if feed.bids else 0
-        ask = min(feed.asks) if feed.asks else 0
-        quote = Quote(
-            change.symbol,
-            0,
-            feed.clock,
-            bid,
-            feed.bids.get(bid, 0),
-            ask,
-            feed.asks.get(ask, 0),
-        )
+        bid = top.bids[0] if top.bids else (0, 0)
+        ask = top.asks[0] if top.asks else (0, 0)
         old = feed.quote
-        if old is None or (old.bid, old.bid_size, old.ask, old.ask_size) != (
-            quote.bid,
-            quote.bid_size,
-            quote.ask,
-            quote.ask_size,
-        ):
-            quote.seq = self._next_seq(feed)
-            feed.quote = quote
-            self._say(feed, quote)
+        if old is None or (old.bid, old.bid_size, old.ask, old.ask_size) != (*bid, *ask):
+            feed.quote = Quote(top.symbol, self._next_seq(feed), feed.clock, *bid, *ask)
+            self._say(feed, feed.quote)
 
     def tick(self, now: int) -> None:
         """The time is `now` (ns): close every minute bar that ended before it."""

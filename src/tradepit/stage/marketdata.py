@@ -31,7 +31,7 @@ from tradepit.marketdata.bars import DAY_NS, MINUTE_NS
 from tradepit.marketdata.feed import (
     AnyFeedMessage,
     BarUpdate,
-    DepthChange,
+    BookTop,
     MarketData,
     Print,
     Quote,
@@ -80,7 +80,7 @@ class FeedBatch(msgspec.Struct, array_like=True):
 
 
 _decode_clocks = msgspec.json.Decoder(list[Clock]).decode
-_decode_depth = msgspec.json.Decoder(list[DepthChange]).decode
+_decode_tops = msgspec.json.Decoder(list[BookTop]).decode
 decode_batch = msgspec.json.Decoder(FeedBatch).decode
 decode_feed = msgspec.json.Decoder(SymbolFeed).decode
 decode_message = msgspec.json.Decoder(AnyFeedMessage).decode
@@ -138,12 +138,12 @@ class MarketDataShard(StageCore):
             return
         try:
             events: list[Event] = decode_events(fields[EVENTS])  # type: ignore[assignment]
-            depth = _decode_depth(fields[DEPTH]) if DEPTH in fields else []
+            tops = _decode_tops(fields[DEPTH]) if DEPTH in fields else []
         except (KeyError, msgspec.DecodeError) as error:
             raise BadEntryError(f"not a matcher's events: {error}") from None
         self.core.apply_events(events)
-        for change in depth:
-            self.core.apply_depth(change)
+        for top in tops:
+            self.core.apply_top(top)
 
     def write(self, tx: Pipeline) -> list[tuple[str, bytes]]:
         messages = self.core.take_messages()

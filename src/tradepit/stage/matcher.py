@@ -3,8 +3,8 @@
 Inboxes, applied in this order each batch: `{mK}:in` (the operator: books, halts, the session
 close) and then each ledger shard's outbox to this shard (orders, cancels, replaces). Outputs:
 to each ledger shard, the events about its accounts' orders; to `{mK}:events` and the live
-channel, every event, for market data, and beside them (field `d`) how the top levels of each
-book the batch touched changed (`DepthChange`): the feed's L2 book is exactly the matcher's.
+channel, every event, for market data, and beside them (field `d`) the top levels of each book
+the batch touched (`BookTop`): the feed's L2 book is exactly the matcher's.
 
 In Redis, `{mK}:books` holds each book's counters and `{mK}:resting` each open order with its
 place in the queue. An order's place is the sequence number of the event that put it at the
@@ -27,7 +27,7 @@ from tradepit.domain.events import (
     Triggered,
 )
 from tradepit.domain.orders import Order, OrderType, Side
-from tradepit.marketdata.feed import DEPTH_LEVELS, DepthChange, diff_levels
+from tradepit.marketdata.feed import DEPTH_LEVELS, BookTop
 from tradepit.matcher import Matcher, MatcherState
 from tradepit.matcher.book import Book, BookState
 from tradepit.stage.keys import ShardKeys, VenueConfig
@@ -51,7 +51,7 @@ __all__ = [
     "BookCounters",
     "StoredOrder",
     "load_matcher",
-    "top_levels",
+    "top_of",
     "EVENTS_KEPT",
 ]
 
@@ -84,8 +84,6 @@ class MatcherShard(StageCore):
         self.matcher = Matcher()
         self.ranks: dict[int, int] = {}  # resting order id -> queue rank
         self.new_books: set[str] = set()
-        # Each book's top levels as last reported: (bids, asks), price -> total lots.
-        self.depth: dict[str, tuple[dict[int, int], dict[int, int]]] = {}
 
     def inboxes(self) -> list[str]:
         return [self.keys.inbox] + [
@@ -95,8 +93,6 @@ class MatcherShard(StageCore):
     async def load(self, redis: aioredis.Redis) -> None:
         self.matcher, self.ranks = await load_matcher(redis, self.keys)
         self.new_books = set()
-        # What was committed is what market data has been told, so diffs go on from here.
-        self.depth = {symbol: top_levels(book) for symbol, book in self.matcher.books.items()}
 
     def apply(self, stream: str, fields: Fields) -> None:
         try:
@@ -154,7 +150,9 @@ class MatcherShard(StageCore):
                 rank = ranks.pop(order_id, event.seq)
                 ranks[event.new_order_id] = rank if event.kept_priority else event.seq
         all_events = encode(events)
-        depth = self._depth_changes(symbols, events[-1].ts)
+        books = self.matcher.books
+        ts = events[-1].ts
+        depth = [top_of(books[name], ts) for name in sorted(symbols) if name in books]
         tx.xadd(
             keys.events,
             {EVENTS: all_events, DEPTH: encode(depth)},
@@ -167,20 +165,6 @@ class MatcherShard(StageCore):
         self._write_orders(tx, touched)
         self._write_counters(tx, symbols)
         return [(keys.channel, all_events)]
-
-    def _depth_changes(self, symbols: set[str], ts: int) -> list[DepthChange]:
-        changes = []
-        for symbol in sorted(symbols):
-            book = self.matcher.books.get(symbol)
-            if book is None:
-                continue
-            bids, asks = top_levels(book)
-            old_bids, old_asks = self.depth.get(symbol, ({}, {}))
-            bid_changes, ask_changes = diff_levels(old_bids, bids), diff_levels(old_asks, asks)
-            if bid_changes or ask_changes:
-                changes.append(DepthChange(symbol, book.seq, ts, bid_changes, ask_changes))
-                self.depth[symbol] = (bids, asks)
-        return changes
 
     def _write_counters(self, tx: Pipeline, symbols: set[str]) -> None:
         books = self.matcher.books
@@ -222,12 +206,11 @@ class MatcherShard(StageCore):
             tx.hdel(self.keys.resting, *gone)
 
 
-def top_levels(book: Book) -> tuple[dict[int, int], dict[int, int]]:
-    """A book's best `DEPTH_LEVELS` levels per side: price -> total lots."""
-    return (
-        {price: size for price, size in book.depth(Side.BUY, DEPTH_LEVELS) if size},
-        {price: size for price, size in book.depth(Side.SELL, DEPTH_LEVELS) if size},
-    )
+def top_of(book: Book, ts: int) -> BookTop:
+    """A book's best `DEPTH_LEVELS` levels per side, best first."""
+    bids = [level for level in book.depth(Side.BUY, DEPTH_LEVELS) if level[1]]
+    asks = [level for level in book.depth(Side.SELL, DEPTH_LEVELS) if level[1]]
+    return BookTop(book.symbol, book.seq, ts, bids, asks)
 
 
 async def load_matcher(redis: aioredis.Redis, keys: ShardKeys) -> tuple[Matcher, dict[int, int]]:

@@ -66,7 +66,7 @@ __all__ = [
 COMMANDS = b"c"  # the field of an entry that holds its commands
 REPLY_TO = b"r"  # the field that names the channel for the replies
 EVENTS = b"e"  # the field of a matcher's outbox entry that holds its events
-DEPTH = b"d"  # the field of a matcher's `events` entry that holds its `DepthChange`s
+DEPTH = b"d"  # the field of a matcher's `events` entry that holds its `BookTop`s
 UPDATES = b"u"  # the field of a ledger's `updates` entry that holds its `OrderUpdate`s
 
 

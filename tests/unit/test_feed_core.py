@@ -15,8 +15,8 @@ from tradepit.domain.orders import Side
 from tradepit.marketdata import (
     Bar,
     BarUpdate,
+    BookTop,
     Depth,
-    DepthChange,
     MarketData,
     Print,
     Quote,
@@ -154,21 +154,24 @@ def test_time_never_goes_back() -> None:
     assert feed.feeds["ACME"].minute == Bar(T0 + MINUTE_NS, 100, 101, 100, 101, 2, 2, 201)
 
 
-def test_depth_changes_make_the_book_and_the_quote() -> None:
+def test_book_tops_make_the_book_its_changes_and_the_quote() -> None:
     feed = MarketData()
-    feed.apply_depth(DepthChange("ACME", 3, T0, [(99, 10), (98, 5)], [(101, 7)]))
+    feed.apply_top(BookTop("ACME", 3, T0, [(99, 10), (98, 5)], [(101, 7)]))
     messages = feed.take_messages()
     depth = [m for m in messages if isinstance(m, Depth)]
-    assert [(d.book_seq, d.bids, d.asks) for d in depth] == [(1, [(99, 10), (98, 5)], [(101, 7)])]
+    assert [(d.book_seq, d.bids, d.asks) for d in depth] == [(1, [(98, 5), (99, 10)], [(101, 7)])]
     quotes = [m for m in messages if isinstance(m, Quote)]
     assert [(q.bid, q.bid_size, q.ask, q.ask_size) for q in quotes] == [(99, 10, 101, 7)]
 
-    feed.apply_depth(DepthChange("ACME", 5, T0 + 1, [(98, 0)], []))  # below the top: no quote
+    feed.apply_top(BookTop("ACME", 4, T0, [(99, 10), (98, 5)], [(101, 7)]))
+    assert feed.take_messages() == []  # nothing changed, nothing said
+
+    feed.apply_top(BookTop("ACME", 5, T0 + 1, [(99, 10)], [(101, 7)]))  # below the top: no quote
     messages = feed.take_messages()
-    assert [type(m) for m in messages] == [Depth]
+    assert [(type(m), getattr(m, "bids", None)) for m in messages] == [(Depth, [(98, 0)])]
     assert feed.feeds["ACME"].depth() == ([(99, 10)], [(101, 7)])
 
-    feed.apply_depth(DepthChange("ACME", 6, T0 + 2, [(99, 0)], [(101, 0)]))
+    feed.apply_top(BookTop("ACME", 9, T0 + 2, [], []))
     quote = next(m for m in feed.take_messages() if isinstance(m, Quote))
     assert (quote.bid, quote.bid_size, quote.ask, quote.ask_size) == (0, 0, 0, 0)
     assert feed.feeds["ACME"].book_seq == 3

@@ -20,7 +20,8 @@ from tradepit.stage.marketdata import (
     decode_message,
     load_feeds,
 )
-from tradepit.stage.matcher import top_levels
+from tradepit.stage.matcher import top_of
+from tradepit.verify import verify
 
 SYMBOLS = ("ACME", "GLOBEX", "INITECH")
 
@@ -77,8 +78,8 @@ def test_the_feed_is_the_books_and_the_tape(redis_url: str) -> None:
             traded = 0
             for symbol in SYMBOLS:
                 book = (await venue.matcher(symbol)).books[symbol]
-                bids, asks = top_levels(book)
-                assert (feeds[symbol].bids, feeds[symbol].asks) == (bids, asks), symbol
+                top = top_of(book, 0)
+                assert feeds[symbol].depth() == (top.bids, top.asks), symbol
                 quote = feeds[symbol].quote
                 assert quote is not None
                 assert (quote.bid, quote.ask) == (book.best_bid() or 0, book.best_ask() or 0)
@@ -95,6 +96,8 @@ def test_the_feed_is_the_books_and_the_tape(redis_url: str) -> None:
                 assert day is not None and day.volume == volume
                 traded += len(tape)
             assert traded > 50, "too few trades to prove anything"
+            report = await verify(venue.redis)
+            assert report.ok and "feed: 3 symbols' books checked" in report.notes, report.text()
 
             # A restart loads what was committed: the same state, and it carries on from it.
             await venue.stop_stages()
@@ -104,7 +107,8 @@ def test_the_feed_is_the_books_and_the_tape(redis_url: str) -> None:
             after, _ = await load_feeds(venue.redis)
             for symbol in SYMBOLS:
                 book = (await venue.matcher(symbol)).books[symbol]
-                assert (after[symbol].bids, after[symbol].asks) == top_levels(book)
+                top = top_of(book, 0)
+                assert after[symbol].depth() == (top.bids, top.asks), symbol
                 assert after[symbol].seq >= feeds[symbol].seq
 
     asyncio.run(main())

@@ -1,0 +1,256 @@
+// The account's side of the page: positions, open orders (cancel, replace), order history and
+// fills, from the Trading API; refreshed when a trade update arrives and every few seconds.
+
+import { api, get } from "./api.js";
+import { dateTime, decimal, el, money, percent, signOf } from "./format.js";
+import { fieldOf } from "./ticket.js";
+
+const $ = (id) => document.getElementById(id);
+const TABS = ["positions", "open", "history", "fills"];
+
+function table(headers, rows, empty) {
+  if (!rows.length) return el("p", { class: "muted empty" }, empty);
+  return el(
+    "table",
+    {},
+    el("thead", {}, el("tr", {}, headers.map(([text, cls]) => el("th", { scope: "col", class: cls }, text)))),
+    el("tbody", {}, rows),
+  );
+}
+
+const td = (text, cls) => el("td", { class: cls }, text);
+const sideCell = (side) => td(side, `side ${side}`);
+const plClass = (text) => (signOf(text) > 0 ? "num up" : signOf(text) < 0 ? "num down" : "num");
+const typeName = (type) => type.replace("_", " ");
+
+export class Blotter {
+  constructor({ onChanged }) {
+    this.onChanged = onChanged; // an order was canceled or replaced
+    this.tab = "positions";
+    this.editing = null; // the id of the open order whose replace form is shown
+    this.openOrders = [];
+    const tablist = document.querySelector(".blotter .tabs");
+    tablist.addEventListener("click", (event) => {
+      const tab = event.target.closest('[role="tab"]');
+      if (tab) this.show(tab.id.slice(4));
+    });
+    tablist.addEventListener("keydown", (event) => {
+      const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
+      if (!step) return;
+      const next = TABS[(TABS.indexOf(this.tab) + step + TABS.length) % TABS.length];
+      this.show(next);
+      $(`tab-${next}`).focus();
+    });
+  }
+
+  show(tab) {
+    this.tab = tab;
+    for (const name of TABS) {
+      const selected = name === tab;
+      $(`tab-${name}`).setAttribute("aria-selected", String(selected));
+      $(`tab-${name}`).tabIndex = selected ? 0 : -1;
+      $(`pane-${name}`).hidden = !selected;
+    }
+    this.refresh();
+  }
+
+  // Positions and open orders always (the counts and P&L show live); history and fills when
+  // their tab is open.
+  async refresh() {
+    const work = [this.loadPositions(), this.loadOpenOrders()];
+    if (this.tab === "history") work.push(this.loadHistory());
+    if (this.tab === "fills") work.push(this.loadFills());
+    await Promise.allSettled(work);
+  }
+
+  async loadPositions() {
+    const positions = await get("/v2/positions");
+    const rows = positions.map((position) =>
+      el(
+        "tr",
+        { dataset: { symbol: position.symbol } },
+        td(position.symbol, "symbol"),
+        td(decimal(position.qty), "num"),
+        td(money(position.avg_entry_price), "num"),
+        td(money(position.current_price), "num"),
+        td(money(position.market_value), "num"),
+        td(money(position.unrealized_pl), plClass(position.unrealized_pl)),
+        td(percent(position.unrealized_plpc), plClass(position.unrealized_pl)),
+      ),
+    );
+    $("pane-positions").replaceChildren(
+      table(
+        [["Symbol"], ["Qty", "num"], ["Avg price", "num"], ["Last", "num"], ["Market value", "num"], ["Unrealized P&L", "num"], ["P&L %", "num"]],
+        rows,
+        "No positions.",
+      ),
+    );
+  }
+
+  async loadOpenOrders() {
+    const orders = await get("/v2/orders?status=open&limit=200&direction=desc");
+    this.openOrders = orders;
+    $("open-count").textContent = orders.length ? `(${orders.length})` : "";
+    if (this.editing && !orders.some((order) => order.id === this.editing)) this.editing = null;
+    // Leave a replace form alone while someone is typing in it.
+    if (this.editing && $("pane-open").contains(document.activeElement)) return;
+    this.drawOpenOrders();
+  }
+
+  drawOpenOrders() {
+    const rows = [];
+    for (const order of this.openOrders) {
+      rows.push(
+        el(
+          "tr",
+          { dataset: { order: order.id } },
+          td(dateTime(order.created_at)),
+          td(order.symbol, "symbol"),
+          sideCell(order.side),
+          td(typeName(order.type)),
+          td(decimal(order.qty), "num"),
+          td(decimal(order.filled_qty), "num"),
+          td(order.limit_price ? money(order.limit_price) : "–", "num"),
+          td(order.stop_price ? money(order.stop_price) : "–", "num"),
+          td(order.time_in_force),
+          td(order.status.replace("_", " ")),
+          el(
+            "td",
+            { class: "actions" },
+            el("button", { type: "button", class: "small", onclick: () => this.startReplace(order.id) }, "Replace"),
+            el("button", { type: "button", class: "small danger", onclick: (event) => this.cancel(order, event.target) }, "Cancel"),
+          ),
+        ),
+      );
+      if (order.id === this.editing) rows.push(this.replaceRow(order));
+    }
+    $("pane-open").replaceChildren(
+      table(
+        [["Time"], ["Symbol"], ["Side"], ["Type"], ["Qty", "num"], ["Filled", "num"], ["Limit", "num"], ["Stop", "num"], ["TIF"], ["Status"], [el("span", { class: "visually-hidden" }, "Actions")]],
+        rows,
+        "No open orders.",
+      ),
+    );
+  }
+
+  startReplace(id) {
+    this.editing = this.editing === id ? null : id;
+    this.drawOpenOrders();
+    document.querySelector(`#pane-open .replace input`)?.focus();
+  }
+
+  replaceRow(order) {
+    // Left blank once partly filled: the page does no arithmetic on quantities.
+    const remaining = signOf(order.filled_qty) === 0 ? order.qty : "";
+    const inputs = [["qty", "New quantity", remaining]];
+    if (order.limit_price) inputs.push(["limit_price", "New limit price", order.limit_price]);
+    if (order.stop_price) inputs.push(["stop_price", "New stop price", order.stop_price]);
+    const error = el("p", { class: "error", role: "alert" });
+    const form = el(
+      "form",
+      {
+        class: "replace",
+        onsubmit: async (event) => {
+          event.preventDefault();
+          const body = {};
+          for (const [field] of inputs) {
+            const value = form.elements[field].value.trim();
+            if (value) body[field] = value;
+          }
+          try {
+            await api("PATCH", `/v2/orders/${order.id}`, { body });
+            this.editing = null;
+            this.onChanged();
+          } catch (failure) {
+            const field = fieldOf(failure.message);
+            error.textContent = failure.message;
+            form.elements[field]?.setAttribute("aria-invalid", "true");
+            form.elements[field]?.focus();
+          }
+        },
+      },
+      inputs.map(([field, label, value]) =>
+        el(
+          "label",
+          {},
+          label,
+          el("input", { name: field, value, inputmode: "decimal", autocomplete: "off", size: "8" }),
+        ),
+      ),
+      el("button", { type: "submit", class: "small primary" }, "Save"),
+      el(
+        "button",
+        {
+          type: "button",
+          class: "small",
+          onclick: () => {
+            this.editing = null;
+            this.drawOpenOrders();
+          },
+        },
+        "Dismiss",
+      ),
+      error,
+    );
+    return el("tr", { class: "replace-row" }, el("td", { colspan: "11" }, form));
+  }
+
+  async cancel(order, button) {
+    button.disabled = true;
+    try {
+      await api("DELETE", `/v2/orders/${order.id}`);
+      this.onChanged();
+    } catch (error) {
+      button.disabled = false;
+      button.title = error.message;
+      button.closest("tr")?.querySelector("td:nth-last-child(2)")?.append(
+        el("span", { class: "error" }, ` ${error.message}`),
+      );
+    }
+  }
+
+  async loadHistory() {
+    const orders = await get("/v2/orders?status=closed&limit=100&direction=desc");
+    const rows = orders.map((order) =>
+      el(
+        "tr",
+        { dataset: { order: order.id } },
+        td(dateTime(order.updated_at ?? order.created_at)),
+        td(order.symbol, "symbol"),
+        sideCell(order.side),
+        td(typeName(order.type)),
+        td(decimal(order.qty), "num"),
+        td(decimal(order.filled_qty), "num"),
+        td(order.filled_avg_price ? money(order.filled_avg_price) : "–", "num"),
+        td(order.limit_price ? money(order.limit_price) : "–", "num"),
+        td(order.status.replace("_", " ")),
+      ),
+    );
+    $("pane-history").replaceChildren(
+      table(
+        [["Time"], ["Symbol"], ["Side"], ["Type"], ["Qty", "num"], ["Filled", "num"], ["Avg fill", "num"], ["Limit", "num"], ["Status"]],
+        rows,
+        "No finished orders yet.",
+      ),
+    );
+  }
+
+  async loadFills() {
+    const fills = await get("/v2/account/activities?activity_types=FILL&direction=desc&page_size=100");
+    const rows = fills.map((fill) =>
+      el(
+        "tr",
+        {},
+        td(dateTime(fill.transaction_time)),
+        td(fill.symbol, "symbol"),
+        sideCell(fill.side),
+        td(decimal(fill.qty), "num"),
+        td(money(fill.price), "num"),
+        td(fill.type === "partial_fill" ? "partial" : "fill"),
+      ),
+    );
+    $("pane-fills").replaceChildren(
+      table([["Time"], ["Symbol"], ["Side"], ["Qty", "num"], ["Price", "num"], ["Kind"]], rows, "No fills yet."),
+    );
+  }
+}
