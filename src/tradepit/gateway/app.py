@@ -4,6 +4,7 @@ operator's routes, the classroom's routes, the trading page at / and the OpenAPI
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -47,6 +48,10 @@ def create_app(redis_url: str, settings: GatewaySettings | None = None) -> HotRo
         await live_feed.start()
         app.state.live_feed = live_feed
         hot.live_feed = live_feed
+        # What start-up made (FastAPI's routes and models, the market) lives as long as the
+        # process: out of the cyclic GC's sight, its full collections walk only what came since.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
