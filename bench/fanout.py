@@ -18,7 +18,8 @@ open that many connections to the gateway's `/v2/iex` between them, each as alpa
   frame would cost the load generators more CPU than the gateway spends sending it, so only a
   `--sample` fraction of the clients (spread over the workers) decode theirs; every client
   counts.
-- `gateway_cpu_percent`: the gateway process's CPU time during the window (100 = one core).
+- `gateway_cpu_percent`: the gateway process's CPU time during the window (100 = one core),
+  and `gateway_us_per_frame` the same per frame the clients received.
 
 The clients are a minimal WebSocket client (an asyncio Protocol per connection on uvloop, a
 frame parser of a few lines; the `websockets` library costs several times more CPU per frame),
@@ -237,6 +238,7 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
     await asyncio.sleep(max(0.0, start_at + args.seconds - time.time()))
     cpu = time.process_time() - cpu
     await asyncio.sleep(0.2)
+    closed_early = sum(1 for client in clients if client.done.done())
     for client in clients:
         assert client.transport is not None
         client.transport.close()
@@ -247,7 +249,7 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
         "frames": tally.frames,
         "cpu_s": cpu,
         "latencies_ms": tally.latencies_ms,
-        "closed_early": sum(1 for client in clients if client.done.done()),
+        "closed_early": closed_early,
         "errors": [str(error) for error in tally.errors[:5]],
         "error_count": len(tally.errors),
     }
@@ -388,6 +390,8 @@ def run_clients(demo: Demo, clients: int, args: argparse.Namespace) -> dict[str,
         "max_ms": round(max(latencies, default=float("nan")), 2),
         "samples": len(latencies),
         "gateway_cpu_percent": round(cpu_used * 100 / args.seconds),
+        # The gateway's CPU per frame sent: the ratio that a busy machine disturbs least.
+        "gateway_us_per_frame": round(cpu_used * 1e6 / max(1, frames), 1),
         "clients_cpu_percent": round(sum(r["cpu_s"] for r in results) * 100 / args.seconds),
         "machine_cpu_percent": round(machine_used * 100 / args.seconds),
         "ready_s": max(result["ready_s"] for result in ready),
@@ -449,7 +453,13 @@ def main() -> None:
     for count in counts:
         medians = {
             name: statistics.median(run[name] for run in runs[count])
-            for name in ("delivered_per_s", "p50_ms", "p99_ms", "gateway_cpu_percent")
+            for name in (
+                "delivered_per_s",
+                "p50_ms",
+                "p99_ms",
+                "gateway_cpu_percent",
+                "gateway_us_per_frame",
+            )
         }
         summary[count] = medians
         print(f"{count:,} clients (median of {args.repeat}): {json.dumps(medians)}", flush=True)
@@ -463,6 +473,7 @@ def main() -> None:
                 "p50_ms": summary[largest]["p50_ms"],
                 "p99_ms": summary[largest]["p99_ms"],
                 "gateway_cpu_percent": summary[largest]["gateway_cpu_percent"],
+                "gateway_us_per_frame": summary[largest]["gateway_us_per_frame"],
                 "runs": {str(count): runs[count] for count in counts},
                 "workers": args.workers,
                 "sample": args.sample,

@@ -597,6 +597,8 @@ async def serve_stream(
     client.reader = reader
     try:
         await asyncio.wait([reader])
+        if not reader.cancelled() and reader.exception() is not None:
+            client.gone = True  # a send to it failed: the connection is gone
     finally:
         reader.cancel()
         live.forget(client)
