@@ -1,6 +1,7 @@
 """A market data client that stops reading is cut off, while one that reads keeps receiving
 everything: against a second gateway process on the venue (gateways are stateless), started
-with a small stream queue limit, and raw `websockets` clients."""
+with a small stream queue limit or a short send timeout and a small send buffer, and raw
+`websockets` clients."""
 
 from __future__ import annotations
 
