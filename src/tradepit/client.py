@@ -3,7 +3,8 @@ use to send commands to the stages and wait for their replies.
 
 Commands sent in the same moment are group-committed: one flusher appends everything pending
 as one stream entry per ledger shard, so a burst of N orders costs a handful of round trips
-rather than N. Replies come back on a Pub/Sub channel of this client's own.
+rather than N. Replies come back on a Pub/Sub channel of this client's own. Both ride thin
+hiredis connections (`tradepit.stage.resp`): this is the path of every order.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from tradepit.stage.messages import (
     decode_replies,
     encode,
 )
+from tradepit.stage.resp import RespConnection, RespSubscriber, pack, raise_errors
 
 __all__ = ["VenueClient", "ReplyTimeoutError", "init_config", "load_config"]
 
@@ -70,15 +72,15 @@ class VenueClient:
         self._pending: dict[str, list[LedgerCommand]] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._pubsub: Any = None
+        self._subscriber: RespSubscriber | None = None
+        self._wire: RespConnection | None = None  # the inboxes' appends
 
     async def connect(self) -> VenueClient:
         self.config = await load_config(self.redis)
-        self._pubsub = self.redis.pubsub()
-        await self._pubsub.subscribe(self.reply_channel)
-        # Wait for the confirmation, so that no reply can arrive before we listen.
-        while await self._pubsub.get_message(timeout=1.0) is None:
-            pass
+        # Subscribed before anything is sent, so that no reply can arrive before we listen.
+        self._subscriber = await RespSubscriber.open(
+            self.redis_url, self.reply_channel, self._on_replies
+        )
         self._tasks = [
             asyncio.create_task(self._listen(), name="replies"),
             asyncio.create_task(self._flush_forever(), name="flusher"),
@@ -91,8 +93,10 @@ class VenueClient:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._pubsub is not None:
-            await self._pubsub.aclose()
+        if self._subscriber is not None:
+            self._subscriber.close()
+        if self._wire is not None:
+            self._wire.close()
         await self.redis.aclose()
 
     async def __aenter__(self) -> VenueClient:
@@ -142,16 +146,18 @@ class VenueClient:
             pending, self._pending = self._pending, {}
             if not pending:
                 continue
+            appends = []
+            for shard, commands in pending.items():
+                inbox = ShardKeys(shard).inbox
+                for start in range(0, len(commands), MAX_COMMANDS_PER_ENTRY):
+                    chunk = encode(commands[start : start + MAX_COMMANDS_PER_ENTRY])
+                    appends.append(
+                        pack(("XADD", inbox, "*", COMMANDS, chunk, REPLY_TO, self.reply_channel))
+                    )
             try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for shard, commands in pending.items():
-                        inbox = ShardKeys(shard).inbox
-                        for start in range(0, len(commands), MAX_COMMANDS_PER_ENTRY):
-                            chunk = commands[start : start + MAX_COMMANDS_PER_ENTRY]
-                            pipe.xadd(
-                                inbox, {COMMANDS: encode(chunk), REPLY_TO: self.reply_channel}
-                            )
-                    await pipe.execute()
+                if self._wire is None or self._wire.closed:
+                    self._wire = await RespConnection.open(self.redis_url)
+                raise_errors(await self._wire.call(b"".join(appends), len(appends)))
             except Exception as error:
                 # Not appended (or not known to be): fail the callers, who may retry.
                 for commands in pending.values():
@@ -162,26 +168,29 @@ class VenueClient:
 
     # Receiving.
 
+    def _on_replies(self, _channel: bytes, data: bytes) -> None:
+        try:
+            replies = decode_replies(data)
+        except msgspec.DecodeError:
+            log.warning("undecodable reply on %s", self.reply_channel)
+            return
+        waiting = self._waiting
+        for reply in replies:
+            future = waiting.pop(reply.request_id, None)
+            if future is not None and not future.done():
+                future.set_result(reply)
+
     async def _listen(self) -> None:
+        """Subscribe again whenever the connection is lost (replies meanwhile are lost too:
+        their callers time out and look the outcome up)."""
         while True:
-            try:
-                message = await self._pubsub.get_message(timeout=1.0)
-            except (RedisConnectionError, OSError):
-                await asyncio.sleep(0.1)
-                with contextlib.suppress(RedisConnectionError, OSError):
-                    await self._pubsub.subscribe(self.reply_channel)
-                continue
-            if message is None or message.get("type") != "message":
-                continue
-            try:
-                replies = decode_replies(message["data"])
-            except msgspec.DecodeError:
-                log.warning("undecodable reply on %s", self.reply_channel)
-                continue
-            for reply in replies:
-                future = self._waiting.pop(reply.request_id, None)
-                if future is not None and not future.done():
-                    future.set_result(reply)
+            if self._subscriber is not None:
+                await self._subscriber.wait_closed()
+            await asyncio.sleep(0.1)
+            with contextlib.suppress(RedisConnectionError, OSError, TimeoutError):
+                self._subscriber = await RespSubscriber.open(
+                    self.redis_url, self.reply_channel, self._on_replies
+                )
 
     # Reading what the stages committed.
 

@@ -27,6 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tradepit.stage.keys import ShardKeys
+from tradepit.stage.resp import RespConnection, pack, pack_stack, xread_batch, xread_command
 
 __all__ = ["BadEntryError", "StageCore", "StageLoop", "Fields"]
 
@@ -94,12 +95,14 @@ class StageLoop:
         backoff = 0.05
         while not self._stopping.is_set():
             redis = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=2)
+            wire: RespConnection | None = None
             try:
+                wire = await RespConnection.open(self.redis_url)
                 await self._load(redis)
                 self.ready.set()
                 backoff = 0.05
                 while not self._stopping.is_set():
-                    await self.step(redis)
+                    await self.step(redis, wire)
             except (RedisConnectionError, RedisTimeoutError, OSError) as error:
                 # Whatever this batch did in memory was not committed: load it all again.
                 log.warning("%s: redis unavailable (%s); reloading", self.core.keys.shard, error)
@@ -107,6 +110,8 @@ class StageLoop:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
             finally:
+                if wire is not None:
+                    wire.close()
                 await redis.aclose()
 
     async def _load(self, redis: aioredis.Redis) -> None:
@@ -117,13 +122,16 @@ class StageLoop:
         await self.core.load(redis)
         self._next_batch = None
 
-    async def step(self, redis: aioredis.Redis) -> int:
-        """Read, apply and commit one batch; return how many entries it held."""
+    async def step(self, redis: aioredis.Redis, wire: RespConnection) -> int:
+        """Read, apply and commit one batch; return how many entries it held.
+
+        The core queues its writes on a redis-py `Pipeline` (`redis`'s), which here only
+        collects them: they are packed by hiredis and sent on `wire`, the thin connection."""
         response, self._next_batch = self._next_batch, None
         if not response:
             block = None if self._stopping.is_set() else self.block_ms
-            streams: Any = self.checkpoints
-            response = await redis.xread(streams, count=self.max_entries, block=block)
+            read = xread_command(self.checkpoints, self.max_entries, block)
+            response = xread_batch((await wire.call(read, 1))[0])
             if not response:
                 return 0
         keys = self.core.keys
@@ -141,35 +149,36 @@ class StageLoop:
             count += len(entries)
             advanced[stream] = entries[-1][0]
         checkpoints = {**self.checkpoints, **advanced}
-        async with redis.pipeline(transaction=True) as tx:
-            publishes = self.core.write(tx)
-            for stream, entry_id, fields, reason in dead:
-                record: dict[Any, Any] = {
-                    b"stream": stream,
-                    b"id": entry_id,
-                    b"reason": reason,
-                }
-                record.update({b"field:" + name: value for name, value in fields.items()})
-                tx.xadd(keys.dead_letters, record, maxlen=DEAD_LETTERS_KEPT, approximate=True)
-            tx.hset(keys.checkpoints, mapping=advanced)  # type: ignore[arg-type]
-            # Published inside the transaction: subscribers get them once it is applied, and
-            # not before it is in the append-only file (Valkey writes the AOF before replies).
-            for channel, message in publishes:
-                tx.publish(channel, message)
-            # And the next batch, read after this commit, in the same round trip.
-            tx.xread(checkpoints, count=self.max_entries)  # type: ignore[arg-type]
-            results = await tx.execute()
-        self._next_batch = results[-1]
+        tx = redis.pipeline(transaction=True)
+        publishes = self.core.write(tx)
+        for stream, entry_id, fields, reason in dead:
+            record: dict[Any, Any] = {
+                b"stream": stream,
+                b"id": entry_id,
+                b"reason": reason,
+            }
+            record.update({b"field:" + name: value for name, value in fields.items()})
+            tx.xadd(keys.dead_letters, record, maxlen=DEAD_LETTERS_KEPT, approximate=True)
+        tx.hset(keys.checkpoints, mapping=advanced)  # type: ignore[arg-type]
+        # Published inside the transaction: subscribers get them once it is applied, and
+        # not before it is in the append-only file (Valkey writes the AOF before replies).
+        for channel, message in publishes:
+            tx.publish(channel, message)
+        after = []
+        if self.trim_inputs and (self.batches + 1) % 8 == 0:
+            # What is applied and committed is no longer needed in the inboxes.
+            after = [
+                pack(("XTRIM", stream, "MINID", "~", entry_id))
+                for stream, entry_id in checkpoints.items()
+                if entry_id != _START
+            ]
+        # And the next batch, read after this commit, in the same round trip.
+        after.append(xread_command(checkpoints, self.max_entries))
+        replies = await wire.transaction(pack_stack(tx.command_stack), after)
+        self._next_batch = xread_batch(replies[-1])
         self.checkpoints = checkpoints
         self.batches += 1
         self.dead_letters += len(dead)
         for stream, entry_id, _fields, reason in dead:
             log.warning("%s: dead-lettered %s %s: %s", keys.shard, stream, entry_id, reason)
-        if self.trim_inputs and self.batches % 8 == 0:
-            # What is applied and committed is no longer needed in the inboxes.
-            async with redis.pipeline(transaction=False) as pipe:
-                for stream, entry_id in self.checkpoints.items():
-                    if entry_id != _START:
-                        pipe.xtrim(stream, minid=entry_id, approximate=True)
-                await pipe.execute()
         return count
