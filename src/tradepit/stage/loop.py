@@ -3,8 +3,8 @@
 1. read a batch from the shard's inbox streams, after its checkpoints;
 2. apply it to the in-memory core, deterministically;
 3. in ONE MULTI/EXEC: append the outputs to the outbox streams, write the state that changed,
-   advance the checkpoints, and PUBLISH the live copies; the same transaction reads the next
-   batch, so that a busy stage pays one round trip per batch.
+   advance the checkpoints, and PUBLISH the live copies; the same write carries the (blocking)
+   XREAD of the next batch, so that a stage pays one round trip per batch, busy or idle.
 
 A crash anywhere loses nothing: until EXEC, nothing of the batch is in Redis, and a restarted
 stage loads the state and checkpoints that were committed together. A lost connection is
@@ -27,7 +27,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tradepit.stage.keys import ShardKeys
-from tradepit.stage.resp import RespConnection, pack, pack_stack, xread_batch, xread_command
+from tradepit.stage.resp import (
+    RespConnection,
+    executed,
+    pack,
+    pack_stack,
+    transaction,
+    xread_batch,
+    xread_command,
+)
 
 __all__ = ["BadEntryError", "StageCore", "StageLoop", "Fields"]
 
@@ -82,7 +90,8 @@ class StageLoop:
         self.block_ms = block_ms
         self.trim_inputs = trim_inputs
         self.checkpoints: dict[str, bytes] = {}
-        self._next_batch: Any = None  # read in the last commit's round trip
+        # The next batch's XREAD, sent with the last commit (None: not sent yet).
+        self._next_read: asyncio.Future[list[Any]] | None = None
         self.batches = 0
         self.dead_letters = 0
         self._stopping = asyncio.Event()
@@ -120,20 +129,22 @@ class StageLoop:
             stream: stored.get(stream.encode(), _START) for stream in self.core.inboxes()
         }
         await self.core.load(redis)
-        self._next_batch = None
+        self._next_read = None
 
     async def step(self, redis: aioredis.Redis, wire: RespConnection) -> int:
         """Read, apply and commit one batch; return how many entries it held.
 
         The core queues its writes on a redis-py `Pipeline` (`redis`'s), which here only
         collects them: they are packed by hiredis and sent on `wire`, the thin connection."""
-        response, self._next_batch = self._next_batch, None
-        if not response:
+        if self._next_read is None:
             block = None if self._stopping.is_set() else self.block_ms
-            read = xread_command(self.checkpoints, self.max_entries, block)
-            response = xread_batch((await wire.call(read, 1))[0])
-            if not response:
-                return 0
+            self._next_read = wire.request(
+                xread_command(self.checkpoints, self.max_entries, block), 1
+            )
+        reading, self._next_read = self._next_read, None
+        response = xread_batch((await reading)[0])
+        if not response:
+            return 0
         keys = self.core.keys
         dead: list[tuple[str, bytes, Fields, str]] = []
         advanced: dict[str, bytes] = {}
@@ -164,18 +175,20 @@ class StageLoop:
         # not before it is in the append-only file (Valkey writes the AOF before replies).
         for channel, message in publishes:
             tx.publish(channel, message)
-        after = []
+        trims = []
         if self.trim_inputs and (self.batches + 1) % 8 == 0:
             # What is applied and committed is no longer needed in the inboxes.
-            after = [
+            trims = [
                 pack(("XTRIM", stream, "MINID", "~", entry_id))
                 for stream, entry_id in checkpoints.items()
                 if entry_id != _START
             ]
-        # And the next batch, read after this commit, in the same round trip.
-        after.append(xread_command(checkpoints, self.max_entries))
-        replies = await wire.transaction(pack_stack(tx.command_stack), after)
-        self._next_batch = xread_batch(replies[-1])
+        commands = pack_stack(tx.command_stack)
+        # And the next batch, read after this commit, in the same write: Valkey answers EXEC,
+        # then the XREAD as soon as there is something after the new checkpoints.
+        next_read = xread_command(checkpoints, self.max_entries, self.block_ms)
+        committing, self._next_read = wire.send(transaction(commands, trims), (next_read, 1))
+        executed(await committing, len(commands))
         self.checkpoints = checkpoints
         self.batches += 1
         self.dead_letters += len(dead)

@@ -31,6 +31,8 @@ __all__ = [
     "RespSubscriber",
     "pack",
     "pack_stack",
+    "transaction",
+    "executed",
     "raise_errors",
     "xread_command",
     "xread_batch",
@@ -39,9 +41,7 @@ __all__ = [
 
 def pack(command: Sequence[Any]) -> bytes:
     """One command in RESP: its arguments are str, bytes, int or float."""
-    packed: bytes = hiredis.pack_command(
-        command if type(command) is tuple else tuple(command)
-    )
+    packed: bytes = hiredis.pack_command(command if type(command) is tuple else tuple(command))
     return packed
 
 
@@ -85,6 +85,24 @@ def xread_batch(reply: Any) -> XreadBatch:
             parsed.append((entry_id, dict(zip(pairs, pairs, strict=False))))
         batch.append((stream, parsed))
     return batch
+
+
+def transaction(commands: Sequence[bytes], after: Sequence[bytes] = ()) -> tuple[bytes, int]:
+    """MULTI, `commands`, EXEC, then `after`, packed; and how many replies they get."""
+    return b"".join((MULTI, *commands, EXEC, *after)), len(commands) + 2 + len(after)
+
+
+def executed(replies: list[Any], commands: int) -> list[Any]:
+    """The replies to `transaction(commands, after)`: EXEC's, then those of `after`.
+
+    Raises `ResponseError` if any command failed, to be queued or to run."""
+    exec_at = commands + 1
+    raise_errors(replies[: exec_at + 1])
+    results = replies[exec_at]
+    if results is None:
+        raise ResponseError("the transaction was aborted")
+    raise_errors(results)
+    return [*results, *replies[exec_at + 1 :]]
 
 
 class _Protocol(asyncio.Protocol):
@@ -149,12 +167,20 @@ class _Protocol(asyncio.Protocol):
 
     def request(self, packed: bytes, replies: int) -> asyncio.Future[list[Any]]:
         """Send `packed` (`replies` commands); the future gets their raw replies."""
+        return self.send((packed, replies))[0]
+
+    def send(self, *requests: tuple[bytes, int]) -> list[asyncio.Future[list[Any]]]:
+        """Write several requests in one system call; a future for each one's replies."""
         if self.transport is None or self.transport.is_closing():
             raise self.lost or RedisConnectionError("connection to Redis is closed")
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self.transport.write(packed)
-        self.waiting.append((future, replies, []))
-        return future
+        create_future = asyncio.get_running_loop().create_future
+        futures = []
+        for _packed, replies in requests:
+            future: asyncio.Future[list[Any]] = create_future()
+            self.waiting.append((future, replies, []))
+            futures.append(future)
+        self.transport.write(b"".join(packed for packed, _replies in requests))
+        return futures
 
     def is_closed(self) -> bool:
         return self.transport is None or self.transport.is_closing()
@@ -219,19 +245,16 @@ class RespConnection:
     async def call(self, packed: bytes, replies: int) -> list[Any]:
         return await self._protocol.request(packed, replies)
 
+    def send(self, *requests: tuple[bytes, int]) -> list[asyncio.Future[list[Any]]]:
+        """Write several requests in one system call; a future for each one's replies."""
+        return self._protocol.send(*requests)
+
     async def transaction(self, commands: list[bytes], after: Sequence[bytes] = ()) -> list[Any]:
         """MULTI, `commands`, EXEC, then `after`: EXEC's replies, then those of `after`.
 
         Raises `ResponseError` if any command failed, to be queued or to run."""
-        packed = b"".join((MULTI, *commands, EXEC, *after))
-        replies = await self.call(packed, len(commands) + 2 + len(after))
-        executed_at = len(commands) + 1
-        raise_errors(replies[: executed_at + 1])
-        executed = replies[executed_at]
-        if executed is None:
-            raise ResponseError("the transaction was aborted")
-        raise_errors(executed)
-        return [*executed, *replies[executed_at + 1 :]]
+        packed, count = transaction(commands, after)
+        return executed(await self.call(packed, count), len(commands))
 
     def close(self) -> None:
         self._protocol.close()
