@@ -369,10 +369,11 @@ class Venue:
                 continue
             if int(stat.rsplit(")", 1)[1].split()[1]) != self.process.pid:
                 continue
-            if b"valkey" in cmdline:
-                found["valkey"] = int(entry.name)
-            elif b"gateway" in cmdline:
+            # The gateway's command line names the server's socket (…/valkey.sock): test it first.
+            if b"gateway" in cmdline:
                 found["gateway"] = int(entry.name)
+            elif b"valkey" in cmdline:
+                found["valkey"] = int(entry.name)
         return found
 
     async def create_accounts(self, count: int) -> list[tuple[str, str]]:
