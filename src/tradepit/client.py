@@ -1,10 +1,11 @@
 """Talking to a running venue through Redis: what the gateway, the admin CLI and the benchmarks
 use to send commands to the stages and wait for their replies.
 
-Commands sent in the same moment are group-committed: one flusher appends everything pending
-as one stream entry per ledger shard, so a burst of N orders costs a handful of round trips
-rather than N. Replies come back on a Pub/Sub channel of this client's own. Both ride thin
-hiredis connections (`tradepit.stage.resp`): this is the path of every order.
+Commands sent in the same turn of the event loop are group-committed: one flush at the end of
+the turn appends everything pending as one stream entry per ledger shard, in one write that
+does not wait for the replies to earlier ones, so a burst of N orders costs a handful of
+appends rather than N. Replies come back on a Pub/Sub channel of this client's own. Both ride
+thin hiredis connections (`tradepit.stage.resp`): this is the path of every order.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ class VenueClient:
         self._request_ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Reply]] = {}
         self._pending: dict[str, list[LedgerCommand]] = {}
-        self._wake = asyncio.Event()
+        self._flush_scheduled = False
+        self._connecting: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._subscriber: RespSubscriber | None = None
         self._wire: RespConnection | None = None  # the inboxes' appends
@@ -81,13 +83,13 @@ class VenueClient:
         self._subscriber = await RespSubscriber.open(
             self.redis_url, self.reply_channel, self._on_replies
         )
-        self._tasks = [
-            asyncio.create_task(self._listen(), name="replies"),
-            asyncio.create_task(self._flush_forever(), name="flusher"),
-        ]
+        self._wire = await RespConnection.open(self.redis_url)
+        self._tasks = [asyncio.create_task(self._listen(), name="replies")]
         return self
 
     async def close(self) -> None:
+        if self._connecting is not None:
+            self._tasks.append(self._connecting)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -117,7 +119,7 @@ class VenueClient:
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._waiting[command.request_id] = future
         self._pending.setdefault(ledger_of(account_id, self.config), []).append(command)
-        self._wake.set()
+        self._flush_soon()
         return future
 
     async def request(self, account_id: int, command: LedgerCommand) -> Reply:
@@ -139,32 +141,60 @@ class VenueClient:
         """Append operator commands to a matcher shard's inbox (they have no reply)."""
         await self.redis.xadd(ShardKeys(shard).inbox, {COMMANDS: encode(list(commands))})
 
-    async def _flush_forever(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            pending, self._pending = self._pending, {}
-            if not pending:
-                continue
-            appends = []
-            for shard, commands in pending.items():
-                inbox = ShardKeys(shard).inbox
-                for start in range(0, len(commands), MAX_COMMANDS_PER_ENTRY):
-                    chunk = encode(commands[start : start + MAX_COMMANDS_PER_ENTRY])
-                    appends.append(
-                        pack(("XADD", inbox, "*", COMMANDS, chunk, REPLY_TO, self.reply_channel))
-                    )
+    def _flush_soon(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Append what was sent since the last flush: one write, the appends pipelined."""
+        self._flush_scheduled = False
+        if not self._pending:
+            return
+        wire = self._wire
+        if wire is None or wire.closed:
+            if self._connecting is None or self._connecting.done():
+                self._connecting = asyncio.create_task(self._reconnect(), name="connect")
+            return  # flushed once connected
+        pending, self._pending = self._pending, {}
+        appends = []
+        for shard, commands in pending.items():
+            inbox = ShardKeys(shard).inbox
+            for start in range(0, len(commands), MAX_COMMANDS_PER_ENTRY):
+                chunk = encode(commands[start : start + MAX_COMMANDS_PER_ENTRY])
+                appends.append(
+                    pack(("XADD", inbox, "*", COMMANDS, chunk, REPLY_TO, self.reply_channel))
+                )
+        try:
+            appended = wire.request(b"".join(appends), len(appends))
+        except Exception as error:
+            self._fail(pending, error)
+            return
+
+        def check(appended: asyncio.Future[list[Any]]) -> None:
             try:
-                if self._wire is None or self._wire.closed:
-                    self._wire = await RespConnection.open(self.redis_url)
-                raise_errors(await self._wire.call(b"".join(appends), len(appends)))
+                raise_errors(appended.result())
             except Exception as error:
-                # Not appended (or not known to be): fail the callers, who may retry.
-                for commands in pending.values():
-                    for command in commands:
-                        future = self._waiting.pop(command.request_id, None)
-                        if future is not None and not future.done():
-                            future.set_exception(error)
+                self._fail(pending, error)
+
+        appended.add_done_callback(check)
+
+    async def _reconnect(self) -> None:
+        try:
+            self._wire = await RespConnection.open(self.redis_url)
+        except Exception as error:
+            pending, self._pending = self._pending, {}
+            self._fail(pending, error)
+        else:
+            self._flush()
+
+    def _fail(self, pending: dict[str, list[LedgerCommand]], error: BaseException) -> None:
+        """Not appended (or not known to be): fail the callers, who may retry."""
+        for commands in pending.values():
+            for command in commands:
+                future = self._waiting.pop(command.request_id, None)
+                if future is not None and not future.done():
+                    future.set_exception(error)
 
     # Receiving.
 
