@@ -43,7 +43,7 @@ async def run_gateway(redis_url: str, host: str, port: int, settings: GatewaySet
         port=port,
         loop="none",  # the running one (uvloop, set by the CLI)
         http="httptools",
-        ws="websockets",
+        ws="websockets-sansio",
         lifespan="on",
         log_level="warning",
         access_log=False,
