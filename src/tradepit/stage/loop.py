@@ -28,10 +28,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tradepit.stage.keys import ShardKeys
 from tradepit.stage.resp import (
+    CommandBuffer,
     RespConnection,
     executed,
     pack,
-    pack_stack,
     transaction,
     xread_batch,
     xread_command,
@@ -134,8 +134,8 @@ class StageLoop:
     async def step(self, redis: aioredis.Redis, wire: RespConnection) -> int:
         """Read, apply and commit one batch; return how many entries it held.
 
-        The core queues its writes on a redis-py `Pipeline` (`redis`'s), which here only
-        collects them: they are packed by hiredis and sent on `wire`, the thin connection."""
+        The core queues its writes on a redis-py `Pipeline` that only packs them (a
+        `CommandBuffer`): they are sent on `wire`, the thin connection."""
         if self._next_read is None:
             block = None if self._stopping.is_set() else self.block_ms
             self._next_read = wire.request(
@@ -160,7 +160,7 @@ class StageLoop:
             count += len(entries)
             advanced[stream] = entries[-1][0]
         checkpoints = {**self.checkpoints, **advanced}
-        tx = redis.pipeline(transaction=True)
+        tx = CommandBuffer()
         publishes = self.core.write(tx)
         for stream, entry_id, fields, reason in dead:
             record: dict[Any, Any] = {
@@ -183,7 +183,7 @@ class StageLoop:
                 for stream, entry_id in checkpoints.items()
                 if entry_id != _START
             ]
-        commands = pack_stack(tx.command_stack)
+        commands = tx.packed
         # And the next batch, read after this commit, in the same write: Valkey answers EXEC,
         # then the XREAD as soon as there is something after the new checkpoints.
         next_read = xread_command(checkpoints, self.max_entries, self.block_ms)
