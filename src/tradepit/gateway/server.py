@@ -49,5 +49,6 @@ async def run_gateway(redis_url: str, host: str, port: int, settings: GatewaySet
         access_log=False,
         server_header=False,
         backlog=1024,
+        timeout_graceful_shutdown=5,  # then WebSockets and requests still open are cut
     )
     await _Server(config).serve()
