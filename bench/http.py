@@ -78,7 +78,7 @@ class HttpError(Exception):
 
 class Connection(asyncio.Protocol):
     """One HTTP/1.1 keep-alive connection, one request at a time; responses must carry a
-    Content-Length (granian's do) or have no body (204)."""
+    Content-Length (the gateway's do) or have no body (204)."""
 
     def __init__(self, host: str, key_id: str, secret: str) -> None:
         self.loop = asyncio.get_running_loop()
@@ -369,10 +369,11 @@ class Venue:
                 continue
             if int(stat.rsplit(")", 1)[1].split()[1]) != self.process.pid:
                 continue
-            if b"valkey" in cmdline:
-                found["valkey"] = int(entry.name)
-            elif b"gateway" in cmdline:
+            # The gateway's command line names the server's socket (…/valkey.sock): test it first.
+            if b"gateway" in cmdline:
                 found["gateway"] = int(entry.name)
+            elif b"valkey" in cmdline:
+                found["valkey"] = int(entry.name)
         return found
 
     async def create_accounts(self, count: int) -> list[tuple[str, str]]:

@@ -18,14 +18,18 @@ An order is settled when its ledger shard has applied the book's answer to it (a
 the fills it made at once, both sides, with fees): the ledger appends the changed order records
 to its `updates` stream in each commit. The latency is the time from the order's `ts` (stamped
 as it is sent) to the arrival here of that record, tailing the `updates` streams. `lost` counts
-orders sent but absent from the ledgers' order tables at the end; it must be 0. The last line
-is one JSON object.
+orders sent but absent from the ledgers' order tables at the end; it must be 0.
+`cpu_us_per_order` is the CPU time (us) that the stage processes, Valkey, this process (the
+clients and the settlement watcher) and the whole machine (everything on it, other users
+included) spent from the first send to the last order settled, per order settled: on a shared
+machine, the figure to compare. The last line is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -82,7 +86,29 @@ class ProgressUpdate(msgspec.Struct, array_like=True):
     order: Progress
 
 
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 _decode_progress = msgspec.json.Decoder(list[ProgressUpdate]).decode
+
+
+def server_pid(server: EmbeddedValkey) -> int:
+    assert server.process is not None
+    return server.process.pid
+
+
+def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
+    """CPU time (user + system) of each group of processes, and of the whole machine."""
+    times = {}
+    for name, group in pids.items():
+        total = 0.0
+        for pid in group:
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+        times[name] = total
+    # user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+    ticks = [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    times["machine"] = (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICK
+    return times
 
 
 def start_stages(url: str, shards: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:
@@ -190,6 +216,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if future.cancelled() or future.exception() is not None or not future.result().ok:
                 refused += 1
 
+        pids = {"stages": [process.pid for process in processes], "valkey": [server_pid(server)]}
+        pids["bench client"] = [os.getpid()]
+        cpu_before = cpu_seconds(pids)
         started = time.perf_counter()
         tick = 0.001
         per_tick = max(1, round(args.rate * tick)) if args.rate else 0
@@ -208,6 +237,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         while len(settled) < len(orders) and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
         elapsed = time.perf_counter() - started
+        cpu_used = {name: seconds - cpu_before[name] for name, seconds in cpu_seconds(pids).items()}
         stop_watching.set()
         await watcher
         while await entries_in_flight(redis, config):
@@ -233,6 +263,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "orders": len(orders),
             "settled": len(settled),
             "send_s": round(sent_at - started, 3),
+            "cpu_us_per_order": {
+                name: round(seconds * 1e6 / max(1, len(settled)), 1)
+                for name, seconds in cpu_used.items()
+            },
             "elapsed_s": round(elapsed, 3),
             "fsync": args.fsync,
             "shards": f"{args.shards}+{args.shards}",

@@ -1,9 +1,11 @@
 """Talking to a running venue through Redis: what the gateway, the admin CLI and the benchmarks
 use to send commands to the stages and wait for their replies.
 
-Commands sent in the same moment are group-committed: one flusher appends everything pending
-as one stream entry per ledger shard, so a burst of N orders costs a handful of round trips
-rather than N. Replies come back on a Pub/Sub channel of this client's own.
+Commands sent in the same turn of the event loop are group-committed: one flush at the end of
+the turn appends everything pending as one stream entry per ledger shard, in one write that
+does not wait for the replies to earlier ones, so a burst of N orders costs a handful of
+appends rather than N. Replies come back on a Pub/Sub channel of this client's own. Both ride
+thin hiredis connections (`tradepit.stage.resp`): this is the path of every order.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from tradepit.stage.messages import (
     decode_replies,
     encode,
 )
+from tradepit.stage.resp import RespConnection, RespSubscriber, pack, raise_errors
 
 __all__ = ["VenueClient", "ReplyTimeoutError", "init_config", "load_config"]
 
@@ -76,31 +79,34 @@ class VenueClient:
         self._request_ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Reply]] = {}
         self._pending: dict[str, list[LedgerCommand]] = {}
-        self._wake = asyncio.Event()
+        self._flush_scheduled = False
+        self._connecting: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._pubsub: Any = None
+        self._subscriber: RespSubscriber | None = None
+        self._wire: RespConnection | None = None  # the inboxes' appends
 
     async def connect(self) -> VenueClient:
         self.config = await load_config(self.redis)
-        self._pubsub = self.redis.pubsub()
-        await self._pubsub.subscribe(self.reply_channel)
-        # Wait for the confirmation, so that no reply can arrive before we listen.
-        while await self._pubsub.get_message(timeout=1.0) is None:
-            pass
-        self._tasks = [
-            asyncio.create_task(self._listen(), name="replies"),
-            asyncio.create_task(self._flush_forever(), name="flusher"),
-        ]
+        # Subscribed before anything is sent, so that no reply can arrive before we listen.
+        self._subscriber = await RespSubscriber.open(
+            self.redis_url, self.reply_channel, self._on_replies
+        )
+        self._wire = await RespConnection.open(self.redis_url)
+        self._tasks = [asyncio.create_task(self._listen(), name="replies")]
         return self
 
     async def close(self) -> None:
+        if self._connecting is not None:
+            self._tasks.append(self._connecting)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._pubsub is not None:
-            await self._pubsub.aclose()
+        if self._subscriber is not None:
+            self._subscriber.close()
+        if self._wire is not None:
+            self._wire.close()
         await self.redis.aclose()
 
     async def __aenter__(self) -> VenueClient:
@@ -121,7 +127,7 @@ class VenueClient:
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._waiting[command.request_id] = future
         self._pending.setdefault(ledger_of(account_id, self.config), []).append(command)
-        self._wake.set()
+        self._flush_soon()
         return future
 
     async def request(self, account_id: int, command: LedgerCommand) -> Reply:
@@ -143,53 +149,86 @@ class VenueClient:
         """Append operator commands to a matcher shard's inbox (they have no reply)."""
         await self.redis.xadd(ShardKeys(shard).inbox, {COMMANDS: encode(list(commands))})
 
-    async def _flush_forever(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            pending, self._pending = self._pending, {}
-            if not pending:
-                continue
+    def _flush_soon(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Append what was sent since the last flush: one write, the appends pipelined."""
+        self._flush_scheduled = False
+        if not self._pending:
+            return
+        wire = self._wire
+        if wire is None or wire.closed:
+            if self._connecting is None or self._connecting.done():
+                self._connecting = asyncio.create_task(self._reconnect(), name="connect")
+            return  # flushed once connected
+        pending, self._pending = self._pending, {}
+        appends = []
+        for shard, commands in pending.items():
+            inbox = ShardKeys(shard).inbox
+            for start in range(0, len(commands), MAX_COMMANDS_PER_ENTRY):
+                chunk = encode(commands[start : start + MAX_COMMANDS_PER_ENTRY])
+                appends.append(
+                    pack(("XADD", inbox, "*", COMMANDS, chunk, REPLY_TO, self.reply_channel))
+                )
+        try:
+            appended = wire.request(b"".join(appends), len(appends))
+        except Exception as error:
+            self._fail(pending, error)
+            return
+
+        def check(appended: asyncio.Future[list[Any]]) -> None:
             try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for shard, commands in pending.items():
-                        inbox = ShardKeys(shard).inbox
-                        for start in range(0, len(commands), MAX_COMMANDS_PER_ENTRY):
-                            chunk = commands[start : start + MAX_COMMANDS_PER_ENTRY]
-                            pipe.xadd(
-                                inbox, {COMMANDS: encode(chunk), REPLY_TO: self.reply_channel}
-                            )
-                    await pipe.execute()
+                raise_errors(appended.result())
             except Exception as error:
-                # Not appended (or not known to be): fail the callers, who may retry.
-                for commands in pending.values():
-                    for command in commands:
-                        future = self._waiting.pop(command.request_id, None)
-                        if future is not None and not future.done():
-                            future.set_exception(error)
+                self._fail(pending, error)
+
+        appended.add_done_callback(check)
+
+    async def _reconnect(self) -> None:
+        try:
+            self._wire = await RespConnection.open(self.redis_url)
+        except Exception as error:
+            pending, self._pending = self._pending, {}
+            self._fail(pending, error)
+        else:
+            self._flush()
+
+    def _fail(self, pending: dict[str, list[LedgerCommand]], error: BaseException) -> None:
+        """Not appended (or not known to be): fail the callers, who may retry."""
+        for commands in pending.values():
+            for command in commands:
+                future = self._waiting.pop(command.request_id, None)
+                if future is not None and not future.done():
+                    future.set_exception(error)
 
     # Receiving.
 
+    def _on_replies(self, _channel: bytes, data: bytes) -> None:
+        try:
+            replies = decode_replies(data)
+        except msgspec.DecodeError:
+            log.warning("undecodable reply on %s", self.reply_channel)
+            return
+        waiting = self._waiting
+        for reply in replies:
+            future = waiting.pop(reply.request_id, None)
+            if future is not None and not future.done():
+                future.set_result(reply)
+
     async def _listen(self) -> None:
+        """Subscribe again whenever the connection is lost (replies meanwhile are lost too:
+        their callers time out and look the outcome up)."""
         while True:
-            try:
-                message = await self._pubsub.get_message(timeout=1.0)
-            except (RedisConnectionError, OSError):
-                await asyncio.sleep(0.1)
-                with contextlib.suppress(RedisConnectionError, OSError):
-                    await self._pubsub.subscribe(self.reply_channel)
-                continue
-            if message is None or message.get("type") != "message":
-                continue
-            try:
-                replies = decode_replies(message["data"])
-            except msgspec.DecodeError:
-                log.warning("undecodable reply on %s", self.reply_channel)
-                continue
-            for reply in replies:
-                future = self._waiting.pop(reply.request_id, None)
-                if future is not None and not future.done():
-                    future.set_result(reply)
+            if self._subscriber is not None:
+                await self._subscriber.wait_closed()
+            await asyncio.sleep(0.1)
+            with contextlib.suppress(RedisConnectionError, OSError, TimeoutError):
+                self._subscriber = await RespSubscriber.open(
+                    self.redis_url, self.reply_channel, self._on_replies
+                )
 
     # Reading what the stages committed.
 

@@ -30,18 +30,18 @@ def _admin(data_dir: Path, *args: str) -> dict[str, object]:
 
 
 def _valkey_pid(data_dir: Path) -> int:
-    """The server `serve` started: Valkey sets its process title to its address."""
-    url = json.loads((data_dir / "venue.json").read_text())["redis_url"]
-    address = url.removeprefix("redis://").split("/")[0].encode()
+    """The server `serve` started: its child valkey-server."""
+    serve_pid = json.loads((data_dir / "venue.json").read_text())["pid"]
     for pid in os.listdir("/proc"):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
         is_valkey = cmdline.startswith(b"valkey-server") or b"/valkey-server" in cmdline
-        if is_valkey and address in cmdline:
+        if is_valkey and parent == serve_pid:
             return int(pid)
-    raise AssertionError(f"no valkey-server at {address!r}")
+    raise AssertionError(f"no valkey-server started by serve (pid {serve_pid})")
 
 
 def test_serve_admin_and_verify(tmp_path: Path) -> None:

@@ -3,8 +3,8 @@
 1. read a batch from the shard's inbox streams, after its checkpoints;
 2. apply it to the in-memory core, deterministically;
 3. in ONE MULTI/EXEC: append the outputs to the outbox streams, write the state that changed,
-   advance the checkpoints, and PUBLISH the live copies; the same transaction reads the next
-   batch, so that a busy stage pays one round trip per batch.
+   advance the checkpoints, and PUBLISH the live copies; the same write carries the (blocking)
+   XREAD of the next batch, so that a stage pays one round trip per batch, busy or idle.
 
 A crash anywhere loses nothing: until EXEC, nothing of the batch is in Redis, and a restarted
 stage loads the state and checkpoints that were committed together. A lost connection is
@@ -27,6 +27,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tradepit.stage.keys import ShardKeys
+from tradepit.stage.resp import (
+    CommandBuffer,
+    RespConnection,
+    executed,
+    pack,
+    transaction,
+    xread_batch,
+    xread_command,
+)
 
 __all__ = ["BadEntryError", "StageCore", "StageLoop", "Fields"]
 
@@ -81,7 +90,8 @@ class StageLoop:
         self.block_ms = block_ms
         self.trim_inputs = trim_inputs
         self.checkpoints: dict[str, bytes] = {}
-        self._next_batch: Any = None  # read in the last commit's round trip
+        # The next batch's XREAD, sent with the last commit (None: not sent yet).
+        self._next_read: asyncio.Future[list[Any]] | None = None
         self.batches = 0
         self.dead_letters = 0
         self._stopping = asyncio.Event()
@@ -94,12 +104,14 @@ class StageLoop:
         backoff = 0.05
         while not self._stopping.is_set():
             redis = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=2)
+            wire: RespConnection | None = None
             try:
+                wire = await RespConnection.open(self.redis_url)
                 await self._load(redis)
                 self.ready.set()
                 backoff = 0.05
                 while not self._stopping.is_set():
-                    await self.step(redis)
+                    await self.step(redis, wire)
             except (RedisConnectionError, RedisTimeoutError, OSError) as error:
                 # Whatever this batch did in memory was not committed: load it all again.
                 log.warning("%s: redis unavailable (%s); reloading", self.core.keys.shard, error)
@@ -107,6 +119,8 @@ class StageLoop:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
             finally:
+                if wire is not None:
+                    wire.close()
                 await redis.aclose()
 
     async def _load(self, redis: aioredis.Redis) -> None:
@@ -115,17 +129,22 @@ class StageLoop:
             stream: stored.get(stream.encode(), _START) for stream in self.core.inboxes()
         }
         await self.core.load(redis)
-        self._next_batch = None
+        self._next_read = None
 
-    async def step(self, redis: aioredis.Redis) -> int:
-        """Read, apply and commit one batch; return how many entries it held."""
-        response, self._next_batch = self._next_batch, None
-        if not response:
+    async def step(self, redis: aioredis.Redis, wire: RespConnection) -> int:
+        """Read, apply and commit one batch; return how many entries it held.
+
+        The core queues its writes on a redis-py `Pipeline` that only packs them (a
+        `CommandBuffer`): they are sent on `wire`, the thin connection."""
+        if self._next_read is None:
             block = None if self._stopping.is_set() else self.block_ms
-            streams: Any = self.checkpoints
-            response = await redis.xread(streams, count=self.max_entries, block=block)
-            if not response:
-                return 0
+            self._next_read = wire.request(
+                xread_command(self.checkpoints, self.max_entries, block), 1
+            )
+        reading, self._next_read = self._next_read, None
+        response = xread_batch((await reading)[0])
+        if not response:
+            return 0
         keys = self.core.keys
         dead: list[tuple[str, bytes, Fields, str]] = []
         advanced: dict[str, bytes] = {}
@@ -141,35 +160,38 @@ class StageLoop:
             count += len(entries)
             advanced[stream] = entries[-1][0]
         checkpoints = {**self.checkpoints, **advanced}
-        async with redis.pipeline(transaction=True) as tx:
-            publishes = self.core.write(tx)
-            for stream, entry_id, fields, reason in dead:
-                record: dict[Any, Any] = {
-                    b"stream": stream,
-                    b"id": entry_id,
-                    b"reason": reason,
-                }
-                record.update({b"field:" + name: value for name, value in fields.items()})
-                tx.xadd(keys.dead_letters, record, maxlen=DEAD_LETTERS_KEPT, approximate=True)
-            tx.hset(keys.checkpoints, mapping=advanced)  # type: ignore[arg-type]
-            # Published inside the transaction: subscribers get them once it is applied, and
-            # not before it is in the append-only file (Valkey writes the AOF before replies).
-            for channel, message in publishes:
-                tx.publish(channel, message)
-            # And the next batch, read after this commit, in the same round trip.
-            tx.xread(checkpoints, count=self.max_entries)  # type: ignore[arg-type]
-            results = await tx.execute()
-        self._next_batch = results[-1]
+        tx = CommandBuffer()
+        publishes = self.core.write(tx)
+        for stream, entry_id, fields, reason in dead:
+            record: dict[Any, Any] = {
+                b"stream": stream,
+                b"id": entry_id,
+                b"reason": reason,
+            }
+            record.update({b"field:" + name: value for name, value in fields.items()})
+            tx.xadd(keys.dead_letters, record, maxlen=DEAD_LETTERS_KEPT, approximate=True)
+        tx.hset(keys.checkpoints, mapping=advanced)  # type: ignore[arg-type]
+        # Published inside the transaction: subscribers get them once it is applied, and
+        # not before it is in the append-only file (Valkey writes the AOF before replies).
+        for channel, message in publishes:
+            tx.publish(channel, message)
+        trims = []
+        if self.trim_inputs and (self.batches + 1) % 8 == 0:
+            # What is applied and committed is no longer needed in the inboxes.
+            trims = [
+                pack(("XTRIM", stream, "MINID", "~", entry_id))
+                for stream, entry_id in checkpoints.items()
+                if entry_id != _START
+            ]
+        commands = tx.packed
+        # And the next batch, read after this commit, in the same write: Valkey answers EXEC,
+        # then the XREAD as soon as there is something after the new checkpoints.
+        next_read = xread_command(checkpoints, self.max_entries, self.block_ms)
+        committing, self._next_read = wire.send(transaction(commands, trims), (next_read, 1))
+        executed(await committing, len(commands))
         self.checkpoints = checkpoints
         self.batches += 1
         self.dead_letters += len(dead)
         for stream, entry_id, _fields, reason in dead:
             log.warning("%s: dead-lettered %s %s: %s", keys.shard, stream, entry_id, reason)
-        if self.trim_inputs and self.batches % 8 == 0:
-            # What is applied and committed is no longer needed in the inboxes.
-            async with redis.pipeline(transaction=False) as pipe:
-                for stream, entry_id in self.checkpoints.items():
-                    if entry_id != _START:
-                        pipe.xtrim(stream, minid=entry_id, approximate=True)
-                await pipe.execute()
         return count
