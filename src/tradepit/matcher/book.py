@@ -151,8 +151,7 @@ class Book:
         # The fast path: a plain limit or market order, and no stop order waiting to trigger.
         # It inlines `_execute` and `_rest`, because a Python call costs a tenth of the budget.
         price = order.price
-        order.leaves = order.qty
-        order.filled = 0
+        qty = order.qty
         seq = self.seq = self.seq + 1
         self.out.append(
             Accepted(
@@ -163,11 +162,13 @@ class Book:
                 order.account_id,
                 order.side,
                 price,
-                order.qty,
+                qty,
             )
         )
         tif = order.time_in_force
         if tif is FOK:
+            order.leaves = qty
+            order.filled = 0
             self._execute(order)
             return
         if order.side is BUY:
@@ -175,11 +176,14 @@ class Book:
         else:
             keys, levels, threshold, sign = self.bid_keys, self.bids, price, 1
         if keys and keys[-1] >= threshold:
-            if self._match(order, keys, levels, threshold, sign):
+            if self._match(order, qty, keys, levels, threshold, sign):
                 self._cancel_remainder(order, CancelReason.SELF_TRADE)
                 return
             if not order.leaves:
                 return
+        else:
+            order.leaves = qty
+            order.filled = 0
         if kind is MARKET:
             self._cancel_remainder(order, CancelReason.MARKET_REMAINDER)
         elif tif is IOC:
@@ -441,7 +445,11 @@ class Book:
         if order.time_in_force is FOK and not self._can_fill(order, keys, levels, threshold):
             self._cancel_remainder(order, CancelReason.FOK_UNFILLED)
             return
-        if keys and keys[-1] >= threshold and self._match(order, keys, levels, threshold, sign):
+        if (
+            keys
+            and keys[-1] >= threshold
+            and self._match(order, order.leaves, keys, levels, threshold, sign)
+        ):
             self._cancel_remainder(order, CancelReason.SELF_TRADE)
             return
         if not order.leaves:
@@ -456,12 +464,14 @@ class Book:
     def _match(
         self,
         taker: Order,
+        leaves: int,
         keys: list[int],
         levels: dict[int, _Level],
         threshold: int,
         sign: int,
     ) -> bool:
-        """Trade `taker` against the levels crossing `threshold`, best first, FIFO within each.
+        """Trade `taker`, unfilled with `leaves` lots open, against the levels crossing
+        `threshold`, best first, FIFO within each; then set the taker's `leaves` and `filled`.
 
         Returns True when self-trade prevention ended the taker (its remainder must be
         canceled). This is the hot path: locals only, one event struct per report.
@@ -470,8 +480,7 @@ class Book:
         orders = self.orders
         symbol = self.symbol
         seq = self.seq
-        leaves = taker.leaves
-        filled = taker.filled
+        filled = 0
         taker_id = taker.order_id
         taker_account = taker.account_id
         taker_side = taker.side
@@ -633,7 +642,7 @@ class Book:
                 break
             if not leaves or stopped_by_self_trade:
                 break
-        if filled != taker.filled:
+        if filled:
             self.last_price = traded_price
         self.seq = seq
         taker.leaves = leaves
