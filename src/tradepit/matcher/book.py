@@ -171,12 +171,13 @@ class Book:
             order.filled = 0
             self._execute(order)
             return
-        if order.side is BUY:
-            keys, levels, threshold, sign = self.ask_keys, self.asks, -price, -1
+        is_buy = order.side is BUY
+        if is_buy:
+            keys, levels, threshold = self.ask_keys, self.asks, -price
         else:
-            keys, levels, threshold, sign = self.bid_keys, self.bids, price, 1
+            keys, levels, threshold = self.bid_keys, self.bids, price
         if keys and keys[-1] >= threshold:
-            if self._match(order, qty, keys, levels, threshold, sign):
+            if self._match(order, qty, keys, levels, threshold):
                 self._cancel_remainder(order, CancelReason.SELF_TRADE)
                 return
             if not order.leaves:
@@ -189,10 +190,10 @@ class Book:
         elif tif is IOC:
             self._cancel_remainder(order, CancelReason.IOC_REMAINDER)
         else:
-            if sign == 1:  # a sell rests among the asks
-                key, keys, levels = -price, self.ask_keys, self.asks
-            else:
+            if is_buy:
                 key, keys, levels = price, self.bid_keys, self.bids
+            else:
+                key, keys, levels = -price, self.ask_keys, self.asks
             level = levels.get(key)
             if level is None:
                 levels[key] = _Level([order], 0, 1)
@@ -439,16 +440,16 @@ class Book:
     def _execute(self, order: Order) -> None:
         """Match an incoming (or just triggered) order, then rest or cancel what is left."""
         if order.side is BUY:
-            keys, levels, threshold, sign = self.ask_keys, self.asks, -order.price, -1
+            keys, levels, threshold = self.ask_keys, self.asks, -order.price
         else:
-            keys, levels, threshold, sign = self.bid_keys, self.bids, order.price, 1
+            keys, levels, threshold = self.bid_keys, self.bids, order.price
         if order.time_in_force is FOK and not self._can_fill(order, keys, levels, threshold):
             self._cancel_remainder(order, CancelReason.FOK_UNFILLED)
             return
         if (
             keys
             and keys[-1] >= threshold
-            and self._match(order, order.leaves, keys, levels, threshold, sign)
+            and self._match(order, order.leaves, keys, levels, threshold)
         ):
             self._cancel_remainder(order, CancelReason.SELF_TRADE)
             return
@@ -468,7 +469,6 @@ class Book:
         keys: list[int],
         levels: dict[int, _Level],
         threshold: int,
-        sign: int,
     ) -> bool:
         """Trade `taker`, unfilled with `leaves` lots open, against the levels crossing
         `threshold`, best first, FIFO within each; then set the taker's `leaves` and `filled`.
@@ -495,7 +495,7 @@ class Book:
             level = levels[key]
             queue = level.queue
             head = level.head
-            price = key * sign
+            price = queue[head].price  # the level's price (a maker's, not a new int object)
             while True:
                 maker = queue[head]
                 maker_leaves = maker.leaves
