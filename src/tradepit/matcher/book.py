@@ -171,6 +171,8 @@ class Book:
             order.filled = 0
             self._execute(order)
             return
+        # Three names at a time, not four: CPython 3.11 assigns three by swapping, four by
+        # building and unpacking a tuple.
         is_buy = order.side is BUY
         if is_buy:
             keys, levels, threshold = self.ask_keys, self.asks, -price
@@ -182,7 +184,7 @@ class Book:
                 return
             if not order.leaves:
                 return
-        else:
+        else:  # (`_match` sets them when it runs: a Struct attribute store is not cheap)
             order.leaves = qty
             order.filled = 0
         if kind is MARKET:
