@@ -151,8 +151,7 @@ class Book:
         # The fast path: a plain limit or market order, and no stop order waiting to trigger.
         # It inlines `_execute` and `_rest`, because a Python call costs a tenth of the budget.
         price = order.price
-        order.leaves = order.qty
-        order.filled = 0
+        qty = order.qty
         seq = self.seq = self.seq + 1
         self.out.append(
             Accepted(
@@ -163,32 +162,40 @@ class Book:
                 order.account_id,
                 order.side,
                 price,
-                order.qty,
+                qty,
             )
         )
         tif = order.time_in_force
         if tif is FOK:
+            order.leaves = qty
+            order.filled = 0
             self._execute(order)
             return
-        if order.side is BUY:
-            keys, levels, threshold, sign = self.ask_keys, self.asks, -price, -1
+        # Three names at a time, not four: CPython 3.11 assigns three by swapping, four by
+        # building and unpacking a tuple.
+        is_buy = order.side is BUY
+        if is_buy:
+            keys, levels, threshold = self.ask_keys, self.asks, -price
         else:
-            keys, levels, threshold, sign = self.bid_keys, self.bids, price, 1
+            keys, levels, threshold = self.bid_keys, self.bids, price
         if keys and keys[-1] >= threshold:
-            if self._match(order, keys, levels, threshold, sign):
+            if self._match(order, qty, keys, levels, threshold):
                 self._cancel_remainder(order, CancelReason.SELF_TRADE)
                 return
             if not order.leaves:
                 return
+        else:  # (`_match` sets them when it runs: a Struct attribute store is not cheap)
+            order.leaves = qty
+            order.filled = 0
         if kind is MARKET:
             self._cancel_remainder(order, CancelReason.MARKET_REMAINDER)
         elif tif is IOC:
             self._cancel_remainder(order, CancelReason.IOC_REMAINDER)
         else:
-            if sign == 1:  # a sell rests among the asks
-                key, keys, levels = -price, self.ask_keys, self.asks
-            else:
+            if is_buy:
                 key, keys, levels = price, self.bid_keys, self.bids
+            else:
+                key, keys, levels = -price, self.ask_keys, self.asks
             level = levels.get(key)
             if level is None:
                 levels[key] = _Level([order], 0, 1)
@@ -435,13 +442,17 @@ class Book:
     def _execute(self, order: Order) -> None:
         """Match an incoming (or just triggered) order, then rest or cancel what is left."""
         if order.side is BUY:
-            keys, levels, threshold, sign = self.ask_keys, self.asks, -order.price, -1
+            keys, levels, threshold = self.ask_keys, self.asks, -order.price
         else:
-            keys, levels, threshold, sign = self.bid_keys, self.bids, order.price, 1
+            keys, levels, threshold = self.bid_keys, self.bids, order.price
         if order.time_in_force is FOK and not self._can_fill(order, keys, levels, threshold):
             self._cancel_remainder(order, CancelReason.FOK_UNFILLED)
             return
-        if keys and keys[-1] >= threshold and self._match(order, keys, levels, threshold, sign):
+        if (
+            keys
+            and keys[-1] >= threshold
+            and self._match(order, order.leaves, keys, levels, threshold)
+        ):
             self._cancel_remainder(order, CancelReason.SELF_TRADE)
             return
         if not order.leaves:
@@ -456,12 +467,13 @@ class Book:
     def _match(
         self,
         taker: Order,
+        leaves: int,
         keys: list[int],
         levels: dict[int, _Level],
         threshold: int,
-        sign: int,
     ) -> bool:
-        """Trade `taker` against the levels crossing `threshold`, best first, FIFO within each.
+        """Trade `taker`, unfilled with `leaves` lots open, against the levels crossing
+        `threshold`, best first, FIFO within each; then set the taker's `leaves` and `filled`.
 
         Returns True when self-trade prevention ended the taker (its remainder must be
         canceled). This is the hot path: locals only, one event struct per report.
@@ -470,8 +482,7 @@ class Book:
         orders = self.orders
         symbol = self.symbol
         seq = self.seq
-        leaves = taker.leaves
-        filled = taker.filled
+        filled = 0
         taker_id = taker.order_id
         taker_account = taker.account_id
         taker_side = taker.side
@@ -486,7 +497,7 @@ class Book:
             level = levels[key]
             queue = level.queue
             head = level.head
-            price = key * sign
+            price = queue[head].price  # the level's price (a maker's, not a new int object)
             while True:
                 maker = queue[head]
                 maker_leaves = maker.leaves
@@ -633,7 +644,7 @@ class Book:
                 break
             if not leaves or stopped_by_self_trade:
                 break
-        if filled != taker.filled:
+        if filled:
             self.last_price = traded_price
         self.seq = seq
         taker.leaves = leaves
