@@ -3,10 +3,11 @@
 statuses, "*" for every symbol) plus tradepit's `orderbook` channel (an L2 snapshot, then
 deltas, each with the book's gapless `seq`).
 
-One `LiveFeed` per gateway listens to the market data stage's Pub/Sub channel and hands every
-message to the clients that asked for it. Pub/Sub may drop messages: every batch carries a
-gapless seq, and a gap is filled from the durable `{d0}:feed` stream before anything after it
-is passed on. Clients with the same subscriptions and codec form a group: each message is
+One `LiveFeed` per gateway listens to the market data stage's Pub/Sub channel while any client
+is connected (the first one after a quiet spell waits for it to load the feed's state), and
+hands every message to the clients that asked for it. Pub/Sub may drop messages: every batch
+carries a gapless seq, and a gap is filled from the durable `{d0}:feed` stream before anything
+after it is passed on. Clients with the same subscriptions and codec form a group: each message is
 encoded once per codec and each batch framed once per group, however many clients get it, so
 that the work per client and batch is one `send` of a ready frame.
 
@@ -338,7 +339,9 @@ class LiveFeed:
         self.everything: dict[str, set[_Group]] = {c: set() for c in CHANNELS}
         self.delivered = 0
         self._tasks: list[asyncio.Task[None]] = []
-        self.ready = asyncio.Event()
+        self.ready = asyncio.Event()  # the feeds are current and the channel is listened to
+        # Set while any client is connected: a gateway that streams to nobody reads no feed.
+        self._wanted = asyncio.Event()
 
     async def start(self) -> None:
         self._tasks = [
@@ -354,6 +357,14 @@ class LiveFeed:
                 await task
 
     # Subscriptions.
+
+    async def join(self, client: DataClient, timeout: float = 10.0) -> None:
+        """Count `client` in; once this returns, the feed is current (books for snapshots)."""
+        self.clients.add(client)
+        self._wanted.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self.ready.wait()
 
     def subscribe(self, client: DataClient, channel: str, symbols: list[str]) -> None:
         client.subscriptions[channel].update(symbols)
@@ -374,6 +385,8 @@ class LiveFeed:
             symbols.clear()
         self._regroup(client)
         self.clients.discard(client)
+        if not self.clients:
+            self._wanted.clear()
 
     def _regroup(self, client: DataClient) -> None:
         """Move the client to the group of those with its (new) subscriptions."""
@@ -441,12 +454,17 @@ class LiveFeed:
 
     async def _run(self) -> None:
         while True:
+            await self._wanted.wait()
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.keys.channel)
                 await self._catch_up(reload=not self.ready.is_set())
                 self.ready.set()
                 while True:
+                    if not self._wanted.is_set():
+                        # Nobody listens: stop reading; the next client reloads the feed.
+                        self.ready.clear()
+                        break
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None:
                         continue
@@ -659,7 +677,7 @@ async def _read_requests(
                 client.close_code = 1008
                 return
             authenticated = True
-            live.clients.add(client)
+            await live.join(client)
             await client.send_now([{"T": "success", "msg": "authenticated"}])
         elif action in ("subscribe", "unsubscribe"):
             if not authenticated:
