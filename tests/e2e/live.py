@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tradepit.embedded import free_port
 
 _symbol_numbers = itertools.count(1)
 
@@ -46,3 +55,38 @@ class Venue:
         name = f"T{next(_symbol_numbers)}"
         self.admin("POST", "/admin/symbols", {"symbol": name, "reference_price": reference_price})
         return name
+
+
+def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """Poll `check` until it returns a truthy value (fills settle a moment after the ack)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def another_gateway(venue: Venue, *flags: str) -> Iterator[str]:
+    """A second gateway process on the same venue, with options of its own (gateways are
+    stateless); yields its URL once it answers."""
+    port = free_port()
+    command = [sys.executable, "-m", "tradepit.cli", "--redis-url", venue.redis_url, "run"]
+    gateway = subprocess.Popen(
+        [*command, "gateway", "--port", str(port), *flags], start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url + "/v2/clock", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the second gateway did not answer"
+                time.sleep(0.1)
+        yield url
+    finally:
+        os.killpg(gateway.pid, signal.SIGTERM)
+        gateway.wait(30)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -33,21 +33,11 @@ from alpaca.trading.requests import (
     UpdateWatchlistRequest,
 )
 from alpaca.trading.stream import TradingStream
-from live import Account, Venue
+from live import Account, Venue, eventually
 
 
 def client(venue: Venue, account: Account) -> TradingClient:
     return TradingClient(account.key_id, account.secret_key, paper=True, url_override=venue.url)
-
-
-def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Poll `check` until it returns a truthy value (fills settle a moment after the ack)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.02)
 
 
 class StreamListener:

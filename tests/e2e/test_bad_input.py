@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,9 +14,7 @@ import pytest
 import websockets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from live import Account, Venue
-
-from tradepit.embedded import free_port
+from live import Account, Venue, another_gateway
 
 
 def assert_error(response: httpx.Response, status: int) -> dict[str, Any]:
@@ -228,33 +222,7 @@ def test_after_the_fuzz_the_account_is_as_it_was(http: httpx.Client, trader: Acc
 def test_a_gateway_limits_each_keys_rate(venue: Venue) -> None:
     """A second gateway, with a limit, on the same venue: gateways are stateless."""
     account = venue.account("10.00")
-    port = free_port()
-    gateway = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tradepit.cli",
-            "--redis-url",
-            venue.redis_url,
-            "run",
-            "gateway",
-            "--port",
-            str(port),
-            "--rate-limit",
-            "5",
-        ],
-        start_new_session=True,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url + "/", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+    with another_gateway(venue, "--rate-limit", "5") as url:
         # One keep-alive connection, so that even a loaded machine sends faster than the rate.
         with httpx.Client(base_url=url, headers=account.headers, timeout=30) as client:
             responses = [client.get("/v2/clock") for _ in range(40)]
@@ -263,9 +231,6 @@ def test_a_gateway_limits_each_keys_rate(venue: Venue) -> None:
         assert 429 in statuses
         # The refusal itself, not one more request: a token may have refilled since.
         assert_error(responses[statuses.index(429)], 429)
-    finally:
-        os.killpg(gateway.pid, signal.SIGTERM)
-        gateway.wait(30)
 
 
 def test_the_stream_survives_garbage(venue: Venue, trader: Account) -> None:

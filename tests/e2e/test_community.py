@@ -4,20 +4,13 @@ gateway not in demo mode)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from live import Account, Venue
-
-from tradepit.embedded import free_port
+from live import Account, Venue, another_gateway
 
 
 def board(venue: Venue, account: Account | None = None) -> list[dict[str, Any]]:
@@ -123,41 +116,6 @@ def test_a_demo_account_has_demo_cash_and_shares(venue: Venue) -> None:
     positions = httpx.get(venue.url + "/v2/positions", headers=headers).json()
     assert {"ACME", "GLOBEX", "INITECH"} <= {position["symbol"] for position in positions}
     assert all(position["qty"] == "100" for position in positions)
-
-
-@contextlib.contextmanager
-def another_gateway(venue: Venue, *flags: str) -> Iterator[str]:
-    """A second gateway on the same venue, with limits of its own."""
-    port = free_port()
-    gateway = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tradepit.cli",
-            "--redis-url",
-            venue.redis_url,
-            "run",
-            "gateway",
-            "--port",
-            str(port),
-            *flags,
-        ],
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url + "/v1/demo", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
-        yield url
-    finally:
-        os.killpg(gateway.pid, signal.SIGTERM)
-        gateway.wait(30)
 
 
 def test_demo_accounts_are_rate_limited(venue: Venue) -> None:

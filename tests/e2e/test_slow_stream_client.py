@@ -6,49 +6,17 @@ with a small stream queue limit or a short send timeout and a small send buffer,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 import websockets
-from live import Account, Venue
-
-from tradepit.embedded import free_port
+from live import Account, Venue, another_gateway
 
 QUEUE_LIMIT = 200  # messages; each batch below brings at most ~100 to a client
 LEVELS = 400  # ask levels placed, then swept: ~1,200 messages, ~110 kB of JSON per client
-
-
-@contextlib.contextmanager
-def _gateway(venue: Venue, *options: str) -> Iterator[str]:
-    """A second gateway process on the venue, with these options."""
-    port = free_port()
-    command = [sys.executable, "-m", "tradepit.cli", "--redis-url", venue.redis_url, "run"]
-    command += ["gateway", "--port", str(port), "--rate-limit", "0", *options]
-    gateway = subprocess.Popen(command, start_new_session=True)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url + "/", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
-        yield url
-    finally:
-        os.killpg(gateway.pid, signal.SIGTERM)
-        gateway.wait(30)
 
 
 async def _stream(url: str, account: Account, symbol: str, receive_buffer: int = 0) -> Any:
@@ -111,7 +79,7 @@ def test_a_slow_client_is_cut_off_while_a_fast_one_keeps_receiving(
 ) -> None:
     symbol = venue.symbol()
     account = venue.account()
-    with _gateway(venue, "--send-buffer", "4096", *options) as url:
+    with another_gateway(venue, "--rate-limit", "0", "--send-buffer", "4096", *options) as url:
         asyncio.run(_slow_and_fast(venue, url, account, symbol))
 
 

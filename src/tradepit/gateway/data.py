@@ -99,9 +99,22 @@ class _Range(msgspec.Struct):
     after: tuple[str, str] | None  # (symbol, position) the previous page ended at
 
 
+_SYMBOLS = Query(None, description="comma-separated symbols, e.g. ACME,GLOBEX")
+_START = Query(None, description="RFC 3339 time or date; default: the start of today (UTC)")
+_END = Query(None, description="RFC 3339 time or date; default: now")
+_LIMIT = Query(None, description=f"1..{_MAX_LIMIT} items per page, over all symbols")
+_SORT = Query(None, description="asc (default) or desc")
+_TOKEN = Query(None, description="next_page_token of the previous page")
+
+
 def _range(
-    start: str | None, end: str | None, limit: str | None, sort: str | None, token: str | None
+    start: str | None = _START,
+    end: str | None = _END,
+    limit: str | None = _LIMIT,
+    sort: str | None = _SORT,
+    page_token: str | None = _TOKEN,
 ) -> _Range:
+    """The window and page a history route reads: its query parameters, checked."""
     now = time.time_ns()
     start_ns = parse_time(start, "start")
     end_ns = parse_time(end, "end")
@@ -118,7 +131,7 @@ def _range(
         end_ns,
         parse_int(limit, "limit", _DEFAULT_LIMIT, 1, _MAX_LIMIT),
         order == "desc",
-        _decode_token(token) if token else None,
+        _decode_token(page_token) if page_token else None,
     )
 
 
@@ -246,29 +259,16 @@ def _bar_reader(timeframe: TimeFrame) -> Reader:
 
 # Routes: the multi-symbol forms alpaca-py calls.
 
-_SYMBOLS = Query(None, description="comma-separated symbols, e.g. ACME,GLOBEX")
-_START = Query(None, description="RFC 3339 time or date; default: the start of today (UTC)")
-_END = Query(None, description="RFC 3339 time or date; default: now")
-_LIMIT = Query(None, description=f"1..{_MAX_LIMIT} items per page, over all symbols")
-_SORT = Query(None, description="asc (default) or desc")
-_TOKEN = Query(None, description="next_page_token of the previous page")
-_IGNORED = Query(None, include_in_schema=False)
-
 
 @router.get("/bars", summary="Historical bars")
 async def get_bars(
     request: Request,
     symbols: str | None = _SYMBOLS,
     timeframe: str | None = Query(None, description="1Min..59Min, 1Hour..23Hour, 1Day, 1Week"),
-    start: str | None = _START,
-    end: str | None = _END,
-    limit: str | None = _LIMIT,
-    sort: str | None = _SORT,
-    page_token: str | None = _TOKEN,
-    _: Principal = Depends(trader),
+    _: Principal = Depends(trader),  # first: a caller without keys learns nothing else
+    window: _Range = Depends(_range),
 ) -> Response:
     frame = _timeframe(timeframe)
-    window = _range(start, end, limit, sort, page_token)
     bars, token = await _page(request, _symbols(request, symbols), window, _bar_reader(frame))
     return data_response({"bars": bars, "next_page_token": token})
 
@@ -277,14 +277,9 @@ async def get_bars(
 async def get_trades(
     request: Request,
     symbols: str | None = _SYMBOLS,
-    start: str | None = _START,
-    end: str | None = _END,
-    limit: str | None = _LIMIT,
-    sort: str | None = _SORT,
-    page_token: str | None = _TOKEN,
-    _: Principal = Depends(trader),
+    _: Principal = Depends(trader),  # first: a caller without keys learns nothing else
+    window: _Range = Depends(_range),
 ) -> Response:
-    window = _range(start, end, limit, sort, page_token)
     trades, token = await _page(request, _symbols(request, symbols), window, _read_trades)
     return data_response({"trades": trades, "next_page_token": token})
 
@@ -293,14 +288,9 @@ async def get_trades(
 async def get_quotes(
     request: Request,
     symbols: str | None = _SYMBOLS,
-    start: str | None = _START,
-    end: str | None = _END,
-    limit: str | None = _LIMIT,
-    sort: str | None = _SORT,
-    page_token: str | None = _TOKEN,
-    _: Principal = Depends(trader),
+    _: Principal = Depends(trader),  # first: a caller without keys learns nothing else
+    window: _Range = Depends(_range),
 ) -> Response:
-    window = _range(start, end, limit, sort, page_token)
     quotes, token = await _page(request, _symbols(request, symbols), window, _read_quotes)
     return data_response({"quotes": quotes, "next_page_token": token})
 
@@ -428,15 +418,10 @@ async def get_symbol_bars(
     request: Request,
     symbol: str,
     timeframe: str | None = Query(None, description="1Min..59Min, 1Hour..23Hour, 1Day, 1Week"),
-    start: str | None = _START,
-    end: str | None = _END,
-    limit: str | None = _LIMIT,
-    sort: str | None = _SORT,
-    page_token: str | None = _TOKEN,
-    _: Principal = Depends(trader),
+    _: Principal = Depends(trader),  # first: a caller without keys learns nothing else
+    window: _Range = Depends(_range),
 ) -> Response:
     reader = _bar_reader(_timeframe(timeframe))
-    window = _range(start, end, limit, sort, page_token)
     return await _one_page(request, symbol, window, reader, "bars")
 
 
@@ -444,14 +429,9 @@ async def get_symbol_bars(
 async def get_symbol_trades(
     request: Request,
     symbol: str,
-    start: str | None = _START,
-    end: str | None = _END,
-    limit: str | None = _LIMIT,
-    sort: str | None = _SORT,
-    page_token: str | None = _TOKEN,
-    _: Principal = Depends(trader),
+    _: Principal = Depends(trader),  # first: a caller without keys learns nothing else
+    window: _Range = Depends(_range),
 ) -> Response:
-    window = _range(start, end, limit, sort, page_token)
     return await _one_page(request, symbol, window, _read_trades, "trades")
 
 
@@ -459,12 +439,7 @@ async def get_symbol_trades(
 async def get_symbol_quotes(
     request: Request,
     symbol: str,
-    start: str | None = _START,
-    end: str | None = _END,
-    limit: str | None = _LIMIT,
-    sort: str | None = _SORT,
-    page_token: str | None = _TOKEN,
-    _: Principal = Depends(trader),
+    _: Principal = Depends(trader),  # first: a caller without keys learns nothing else
+    window: _Range = Depends(_range),
 ) -> Response:
-    window = _range(start, end, limit, sort, page_token)
     return await _one_page(request, symbol, window, _read_quotes, "quotes")

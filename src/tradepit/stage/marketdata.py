@@ -152,17 +152,10 @@ class MarketDataShard(StageCore):
             return []
         keys = self.feed_keys
         for message in messages:
-            if isinstance(message, Print):
+            if isinstance(message, Print | Quote):
+                tape = keys.trades if isinstance(message, Print) else keys.quotes
                 tx.xadd(
-                    keys.trades(message.symbol),
-                    {MESSAGE: encode(message)},
-                    id=tape_id(message),
-                    maxlen=TAPE_KEPT,
-                    approximate=True,
-                )
-            elif isinstance(message, Quote):
-                tx.xadd(
-                    keys.quotes(message.symbol),
+                    tape(message.symbol),
                     {MESSAGE: encode(message)},
                     id=tape_id(message),
                     maxlen=TAPE_KEPT,
