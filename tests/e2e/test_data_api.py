@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 import websockets
 from alpaca.data.historical import StockHistoricalDataClient
 from alpaca.data.live import StockDataStream
@@ -25,6 +26,12 @@ from alpaca.data.requests import (
 )
 from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
 from live import Account, Venue, eventually
+
+from tradepit.client import VenueClient
+from tradepit.domain.ids import new_id
+from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
+from tradepit.stage.marketdata import FeedKeys
+from tradepit.stage.messages import PlaceOrder
 
 
 def order(venue: Venue, account: Account, **body: Any) -> dict[str, Any]:
@@ -298,6 +305,52 @@ def test_stream_auth_is_required_and_checked(venue: Venue) -> None:
         assert json.loads(await socket.recv())[0]["code"] == 401
         await socket.send(json.dumps({"action": "auth", "key": "PKNOPE", "secret": "nope"}))
         assert json.loads(await socket.recv())[0]["code"] == 402
+        await socket.close()
+
+    asyncio.run(run())
+
+
+def test_trades_missed_on_pub_sub_are_filled_from_the_stream(venue: Venue) -> None:
+    """Kill the gateway's Pub/Sub connections while trades happen: a stream client still gets
+    every trade, once and in order, read from the feed's durable stream."""
+    symbol = venue.symbol()
+    account = venue.account()
+    seller = venue.account("0", **{symbol: "100"})
+    buyer = int(venue.account("100000.00").id.replace("-", ""), 16)
+    for level in range(10):
+        order(venue, seller, symbol=symbol, qty="1", side="sell", limit_price=f"10{level}.00")
+
+    async def run() -> None:
+        socket = await _connect(venue, account)
+        await socket.send(json.dumps({"action": "subscribe", "trades": [symbol]}))
+        await _next(socket, "subscription")
+        redis = aioredis.Redis.from_url(venue.redis_url)
+        missed = 0
+        try:
+            for attempt in range(10):
+                # Drop every subscriber (the gateway's feed among them), then trade at once,
+                # through a client of our own, while the gateway is still resubscribing.
+                await redis.client_kill_filter(_type="pubsub")
+                async with VenueClient(venue.redis_url) as client:
+                    ts = time.time_ns()
+                    buy = Order(new_id(), buyer, symbol, Side.BUY, OrderType.LIMIT,
+                                TimeInForce.IOC, 1, 11_000, ts=ts)  # fmt: skip
+                    reply = await client.request(buyer, PlaceOrder(0, buy, ""))
+                    assert reply.ok, reply
+                    listening: Any = await redis.pubsub_numsub(FeedKeys().channel)
+                if listening[0][1] == 0:
+                    missed += 1  # that trade was published to nobody from the gateway
+                if missed >= 2 or attempt == 9:
+                    break
+        finally:
+            await redis.aclose()
+        prices = []
+        while len(prices) < attempt + 1:
+            for message in json.loads(await asyncio.wait_for(socket.recv(), 10)):
+                if message["T"] == "t":
+                    prices.append(message["p"])
+        assert prices == [100 + n for n in range(attempt + 1)]
+        assert missed >= 1, "the gateway never missed a trade: nothing was proved"
         await socket.close()
 
     asyncio.run(run())
