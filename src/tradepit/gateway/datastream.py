@@ -591,10 +591,10 @@ def _symbols_of(value: Any) -> list[str] | None:
     return symbols
 
 
-def _subscription_ack(client: DataClient) -> list[dict[str, Any]]:
+def _subscription_ack(subscriptions: dict[str, set[str]]) -> list[dict[str, Any]]:
     ack: dict[str, Any] = {"T": "subscription"}
     for channel in CHANNELS:
-        ack[channel] = sorted(client.subscriptions[channel])
+        ack[channel] = sorted(subscriptions[channel])
     return [ack]
 
 
@@ -711,10 +711,17 @@ async def _change_subscriptions(
     change: Callable[[DataClient, str, list[str]], None] = (
         live.subscribe if subscribe else live.unsubscribe
     )
+    after = {channel: set(symbols) for channel, symbols in client.subscriptions.items()}
+    for channel, symbols in changes:
+        if subscribe:
+            after[channel].update(symbols)
+        else:
+            after[channel].difference_update(symbols)
+    # The ack first; then the change and the books' snapshots with no await between them, so
+    # that no order book delta can reach the client before the snapshot it applies to.
+    await client.send_now(_subscription_ack(after))
     for channel, symbols in changes:
         change(client, channel, symbols)
-    # The ack goes before the order books' snapshots, which go through the client's queue.
-    await client.send_now(_subscription_ack(client))
     for channel, symbols in changes:
         if subscribe and channel == "orderbook":
             live.send_snapshots(client, symbols)
