@@ -74,18 +74,37 @@ class KeyStore:
 class RateLimiter:
     """A token bucket per key: `rate` requests a second on average, bursts up to `burst`."""
 
+    PRUNE_EVERY = 10_000  # checks between sweeps of the buckets that are full again
+
     def __init__(self, rate: float, burst: float | None = None) -> None:
         self.rate = rate
         self.burst = burst if burst is not None else max(1.0, rate * 2)
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._checks = 0
 
-    def check(self, key_id: str) -> None:
+    def check(self, key_id: str, now: float | None = None) -> None:
         if self.rate <= 0:
             return
-        now = time.monotonic()
+        now = time.monotonic() if now is None else now
+        self._checks += 1
+        if self._checks % self.PRUNE_EVERY == 0:
+            self._prune(now)
         tokens, last = self._buckets.get(key_id, (self.burst, now))
         tokens = min(self.burst, tokens + (now - last) * self.rate)
         if tokens < 1:
             self._buckets[key_id] = (tokens, now)
             raise ApiError(429, "rate limit exceeded")
         self._buckets[key_id] = (tokens - 1, now)
+
+    def _prune(self, now: float) -> None:
+        """Forget the buckets that have refilled: a new one starts full, just like them. (Keys
+        and client addresses come and go; their buckets must not pile up.)"""
+        refill = self.burst / self.rate
+        self._buckets = {
+            key: (tokens, last)
+            for key, (tokens, last) in self._buckets.items()
+            if now - last < refill
+        }
+
+    def __len__(self) -> int:
+        return len(self._buckets)
