@@ -52,6 +52,7 @@ __all__ = [
     "AccountProfile",
     "decode_profile",
     "hash_secret",
+    "price_of",
     "create_account",
     "transfer",
     "add_symbol",
@@ -122,7 +123,7 @@ async def _symbol(client: VenueClient, name: str) -> Symbol:
     return symbol_of(_decode_spec(raw))
 
 
-async def _price(client: VenueClient, name: str) -> int:
+async def price_of(client: VenueClient, name: str) -> int:
     """A symbol's price in ticks: its last trade, else its listed reference (0 if neither)."""
     raw: Any = await client.redis.hget(ShardKeys(matcher_of(name, client.config)).books, name)
     if raw is not None:
@@ -147,7 +148,7 @@ async def create_account(
         symbol = await _symbol(client, symbol_name)
         lots[symbol_name] = symbol.qty_to_lots(qty, f"position {symbol_name}")
         # Shares an account opens with cost what they are worth: their P&L starts at zero.
-        costs[symbol_name] = symbol.notional(await _price(client, symbol_name), lots[symbol_name])
+        costs[symbol_name] = symbol.notional(await price_of(client, symbol_name), lots[symbol_name])
     account_id = new_id()
     key_id = "PK" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(18))
     secret = secrets.token_urlsafe(30)

@@ -32,8 +32,7 @@ from tradepit import admin
 from tradepit.client import VenueClient
 from tradepit.domain.symbols import Symbol, cents_to_cash
 from tradepit.marketdata.reference import RandomWalk
-from tradepit.stage.keys import REFERENCE_PRICES, SYMBOLS, ShardKeys, VenueConfig, matcher_of
-from tradepit.stage.matcher import BookCounters
+from tradepit.stage.keys import REFERENCE_PRICES, SYMBOLS
 from tradepit.stage.messages import SymbolSpec, symbol_of
 
 __all__ = [
@@ -49,7 +48,6 @@ log = logging.getLogger("tradepit.demo")
 
 DEMO_ACCOUNTS = "tradepit:demo"  # bot name -> its account's id and API key, as JSON
 _decode_spec = msgspec.json.Decoder(SymbolSpec).decode
-_decode_counters = msgspec.json.Decoder(BookCounters).decode
 _MAKER_INVENTORY = 2_000  # lots each market maker starts with and leans back towards
 
 
@@ -203,15 +201,13 @@ async def taker(
             )
 
 
-async def _listed(redis: aioredis.Redis, config: VenueConfig) -> dict[str, tuple[Symbol, int]]:
-    """Every listed symbol and where its price stands: the last trade, else its reference."""
-    specs: Any = await redis.hgetall(SYMBOLS)
+async def _listed(client: VenueClient) -> dict[str, tuple[Symbol, int]]:
+    """Every listed symbol that has a price to start from, and that price."""
+    specs: Any = await client.redis.hgetall(SYMBOLS)
     listed: dict[str, tuple[Symbol, int]] = {}
     for raw in specs.values():
         spec = _decode_spec(raw)
-        counters: Any = await redis.hget(ShardKeys(matcher_of(spec.name, config)).books, spec.name)
-        last = _decode_counters(counters).last_price if counters else 0
-        start = last or spec.reference
+        start = await admin.price_of(client, spec.name)
         if start > 0:
             listed[spec.name] = (symbol_of(spec), start)
     return listed
@@ -220,7 +216,7 @@ async def _listed(redis: aioredis.Redis, config: VenueConfig) -> dict[str, tuple
 async def person_account(redis_url: str) -> dict[str, str]:
     """The account `tradepit demo` offers the person who started it (the same one each time)."""
     async with VenueClient(redis_url) as client:
-        listed = await _listed(client.redis, client.config)
+        listed = await _listed(client)
         positions = {name: symbol.lots_to_qty(100) for name, (symbol, _) in listed.items()}
         return await demo_account(client, "you", "100000.00", positions)
 
@@ -228,7 +224,7 @@ async def person_account(redis_url: str) -> dict[str, str]:
 async def run_demo(redis_url: str, api_url: str, options: DemoOptions) -> None:
     """Run the reference feed and the bots until cancelled."""
     async with VenueClient(redis_url) as client:
-        listed = await _listed(client.redis, client.config)
+        listed = await _listed(client)
         if not listed:
             raise RuntimeError("the venue lists no symbol with a price to start from")
         feed = ReferenceFeed(
