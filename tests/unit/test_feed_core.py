@@ -22,6 +22,7 @@ from tradepit.marketdata import (
     Quote,
     RandomWalk,
     Status,
+    SymbolFeed,
     TimeFrameError,
     aggregate,
     diff_levels,
@@ -219,3 +220,30 @@ def test_random_walk_follows_its_drift() -> None:
     for _ in range(1_000):
         up.step()
     assert up.price > 20_000  # e^1 ~ 2.7x
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.dictionaries(st.integers(1, 40), st.integers(1, 9), max_size=8),
+            st.dictionaries(st.integers(41, 80), st.integers(1, 9), max_size=8),
+        ),
+        max_size=20,
+    )
+)
+def test_a_reader_following_the_depth_messages_has_the_feeds_book(
+    tops: list[tuple[dict[int, int], dict[int, int]]],
+) -> None:
+    feed = MarketData()
+    reader = SymbolFeed("ACME")
+    for seq, (bids, asks) in enumerate(tops, start=1):
+        feed.apply_top(
+            BookTop("ACME", seq, T0, sorted(bids.items(), reverse=True), sorted(asks.items()))
+        )
+        for message in feed.take_messages():
+            if isinstance(message, Depth):
+                assert message.book_seq == reader.book_seq + 1  # gapless
+                reader.apply_depth(message)
+    if tops:
+        assert (reader.bids, reader.asks) == tops[-1]
+        assert reader.book_seq == feed.feeds["ACME"].book_seq

@@ -519,7 +519,7 @@ class LiveFeed:
                 feed = self.feeds[name] = SymbolFeed(name)
             feed.seq, feed.clock = message.seq, max(feed.clock, message.ts)
             if isinstance(message, Depth):
-                _apply_depth(feed, message)
+                feed.apply_depth(message)
             channel = channel_of(message)
             listeners = self.by_symbol[channel].get(name)
             star = self.everything[channel]
@@ -549,16 +549,6 @@ class LiveFeed:
             for client in group.members:
                 client.deliver(frame, messages)
             self.delivered += len(messages) * len(group.members)
-
-
-def _apply_depth(feed: SymbolFeed, depth: Depth) -> None:
-    for side, levels in ((feed.bids, depth.bids), (feed.asks, depth.asks)):
-        for price, size in levels:
-            if size:
-                side[price] = size
-            else:
-                side.pop(price, None)
-    feed.book_seq = depth.book_seq
 
 
 # The protocol.

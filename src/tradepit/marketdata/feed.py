@@ -131,6 +131,17 @@ class SymbolFeed(msgspec.Struct, array_like=True, gc=False):
     # Bars are built on a clock that never goes back: trades and ticks move it forward.
     clock: int = 0
 
+    def apply_depth(self, depth: Depth) -> None:
+        """Follow a book from its messages, as a reader of the feed does: `depth`'s levels
+        (size 0 removes one) and its `book_seq`."""
+        for side, levels in ((self.bids, depth.bids), (self.asks, depth.asks)):
+            for price, size in levels:
+                if size:
+                    side[price] = size
+                else:
+                    side.pop(price, None)
+        self.book_seq = depth.book_seq
+
     def depth(self, levels: int = DEPTH_LEVELS) -> tuple[list[Level], list[Level]]:
         """Bids and asks, best first."""
         bids = sorted(self.bids.items(), reverse=True)[:levels]
