@@ -4,6 +4,7 @@ StockDataStream, and a raw `websockets` JSON client on the stream's protocol."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import threading
 import time
@@ -149,8 +150,15 @@ def test_pagination_and_single_symbol_forms(venue: Venue) -> None:
     assert newest["next_page_token"] is not None
     latest = data(venue, seller, f"/v2/stocks/{symbol}/trades/latest")
     assert latest["symbol"] == symbol and latest["trade"]["p"] == 99.5
+    newest_bars = data(
+        venue, seller, f"/v2/stocks/{symbol}/bars", timeframe="1Min", sort="desc", limit=1
+    )
+    assert [bar["c"] for bar in newest_bars["bars"]] == [99.5]  # the last trade's minute
     bar = data(venue, seller, f"/v2/stocks/{symbol}/bars/latest")["bar"]
     assert bar["c"] == 99.5 and {"n", "vw"} <= set(bar)
+
+
+_TAPE_TOKEN = base64.urlsafe_b64encode(b"ACME|1-2").decode()  # a tape entry id, not a bar's
 
 
 @pytest.mark.parametrize(
@@ -164,6 +172,12 @@ def test_pagination_and_single_symbol_forms(venue: Venue) -> None:
         ("/v2/stocks/trades", {"symbols": "ACME", "limit": "0"}, 422),
         ("/v2/stocks/trades", {"symbols": "ACME", "sort": "sideways"}, 422),
         ("/v2/stocks/trades", {"symbols": "ACME", "page_token": "not-a-token"}, 422),
+        # A trade's position where a bar's goes: a token of another route.
+        (
+            "/v2/stocks/bars",
+            {"symbols": "ACME", "timeframe": "1Min", "page_token": "QUNNRXwxLTI="},
+            422,
+        ),
         ("/v2/stocks/NOSUCH/trades/latest", {}, 404),
     ],
 )

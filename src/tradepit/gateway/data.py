@@ -234,27 +234,53 @@ async def _read_quotes(
 def _bar_reader(timeframe: TimeFrame) -> Reader:
     daily = timeframe.unit in ("Day", "Week", "Month")
     unit = DAY_NS if daily else MINUTE_NS
+    # 1Min and 1Day are the bars stored: a page reads just its bars, in its order. Longer
+    # timeframes aggregate whatever the window holds (at most the 30 days kept).
+    stored_as_is = timeframe.amount == 1 and timeframe.unit in ("Min", "Day")
 
     async def read(
         request: Request, name: str, symbol: Symbol, window: _Range, after: str, count: int
     ) -> list[Item]:
         redis = gateway_of(request).redis
         key = _KEYS.days(name) if daily else _KEYS.bars(name)
-        # Whole periods that overlap the window: a bar counts if it starts within it.
-        low, high = timeframe.bucket(window.start) // unit, window.end // unit
-        stored: Any = await redis.zrangebyscore(key, low, high, start=0, num=_MAX_MINUTE_BARS)
+        descending = window.descending
+        # A bar counts if its period starts within the window, and after the last page's.
+        low = -(-window.start // unit) if stored_as_is else timeframe.bucket(window.start) // unit
+        high = window.end // unit
+        mark = _bar_mark(after)
+        if mark is not None and descending:
+            high = min(high, mark // unit - 1)
+        elif mark is not None:
+            low = max(low, mark // unit + 1)
+        if low > high:
+            return []
+        stored: Any
+        if stored_as_is and descending:
+            stored = await redis.zrevrangebyscore(key, high, low, start=0, num=count)
+        else:
+            num = count if stored_as_is else _MAX_MINUTE_BARS
+            stored = await redis.zrangebyscore(key, low, high, start=0, num=num)
         bars = aggregate((decode_bar(raw).bar for raw in stored), timeframe)
-        bars = [bar for bar in bars if window.start <= bar.start <= window.end]
-        if window.descending:
+        if descending and not stored_as_is:
             bars.reverse()
-        if after:
-            mark = int(after)
-            bars = [
-                bar for bar in bars if (bar.start < mark if window.descending else bar.start > mark)
-            ]
+        bars = [
+            bar
+            for bar in bars
+            if window.start <= bar.start <= window.end
+            and (mark is None or (bar.start < mark if descending else bar.start > mark))
+        ]
         return [(str(bar.start), bar_json(symbol, bar)) for bar in bars[:count]]
 
     return read
+
+
+def _bar_mark(after: str) -> int | None:
+    """Where the last page of bars ended (a bar's start, ns), if it did."""
+    if not after:
+        return None
+    if not after.isdigit():
+        raise ApiError.invalid("page_token is not one this API gave out")
+    return int(after)
 
 
 # Routes: the multi-symbol forms alpaca-py calls.
