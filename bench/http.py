@@ -5,7 +5,7 @@
 
 Each repetition starts a fresh venue as production runs it, `tradepit --data-dir TMP serve
 --rate-limit 0 --fsync F` (an embedded Valkey with AOF on, the stages in the serve process, the
-gateway, granian, in its child process), opens `--clients` accounts through the admin API with
+gateway, uvicorn, in its child process), opens `--clients` accounts through the admin API with
 ample cash and shares, and connects one HTTP/1.1 keep-alive connection per account. An order is
 a buy limit of 1 ACME at 95.00 (below the 100.00 reference, no sellers: it rests, never trades)
 followed, after its 200, by its cancel (204). The venue answers the 200 once the ledger shard

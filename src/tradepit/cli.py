@@ -86,7 +86,8 @@ def _gateway_arguments(parser: argparse.ArgumentParser) -> None:
         "--send-buffer",
         type=int,
         default=16 * 1024,
-        help="bytes the kernel may hold unsent per connection (TCP_NOTSENT_LOWAT; 0: its own)",
+        help="bytes held unsent per WebSocket connection, by the kernel (TCP_NOTSENT_LOWAT) and "
+        "by the server's write buffer each, before a send waits (0: their defaults)",
     )
 
 

@@ -15,8 +15,11 @@ import pytest
 import websockets
 from live import Account, Venue, another_gateway
 
-QUEUE_LIMIT = 200  # messages; each batch below brings at most ~100 to a client
-LEVELS = 400  # ask levels placed, then swept: ~1,200 messages, ~110 kB of JSON per client
+LEVELS = 1000  # ask levels, a tick apart, each of ORDERS sell orders of 1 share
+ORDERS = 2
+TRADES = LEVELS * ORDERS  # all swept: ~4,000 messages, ~250 kB of JSON per client
+SWEEP = 100  # levels each buy sweeps
+QUEUE_LIMIT = 300  # messages; each batch below brings ~SWEEP * ORDERS + 2 to a client
 
 
 async def _stream(url: str, account: Account, symbol: str, receive_buffer: int = 0) -> Any:
@@ -42,8 +45,12 @@ async def _stream(url: str, account: Account, symbol: str, receive_buffer: int =
 
 
 async def _flood(venue: Venue, symbol: str) -> None:
-    """LEVELS sell orders a tick apart, then buys that sweep them in batches of 40."""
-    seller = venue.account("0", **{symbol: str(LEVELS)})
+    """Sell orders on LEVELS levels a tick apart, then buys that sweep them SWEEP levels at a
+    time.
+
+    The flood is much more than the kernel takes for a client that reads nothing (tens of kB
+    even with the small send buffer and receive window here) and the gateway's write buffer."""
+    seller = venue.account("0", **{symbol: str(TRADES)})
     buyer = venue.account("1000000.00")
     gate = asyncio.Semaphore(16)
     async with httpx.AsyncClient(base_url=venue.url, timeout=30) as http:
@@ -56,12 +63,13 @@ async def _flood(venue: Venue, symbol: str) -> None:
 
         await asyncio.gather(
             *(
-                order(seller, qty="1", side="sell", limit_price=f"{100.01 + level / 100:.2f}")
+                order(seller, qty="1", side="sell", limit_price=f"{99.01 + level / 100:.2f}")
                 for level in range(LEVELS)
+                for _ in range(ORDERS)
             )
         )
-        for _ in range(LEVELS // 40):
-            await order(buyer, qty="40", side="buy", limit_price="110.00")
+        for _ in range(LEVELS // SWEEP):
+            await order(buyer, qty=str(SWEEP * ORDERS), side="buy", limit_price="110.00")
 
 
 @pytest.mark.parametrize(
@@ -95,7 +103,7 @@ async def _slow_and_fast(venue: Venue, url: str, account: Account, symbol: str) 
 
     async def read_fast() -> None:
         nonlocal trades
-        while trades < LEVELS or asks:
+        while trades < TRADES or asks:
             for message in json.loads(await asyncio.wait_for(fast.recv(), 30)):
                 if message["T"] == "t":
                     trades += 1
@@ -115,7 +123,7 @@ async def _slow_and_fast(venue: Venue, url: str, account: Account, symbol: str) 
     # The fast client got every trade, and every change of the book (its top levels):
     # their sequence numbers have no gap, and the book it rebuilt from them is empty.
     assert errors == []
-    assert trades == LEVELS and not asks
+    assert trades == TRADES and not asks
     assert book_seqs == list(range(book_seqs[0], book_seqs[0] + len(book_seqs)))
 
     # The slow one, after two more seconds asleep (longer than the send timeout), reads what
@@ -131,7 +139,7 @@ async def _slow_and_fast(venue: Venue, url: str, account: Account, symbol: str) 
                     slow_trades += 1
                 elif message["T"] == "error":
                     slow_errors.append(message)
-    assert slow_trades < LEVELS, "the slow client was not cut off"
+    assert slow_trades < TRADES, "the slow client was not cut off"
     # Told why, if it was reading again within the grace the gateway gives it; dropped
     # otherwise.
     assert all(error["code"] == 407 for error in slow_errors), slow_errors

@@ -17,8 +17,9 @@ goes as one frame after it. Past `--stream-queue-limit` messages (or `stream_que
 waiting, or when a frame has not been written for `--stream-send-timeout` seconds, the client
 is told (code 407) and disconnected. The kernel would otherwise absorb megabytes for a client
 that reads nothing before any of that shows: the gateway caps what it keeps unsent per socket
-(TCP_NOTSENT_LOWAT, `--send-buffer`; see server.py), and granian's `send` completes only once
-the frame is in the socket, so a full socket is seen within a frame or two.
+(TCP_NOTSENT_LOWAT) and in the server's write buffer (`--send-buffer` both; see server.py),
+and the server's `send` waits while that buffer is full, so a client that stops reading is
+seen once the kernel's own buffers for it (tens of kB) have filled.
 
 Frames are MessagePack when the client says `Content-Type: application/msgpack` on the
 upgrade (as alpaca-py does; times are then MessagePack timestamps, which alpaca-py requires),
@@ -275,8 +276,7 @@ class DataClient:
 
     def _start(self, frame: dict[str, Any]) -> None:
         try:
-            # granian's `send` returns a future (the write runs in its Rust runtime); with a
-            # server whose `send` is a coroutine, this makes a task of it.
+            # A task, so that a send waiting for a full socket holds up only this client.
             future = asyncio.ensure_future(self.send(frame))
         except Exception:  # the connection is gone
             self.end()
@@ -305,7 +305,7 @@ class DataClient:
         self.close_code = 1008
         self.pending, self.pending_bytes, self.quote_slots = [], 0, {}
         if self.in_flight is not None:
-            self.in_flight.cancel()  # granian then drops the write it was blocked in
+            self.in_flight.cancel()  # the send waiting for the socket gives up
         self.end()
 
     def end(self) -> None:

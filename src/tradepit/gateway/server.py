@@ -1,5 +1,14 @@
-"""Serving the gateway: granian's Rust HTTP and WebSocket server, embedded in this process's
-event loop, so that the app, its Redis clients and its stream tailers share one loop."""
+"""Serving the gateway: uvicorn (httptools for HTTP/1.1, websockets' sans-I/O protocol for
+WebSockets) in this process's event loop, so that the app, its Redis clients and its stream
+tailers share one loop and one thread.
+
+uvicorn rather than granian: granian does its I/O on a Rust thread and hands every request to
+the Python loop and every response back (an eventfd write and a thread wake-up each way, plus
+its own thread's CPU). At the paced rates a person or a bot trades at nothing amortizes that,
+and it cost ~0.2 ms of CPU more per order (bench/RESULTS.md, "http"). uvicorn's WebSocket
+`send` also waits while the client's transport is paused, which is what lets the market data
+stream see a client that stops reading (datastream.py).
+"""
 
 from __future__ import annotations
 
@@ -7,98 +16,111 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import signal
 import socket
-import stat
-import sys
+from collections.abc import Iterator
 
-from granian.constants import Interfaces
-from granian.log import LogLevels
-from granian.server.embed import Server
+import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from tradepit.gateway.app import create_app
 from tradepit.gateway.service import GatewaySettings
 
-__all__ = ["run_gateway", "limit_unsent_bytes"]
+__all__ = ["run_gateway", "listening_socket"]
 
 log = logging.getLogger("tradepit.gateway")
 
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux's number for it
 
-
 # Young-generation collections every this many allocations (CPython's default: 700). A frame
-# sent to a stream client allocates a few objects that the cyclic GC tracks (granian's future,
-# its callback handle); with thousands of clients its collections, and the full ones they
-# lead to, took ~40% of the gateway's CPU (py-spy, 3,000 clients on the demo market).
+# sent to a stream client allocates a few objects that the cyclic GC tracks (its task, the
+# callback handle); with thousands of clients its collections, and the full ones they lead to,
+# took ~40% of the gateway's CPU (py-spy, 3,000 clients on the demo market).
 GC_THRESHOLD = (50_000, 20, 20)
+
+BACKLOG = 1024
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, minus its signal handling: it re-raises a caught SIGTERM once it has
+    shut down, which would end the process before `run_gateway`'s caller has cleaned up. The
+    caller's loop handlers ask it to exit instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class _WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol with a smaller write buffer: its `send` waits while more
+    than `write_buffer_bytes` wait in the transport (uvloop's default is 64 KiB, which would
+    hide a stream client that stops reading behind a minute of demo market data)."""
+
+    write_buffer_bytes = 0  # 0: the event loop's default
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self.write_buffer_bytes > 0 and isinstance(transport, asyncio.WriteTransport):
+            transport.set_write_buffer_limits(high=self.write_buffer_bytes)
 
 
 async def run_gateway(redis_url: str, host: str, port: int, settings: GatewaySettings) -> None:
     gc.set_threshold(*GC_THRESHOLD)
     app = create_app(redis_url, settings)
-    server = Server(
-        app,
-        address=host,
-        port=port,
-        interface=Interfaces.ASGI,
-        log_level=LogLevels.warning,
-        log_access=False,
-        backlog=1024,
+    websocket_protocol = type(
+        "WebSocketProtocol", (_WebSocketProtocol,), {"write_buffer_bytes": settings.send_buffer}
     )
+    config = uvicorn.Config(
+        app,
+        http="httptools",
+        ws=websocket_protocol,
+        # Compression would make each stream frame a client's own (deflate keeps a window per
+        # connection), where now one frame serves every client with the same subscriptions.
+        ws_per_message_deflate=False,
+        # The apps check each message against their own, smaller, limit and answer in JSON.
+        ws_max_size=1024 * 1024,
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        backlog=BACKLOG,
+    )
+    server = _Server(config)
     loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        server.should_exit = True
+
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signum, server.stop)
-    logging.getLogger("_granian").setLevel(logging.WARNING)
-    tuning = None
-    if settings.send_buffer > 0 and sys.platform == "linux":
-        tuning = asyncio.create_task(_limit_unsent_bytes_once_listening(port, settings.send_buffer))
+            loop.add_signal_handler(signum, stop)
+    sock = listening_socket(host, port, settings.send_buffer)
     try:
-        await server.serve()
+        await server.serve(sockets=[sock])
     finally:
-        if tuning is not None:
-            tuning.cancel()
+        sock.close()
 
 
-async def _limit_unsent_bytes_once_listening(port: int, limit: int) -> None:
-    for _ in range(1_000):
-        if limit_unsent_bytes(port, limit):
-            return
-        await asyncio.sleep(0.01)
-    log.warning("found no socket listening on port %d: the send buffer is the kernel's", port)
-
-
-def limit_unsent_bytes(port: int, limit: int) -> bool:
-    """Set TCP_NOTSENT_LOWAT on this process's sockets listening on `port` (the connections
-    they accept inherit it); True if there was one.
+def listening_socket(host: str, port: int, unsent_limit: int = 0) -> socket.socket:
+    """The gateway's listening socket, with TCP_NOTSENT_LOWAT set to `unsent_limit` bytes if
+    that is above 0 (the connections it accepts inherit it).
 
     Linux grows a socket's send buffer to megabytes (net.ipv4.tcp_wmem), and a stream client
     that stops reading would have all of that written for it before the gateway could see it
-    fall behind. With this option, a write blocks once `limit` bytes wait unsent, while what
-    is in flight to a client that reads stays unlimited. granian builds its listening socket
-    itself and says nothing of it, so it is found among the process's descriptors.
+    fall behind. With this option the socket takes no more once `unsent_limit` bytes wait
+    unsent, while what is in flight to a client that reads stays unlimited.
     """
-    found = False
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            fd = int(name)
-            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
-                continue
-            probe = socket.socket(fileno=os.dup(fd))
-        except OSError:
-            continue
-        with probe:
-            try:
-                listening = probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-                if (
-                    listening
-                    and probe.family in (socket.AF_INET, socket.AF_INET6)
-                    and probe.type == socket.SOCK_STREAM
-                    and probe.getsockname()[1] == port
-                ):
-                    probe.setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, limit)
-                    found = True
-            except OSError:
-                continue
-    return found
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if unsent_limit > 0:
+            with contextlib.suppress(OSError):  # not Linux: the send buffer is the kernel's
+                sock.setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, unsent_limit)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
