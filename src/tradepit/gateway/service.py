@@ -49,7 +49,8 @@ class GatewaySettings:
     stream_queue_bytes: int = 4 * 1024 * 1024
     # ... or when a frame to it has not been written for this many seconds.
     stream_send_timeout: float = 10.0
-    # Bytes the kernel may hold unsent per connection (TCP_NOTSENT_LOWAT); 0: its default.
+    # Bytes held unsent per WebSocket connection, by the kernel (TCP_NOTSENT_LOWAT) and by the
+    # server's write buffer each, before a send waits; 0: their defaults.
     send_buffer: int = 16 * 1024
 
 
