@@ -17,9 +17,14 @@ goes as one frame after it. Past `--stream-queue-limit` messages (or `stream_que
 waiting, or when a frame has not been written for `--stream-send-timeout` seconds, the client
 is told (code 407) and disconnected. The kernel would otherwise absorb megabytes for a client
 that reads nothing before any of that shows: the gateway caps what it keeps unsent per socket
-(TCP_NOTSENT_LOWAT) and in the server's write buffer (`--send-buffer` both; see server.py),
-and the server's `send` waits while that buffer is full, so a client that stops reading is
-seen once the kernel's own buffers for it (tens of kB) have filled.
+(TCP_NOTSENT_LOWAT) and in the server's write buffer (`--send-buffer` both; see server.py), so
+a client that stops reading is seen once the kernel's own buffers for it (tens of kB) fill.
+
+Served by the gateway's own server (server.py), a connection offers a `FrameSink` in its ASGI
+scope: a group's frame is then encoded for the wire once, and each client's share of a batch
+is one write of those bytes to its socket, with nothing built per client (a server's frames
+are not masked, so the same bytes serve every client). Elsewhere the frames go through ASGI's
+`send`.
 
 Frames are MessagePack when the client says `Content-Type: application/msgpack` on the
 upgrade (as alpaca-py does; times are then MessagePack timestamps, which alpaca-py requires),
@@ -34,12 +39,13 @@ import logging
 import struct
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from starlette.types import Receive, Scope, Send
+from websockets.frames import Frame, Opcode
 
 from tradepit.domain.symbols import Symbol
 from tradepit.gateway.data_shapes import bar_json, price_of, quote_json, size_of, trade_json
@@ -59,7 +65,15 @@ from tradepit.marketdata.feed import (
 )
 from tradepit.stage.marketdata import MESSAGE, FeedBatch, FeedKeys, decode_batch, load_feeds
 
-__all__ = ["serve_stream", "LiveFeed", "STREAM_PATHS", "MAX_FRAME_BYTES", "CHANNELS"]
+__all__ = [
+    "serve_stream",
+    "LiveFeed",
+    "FrameSink",
+    "FRAME_SINK",
+    "STREAM_PATHS",
+    "MAX_FRAME_BYTES",
+    "CHANNELS",
+]
 
 log = logging.getLogger("tradepit.gateway.data")
 
@@ -80,6 +94,7 @@ CHANNELS = (
     "orderbook",
 )
 _BAR_CHANNELS = {"b": "bars", "u": "updatedBars", "d": "dailyBars"}
+FRAME_SINK = "tradepit.frame_sink"  # the key of a connection's FrameSink in scope["extensions"]
 _json = msgspec.json.Encoder(decimal_format="number").encode
 _msgpack = msgspec.msgpack.Encoder(decimal_format="number").encode
 
@@ -166,14 +181,47 @@ def _msgpack_array_header(length: int) -> bytes:
     return b"\xdd" + struct.pack(">I", length)
 
 
-def _frame(parts: list[bytes], msgpack: bool) -> dict[str, Any]:
-    """The ASGI message that sends `parts` (encoded messages) as one frame: an array."""
+class FrameSink(Protocol):
+    """A WebSocket connection that takes whole frames, encoded once for many connections."""
+
+    def write_frame(self, frame: bytes) -> bool:
+        """Write `frame` (a whole unmasked frame) now; False if the connection is closed."""
+
+    @property
+    def write_paused(self) -> bool:
+        """Whether the connection's write buffer is full: write nothing more until resumed."""
+
+    async def write_resumed(self) -> None:
+        """Return once the write buffer has drained (or the connection is gone)."""
+
+
+class _Outgoing:
+    """One frame's payload, as an ASGI message or as wire bytes, each made once on first use."""
+
+    __slots__ = ("_wire", "payload", "text")
+
+    def __init__(self, payload: bytes, text: bool) -> None:
+        self.payload = payload
+        self.text = text
+        self._wire: bytes | None = None
+
+    def asgi(self) -> dict[str, Any]:
+        if self.text:
+            return {"type": "websocket.send", "text": self.payload.decode()}
+        return {"type": "websocket.send", "bytes": self.payload}
+
+    def wire(self) -> bytes:
+        if self._wire is None:
+            opcode = Opcode.TEXT if self.text else Opcode.BINARY
+            self._wire = Frame(opcode, self.payload).serialize(mask=False)
+        return self._wire
+
+
+def _frame(parts: list[bytes], msgpack: bool) -> _Outgoing:
+    """`parts` (encoded messages) as one frame: an array."""
     if msgpack:
-        return {
-            "type": "websocket.send",
-            "bytes": _msgpack_array_header(len(parts)) + b"".join(parts),
-        }
-    return {"type": "websocket.send", "text": (b"[" + b",".join(parts) + b"]").decode()}
+        return _Outgoing(_msgpack_array_header(len(parts)) + b"".join(parts), False)
+    return _Outgoing(b"[" + b",".join(parts) + b"]", True)
 
 
 def _conflate(queue: list[_Encoded], quote_slots: dict[str, int], encoded: _Encoded) -> None:
@@ -208,13 +256,17 @@ class DataClient:
     At most one frame is on its way to a client at a time. A frame that finds the connection
     idle is sent at once (the frame its group shares); anything that comes while a frame is on
     its way waits in `pending` (quotes conflated to the latest per symbol), and goes as one
-    frame when the one before has been written. A client is cut off when `pending` outgrows
+    frame when the one before has been written. (With a `FrameSink`, a frame is written at
+    once and is on its way only while the connection's write buffer is full.) A client is cut off when `pending` outgrows
     the limits, or when a frame has not been written for `send_timeout` seconds (checked by
     the feed): either means it does not read as fast as the market moves.
     """
 
-    def __init__(self, send: Send, msgpack: bool, limits: GatewaySettings) -> None:
+    def __init__(
+        self, send: Send, msgpack: bool, limits: GatewaySettings, sink: FrameSink | None = None
+    ) -> None:
         self.send = send
+        self.sink = sink
         self.msgpack = msgpack
         self.queue_limit = limits.stream_queue_limit
         self.queue_bytes = limits.stream_queue_bytes
@@ -223,6 +275,8 @@ class DataClient:
         self.pending: list[bytes] = []
         self.pending_bytes = 0
         self.quote_slots: dict[str, int] = {}  # symbol -> index of its quote in `pending`
+        # The frame on its way: ASGI's send of it, or, with a sink, the wait for the write
+        # buffer to drain after it.
         self.in_flight: asyncio.Future[Any] | None = None
         self.sending_since = 0.0  # time.monotonic() when the frame in flight was handed over
         self.cut_off = ""  # why it was cut off, if it was
@@ -231,7 +285,7 @@ class DataClient:
         self.reader: asyncio.Task[None] | None = None
         self._sent = self._frame_sent  # one bound method, not one per frame
 
-    def deliver(self, frame: dict[str, Any], batch: list[_Encoded]) -> None:
+    def deliver(self, frame: _Outgoing, batch: list[_Encoded]) -> None:
         """A batch for this client, with its frame (shared with the client's group)."""
         if self.cut_off:
             return
@@ -274,13 +328,22 @@ class DataClient:
         if pending:
             self._start(_frame(pending, self.msgpack))
 
-    def _start(self, frame: dict[str, Any]) -> None:
-        try:
-            # A task, so that a send waiting for a full socket holds up only this client.
-            future = asyncio.ensure_future(self.send(frame))
-        except Exception:  # the connection is gone
-            self.end()
-            return
+    def _start(self, frame: _Outgoing) -> None:
+        sink = self.sink
+        if sink is not None:
+            if not sink.write_frame(frame.wire()):  # the connection is gone
+                self.end()
+                return
+            if not sink.write_paused:
+                return
+            future: asyncio.Future[Any] = asyncio.ensure_future(sink.write_resumed())
+        else:
+            try:
+                # A task, so that a send waiting for a full socket holds up only this client.
+                future = asyncio.ensure_future(self.send(frame.asgi()))
+            except Exception:  # the connection is gone
+                self.end()
+                return
         self.in_flight = future
         self.sending_since = time.monotonic()
         future.add_done_callback(self._sent)
@@ -305,7 +368,7 @@ class DataClient:
         self.close_code = 1008
         self.pending, self.pending_bytes, self.quote_slots = [], 0, {}
         if self.in_flight is not None:
-            self.in_flight.cancel()  # the send waiting for the socket gives up
+            self.in_flight.cancel()  # whatever waited for the socket gives up
         self.end()
 
     def end(self) -> None:
@@ -314,10 +377,15 @@ class DataClient:
 
     async def send_now(self, messages: list[dict[str, Any]]) -> None:
         """Control messages (acks, errors), sent at once, ahead of queued data."""
-        if self.msgpack:
-            await self.send({"type": "websocket.send", "bytes": _msgpack(messages)})
-        else:
-            await self.send({"type": "websocket.send", "text": _json(messages).decode()})
+        frame = (
+            _Outgoing(_msgpack(messages), False)
+            if self.msgpack
+            else _Outgoing(_json(messages), True)
+        )
+        if self.sink is None:
+            await self.send(frame.asgi())
+        elif not self.sink.write_frame(frame.wire()):
+            raise ConnectionError("the stream connection is closed")
 
 
 class LiveFeed:
@@ -600,7 +668,8 @@ async def serve_stream(
     for name, value in scope["headers"]:
         if name == b"content-type":
             content_type = value.lower()
-    client = DataClient(send, b"msgpack" in content_type, live.settings)
+    sink = scope.get("extensions", {}).get(FRAME_SINK)
+    client = DataClient(send, b"msgpack" in content_type, live.settings, sink)
     reader = asyncio.create_task(_read_requests(client, receive, gateway, live))
     client.reader = reader
     try:

@@ -22,8 +22,10 @@ from collections.abc import Iterator
 
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
 
 from tradepit.gateway.app import create_app
+from tradepit.gateway.datastream import FRAME_SINK
 from tradepit.gateway.service import GatewaySettings
 
 __all__ = ["run_gateway", "listening_socket"]
@@ -52,9 +54,19 @@ class _Server(uvicorn.Server):
 
 
 class _WebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's WebSocket protocol with a smaller write buffer: its `send` waits while more
-    than `write_buffer_bytes` wait in the transport (uvloop's default is 64 KiB, which would
-    hide a stream client that stops reading behind a minute of demo market data)."""
+    """uvicorn's WebSocket protocol, with two changes for the market data streams:
+
+    - a smaller write buffer: writing waits while more than `write_buffer_bytes` wait in the
+      transport (uvloop's default is 64 KiB, which would hide a stream client that stops
+      reading behind a minute of demo market data);
+    - a `FrameSink` in the connection's scope (datastream.py): frames encoded once for many
+      connections are written to the transport as they are. Per frame and client, uvicorn's
+      `send` costs a task, the encoding of the frame and its write; a frame fanned out to
+      thousands of clients then costs the write alone (bench/RESULTS.md, "fanout").
+
+    The sink reads the state uvicorn keeps (`close_sent`, `disconnected`, `writable`); the
+    stream tests run on it.
+    """
 
     write_buffer_bytes = 0  # 0: the event loop's default
 
@@ -62,6 +74,30 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
         super().connection_made(transport)
         if self.write_buffer_bytes > 0 and isinstance(transport, asyncio.WriteTransport):
             transport.set_write_buffer_limits(high=self.write_buffer_bytes)
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # set only if the handshake is acceptable
+        if scope is not None:
+            scope["extensions"][FRAME_SINK] = self
+
+    def write_frame(self, frame: bytes) -> bool:
+        if (
+            self.close_sent
+            or self.disconnected
+            or not self.handshake_complete
+            or self.transport.is_closing()
+        ):
+            return False
+        self.transport.write(frame)
+        return True
+
+    @property
+    def write_paused(self) -> bool:
+        return not self.writable.is_set()
+
+    async def write_resumed(self) -> None:
+        await self.writable.wait()
 
 
 async def run_gateway(redis_url: str, host: str, port: int, settings: GatewaySettings) -> None:
