@@ -257,9 +257,10 @@ class DataClient:
     idle is sent at once (the frame its group shares); anything that comes while a frame is on
     its way waits in `pending` (quotes conflated to the latest per symbol), and goes as one
     frame when the one before has been written. (With a `FrameSink`, a frame is written at
-    once and is on its way only while the connection's write buffer is full.) A client is cut off when `pending` outgrows
-    the limits, or when a frame has not been written for `send_timeout` seconds (checked by
-    the feed): either means it does not read as fast as the market moves.
+    once and is on its way only while the connection's write buffer is full.) A client is cut
+    off when `pending` outgrows the limits, or when a frame has not been written for
+    `send_timeout` seconds (checked by the feed): either means it does not read as fast as the
+    market moves.
     """
 
     def __init__(
