@@ -57,12 +57,14 @@ bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py --fsync everysec --shards 2 --rate 10000
 	$(BIN)/python bench/http.py
 	$(BIN)/python bench/fanout.py --repeat 3
+	$(BIN)/python bench/socket_floor.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/matcher.py --quick
 	$(BIN)/python bench/pipeline.py --quick
 	$(BIN)/python bench/http.py --quick
 	$(BIN)/python bench/fanout.py --quick
+	$(BIN)/python bench/socket_floor.py --quick
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache .hypothesis $(WEB)/node_modules
