@@ -39,7 +39,6 @@ import platform
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,6 +48,9 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+
+from launch import tradepit_command, wait_until_up
+from tradepit.embedded import free_port
 
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 _decode = msgspec.msgpack.Decoder().decode
@@ -258,13 +260,6 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
 # The conductor: the demo, the workers, the figures.
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Demo:
     """`tradepit demo` as a subprocess on a fresh data directory and port."""
 
@@ -276,28 +271,14 @@ class Demo:
         self.key: tuple[str, str] = ("", "")
 
     def start(self, timeout: float = 60.0) -> None:
-        tradepit = Path(sys.executable).parent / "tradepit"
-        command = [str(tradepit)] if tradepit.exists() else [sys.executable, "-m", "tradepit.cli"]
-        command += ["--data-dir", str(self.data_dir / "data"), "demo", "--port", str(self.port)]
+        command = tradepit_command(self.data_dir / "data", "demo", "--port", str(self.port))
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.log.read_text(errors="replace")
-            if "tradepit: Ctrl-C stops it" in text:
-                for line in text.splitlines():
-                    if "a demo market is trading" in line:
-                        fields = dict(word.split("=", 1) for word in line.split() if "=" in word)
-                        self.key = (fields["APCA-API-KEY-ID"], fields["APCA-API-SECRET-KEY"])
-                if not self.key[0]:
-                    raise RuntimeError(f"the demo printed no key:\n{text}")
-                return
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the demo exited with {self.process.returncode}:\n{text}")
-            time.sleep(0.05)
-        raise RuntimeError(f"the demo was not ready in {timeout} s:\n{self.log.read_text()}")
+        self.key = wait_until_up(
+            self.process, self.log, "a demo market is trading", "the demo", timeout
+        )
 
     def gateway_pid(self) -> int:
         assert self.process is not None

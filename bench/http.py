@@ -57,7 +57,9 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 
+from launch import tradepit_command, wait_until_up
 from tradepit.client import load_config
+from tradepit.embedded import free_port
 from tradepit.stage.keys import ShardKeys, ledger_name
 
 # Run as a script, this file's directory is first on the path, where this file would shadow the
@@ -314,13 +316,6 @@ async def flat_out(connections: list[Connection], seconds: float) -> dict[str, A
 # The venue.
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Venue:
     """`tradepit serve` as a subprocess on a fresh data directory."""
 
@@ -332,28 +327,12 @@ class Venue:
         self.process: subprocess.Popen[bytes] | None = None
         self.admin: tuple[str, str] = ("", "")
 
-    async def start(self, timeout: float = 60.0) -> None:
-        tradepit = Path(sys.executable).parent / "tradepit"
-        command = [str(tradepit)] if tradepit.exists() else [sys.executable, "-m", "tradepit.cli"]
-        command += ["--data-dir", str(self.data_dir / "data"), "serve", "--port", str(self.port)]
+    def start(self, timeout: float = 60.0) -> None:
+        command = tradepit_command(self.data_dir / "data", "serve", "--port", str(self.port))
         command += ["--rate-limit", "0", "--fsync", self.fsync]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.log.read_text(errors="replace")
-            if "tradepit: Ctrl-C stops it" in text:
-                for line in text.splitlines():
-                    if "APCA-API-KEY-ID=" in line:
-                        fields = dict(word.split("=", 1) for word in line.split() if "=" in word)
-                        self.admin = (fields["APCA-API-KEY-ID"], fields["APCA-API-SECRET-KEY"])
-                if not self.admin[0]:
-                    raise RuntimeError(f"serve printed no admin key:\n{text}")
-                return
-            if self.process.poll() is not None:
-                raise RuntimeError(f"serve exited with {self.process.returncode}:\n{text}")
-            await asyncio.sleep(0.05)
-        raise RuntimeError(f"serve was not ready in {timeout} s:\n{self.log.read_text()}")
+        self.admin = wait_until_up(self.process, self.log, "APCA-API-KEY-ID=", "serve", timeout)
 
     def pids(self) -> dict[str, int]:
         """serve (the stages), its gateway and Valkey children."""
@@ -461,7 +440,7 @@ async def run_once(args: argparse.Namespace, number: int) -> dict[str, Any]:
     connections: list[Connection] = []
     try:
         started = time.perf_counter()
-        await venue.start()
+        venue.start()
         accounts = await venue.create_accounts(args.clients)
         connections = [await connect(venue.port, *account) for account in accounts]
         pids = {**venue.pids(), "load generator": os.getpid()}
