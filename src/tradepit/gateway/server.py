@@ -21,6 +21,7 @@ import socket
 from collections.abc import Iterator
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 
@@ -51,6 +52,57 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+class _HeadWithBody:
+    """The transport uvicorn writes a response to, sending its head and its body in one write.
+
+    uvicorn writes a response's head on `http.response.start` and its body on
+    `http.response.body`: two system calls, and the client wakes up for the head alone, then
+    again for the body (an order's ack took both). Here a write is held until the next one,
+    which it is sent with, or the end of the event loop's turn, or an empty write (the end of an
+    empty body), or a close, whichever comes first: at most one write is ever held.
+    """
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held + data)
+        elif data:
+            self._held = data
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+
+class _HttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol, each response written through a `_HeadWithBody`."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._responses = _HeadWithBody(transport)
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        # The request's cycle exists and its task has not run yet (a WebSocket upgrade makes
+        # none, and keeps the transport itself).
+        if self.cycle is not None:
+            self.cycle.transport = self._responses  # type: ignore[assignment]
 
 
 class _WebSocketProtocol(WebSocketsSansIOProtocol):
@@ -108,7 +160,7 @@ async def run_gateway(redis_url: str, host: str, port: int, settings: GatewaySet
     )
     config = uvicorn.Config(
         app,
-        http="httptools",
+        http=_HttpProtocol,
         ws=websocket_protocol,
         # Compression would make each stream frame a client's own (deflate keeps a window per
         # connection), where now one frame serves every client with the same subscriptions.
