@@ -6,6 +6,8 @@ import uuid
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tradepit.domain.ids import VENUE_ACCOUNT_ID, IdError, id_to_uuid, new_id, uuid_to_id
 from tradepit.domain.numbers import NumberError, format_units, parse_units, to_decimal
@@ -188,6 +190,18 @@ def test_tiny_off_grid_value_is_not_rounded_to_zero() -> None:
 )
 def test_format_units(count: int, unit: Decimal, text: str) -> None:
     assert format_units(count, unit) == text
+
+
+@given(
+    count=st.integers(-(10**18), 10**18),
+    unit=st.sampled_from(["0.01", "1", "0.5", "0.0001", "25", "1E+2", "0.10", "0.000001"]),
+)
+def test_format_units_is_decimal_arithmetic(count: int, unit: str) -> None:
+    """Integer formatting gives what exact decimal arithmetic gives, to the unit's places."""
+    grid = Decimal(unit)
+    places = max(0, -grid.as_tuple().exponent)  # type: ignore[operator]
+    expected = (Decimal(count) * grid).quantize(Decimal(1).scaleb(-places))
+    assert format_units(count, grid) == f"{expected:f}"
 
 
 @pytest.mark.parametrize("unit", [CENT, ONE, Decimal("0.5"), Decimal("0.0001"), Decimal("25")])
@@ -393,6 +407,17 @@ def test_id_canonical_form() -> None:
     assert id_to_uuid(uuid_to_id(upper)) == upper.lower()
     assert id_to_uuid(1) == "00000000-0000-0000-0000-000000000001"
     assert id_to_uuid(2**128 - 1) == "ffffffff-ffff-ffff-ffff-ffffffffffff"
+
+
+@given(st.integers(0, 2**128 - 1))
+def test_id_to_uuid_is_uuids_text(value: int) -> None:
+    assert id_to_uuid(value) == str(uuid.UUID(int=value))
+
+
+def test_id_to_uuid_refuses_what_is_not_128_bits() -> None:
+    for value in (-1, 2**128):
+        with pytest.raises(ValueError):
+            id_to_uuid(value)
 
 
 def test_venue_account_is_the_nil_uuid() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from tradepit.domain.ids import id_to_uuid
@@ -59,7 +60,13 @@ def rfc3339(ns: int | None) -> str | None:
     if not ns:
         return None
     seconds, fraction = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:09d}Z"
+    return f"{_utc_second(seconds)}.{fraction:09d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _utc_second(seconds: int) -> str:
+    # Most times formatted are recent ones, of a few distinct seconds.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def account_number(account_id: int) -> str:
@@ -87,12 +94,14 @@ def average_price(cents: int, lots: int, symbol: Symbol) -> str | None:
 
 def order_json(record: OrderRecord, symbol: Symbol, asset_id: str) -> dict[str, Any]:
     order_type = ORDER_TYPES[record.type]
+    order_id = id_to_uuid(record.order_id)
+    created_at = rfc3339(record.created_at)
     return {
-        "id": id_to_uuid(record.order_id),
-        "client_order_id": record.client_order_id or id_to_uuid(record.order_id),
-        "created_at": rfc3339(record.created_at),
+        "id": order_id,
+        "client_order_id": record.client_order_id or order_id,
+        "created_at": created_at,
         "updated_at": rfc3339(record.updated_at),
-        "submitted_at": rfc3339(record.created_at),
+        "submitted_at": created_at,
         "filled_at": rfc3339(record.filled_at),
         "expired_at": rfc3339(record.expired_at),
         "canceled_at": rfc3339(record.canceled_at),
