@@ -133,7 +133,9 @@ class VenueClient:
     async def request(self, account_id: int, command: LedgerCommand) -> Reply:
         future = self.send(account_id, command)
         try:
-            return await asyncio.wait_for(future, self.reply_timeout)
+            # (asyncio.timeout rather than wait_for, which wraps the future in more of its own.)
+            async with asyncio.timeout(self.reply_timeout):
+                return await future
         except TimeoutError:
             self._waiting.pop(command.request_id, None)
             raise ReplyTimeoutError(f"no reply from the ledger in {self.reply_timeout} s") from None
