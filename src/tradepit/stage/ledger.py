@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 
 from tradepit.domain.events import PartialFill, Replaced, ReplaceRejected
 from tradepit.domain.ids import VENUE_ACCOUNT_ID
@@ -56,6 +55,7 @@ from tradepit.stage.messages import (
     spec_of,
     symbol_of,
 )
+from tradepit.stage.resp import CommandBuffer
 
 __all__ = ["LedgerShard", "load_ledger", "UPDATES_KEPT"]
 
@@ -326,7 +326,7 @@ class LedgerShard(StageCore):
 
     # Committing.
 
-    def write(self, tx: Pipeline) -> list[tuple[str, bytes]]:
+    def write(self, tx: CommandBuffer) -> list[tuple[str, bytes]]:
         keys, ledger = self.keys, self.ledger
         for matcher, commands in self.to_matchers.items():
             tx.xadd(keys.link_to(matcher), {COMMANDS: encode(commands)})
@@ -349,13 +349,13 @@ class LedgerShard(StageCore):
                 else:
                     still_open[order_id] = encode(open_order)
             if still_open:
-                tx.hset(keys.open_orders, mapping=still_open)  # type: ignore[arg-type]
+                tx.hset(keys.open_orders, mapping=still_open)
             if closed:
                 tx.hdel(keys.open_orders, *closed)
         publishes: list[tuple[str, bytes]] = []
         if self.dirty_records:
             encoded = {order_id: encode(record) for order_id, record in self.dirty_records.items()}
-            tx.hset(keys.orders, mapping=encoded)  # type: ignore[arg-type]
+            tx.hset(keys.orders, mapping=encoded)
             # A record whose order is over needs no more memory here: Redis has it.
             records = self.history.records
             for order_id in self.dirty_records:

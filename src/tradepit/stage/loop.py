@@ -22,7 +22,6 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -68,7 +67,7 @@ class StageCore(ABC):
         """Apply one entry. Raise BadEntryError, having changed nothing, if it cannot be decoded."""
 
     @abstractmethod
-    def write(self, tx: Pipeline) -> list[tuple[str, bytes]]:
+    def write(self, tx: CommandBuffer) -> list[tuple[str, bytes]]:
         """Queue the batch's outputs and changed state on `tx`; return what to publish after."""
 
 
@@ -134,8 +133,8 @@ class StageLoop:
     async def step(self, redis: aioredis.Redis, wire: RespConnection) -> int:
         """Read, apply and commit one batch; return how many entries it held.
 
-        The core queues its writes on a redis-py `Pipeline` that only packs them (a
-        `CommandBuffer`): they are sent on `wire`, the thin connection."""
+        The core queues its writes on a `CommandBuffer`, which packs them: they are sent on
+        `wire`, the thin connection."""
         if self._next_read is None:
             block = None if self._stopping.is_set() else self.block_ms
             self._next_read = wire.request(
@@ -170,7 +169,7 @@ class StageLoop:
             }
             record.update({b"field:" + name: value for name, value in fields.items()})
             tx.xadd(keys.dead_letters, record, maxlen=DEAD_LETTERS_KEPT, approximate=True)
-        tx.hset(keys.checkpoints, mapping=advanced)  # type: ignore[arg-type]
+        tx.hset(keys.checkpoints, mapping=advanced)
         # Published inside the transaction: subscribers get them once it is applied, and
         # not before it is in the append-only file (Valkey writes the AOF before replies).
         for channel, message in publishes:

@@ -23,7 +23,6 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from tradepit.domain.events import Event
@@ -40,6 +39,7 @@ from tradepit.marketdata.feed import (
 from tradepit.stage.keys import ShardKeys, VenueConfig
 from tradepit.stage.loop import BadEntryError, Fields, StageCore
 from tradepit.stage.messages import COMMANDS, DEPTH, EVENTS, decode_events, encode
+from tradepit.stage.resp import CommandBuffer
 
 __all__ = [
     "FEED_SHARD",
@@ -145,7 +145,7 @@ class MarketDataShard(StageCore):
         for top in tops:
             self.core.apply_top(top)
 
-    def write(self, tx: Pipeline) -> list[tuple[str, bytes]]:
+    def write(self, tx: CommandBuffer) -> list[tuple[str, bytes]]:
         messages = self.core.take_messages()
         changed, self.core.changed = self.core.changed, set()
         if not messages and not changed:
@@ -166,7 +166,7 @@ class MarketDataShard(StageCore):
         feeds = self.core.feeds
         if changed:
             stored = {symbol: encode(feeds[symbol]) for symbol in changed}
-            tx.hset(keys.feeds, mapping=stored)  # type: ignore[arg-type]
+            tx.hset(keys.feeds, mapping=stored)
         if not messages:
             return []
         self.batch_seq += 1
@@ -181,7 +181,7 @@ class MarketDataShard(StageCore):
         )
         return [(keys.channel, batch)]
 
-    def _write_bar(self, tx: Pipeline, message: BarUpdate) -> None:
+    def _write_bar(self, tx: CommandBuffer, message: BarUpdate) -> None:
         bar = message.bar
         if message.kind == "d":
             key, number = self.feed_keys.days(message.symbol), bar.start // DAY_NS

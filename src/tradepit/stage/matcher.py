@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 
 from tradepit.domain.events import (
     Accepted,
@@ -45,6 +44,7 @@ from tradepit.stage.messages import (
     decode_matcher_commands,
     encode,
 )
+from tradepit.stage.resp import CommandBuffer
 
 __all__ = [
     "MatcherShard",
@@ -125,7 +125,7 @@ class MatcherShard(StageCore):
             elif isinstance(command, CloseSession):
                 matcher.close_session(command.ts)
 
-    def write(self, tx: Pipeline) -> list[tuple[str, bytes]]:
+    def write(self, tx: CommandBuffer) -> list[tuple[str, bytes]]:
         events = self.matcher.take_events()
         symbols, self.new_books = self.new_books, set()
         keys = self.keys
@@ -166,7 +166,7 @@ class MatcherShard(StageCore):
         self._write_counters(tx, symbols)
         return [(keys.channel, all_events)]
 
-    def _write_counters(self, tx: Pipeline, symbols: set[str]) -> None:
+    def _write_counters(self, tx: CommandBuffer, symbols: set[str]) -> None:
         books = self.matcher.books
         counters = {
             symbol: encode(
@@ -181,9 +181,9 @@ class MatcherShard(StageCore):
             if symbol in books
         }
         if counters:
-            tx.hset(self.keys.books, mapping=counters)  # type: ignore[arg-type]
+            tx.hset(self.keys.books, mapping=counters)
 
-    def _write_orders(self, tx: Pipeline, touched: dict[int, str]) -> None:
+    def _write_orders(self, tx: CommandBuffer, touched: dict[int, str]) -> None:
         books = self.matcher.books
         ranks = self.ranks
         still_open: dict[int, bytes] = {}
@@ -201,7 +201,7 @@ class MatcherShard(StageCore):
                 gone.append(order_id)
                 ranks.pop(order_id, None)
         if still_open:
-            tx.hset(self.keys.resting, mapping=still_open)  # type: ignore[arg-type]
+            tx.hset(self.keys.resting, mapping=still_open)
         if gone:
             tx.hdel(self.keys.resting, *gone)
 
