@@ -1,11 +1,12 @@
 """Talking to a running venue through Redis: what the gateway, the admin CLI and the benchmarks
 use to send commands to the stages and wait for their replies.
 
-Commands sent in the same turn of the event loop are group-committed: one flush at the end of
-the turn appends everything pending as one stream entry per ledger shard, in one write that
-does not wait for the replies to earlier ones, so a burst of N orders costs a handful of
-appends rather than N. Replies come back on a Pub/Sub channel of this client's own. Both ride
-thin hiredis connections (`tradepit.stage.resp`): this is the path of every order.
+Commands are group-committed under load: while appends are in flight, those sent in the same
+turn of the event loop are flushed at the end of the turn, as one stream entry per ledger shard
+in one write that does not wait for the replies to earlier ones, so a burst of N orders costs a
+handful of appends rather than N. A command sent when nothing is in flight is appended at once.
+Replies come back on a Pub/Sub channel of this client's own. Both ride thin hiredis connections
+(`tradepit.stage.resp`): this is the path of every order.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class VenueClient:
         self._waiting: dict[int, asyncio.Future[Reply]] = {}
         self._pending: dict[str, list[LedgerCommand]] = {}
         self._flush_scheduled = False
+        self._appends_in_flight = 0  # written, and their replies not yet read
         self._connecting: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._subscriber: RespSubscriber | None = None
@@ -153,6 +155,12 @@ class VenueClient:
 
     def _flush_soon(self) -> None:
         if not self._flush_scheduled:
+            if not self._appends_in_flight:
+                # Nothing on its way: there is nothing to coalesce with, and waiting for the end
+                # of the loop's turn only delays this one (~40 us at a paced 1,000/s). Under
+                # load, appends are in flight and what comes in one turn goes in one write.
+                self._flush()
+                return
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
@@ -180,8 +188,10 @@ class VenueClient:
         except Exception as error:
             self._fail(pending, error)
             return
+        self._appends_in_flight += 1
 
         def check(appended: asyncio.Future[list[Any]]) -> None:
+            self._appends_in_flight -= 1
             try:
                 raise_errors(appended.result())
             except Exception as error:
