@@ -53,8 +53,6 @@ XreadBatch = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
 
 
 Arg = str | bytes | int
-# hiredis's stub says its argument is a one-element tuple; it takes a command of any length.
-_pack_command: Callable[[tuple[Any, ...]], bytes] = hiredis.pack_command
 
 
 class CommandBuffer:
@@ -85,7 +83,7 @@ class CommandBuffer:
         args.append(id)
         for field in fields.items():
             args += field
-        self.packed.append(_pack_command(tuple(args)))
+        self.packed.append(pack(args))
 
     def hset(
         self,
@@ -105,25 +103,25 @@ class CommandBuffer:
                 args += pair
         if len(args) == 2:
             raise ValueError("HSET needs a key and value, or a mapping")
-        self.packed.append(_pack_command(tuple(args)))
+        self.packed.append(pack(args))
 
     def hdel(self, name: str, *keys: Arg) -> None:
-        self.packed.append(_pack_command(("HDEL", name, *keys)))
+        self.packed.append(pack(("HDEL", name, *keys)))
 
     def zadd(self, name: str, mapping: Mapping[Any, int]) -> None:
         args: list[Arg] = ["ZADD", name]
         for member, score in mapping.items():
             args += (score, member)
-        self.packed.append(_pack_command(tuple(args)))
+        self.packed.append(pack(args))
 
     def zrem(self, name: str, *values: Arg) -> None:
-        self.packed.append(_pack_command(("ZREM", name, *values)))
+        self.packed.append(pack(("ZREM", name, *values)))
 
     def zremrangebyscore(self, name: str, low: Arg, high: Arg) -> None:
-        self.packed.append(_pack_command(("ZREMRANGEBYSCORE", name, low, high)))
+        self.packed.append(pack(("ZREMRANGEBYSCORE", name, low, high)))
 
     def publish(self, channel: str, message: bytes) -> None:
-        self.packed.append(_pack_command(("PUBLISH", channel, message)))
+        self.packed.append(pack(("PUBLISH", channel, message)))
 
 
 def raise_errors(replies: Iterable[Any]) -> None:
