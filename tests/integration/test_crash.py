@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 
 from tradepit import admin
 from tradepit.client import VenueClient, init_config
-from tradepit.domain.events import Accepted, PartialFill, Trade
+from tradepit.domain.events import Accepted, Trade
 from tradepit.domain.ids import new_id
 from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
 from tradepit.embedded import EmbeddedValkey
@@ -227,10 +227,10 @@ async def _crash_run(
             for event in decode_events(fields[b"e"]):
                 if isinstance(event, Accepted):
                     accepted[event.order_id] += 1
-                elif isinstance(event, PartialFill):
-                    fills[event.order_id] += event.qty
                 elif isinstance(event, Trade):
                     trades[(event.symbol, event.seq)] += 1
+                    fills[event.maker_order_id] += event.qty
+                    fills[event.taker_order_id] += event.qty
         assert all(accepted[order_id] == 1 for order_id in acked)
         assert set(trades.values()) <= {1}
         # No fill settled twice: each order's filled quantity is what the books traded for it.

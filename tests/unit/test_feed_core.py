@@ -34,7 +34,7 @@ T0 = int(datetime(2026, 11, 27, 14, 30, tzinfo=UTC).timestamp()) * 1_000_000_000
 
 
 def trade(ts: int, price: int, qty: int, seq: int = 1, symbol: str = "ACME") -> Trade:
-    return Trade(symbol, seq, ts, price, qty, 1, 2, 3, 4, Side.BUY)
+    return Trade(symbol, seq, ts, price, qty, 1, 2, 0, 3, 4, Side.BUY, 0)
 
 
 # Timeframes.

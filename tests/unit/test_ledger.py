@@ -13,8 +13,6 @@ from tradepit.domain.events import (
     Canceled,
     Event,
     Expired,
-    Fill,
-    PartialFill,
     Rejected,
     Replaced,
     ReplaceRejected,
@@ -288,7 +286,7 @@ def test_settlement_of_both_sides_with_fees_rounded_up_for_the_venue() -> None:
     fund(venue, 2, lots=3, cost=2_400)
     place(venue, make(1, 2, SELL, 1, 1001))  # maker
     events = place(venue, make(2, 1, BUY, 1, 1001))  # taker
-    assert [type(event) for event in events][1:] == [Trade, Fill, Fill]
+    assert [type(event) for event in events][1:] == [Trade]
     # Maker fee: 1001 x 10 bps = 1.001 -> 2. Taker fee: 1001 x 25 bps = 2.5025 -> 3.
     assert venue.ledger.accounts[2].fees_paid == 2
     assert venue.ledger.accounts[1].fees_paid == 3
@@ -340,8 +338,8 @@ def test_fees_over_many_fills_of_one_taker() -> None:
     for order_id in range(1, 101):
         place(venue, make(order_id, 2, SELL, 1, 101))
     events = place(venue, make(1000, 1, BUY, 100, 101))
-    taker_reports = [e for e in events if isinstance(e, PartialFill) and e.order_id == 1000]
-    assert len(taker_reports) == 100
+    trades = [e for e in events if isinstance(e, Trade) and e.taker_order_id == 1000]
+    assert [trade.taker_leaves for trade in trades] == list(range(99, -1, -1))
     assert venue.ledger.accounts[1].fees_paid == 11
     assert venue.ledger.accounts[2].fees_paid == 0
     assert cash(venue, 1) == (0, 0)
@@ -637,15 +635,13 @@ def test_events_for_unknown_orders_are_ignored() -> None:
     place(venue, make(1, 1, BUY, 5, 100))
     before = venue.ledger.state_hash()
     for event in (
-        Fill("AAA", 1, 0, 77, 1, BUY, 100, 5, 0, "T", 1),
-        PartialFill("AAA", 1, 0, 77, 1, SELL, 100, 5, 3, "M", 1),
         Canceled("AAA", 1, 0, 77, 1, BUY, 5, "requested"),
         Expired("AAA", 1, 0, 77, 1, SELL, 5),
         Rejected("AAA", 1, 0, 77, 1, "halted"),
         Replaced("AAA", 1, 0, 77, 1, BUY, 78, 100, 0, 5, False),
         ReplaceRejected("AAA", 1, 0, 77, 1, 78, "unknown_order"),
         ReplaceRejected("AAA", 1, 0, 77, 1, 1, "unknown_order"),  # 1 replaces nothing
-        Trade("AAA", 1, 0, 100, 5, 1, 1, 77, 2, SELL),
+        Trade("AAA", 1, 0, 100, 5, 77, 1, 0, 78, 2, SELL, 3),
     ):
         venue.ledger.apply(event)
     assert venue.ledger.state_hash() == before

@@ -14,8 +14,6 @@ from tradepit.domain.events import (
     CancelRejected,
     Event,
     Expired,
-    Fill,
-    PartialFill,
     Rejected,
     Replaced,
     ReplaceRejected,
@@ -56,7 +54,7 @@ def submit(matcher: Matcher, *orders: Order) -> list[Event]:
 
 
 def only(events: list[Event], cls: type[E]) -> list[E]:
-    """The events of exactly type `cls` (a Fill is not counted as a PartialFill)."""
+    """The events of exactly type `cls`."""
     return [event for event in events if type(event) is cls]
 
 
@@ -114,32 +112,33 @@ def test_trade_is_at_the_makers_price() -> None:
     submit(matcher, make(1, 1, SELL, 5, 100))
     events = submit(matcher, make(2, 2, BUY, 5, 105))
     assert [(trade.price, trade.qty) for trade in only(events, Trade)] == [(100, 5)]
-    assert {fill.price for fill in only(events, Fill)} == {100}
 
     submit(matcher, make(3, 1, BUY, 5, 105))
     events = submit(matcher, make(4, 2, SELL, 5, 100))
     assert [(trade.price, trade.taker_side) for trade in only(events, Trade)] == [(105, SELL)]
-    assert {fill.price for fill in only(events, Fill)} == {105}
 
 
-def test_partial_fills_report_leaves_and_trade_seq() -> None:
+def test_a_trade_reports_both_sides_leaves() -> None:
     matcher = new_matcher()
     submit(matcher, make(1, 1, SELL, 10, 100))
     events = submit(matcher, make(2, 2, BUY, 4, 100))
-    assert [type(event) for event in events] == [Accepted, Trade, PartialFill, Fill]
-    _, trade, maker, taker = events
-    assert isinstance(trade, Trade) and isinstance(maker, PartialFill) and isinstance(taker, Fill)
-    assert (trade.qty, trade.maker_order_id, trade.taker_order_id) == (4, 1, 2)
-    assert (maker.order_id, maker.qty, maker.leaves, maker.liquidity) == (1, 4, 6, "M")
-    assert (taker.order_id, taker.qty, taker.leaves, taker.liquidity) == (2, 4, 0, "T")
-    assert maker.trade_seq == taker.trade_seq == trade.seq
-    assert (maker.seq, taker.seq) == (trade.seq + 1, trade.seq + 2)
+    assert [type(event) for event in events] == [Accepted, Trade]
+    trade = events[1]
+    assert isinstance(trade, Trade)
+    assert (trade.qty, trade.maker_order_id, trade.maker_account_id, trade.maker_leaves) == (
+        4,
+        1,
+        1,
+        6,
+    )
+    assert (trade.taker_order_id, trade.taker_account_id, trade.taker_leaves) == (2, 2, 0)
+    assert trade.seq == events[0].seq + 1
 
     # A larger buy: the maker is done, the taker rests with the rest.
     events = submit(matcher, make(3, 3, BUY, 10, 100))
-    maker_fill, taker_fill = only(events, Fill), only(events, PartialFill)
-    assert [(fill.order_id, fill.qty, fill.leaves) for fill in maker_fill] == [(1, 6, 0)]
-    assert [(fill.order_id, fill.qty, fill.leaves) for fill in taker_fill] == [(3, 6, 4)]
+    assert [
+        (t.maker_order_id, t.qty, t.maker_leaves, t.taker_leaves) for t in only(events, Trade)
+    ] == [(1, 6, 0, 4)]
     order = book(matcher).get(3)
     assert order is not None and (order.filled, order.leaves) == (6, 4)
     assert resting(matcher, BUY) == [(3, 100, 4)]
@@ -150,13 +149,12 @@ def test_one_taker_across_several_makers() -> None:
     matcher = new_matcher()
     submit(matcher, make(1, 1, SELL, 2, 100), make(2, 2, SELL, 3, 101))
     events = submit(matcher, make(3, 3, BUY, 4, 101))
-    taker_reports = [e for e in events if isinstance(e, PartialFill) and e.order_id == 3]
-    assert [(type(r), r.qty, r.leaves, r.price) for r in taker_reports] == [
-        (PartialFill, 2, 2, 100),
-        (Fill, 2, 0, 101),
-    ]
     trades = only(events, Trade)
-    assert [r.trade_seq for r in taker_reports] == [trade.seq for trade in trades]
+    assert [(t.maker_order_id, t.qty, t.price, t.maker_leaves, t.taker_leaves) for t in trades] == [
+        (1, 2, 100, 0, 2),
+        (2, 2, 101, 1, 0),
+    ]
+    assert [t.seq for t in trades] == [trades[0].seq, trades[0].seq + 1]
     assert resting(matcher, SELL) == [(2, 101, 1)]
 
 
@@ -467,7 +465,7 @@ def test_replace_that_crosses_trades() -> None:
     assert [(t.maker_order_id, t.taker_order_id, t.qty, t.price) for t in only(events, Trade)] == [
         (1, 12, 3, 101)
     ]
-    assert [(f.order_id, f.leaves) for f in only(events, Fill)] == [(12, 0)]
+    assert [t.taker_leaves for t in only(events, Trade)] == [0]
     assert resting(matcher, SELL) == [(1, 101, 2)]
     assert resting(matcher, BUY) == []
 

@@ -25,7 +25,6 @@ from tradepit.domain.events import (
     Canceled,
     Event,
     Expired,
-    PartialFill,
     Replaced,
     Trade,
     Triggered,
@@ -124,20 +123,16 @@ class VenueMachine(RuleBasedStateMachine):
             elif isinstance(event, Trade):
                 maker, taker = event.maker_order_id, event.taker_order_id
                 assert event.price == self.limit[maker], "trade not at the maker's price"
-                for order_id in (maker, taker):
+                assert self.side[taker] is event.taker_side is not self.side[maker]
+                for order_id, leaves in ((maker, event.maker_leaves), (taker, event.taker_leaves)):
                     if self.side[order_id] is Side.BUY:
                         assert event.price <= self.limit[order_id], "buy traded above limit"
                     else:
                         assert event.price >= self.limit[order_id], "sell traded below limit"
-            elif isinstance(event, PartialFill):
-                self.filled[event.order_id] += event.qty
-                remaining = self.qty[event.order_id] - self.filled[event.order_id]
-                assert event.leaves == remaining
-                assert isinstance(event, PartialFill) and (event.leaves == 0) == (
-                    type(event).__name__ == "Fill"
-                )
-                if event.leaves == 0:
-                    self.done[event.order_id] = 0
+                    self.filled[order_id] += event.qty
+                    assert leaves == self.qty[order_id] - self.filled[order_id]
+                    if leaves == 0:
+                        self.done[order_id] = 0
             elif isinstance(event, Canceled | Expired):
                 assert event.qty == self.qty[event.order_id] - self.filled[event.order_id]
                 self.done[event.order_id] = event.qty

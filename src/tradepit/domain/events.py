@@ -1,8 +1,10 @@
 """What the matcher emits. Every event carries its symbol, the symbol's sequence number (gapless,
 one per event) and the timestamp of the command that caused it.
 
-Execution reports are per order: a trade between a maker and a taker yields one `Trade` (for the
-tape) and one `Fill` or `PartialFill` for each of the two orders (for their owners' ledgers).
+An execution is one `Trade` event. It carries what both orders' owners need as well as what the
+tape needs: each side's id, account and the lots it still has open afterwards (0: filled). One
+event per execution, not one per order, because building event objects is most of what a match
+costs in CPython; a consumer that wants per-order reports reads the side it owns.
 """
 
 from __future__ import annotations
@@ -12,15 +14,12 @@ import msgspec
 from tradepit.domain.orders import Side
 
 __all__ = [
-    "Liquidity",
     "RejectReason",
     "CancelReason",
     "Event",
     "Accepted",
     "Rejected",
     "Trade",
-    "PartialFill",
-    "Fill",
     "Canceled",
     "Expired",
     "Replaced",
@@ -29,11 +28,6 @@ __all__ = [
     "Triggered",
     "TradingStatus",
 ]
-
-
-class Liquidity:
-    MAKER = "M"
-    TAKER = "T"
 
 
 class RejectReason:
@@ -79,32 +73,22 @@ class Rejected(Event, tag="rejected"):
 
 
 class Trade(Event, tag="trade"):
-    """One execution, at the maker's price. `seq` doubles as the trade's id within its symbol."""
+    """One execution between a resting maker and an incoming taker, at the maker's price.
+
+    `seq` doubles as the trade's id within its symbol. `maker_leaves` and `taker_leaves` are the
+    lots each order still has open after this trade: 0 means it is filled and done. The maker is
+    on the other side from `taker_side`.
+    """
 
     price: int
     qty: int
     maker_order_id: int
     maker_account_id: int
+    maker_leaves: int
     taker_order_id: int
     taker_account_id: int
     taker_side: Side
-
-
-class PartialFill(Event, tag="partial_fill"):
-    """Part of an order traded; `leaves` lots stay open. `trade_seq` names the Trade."""
-
-    order_id: int
-    account_id: int
-    side: Side
-    price: int
-    qty: int
-    leaves: int
-    liquidity: str
-    trade_seq: int
-
-
-class Fill(PartialFill, tag="fill"):
-    """The order's last lots traded: it is done (`leaves` is 0)."""
+    taker_leaves: int
 
 
 class Canceled(Event, tag="canceled"):

@@ -26,10 +26,10 @@ from tradepit.domain.events import (
     Canceled,
     Event,
     Expired,
-    PartialFill,
     Rejected,
     Replaced,
     ReplaceRejected,
+    Trade,
 )
 from tradepit.domain.ids import VENUE_ACCOUNT_ID
 from tradepit.domain.orders import Order, Side
@@ -307,11 +307,19 @@ class Ledger:
     # The matcher's events.
 
     def apply(self, event: Event) -> None:
-        """Apply one matcher event: settle a fill, or release what an ended order reserved."""
-        if isinstance(event, PartialFill):  # Fill included
-            order = self.open_orders.get(event.order_id)
-            if order is not None:
-                self._settle(order, event)
+        """Apply one matcher event: settle a trade, or release what an ended order reserved.
+
+        Only the orders this ledger holds are touched: a trade between two ledgers' accounts is
+        applied to each, and each settles its own side.
+        """
+        if isinstance(event, Trade):
+            open_orders = self.open_orders
+            maker = open_orders.get(event.maker_order_id)
+            if maker is not None:
+                self._settle(maker, event.price, event.qty, self.maker_fee_bps)
+            taker = open_orders.get(event.taker_order_id)
+            if taker is not None:
+                self._settle(taker, event.price, event.qty, self.taker_fee_bps)
         elif isinstance(event, Canceled | Expired | Rejected):
             order = self.open_orders.get(event.order_id)
             if order is not None:
@@ -328,15 +336,14 @@ class Ledger:
             if new is not None and new.replaces == event.order_id:
                 self._close(new)
 
-    def _settle(self, order: OpenOrder, fill: PartialFill) -> None:
+    def _settle(self, order: OpenOrder, price: int, qty: int, bps: int) -> None:
+        """`qty` lots of `order` traded at `price`; the fee is `bps` basis points of it."""
         account = self.accounts[order.account_id]
         symbol = self.symbols[order.symbol]
         holding = account.holdings.get(order.symbol) or account.holdings.setdefault(
             order.symbol, Holding()
         )
-        qty = fill.qty
-        notional = symbol.notional(fill.price, qty)
-        bps = self.maker_fee_bps if fill.liquidity == "M" else self.taker_fee_bps
+        notional = symbol.notional(price, qty)
         order.fee_basis += notional * bps
         fees_due = _ceil_div(order.fee_basis, _BPS)
         fee = fees_due - order.fees_charged

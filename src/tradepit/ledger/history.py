@@ -17,11 +17,10 @@ from tradepit.domain.events import (
     CancelRejected,
     Event,
     Expired,
-    Fill,
-    PartialFill,
     Rejected,
     Replaced,
     ReplaceRejected,
+    Trade,
 )
 from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
 from tradepit.domain.symbols import Symbol
@@ -172,21 +171,16 @@ class OrderHistory:
         return record
 
     def apply(self, event: Event) -> list[Change]:
-        if isinstance(event, PartialFill):  # the most common event first
-            record = self.records.get(event.order_id)
-            if record is None:
-                return []
-            record.updated_at = event.ts
-            record.filled_qty += event.qty
-            record.filled_notional += self.symbols[record.symbol].notional(event.price, event.qty)
-            if isinstance(event, Fill):
-                record.status = OrderStatus.FILLED
-                record.filled_at = event.ts
-                return [(TradeEvent.FILL, record)]
-            if record.status not in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_REPLACE):
-                record.status = OrderStatus.PARTIALLY_FILLED
-            return [(TradeEvent.PARTIAL_FILL, record)]
-        changed: list[Change] = []
+        if isinstance(event, Trade):  # the most common event first
+            changed: list[Change] = []
+            maker = self.records.get(event.maker_order_id)
+            if maker is not None:
+                changed.append(self._filled(maker, event, event.maker_leaves))
+            taker = self.records.get(event.taker_order_id)
+            if taker is not None:
+                changed.append(self._filled(taker, event, event.taker_leaves))
+            return changed
+        changed = []
         if isinstance(event, ReplaceRejected):
             new = self.records.get(event.new_order_id)
             if new is not None:
@@ -238,6 +232,19 @@ class OrderHistory:
         record.updated_at = event.ts
         changed.insert(0, (name, record))
         return changed
+
+    def _filled(self, record: OrderRecord, trade: Trade, leaves: int) -> Change:
+        """`record`'s order took part in `trade`, and has `leaves` lots open after it."""
+        record.updated_at = trade.ts
+        record.filled_qty += trade.qty
+        record.filled_notional += self.symbols[record.symbol].notional(trade.price, trade.qty)
+        if not leaves:
+            record.status = OrderStatus.FILLED
+            record.filled_at = trade.ts
+            return (TradeEvent.FILL, record)
+        if record.status not in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_REPLACE):
+            record.status = OrderStatus.PARTIALLY_FILLED
+        return (TradeEvent.PARTIAL_FILL, record)
 
     def _live_again(self, order_id: int, ts: int) -> OrderRecord | None:
         """A pending cancel or replace was refused: the order is as it was before."""

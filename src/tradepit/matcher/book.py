@@ -27,9 +27,6 @@ from tradepit.domain.events import (
     CancelRejected,
     Event,
     Expired,
-    Fill,
-    Liquidity,
-    PartialFill,
     Rejected,
     RejectReason,
     Replaced,
@@ -53,8 +50,6 @@ FOK = TimeInForce.FOK
 STP_NONE = SelfTradePrevention.NONE
 CANCEL_NEWEST = SelfTradePrevention.CANCEL_NEWEST
 CANCEL_OLDEST = SelfTradePrevention.CANCEL_OLDEST
-MAKER = Liquidity.MAKER
-TAKER = Liquidity.TAKER
 
 # A level is compacted when its queue holds more than this many dead entries beyond its live ones.
 _COMPACT_SLACK = 16
@@ -476,7 +471,7 @@ class Book:
         `threshold`, best first, FIFO within each; then set the taker's `leaves` and `filled`.
 
         Returns True when self-trade prevention ended the taker (its remainder must be
-        canceled). This is the hot path: locals only, one event struct per report.
+        canceled). This is the hot path: locals only, one event struct per trade.
         """
         out = self.out.append
         orders = self.orders
@@ -537,96 +532,36 @@ class Book:
                     if stopped_by_self_trade:
                         break
                     continue
-                seq += 1
-                trade_seq = seq
-                traded_price = price
                 if maker_leaves > leaves:
                     qty = leaves
-                    maker.leaves = maker_leaves - qty
-                    maker.filled += qty
-                    out(
-                        Trade(
-                            symbol,
-                            seq,
-                            ts,
-                            price,
-                            qty,
-                            maker_id,
-                            maker_account,
-                            taker_id,
-                            taker_account,
-                            taker_side,
-                        )
-                    )
-                    seq += 1
-                    out(
-                        PartialFill(
-                            symbol,
-                            seq,
-                            ts,
-                            maker_id,
-                            maker_account,
-                            maker.side,
-                            price,
-                            qty,
-                            maker_leaves - qty,
-                            MAKER,
-                            trade_seq,
-                        )
-                    )
+                    maker_leaves -= qty
+                    maker.leaves = maker_leaves
                 else:
                     qty = maker_leaves
+                    maker_leaves = 0
                     maker.leaves = 0
-                    maker.filled += qty
                     head += 1
                     del orders[maker_id]
                     level.live -= 1
-                    out(
-                        Trade(
-                            symbol,
-                            seq,
-                            ts,
-                            price,
-                            qty,
-                            maker_id,
-                            maker_account,
-                            taker_id,
-                            taker_account,
-                            taker_side,
-                        )
-                    )
-                    seq += 1
-                    out(
-                        Fill(
-                            symbol,
-                            seq,
-                            ts,
-                            maker_id,
-                            maker_account,
-                            maker.side,
-                            price,
-                            qty,
-                            0,
-                            MAKER,
-                            trade_seq,
-                        )
-                    )
+                maker.filled += qty
                 leaves -= qty
                 filled += qty
+                traded_price = price
                 seq += 1
                 out(
-                    (Fill if not leaves else PartialFill)(
+                    Trade(
                         symbol,
                         seq,
                         ts,
+                        price,
+                        qty,
+                        maker_id,
+                        maker_account,
+                        maker_leaves,
                         taker_id,
                         taker_account,
                         taker_side,
-                        price,
-                        qty,
                         leaves,
-                        TAKER,
-                        trade_seq,
                     )
                 )
                 if not level.live:

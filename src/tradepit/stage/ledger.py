@@ -15,7 +15,7 @@ from __future__ import annotations
 import msgspec
 import redis.asyncio as aioredis
 
-from tradepit.domain.events import PartialFill, Replaced, ReplaceRejected
+from tradepit.domain.events import Replaced, ReplaceRejected, Trade
 from tradepit.domain.ids import VENUE_ACCOUNT_ID
 from tradepit.domain.orders import Order
 from tradepit.domain.symbols import SymbolError
@@ -125,29 +125,34 @@ class LedgerShard(StageCore):
         dirty_records = self.dirty_records
         shards, index = self.config.ledgers, self.index
         for event in events:
-            # Fills are most events: they take the shortest path.
-            if isinstance(event, PartialFill):
-                account_id = event.account_id
-                if account_id % shards != index:
-                    continue
-                dirty_accounts.add(VENUE_ACCOUNT_ID)  # it collects the fee
-                self.totals_changed = True  # a fill moves trade_flow
+            # Trades are most events: they take the shortest path.
+            if isinstance(event, Trade):
+                # This shard settles the side(s) it owns; the matcher sent it only trades
+                # with at least one.
+                dirty_accounts.add(VENUE_ACCOUNT_ID)  # it collects the fees
+                self.totals_changed = True  # a trade moves trade_flow
+                if event.maker_account_id % shards == index:
+                    dirty_accounts.add(event.maker_account_id)
+                    dirty_orders.add(event.maker_order_id)
+                if event.taker_account_id % shards == index:
+                    dirty_accounts.add(event.taker_account_id)
+                    dirty_orders.add(event.taker_order_id)
             else:
                 account_id = getattr(event, "account_id", -1)
                 if account_id < 0 or account_id % shards != index:
-                    continue  # a trade or a status (nothing to settle), or another shard's
+                    continue  # a status (nothing to settle), or another shard's
                 if isinstance(event, Replaced | ReplaceRejected):
                     dirty_orders.add(event.new_order_id)
+                dirty_accounts.add(account_id)
+                dirty_orders.add(event.order_id)  # type: ignore[union-attr]
             apply(event)
-            dirty_accounts.add(account_id)
-            dirty_orders.add(event.order_id)  # type: ignore[union-attr]
             for name, record in follow(event):
                 dirty_records[record.order_id] = record
                 self._order_changed(name, record, event)
 
     def _order_changed(self, name: str, record: OrderRecord, event: object) -> None:
         """Tell the owner (an `OrderUpdate`), and keep the account's indexes in step."""
-        if isinstance(event, PartialFill):
+        if isinstance(event, Trade):
             holding = self.ledger.accounts[record.account_id].holdings[record.symbol]
             encoded = encode(
                 OrderUpdate(
@@ -157,7 +162,7 @@ class LedgerShard(StageCore):
                     event.price,
                     event.qty,
                     holding.free + holding.reserved,
-                    event.trade_seq,
+                    event.seq,
                 )
             )
             self.fills.append(index_member(record.account_id, event.ts, encoded))

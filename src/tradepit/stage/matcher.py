@@ -138,7 +138,16 @@ class MatcherShard(StageCore):
         ranks = self.ranks
         for event in events:
             symbols.add(event.symbol)
-            if isinstance(event, Trade | TradingStatus):
+            if isinstance(event, Trade):
+                # Both owners settle it: once each, or once if one shard holds both.
+                touched[event.maker_order_id] = touched[event.taker_order_id] = event.symbol
+                maker_shard = event.maker_account_id % ledgers
+                taker_shard = event.taker_account_id % ledgers
+                per_ledger[maker_shard].append(event)
+                if taker_shard != maker_shard:
+                    per_ledger[taker_shard].append(event)
+                continue
+            if isinstance(event, TradingStatus):
                 continue  # no order to store or settle
             order_id: int = event.order_id  # type: ignore[attr-defined]
             touched[order_id] = event.symbol

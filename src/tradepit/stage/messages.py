@@ -17,8 +17,6 @@ from tradepit.domain.events import (
     Canceled,
     CancelRejected,
     Expired,
-    Fill,
-    PartialFill,
     Rejected,
     Replaced,
     ReplaceRejected,
@@ -181,8 +179,6 @@ AnyEvent = (
     Accepted
     | Rejected
     | Trade
-    | Fill
-    | PartialFill
     | Canceled
     | Expired
     | Replaced
