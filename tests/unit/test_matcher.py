@@ -140,7 +140,7 @@ def test_a_trade_reports_both_sides_leaves() -> None:
         (t.maker_order_id, t.qty, t.maker_leaves, t.taker_leaves) for t in only(events, Trade)
     ] == [(1, 6, 0, 4)]
     order = book(matcher).get(3)
-    assert order is not None and (order.filled, order.leaves) == (6, 4)
+    assert order is not None and (order.qty, order.leaves) == (10, 4)
     assert resting(matcher, BUY) == [(3, 100, 4)]
     assert resting(matcher, SELL) == []
 

@@ -54,8 +54,9 @@ class Order(msgspec.Struct, array_like=True, gc=False):
     stop-limit orders, the protection price (the edge of the band, set upstream) for market and
     stop orders. `stop_price` is the trigger for stop and stop-limit orders, else 0.
 
-    The matcher owns an Order once it is submitted and keeps `leaves` (lots still open) and
-    `filled` (lots traded) on it; at every moment `qty == filled + leaves + canceled lots`.
+    The matcher owns an Order once it is submitted and keeps `leaves` (lots still open) on it.
+    While it is open, `qty - leaves` lots have traded: a resting order loses lots only to trades
+    (a replace that keeps its place resets `qty`), and its cancel ends it.
     """
 
     order_id: int
@@ -71,4 +72,3 @@ class Order(msgspec.Struct, array_like=True, gc=False):
     stp: SelfTradePrevention = SelfTradePrevention.CANCEL_NEWEST
     ts: int = 0
     leaves: int = 0
-    filled: int = 0

@@ -25,7 +25,7 @@ class Matcher:
     """The books of a set of symbols, and the events their commands produced.
 
     Commands are methods; their events accumulate in `events` until `take_events()`. An order
-    passed to `submit` belongs to the matcher from then on (it keeps `leaves` and `filled`).
+    passed to `submit` belongs to the matcher from then on (it keeps `leaves` up to date).
     """
 
     def __init__(self) -> None:

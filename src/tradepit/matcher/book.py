@@ -163,7 +163,6 @@ class Book:
         tif = order.time_in_force
         if tif is FOK:
             order.leaves = qty
-            order.filled = 0
             self._execute(order)
             return
         # Three names at a time, not four: CPython 3.11 assigns three by swapping, four by
@@ -179,9 +178,8 @@ class Book:
                 return
             if not order.leaves:
                 return
-        else:  # (`_match` sets them when it runs: a Struct attribute store is not cheap)
+        else:  # (`_match` sets it when it runs: a Struct attribute store is not cheap)
             order.leaves = qty
-            order.filled = 0
         if kind is MARKET:
             self._cancel_remainder(order, CancelReason.MARKET_REMAINDER)
         elif tif is IOC:
@@ -209,7 +207,6 @@ class Book:
             self._emit_rejected(order, reason)
             return
         order.leaves = order.qty
-        order.filled = 0
         self.seq += 1
         self.out.append(
             Accepted(
@@ -293,7 +290,6 @@ class Book:
             stop_price=stop_price,
             ts=ts,
             leaves=qty,
-            filled=0,
         )
         if new.post_only and self._would_take(new):
             self.seq += 1
@@ -331,7 +327,6 @@ class Book:
             del self.orders[order_id]
             old.order_id = new_order_id
             old.qty = old.leaves = qty
-            old.filled = 0
             old.ts = ts
             self.orders[new_order_id] = old
             return
@@ -468,7 +463,7 @@ class Book:
         threshold: int,
     ) -> bool:
         """Trade `taker`, unfilled with `leaves` lots open, against the levels crossing
-        `threshold`, best first, FIFO within each; then set the taker's `leaves` and `filled`.
+        `threshold`, best first, FIFO within each; then set the taker's `leaves`.
 
         Returns True when self-trade prevention ended the taker (its remainder must be
         canceled). This is the hot path: locals only, one event struct per trade.
@@ -477,7 +472,6 @@ class Book:
         orders = self.orders
         symbol = self.symbol
         seq = self.seq
-        filled = 0
         taker_id = taker.order_id
         taker_account = taker.account_id
         taker_side = taker.side
@@ -543,9 +537,7 @@ class Book:
                     head += 1
                     del orders[maker_id]
                     level.live -= 1
-                maker.filled += qty
                 leaves -= qty
-                filled += qty
                 traded_price = price
                 seq += 1
                 out(
@@ -579,11 +571,10 @@ class Book:
                 break
             if not leaves or stopped_by_self_trade:
                 break
-        if filled:
+        if traded_price:
             self.last_price = traded_price
         self.seq = seq
         taker.leaves = leaves
-        taker.filled = filled
         return stopped_by_self_trade
 
     def _can_fill(

@@ -218,7 +218,7 @@ class LedgerShard(StageCore):
 
     def _place_order(self, order: Order, client_order_id: str) -> None:
         self._check_owned(order.account_id)
-        order.leaves = order.filled = 0
+        order.leaves = 0
         self.ledger.place_order(order, client_order_id or None)
         self._order_accepted(order, client_order_id, 0)
         self._send(order.symbol, Submit(order))
