@@ -9,10 +9,10 @@ Workloads (one symbol, qty 1-100, a mid that random-walks one tick with probabil
   (N/5 for shorter runs), then the same mix, with cancels stepped up while it holds more.
 
 The command stream is generated once (a pass through our matcher tells which orders rest when a
-cancel is drawn) and fed, untouched, to our `Matcher` (events on, taken and freed every 1,000
-commands as a stage does) and to each peer. Both must produce the same number of trades and
-traded volume. Only the engine calls are timed; orders are built before the clock starts, for
-every engine.
+cancel is drawn) and fed, untouched, to our `Matcher` (`apply` on batches of 1,000 commands,
+events on, taken and freed after each batch as a stage does) and to each peer. Both must produce
+the same number of trades and traded volume. Only the engine calls are timed; orders are built
+before the clock starts, for every engine.
 Each engine runs `--repeat` times; the median is reported. The last line is one JSON object.
 """
 
@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tradepit.domain.commands import Cancel, MatcherCommand, Submit
 from tradepit.domain.events import Trade
 from tradepit.domain.orders import Order, OrderType, SelfTradePrevention, Side, TimeInForce
 from tradepit.matcher import Matcher
@@ -125,23 +126,26 @@ class Outcome:
 
 
 def run_tradepit(commands: list[Command]) -> Outcome:
-    """Our matcher, as a stage runs it: a batch of commands, then its events are taken, used
-    (here: the trades tallied, with the clock stopped) and freed. Freeing is timed; keeping
-    every event of the run alive to the end would not be, in a stage, and would charge the
-    kernel's page faults for ~70 MB of new memory to the matcher."""
-    matcher, batches = _prepare_tradepit(commands)
-    submit = matcher.submit
-    cancel = matcher.cancel
+    """Our matcher, as a stage runs it: `Matcher.apply` on a batch of commands, then the batch's
+    events are taken, used (here: the trades tallied, with the clock stopped) and freed.
+    Freeing is timed; keeping every event of the run alive to the end would not be, in a stage,
+    and would charge the kernel's page faults for ~70 MB of new memory to the matcher."""
+    matcher = Matcher()
+    matcher.add_symbol(SYMBOL)
+    ops: list[MatcherCommand] = [
+        Submit(to_order(c, ts))
+        if c.kind != "cancel"
+        else Cancel(SYMBOL, c.order_id, c.account_id, ts)
+        for ts, c in enumerate(commands)
+    ]
+    batches = [ops[i : i + BATCH] for i in range(0, len(ops), BATCH)]
+    apply = matcher.apply
     clock = time.perf_counter
     seconds = 0.0
     trades = volume = 0
     for batch in batches:
         start = clock()
-        for op in batch:
-            if op.__class__ is Order:
-                submit(op)  # type: ignore[arg-type]
-            else:
-                cancel(*op)  # type: ignore[misc]
+        apply(batch)
         events = matcher.take_events()
         seconds += clock() - start
         for event in events:
@@ -152,18 +156,6 @@ def run_tradepit(commands: list[Command]) -> Outcome:
         del events
         seconds += clock() - start
     return Outcome(seconds, trades, volume)
-
-
-def _prepare_tradepit(
-    commands: list[Command],
-) -> tuple[Matcher, list[list[Order | tuple[str, int, int, int]]]]:
-    matcher = Matcher()
-    matcher.add_symbol(SYMBOL)
-    ops: list[Order | tuple[str, int, int, int]] = [
-        to_order(c, ts) if c.kind != "cancel" else (SYMBOL, c.order_id, c.account_id, ts)
-        for ts, c in enumerate(commands)
-    ]
-    return matcher, [ops[i : i + BATCH] for i in range(0, len(ops), BATCH)]
 
 
 def run_lightmatchingengine(commands: list[Command]) -> Outcome:

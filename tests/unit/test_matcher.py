@@ -8,6 +8,15 @@ import msgspec
 import pytest
 from builders import make
 
+from tradepit.domain.commands import (
+    AddBook,
+    Cancel,
+    CloseSession,
+    MatcherCommand,
+    Replace,
+    SetHalted,
+    Submit,
+)
 from tradepit.domain.events import (
     Accepted,
     Canceled,
@@ -835,3 +844,61 @@ def test_filling_one_by_one_does_not_grow_the_level() -> None:
     assert book(matcher).depth(SELL) == [(100, 50)]
     assert len(book(matcher).asks[-100].queue) < 200
     assert resting(matcher, SELL)[0] == (151, 100, 1)
+
+
+# A batch in one call.
+
+
+def test_apply_equals_calling_each_command_in_turn() -> None:
+    copy = msgspec.structs.replace
+    orders = [
+        make(1, 1, SELL, 5, 101, tif=DAY),
+        make(2, 2, BUY, 3, 101),
+        make(3, 3, SELL, 4, 102, symbol="BBB"),
+        make(4, 4, BUY, 2, 100, symbol="ZZZ"),  # no such book
+        make(5, 5, BUY, 2, 99),
+    ]
+    commands: list[MatcherCommand] = [
+        AddBook("BBB"),
+        *(Submit(copy(order)) for order in orders),
+        Cancel(SYM, 5, 5, 1),
+        Cancel(SYM, 5, 5, 2),  # already gone
+        Cancel("ZZZ", 9, 9, 3),
+        Replace("BBB", 3, 3, 13, 4, 103, 0, 4),
+        SetHalted("BBB", True, 5),
+        Submit(make(6, 6, BUY, 1, 110, symbol="BBB")),  # halted
+        CloseSession(6),
+    ]
+    batched = new_matcher()
+    batched.apply(commands)
+
+    one_by_one = new_matcher()
+    one_by_one.add_symbol("BBB")
+    for order in orders:
+        one_by_one.submit(copy(order))
+    one_by_one.cancel(SYM, 5, 5, 1)
+    one_by_one.cancel(SYM, 5, 5, 2)
+    one_by_one.cancel("ZZZ", 9, 9, 3)
+    one_by_one.replace("BBB", 3, 3, 13, 4, 103, 0, 4)
+    one_by_one.set_halted("BBB", True, 5)
+    one_by_one.submit(make(6, 6, BUY, 1, 110, symbol="BBB"))
+    one_by_one.close_session(6)
+
+    events = batched.take_events()
+    assert events == one_by_one.take_events()
+    assert batched.state_hash() == one_by_one.state_hash()
+    assert [type(event) for event in events] == [
+        Accepted,
+        Accepted,
+        Trade,
+        Accepted,
+        Rejected,
+        Accepted,
+        Canceled,
+        CancelRejected,
+        CancelRejected,
+        Replaced,
+        TradingStatus,
+        Rejected,
+        Expired,
+    ]

@@ -7,9 +7,19 @@ number, so the same commands always give the same events and the same `state_has
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 import msgspec
 
+from tradepit.domain.commands import (
+    AddBook,
+    Cancel,
+    CloseSession,
+    MatcherCommand,
+    Replace,
+    SetHalted,
+    Submit,
+)
 from tradepit.domain.events import CancelRejected, Event, Rejected, RejectReason, ReplaceRejected
 from tradepit.domain.orders import Order
 from tradepit.matcher.book import Book, BookState
@@ -42,6 +52,47 @@ class Matcher:
         events = self.events[:]
         self.events.clear()
         return events
+
+    def apply(self, commands: Iterable[MatcherCommand]) -> None:
+        """Carry out `commands` in order: a stage's batch, in one call.
+
+        The same as calling the method each command names, one by one, less a Python call per
+        command: a submit or a cancel goes straight to its symbol's book.
+        """
+        books = self.books
+        for command in commands:
+            if type(command) is Submit:
+                order = command.order
+                try:
+                    book = books[order.symbol]
+                except KeyError:
+                    self.submit(order)  # rejected: unknown symbol
+                else:
+                    book.submit(order)
+            elif type(command) is Cancel:
+                try:
+                    book = books[command.symbol]
+                except KeyError:
+                    self.cancel(command.symbol, command.order_id, command.account_id, command.ts)
+                else:
+                    book.cancel(command.order_id, command.account_id, command.ts)
+            elif isinstance(command, Replace):
+                self.replace(
+                    command.symbol,
+                    command.order_id,
+                    command.account_id,
+                    command.new_order_id,
+                    command.qty,
+                    command.price,
+                    command.stop_price,
+                    command.ts,
+                )
+            elif isinstance(command, AddBook):
+                self.add_symbol(command.symbol)
+            elif isinstance(command, SetHalted):
+                self.set_halted(command.symbol, command.halted, command.ts)
+            elif isinstance(command, CloseSession):
+                self.close_session(command.ts)
 
     def submit(self, order: Order) -> None:
         try:

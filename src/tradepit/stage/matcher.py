@@ -36,11 +36,6 @@ from tradepit.stage.messages import (
     DEPTH,
     EVENTS,
     AddBook,
-    Cancel,
-    CloseSession,
-    Replace,
-    SetHalted,
-    Submit,
     decode_matcher_commands,
     encode,
 )
@@ -101,29 +96,9 @@ class MatcherShard(StageCore):
             raise BadEntryError(f"not a list of matcher commands: {error}") from None
         matcher = self.matcher
         for command in commands:
-            if isinstance(command, Submit):
-                matcher.submit(command.order)
-            elif isinstance(command, Cancel):
-                matcher.cancel(command.symbol, command.order_id, command.account_id, command.ts)
-            elif isinstance(command, Replace):
-                matcher.replace(
-                    command.symbol,
-                    command.order_id,
-                    command.account_id,
-                    command.new_order_id,
-                    command.qty,
-                    command.price,
-                    command.stop_price,
-                    command.ts,
-                )
-            elif isinstance(command, AddBook):
-                if command.symbol not in matcher.books:
-                    matcher.add_symbol(command.symbol)
-                    self.new_books.add(command.symbol)
-            elif isinstance(command, SetHalted):
-                matcher.set_halted(command.symbol, command.halted, command.ts)
-            elif isinstance(command, CloseSession):
-                matcher.close_session(command.ts)
+            if isinstance(command, AddBook) and command.symbol not in matcher.books:
+                self.new_books.add(command.symbol)
+        matcher.apply(commands)
 
     def write(self, tx: CommandBuffer) -> list[tuple[str, bytes]]:
         events = self.matcher.take_events()

@@ -12,6 +12,16 @@ from decimal import Decimal
 
 import msgspec
 
+from tradepit.domain.commands import (
+    AddBook,
+    AnyMatcherCommand,
+    Cancel,
+    CloseSession,
+    MatcherCommand,
+    Replace,
+    SetHalted,
+    Submit,
+)
 from tradepit.domain.events import (
     Accepted,
     Canceled,
@@ -128,52 +138,8 @@ class AddSymbol(LedgerCommand, tag="add_symbol"):
 
 AnyLedgerCommand = OpenAccount | Transfer | PlaceOrder | CancelOrder | ReplaceOrder | AddSymbol
 
-
-# Commands to a matcher shard: from the ledgers (orders, cancels, replaces), and from the
-# operator (books, halts, the session close).
-
-
-class MatcherCommand(msgspec.Struct, array_like=True, gc=False, tag=True):
-    pass
-
-
-class Submit(MatcherCommand, tag="submit"):
-    order: Order
-
-
-class Cancel(MatcherCommand, tag="cancel"):
-    symbol: str
-    order_id: int
-    account_id: int
-    ts: int
-
-
-class Replace(MatcherCommand, tag="replace"):
-    symbol: str
-    order_id: int
-    account_id: int
-    new_order_id: int
-    qty: int
-    price: int
-    stop_price: int
-    ts: int
-
-
-class AddBook(MatcherCommand, tag="add_book"):
-    symbol: str
-
-
-class SetHalted(MatcherCommand, tag="set_halted"):
-    symbol: str
-    halted: bool
-    ts: int
-
-
-class CloseSession(MatcherCommand, tag="close_session"):
-    ts: int
-
-
-AnyMatcherCommand = Submit | Cancel | Replace | AddBook | SetHalted | CloseSession
+# Commands to a matcher shard are the matcher's own (`tradepit.domain.commands`), re-exported
+# here with the rest of what travels.
 
 AnyEvent = (
     Accepted

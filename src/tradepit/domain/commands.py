@@ -1,0 +1,65 @@
+"""What a matcher is told to do: the commands its stage reads from its inboxes.
+
+From the ledgers: orders, cancels and replaces, each already checked and reserved for. From the
+operator: new books, halts, and the session close. Time arrives in each command (`ts`, ns).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from tradepit.domain.orders import Order
+
+__all__ = [
+    "MatcherCommand",
+    "Submit",
+    "Cancel",
+    "Replace",
+    "AddBook",
+    "SetHalted",
+    "CloseSession",
+    "AnyMatcherCommand",
+]
+
+
+class MatcherCommand(msgspec.Struct, array_like=True, gc=False, tag=True):
+    pass
+
+
+class Submit(MatcherCommand, tag="submit"):
+    order: Order
+
+
+class Cancel(MatcherCommand, tag="cancel"):
+    symbol: str
+    order_id: int
+    account_id: int
+    ts: int
+
+
+class Replace(MatcherCommand, tag="replace"):
+    symbol: str
+    order_id: int
+    account_id: int
+    new_order_id: int
+    qty: int
+    price: int
+    stop_price: int
+    ts: int
+
+
+class AddBook(MatcherCommand, tag="add_book"):
+    symbol: str
+
+
+class SetHalted(MatcherCommand, tag="set_halted"):
+    symbol: str
+    halted: bool
+    ts: int
+
+
+class CloseSession(MatcherCommand, tag="close_session"):
+    ts: int
+
+
+AnyMatcherCommand = Submit | Cancel | Replace | AddBook | SetHalted | CloseSession
