@@ -61,6 +61,8 @@ class Matcher:
         """
         books = self.books
         for command in commands:
+            # The two commands of nearly every batch are told apart by exact type, a little
+            # cheaper than isinstance (commands are final: nothing subclasses them).
             if type(command) is Submit:
                 order = command.order
                 try:
