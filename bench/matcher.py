@@ -13,7 +13,8 @@ cancel is drawn) and fed, untouched, to our `Matcher` (`apply` on batches of 1,0
 events on, taken and freed after each batch as a stage does) and to each peer. Both must produce
 the same number of trades and traded volume. Only the engine calls are timed; orders are built
 before the clock starts, for every engine.
-Each engine runs `--repeat` times; the median is reported. The last line is one JSON object.
+Each engine runs `--repeat` times, in rounds that run every engine once, so that all meet the
+same moments of a noisy machine; each one's median is reported. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -252,19 +253,25 @@ PEERS: dict[str, Callable[[list[Command]], Outcome]] = {
 
 
 def measure(
-    run: Callable[[list[Command]], Outcome], commands: list[Command], repeat: int
-) -> dict[str, Any]:
-    outcomes = []
+    engines: dict[str, Callable[[list[Command]], Outcome]], commands: list[Command], repeat: int
+) -> dict[str, dict[str, Any]]:
+    """Run every engine `repeat` times, in rounds (each engine once per round), so that all of
+    them meet the same moments of a noisy machine; each engine's median run is its figure."""
+    outcomes: dict[str, list[Outcome]] = {name: [] for name in engines}
     for _ in range(repeat):
-        gc.collect()
-        outcomes.append(run(commands))
-    rates = [len(commands) / outcome.seconds for outcome in outcomes]
-    return {
-        "orders_per_s": round(statistics.median(rates)),
-        "runs": [round(rate) for rate in rates],
-        "trades": outcomes[0].trades,
-        "volume": outcomes[0].volume,
-    }
+        for name, run in engines.items():
+            gc.collect()
+            outcomes[name].append(run(commands))
+    results = {}
+    for name, runs in outcomes.items():
+        rates = [len(commands) / outcome.seconds for outcome in runs]
+        results[name] = {
+            "orders_per_s": round(statistics.median(rates)),
+            "runs": [round(rate) for rate in rates],
+            "trades": runs[0].trades,
+            "volume": runs[0].volume,
+        }
+    return results
 
 
 def main() -> int:
@@ -284,21 +291,21 @@ def main() -> int:
     print(f"workload {args.workload}: {len(commands):,} commands {kinds}, seed {args.seed}")
     print(f"python {platform.python_version()} on {platform.machine()}, {args.repeat} runs each")
 
-    ours = measure(run_tradepit, commands, args.repeat)
-    print(
-        f"  tradepit            {ours['orders_per_s']:>10,} orders/s  "
-        f"{ours['trades']:,} trades, volume {ours['volume']:,}"
+    names = [name for name in args.peers.split(",") if name]
+    results = measure(
+        {"tradepit": run_tradepit, **{name: PEERS[name] for name in names}}, commands, args.repeat
     )
+    ours = results.pop("tradepit")
     peers = {}
-    for name in filter(None, args.peers.split(",")):
-        result = measure(PEERS[name], commands, args.repeat)
+    for name, result in [("tradepit", ours), *results.items()]:
         same = (result["trades"], result["volume"]) == (ours["trades"], ours["volume"])
         print(
             f"  {name:<19} {result['orders_per_s']:>10,} orders/s  "
-            f"{result['trades']:,} trades, volume {result['volume']:,}"
+            f"{result['trades']:,} trades, volume {result['volume']:,}  "
+            f"runs {', '.join(f'{rate:,}' for rate in result['runs'])}"
             f"{'' if same else '  MISMATCH: excluded'}"
         )
-        if same:
+        if same and name != "tradepit":
             peers[name] = result
     if not peers:
         print("no correct peer ran", file=sys.stderr)
