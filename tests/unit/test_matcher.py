@@ -7,6 +7,8 @@ from typing import TypeVar
 import msgspec
 import pytest
 from builders import make
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tradepit.domain.commands import (
     AddBook,
@@ -902,3 +904,38 @@ def test_apply_equals_calling_each_command_in_turn() -> None:
         Rejected,
         Expired,
     ]
+
+
+def _command(draw: st.DrawFn, order_id: int) -> MatcherCommand:
+    """A submit or cancel on one of two books or an unknown symbol, at random."""
+    symbol = draw(st.sampled_from((SYM, "BBB", "ZZZ")))
+    account_id = draw(st.integers(1, 3))
+    if draw(st.booleans()):
+        return Cancel(symbol, draw(st.integers(1, order_id)), account_id, order_id)
+    kind, tif = draw(st.sampled_from(((LIMIT, GTC), (LIMIT, IOC), (MARKET, IOC), (LIMIT, FOK))))
+    side = draw(st.sampled_from((BUY, SELL)))
+    qty = draw(st.integers(1, 5))
+    price = draw(st.integers(98, 102)) if kind is LIMIT else (110 if side is BUY else 90)
+    order = make(order_id, account_id, side, qty, price, kind=kind, tif=tif, symbol=symbol)
+    return Submit(order)
+
+
+@st.composite
+def batches(draw: st.DrawFn) -> list[MatcherCommand]:
+    return [_command(draw, order_id) for order_id in range(1, draw(st.integers(1, 40)))]
+
+
+@given(batches())
+def test_apply_of_interleaved_books_equals_one_by_one(commands: list[MatcherCommand]) -> None:
+    copy = msgspec.structs.replace
+    batched = new_matcher(SYM, "BBB")
+    batched.apply([copy(c, order=copy(c.order)) if isinstance(c, Submit) else c for c in commands])
+    one_by_one = new_matcher(SYM, "BBB")
+    for command in commands:
+        if isinstance(command, Submit):
+            one_by_one.submit(copy(command.order))
+        else:
+            assert isinstance(command, Cancel)
+            one_by_one.cancel(command.symbol, command.order_id, command.account_id, command.ts)
+    assert batched.take_events() == one_by_one.take_events()
+    assert batched.state_hash() == one_by_one.state_hash()
