@@ -35,8 +35,9 @@ class MatcherState(msgspec.Struct, array_like=True):
 class Matcher:
     """The books of a set of symbols, and the events their commands produced.
 
-    Commands are methods; their events accumulate in `events` until `take_events()`. An order
-    passed to `submit` belongs to the matcher from then on (it keeps `leaves` up to date).
+    Commands are methods, or a batch of command structs for `apply`; their events accumulate in
+    `events` until `take_events()`. An order submitted belongs to the matcher from then on (it
+    keeps `leaves` up to date).
     """
 
     def __init__(self) -> None:

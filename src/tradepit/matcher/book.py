@@ -255,7 +255,7 @@ class Book:
         return None
 
     def _submit_checked(self, order: Order) -> None:
-        """Submit with every check, for what the fast path in `submit` does not handle."""
+        """Submit with every check, for what the fast path in `run` does not handle."""
         reason = self._check_new(order)
         if reason is None and order.post_only and self._would_take(order):
             reason = RejectReason.POST_ONLY_WOULD_TAKE
