@@ -209,7 +209,7 @@ class Book:
                     self._cancel_remainder(order, CancelReason.MARKET_REMAINDER)
                 elif tif is IOC:
                     self._cancel_remainder(order, CancelReason.IOC_REMAINDER)
-                else:  # it rests
+                else:  # it rests: `_rest`, inlined
                     if is_buy:
                         key, keys, levels = price, self.bid_keys, self.bids
                     else:
