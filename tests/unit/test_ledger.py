@@ -10,6 +10,7 @@ import pytest
 from builders import make
 
 from tradepit.domain.events import (
+    Accepted,
     Canceled,
     Event,
     Expired,
@@ -329,6 +330,35 @@ def test_fees_over_many_small_fills_never_exceed_the_reserved_fee() -> None:
     # Each sell is its own order, so each pays its own rounding.
     assert venue.ledger.accounts[2].fees_paid == 100
     assert cash(venue, VENUE_ACCOUNT_ID) == (111, 0)
+
+
+def test_a_trade_between_two_ledgers_settles_each_side_in_its_own() -> None:
+    # Two ledger shards: the seller's account in one, the buyer's in the other. The matcher
+    # sends the trade to both; each settles the side it holds, and the cash and shares that
+    # crossed between them show as trade flow, which sums to zero over the two.
+    sellers, buyers = new_venue(maker_bps=10, taker_bps=25), new_venue(maker_bps=10, taker_bps=25)
+    fund(sellers, 2, lots=3, cost=2_400)
+    fund(buyers, 1, cents=5_000)
+    book = Matcher()
+    book.add_symbol("AAA")
+    sell, buy = make(1, 2, SELL, 1, 1001), make(2, 1, BUY, 1, 1001)
+    sellers.ledger.place_order(sell, None)
+    buyers.ledger.place_order(buy, None)
+    book.submit(sell)
+    book.submit(buy)
+    events = book.take_events()
+    assert [type(event) for event in events] == [Accepted, Accepted, Trade]
+    for event in events:
+        sellers.ledger.apply(event)
+        buyers.ledger.apply(event)
+    assert cash(sellers, 2) == (1001 - 2, 0) and shares(sellers, 2) == (2, 0)
+    assert cash(buyers, 1) == (5_000 - 1001 - 3, 0) and shares(buyers, 1) == (1, 0)
+    assert cash(sellers, VENUE_ACCOUNT_ID) == (2, 0) and cash(buyers, VENUE_ACCOUNT_ID) == (3, 0)
+    assert sellers.ledger.open_orders == {} and buyers.ledger.open_orders == {}
+    for asset in (CASH, "AAA"):
+        flows = sellers.ledger.trade_flow[asset], buyers.ledger.trade_flow[asset]
+        assert flows[0] == -flows[1] != 0
+    assert sellers.ledger.check_invariants() == [] and buyers.ledger.check_invariants() == []
 
 
 def test_fees_over_many_fills_of_one_taker() -> None:
