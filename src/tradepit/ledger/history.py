@@ -171,8 +171,8 @@ class OrderHistory:
         return record
 
     def apply(self, event: Event) -> list[Change]:
+        changed: list[Change] = []
         if isinstance(event, Trade):  # the most common event first
-            changed: list[Change] = []
             maker = self.records.get(event.maker_order_id)
             if maker is not None:
                 changed.append(self._filled(maker, event, event.maker_leaves))
@@ -180,7 +180,6 @@ class OrderHistory:
             if taker is not None:
                 changed.append(self._filled(taker, event, event.taker_leaves))
             return changed
-        changed = []
         if isinstance(event, ReplaceRejected):
             new = self.records.get(event.new_order_id)
             if new is not None:
