@@ -3,8 +3,13 @@
 1. read a batch from the shard's inbox streams, after its checkpoints;
 2. apply it to the in-memory core, deterministically;
 3. in ONE MULTI/EXEC: append the outputs to the outbox streams, write the state that changed,
-   advance the checkpoints, and PUBLISH the live copies; the same write carries the (blocking)
-   XREAD of the next batch, so that a stage pays one round trip per batch, busy or idle.
+   advance the checkpoints, and PUBLISH the live copies.
+
+A busy stage does not wait for its commit to be applied before it reads and applies the next
+batch: that read goes on a connection of its own as soon as a batch has arrived, so Valkey
+applies one commit while the stage works on the batch after it. The next commit waits for the
+last one's reply: a commit is only ever sent on top of committed state. An idle stage sends its
+next (blocking) XREAD in the same write as its commit: one round trip per batch.
 
 A crash anywhere loses nothing: until EXEC, nothing of the batch is in Redis, and a restarted
 stage loads the state and checkpoints that were committed together. A lost connection is
@@ -19,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -43,6 +48,14 @@ log = logging.getLogger("tradepit.stage")
 Fields = dict[bytes, bytes]
 _START = b"0-0"
 DEAD_LETTERS_KEPT = 10_000
+# A busy stage's commit runs to megabytes. The event loop only hands the socket what its kernel
+# buffer takes, and the rest waits until the stage's Python next lets go (it is applying the
+# next batch by then): a buffer that takes the whole commit lets Valkey apply it meanwhile.
+COMMIT_SEND_BUFFER = 4 * 1024 * 1024
+# Entries per stream per batch, at most. An entry holds up to a few hundred commands (clients
+# group what they send together), so batches stay small enough for one to be applied in Valkey
+# while the stage works on the next, rather than alternating with it (bench/pipeline.py).
+ENTRIES_PER_READ = 4
 
 
 class BadEntryError(Exception):
@@ -71,15 +84,28 @@ class StageCore(ABC):
         """Queue the batch's outputs and changed state on `tx`; return what to publish after."""
 
 
+class _Commit(NamedTuple):
+    """A batch's transaction, written and not yet known to be applied."""
+
+    replies: asyncio.Future[list[Any]]
+    commands: int
+    checkpoints: dict[str, bytes]
+    dead: list[tuple[str, bytes, Fields, str]]
+
+
 class StageLoop:
-    """Runs a `StageCore` against Redis until `stop()`; survives Redis restarts."""
+    """Runs a `StageCore` against Redis until `stop()`; survives Redis restarts.
+
+    Commits go on one connection, and a busy stage's read-ahead on another (see the module's
+    docstring); a failed commit is never followed by another built on it: the stage reloads,
+    and drops whatever it applied since."""
 
     def __init__(
         self,
         core: StageCore,
         redis_url: str,
         *,
-        max_entries: int = 200,
+        max_entries: int = ENTRIES_PER_READ,
         block_ms: int = 100,
         trim_inputs: bool = True,
     ) -> None:
@@ -88,9 +114,11 @@ class StageLoop:
         self.max_entries = max_entries
         self.block_ms = block_ms
         self.trim_inputs = trim_inputs
-        self.checkpoints: dict[str, bytes] = {}
-        # The next batch's XREAD, sent with the last commit (None: not sent yet).
+        self.checkpoints: dict[str, bytes] = {}  # as committed
+        self._read_to: dict[str, bytes] = {}  # as read and applied, maybe not yet committed
+        # The next batch's XREAD, on either connection (None: not sent yet).
         self._next_read: asyncio.Future[list[Any]] | None = None
+        self._commit: _Commit | None = None
         self.batches = 0
         self.dead_letters = 0
         self._stopping = asyncio.Event()
@@ -104,13 +132,16 @@ class StageLoop:
         while not self._stopping.is_set():
             redis = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=2)
             wire: RespConnection | None = None
+            reader: RespConnection | None = None
             try:
-                wire = await RespConnection.open(self.redis_url)
+                wire = await RespConnection.open(self.redis_url, send_buffer=COMMIT_SEND_BUFFER)
+                reader = await RespConnection.open(self.redis_url)
                 await self._load(redis)
                 self.ready.set()
                 backoff = 0.05
                 while not self._stopping.is_set():
-                    await self.step(redis, wire)
+                    await self.step(wire, reader)
+                await self._committed()
             except (RedisConnectionError, RedisTimeoutError, OSError) as error:
                 # Whatever this batch did in memory was not committed: load it all again.
                 log.warning("%s: redis unavailable (%s); reloading", self.core.keys.shard, error)
@@ -118,8 +149,10 @@ class StageLoop:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
             finally:
-                if wire is not None:
-                    wire.close()
+                self._commit = None
+                for connection in (wire, reader):
+                    if connection is not None:
+                        connection.close()
                 await redis.aclose()
 
     async def _load(self, redis: aioredis.Redis) -> None:
@@ -127,26 +160,37 @@ class StageLoop:
         self.checkpoints = {
             stream: stored.get(stream.encode(), _START) for stream in self.core.inboxes()
         }
+        self._read_to = dict(self.checkpoints)
         await self.core.load(redis)
         self._next_read = None
+        self._commit = None
 
-    async def step(self, redis: aioredis.Redis, wire: RespConnection) -> int:
-        """Read, apply and commit one batch; return how many entries it held.
+    async def step(self, wire: RespConnection, reader: RespConnection) -> int:
+        """Read and apply one batch, and commit it once the last commit succeeded; return how
+        many entries it held.
 
         The core queues its writes on a `CommandBuffer`, which packs them: they are sent on
-        `wire`, the thin connection."""
+        `wire`, the thin connection; `reader` carries the XREADs."""
         if self._next_read is None:
             block = None if self._stopping.is_set() else self.block_ms
-            self._next_read = wire.request(
-                xread_command(self.checkpoints, self.max_entries, block), 1
+            self._next_read = reader.request(
+                xread_command(self._read_to, self.max_entries, block), 1
             )
         reading, self._next_read = self._next_read, None
         response = xread_batch((await reading)[0])
         if not response:
+            await self._committed()  # idle: a good moment to learn how the last one went
             return 0
-        keys = self.core.keys
+        advanced = {stream.decode(): entries[-1][0] for stream, entries in response}
+        read_to = {**self._read_to, **advanced}
+        next_read = xread_command(read_to, self.max_entries, self.block_ms)
+        # A stream that filled the batch has more waiting: read it now, to apply while this
+        # batch's commit is in Valkey. Otherwise the read rides the commit's write, as one
+        # round trip (an idle stage's latency is its number of system calls and wake-ups).
+        busy = any(len(entries) == self.max_entries for _stream, entries in response)
+        if busy:
+            self._next_read = reader.request(next_read, 1)
         dead: list[tuple[str, bytes, Fields, str]] = []
-        advanced: dict[str, bytes] = {}
         count = 0
         # XREAD answers the streams in the order asked, which is the core's order.
         for raw_stream, entries in response:
@@ -157,8 +201,7 @@ class StageLoop:
                 except BadEntryError as error:
                     dead.append((stream, entry_id, fields, str(error)))
             count += len(entries)
-            advanced[stream] = entries[-1][0]
-        checkpoints = {**self.checkpoints, **advanced}
+        keys = self.core.keys
         tx = CommandBuffer()
         publishes = self.core.write(tx)
         for stream, entry_id, fields, reason in dead:
@@ -174,23 +217,36 @@ class StageLoop:
         # not before it is in the append-only file (Valkey writes the AOF before replies).
         for channel, message in publishes:
             tx.publish(channel, message)
+        commands = tx.packed
+        # This batch was built on the last one: it may go only once that one is in.
+        await self._committed()
         trims = []
         if self.trim_inputs and (self.batches + 1) % 8 == 0:
-            # What is applied and committed is no longer needed in the inboxes.
+            # What is committed is no longer needed in the inboxes. (Not this batch's entries:
+            # the trims run after EXEC even if it fails.)
             trims = [
                 pack(("XTRIM", stream, "MINID", "~", entry_id))
-                for stream, entry_id in checkpoints.items()
+                for stream, entry_id in self.checkpoints.items()
                 if entry_id != _START
             ]
-        commands = tx.packed
-        # And the next batch, read after this commit, in the same write: Valkey answers EXEC,
-        # then the XREAD as soon as there is something after the new checkpoints.
-        next_read = xread_command(checkpoints, self.max_entries, self.block_ms)
-        committing, self._next_read = wire.send(transaction(commands, trims), (next_read, 1))
-        executed(await committing, len(commands))
-        self.checkpoints = checkpoints
+        if busy:
+            replies = wire.request(*transaction(commands, trims))
+        else:
+            replies, self._next_read = wire.send(transaction(commands, trims), (next_read, 1))
+        self._commit = _Commit(replies, len(commands), read_to, dead)
+        self._read_to = read_to
         self.batches += 1
-        self.dead_letters += len(dead)
-        for stream, entry_id, _fields, reason in dead:
-            log.warning("%s: dead-lettered %s %s: %s", keys.shard, stream, entry_id, reason)
         return count
+
+    async def _committed(self) -> None:
+        """Wait for the commit in flight, if any; raise if it failed."""
+        commit, self._commit = self._commit, None
+        if commit is None:
+            return
+        executed(await commit.replies, commit.commands)
+        self.checkpoints = commit.checkpoints
+        self.dead_letters += len(commit.dead)
+        for stream, entry_id, _fields, reason in commit.dead:
+            log.warning(
+                "%s: dead-lettered %s %s: %s", self.core.keys.shard, stream, entry_id, reason
+            )

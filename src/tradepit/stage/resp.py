@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import socket
 import ssl
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -258,7 +259,9 @@ class _Protocol(asyncio.Protocol):
             self.transport.close()
 
 
-async def _open(url: str, protocol: _Protocol, timeout: float) -> None:
+async def _open(
+    url: str, protocol: _Protocol, timeout: float, send_buffer: int | None = None
+) -> None:
     """Connect `protocol` to the server `url` names, authenticated, on the database it names."""
     options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
     loop = asyncio.get_running_loop()
@@ -275,6 +278,10 @@ async def _open(url: str, protocol: _Protocol, timeout: float) -> None:
         await asyncio.wait_for(connecting, timeout)
     except (OSError, TimeoutError) as error:
         raise RedisConnectionError(f"cannot connect to Redis at {url}: {error}") from None
+    if send_buffer is not None and protocol.transport is not None:
+        sock = protocol.transport.get_extra_info("socket")
+        # The kernel caps it at net.core.wmem_max, which is all right: it is a hint.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     setup: list[tuple[Any, ...]] = []
     password, username = options.get("password"), options.get("username")
     if password is not None:
@@ -297,9 +304,12 @@ class RespConnection:
         self._protocol = protocol
 
     @classmethod
-    async def open(cls, url: str, *, timeout: float = 2.0) -> RespConnection:
+    async def open(
+        cls, url: str, *, timeout: float = 2.0, send_buffer: int | None = None
+    ) -> RespConnection:
+        """Connected to `url`; `send_buffer` sizes the socket's kernel send buffer (bytes)."""
         protocol = _Protocol()
-        await _open(url, protocol, timeout)
+        await _open(url, protocol, timeout, send_buffer)
         return cls(protocol)
 
     @property
