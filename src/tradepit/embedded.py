@@ -77,6 +77,11 @@ class EmbeddedValkey:
             self.fsync,
             "--save",
             "",
+            # A busy venue appends tens of MB a second: at Valkey's default (a rewrite once the
+            # file has doubled past 64 MB) it forks and rewrites every few seconds, ~15% of
+            # the machine flat out on 2 cores. Replay on restart is bounded by the same size.
+            "--auto-aof-rewrite-min-size",
+            "1gb",
             "--daemonize",
             "no",
             "--protected-mode",
