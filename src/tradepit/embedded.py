@@ -33,7 +33,7 @@ def server_environment() -> dict[str, str]:
     """The server's environment: ours, with jemalloc preloaded where the system has it.
 
     The wheel's server is built with the C library's malloc, and Valkey allocates and frees an
-    object per argument of every command: with jemalloc it spends ~18% less CPU per order
+    object per argument of every command: with jemalloc it spends ~20% less CPU per order
     (bench/RESULTS.md). Debian's libjemalloc2 provides it (`make` installs it); without it the
     server runs as built. TRADEPIT_VALKEY_MALLOC=libc turns it off."""
     environment = dict(os.environ)

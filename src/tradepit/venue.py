@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tradepit.admin import add_symbol, close_session, ensure_admin_key, next_session_close
 from tradepit.client import VenueClient, init_config, load_config
@@ -303,14 +305,26 @@ async def _close_sessions_at_midnight(redis_url: str) -> None:
             log.exception("closing the session failed")
 
 
+async def _load_config_once_up(redis_url: str) -> VenueConfig:
+    """The venue's configuration, waiting for Redis if it is down: a stage started (or
+    restarted by a supervisor) while the server restarts must wait for it, not exit."""
+    backoff = 0.05
+    while True:
+        redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2)
+        try:
+            return await load_config(redis)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+            log.warning("redis unavailable (%s); trying again", error)
+        finally:
+            await redis.aclose()
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, 1.0)
+
+
 async def run_shard(
     kind: str, index: int, count: int, redis_url: str, *, keep_inputs: bool = False
 ) -> None:
-    redis = aioredis.Redis.from_url(redis_url)
-    try:
-        config = await load_config(redis)
-    finally:
-        await redis.aclose()
+    config = await _load_config_once_up(redis_url)
     expected = {"ledger": config.ledgers, "matcher": config.matchers}.get(kind, 1)
     if count != expected:
         raise SystemExit(f"this venue runs {expected} {kind} shard(s), not {count}")

@@ -84,6 +84,12 @@ class StageCore(ABC):
         """Queue the batch's outputs and changed state on `tx`; return what to publish after."""
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Take a dropped future's outcome, so that asyncio does not log it as never retrieved."""
+    if not future.cancelled():
+        future.exception()
+
+
 class _Commit(NamedTuple):
     """A batch's transaction, written and not yet known to be applied."""
 
@@ -149,7 +155,11 @@ class StageLoop:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
             finally:
-                self._commit = None
+                # What was in flight on the lost connections fails with them: nobody waits.
+                for pending in (self._next_read, self._commit and self._commit.replies):
+                    if pending is not None:
+                        pending.add_done_callback(_retrieve)
+                self._next_read, self._commit = None, None
                 for connection in (wire, reader):
                     if connection is not None:
                         connection.close()
