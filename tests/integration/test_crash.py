@@ -268,3 +268,36 @@ def test_killed_valkey_loses_nothing(tmp_path: Path) -> None:
 @pytest.mark.parametrize("seed", [11, 12, 13])
 def test_many_crashes_lose_nothing(tmp_path: Path, seed: int) -> None:
     asyncio.run(_crash_run(tmp_path, orders=20_000, stage_kills=8, server_kills=4, seed=seed))
+
+
+def test_a_stage_started_while_the_server_is_down_waits_for_it(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        server = EmbeddedValkey(tmp_path / "valkey", fsync="everysec")
+        server.start()
+        redis = aioredis.Redis.from_url(server.url)
+        await init_config(redis, CONFIG)
+        await redis.aclose()
+        port = server.port
+        server.stop()
+        stages = [Stage("ledger", server.url, tmp_path), Stage("matcher", server.url, tmp_path)]
+        client = None
+        try:
+            for stage in stages:
+                stage.start()
+            await asyncio.sleep(1.5)  # they are up, and the server is not
+            assert all(stage.process is not None for stage in stages)
+            assert all(stage.process.poll() is None for stage in stages)  # type: ignore[union-attr]
+            server = EmbeddedValkey(tmp_path / "valkey", fsync="everysec", port=port)
+            server.start()
+            client = await VenueClient(server.url, reply_timeout=30).connect()
+            await admin.add_symbol(client, "ACME")
+            created = await admin.create_account(client, "100.00", {})
+            assert created["id"]
+        finally:
+            if client is not None:
+                await client.close()
+            for stage in stages:
+                stage.stop()
+            server.stop()
+
+    asyncio.run(scenario())
