@@ -158,6 +158,16 @@ async def _replay(redis_url: str) -> tuple[Ledger, Matcher]:
     return ledger, matcher
 
 
+async def _tear_down(
+    client: VenueClient | None, stages: list[Stage], server: EmbeddedValkey
+) -> None:
+    if client is not None:
+        await client.close()
+    for stage in stages:
+        stage.stop()
+    server.stop()
+
+
 async def _crash_run(
     tmp_path: Path, *, orders: int, stage_kills: int, server_kills: int, seed: int
 ) -> None:
@@ -246,11 +256,7 @@ async def _crash_run(
         assert ledger.state_hash() == replayed_ledger.state_hash()
         await redis.aclose()
     finally:
-        if client is not None:
-            await client.close()
-        for stage in stages:
-            stage.stop()
-        server.stop()
+        await _tear_down(client, stages, server)
         for stage in stages:
             if stage.log.exists():
                 sys.stderr.write(stage.log.read_text()[-3000:])
@@ -294,10 +300,6 @@ def test_a_stage_started_while_the_server_is_down_waits_for_it(tmp_path: Path) -
             created = await admin.create_account(client, "100.00", {})
             assert created["id"]
         finally:
-            if client is not None:
-                await client.close()
-            for stage in stages:
-                stage.stop()
-            server.stop()
+            await _tear_down(client, stages, server)
 
     asyncio.run(scenario())

@@ -19,7 +19,7 @@ from tradepit.stage.resp import CommandBuffer, pack
 
 
 class Tally(StageCore):
-    """Counts its inbox's entries into a key, one SET per batch; an entry `fail` makes its
+    """Appends its inbox's entries to a list, one RPUSH per batch; an entry `fail` makes its
     batch's commit fail in Valkey (an unknown command, refused as it is queued: EXECABORT)."""
 
     def __init__(self) -> None:
@@ -43,7 +43,7 @@ class Tally(StageCore):
         self.seen += batch
         tx.packed.append(pack(("RPUSH", self.keys.state, *batch)))
         if b"fail" in batch:
-            tx.packed.append(b"*1\r\n$13\r\nNO_SUCH_THING\r\n")
+            tx.packed.append(pack(("NO_SUCH_THING",)))
         return []
 
 
