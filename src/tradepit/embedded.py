@@ -128,7 +128,10 @@ class EmbeddedValkey:
         self._wait_ready(timeout)
 
     def _wait_ready(self, timeout: float) -> None:
-        """Wait until the server answers PING (and has loaded its AOF, which PING waits on)."""
+        """Wait until the server answers PING, which it does once it has loaded its AOF.
+
+        `timeout` bounds the wait for an answer; a server that answers it is still loading
+        (a large AOF takes seconds: ~6 s for 1 GB here) gets the time it needs."""
         deadline = time.monotonic() + timeout
         while True:
             if self.process is not None and self.process.poll() is not None:
@@ -138,8 +141,11 @@ class EmbeddedValkey:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
                     conn.sendall(b"PING\r\n")
-                    if conn.recv(64).startswith(b"+PONG"):
+                    answer = conn.recv(64)
+                    if answer.startswith(b"+PONG"):
                         return
+                    if answer.startswith(b"-LOADING"):
+                        deadline = time.monotonic() + timeout
             except OSError:
                 pass
             if time.monotonic() > deadline:
