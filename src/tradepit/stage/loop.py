@@ -172,8 +172,6 @@ class StageLoop:
         }
         self._read_to = dict(self.checkpoints)
         await self.core.load(redis)
-        self._next_read = None
-        self._commit = None
 
     async def step(self, wire: RespConnection, reader: RespConnection) -> int:
         """Read and apply one batch, and commit it once the last commit succeeded; return how
