@@ -3,16 +3,27 @@ each of N loopback TCP connections, with nothing else to do.
 
     python bench/socket_floor.py [--connections 1000,10000] [--rounds R] [--bytes B] [--quick]
 
-A reader process (uvloop, a Protocol that only counts bytes) opens the connections; this
-process, the writer (uvloop), accepts them and then, `--rounds` times 100 ms apart, writes a
-`--bytes` WebSocket binary frame to every one of them with `transport.write`, the least a
-Python server can do per client. Per round it measures the wall time and the writer's CPU time.
-On loopback, each write is a `send` system call that also runs the receiving side's TCP, so
-this is what the gateway's fan-out (bench/fanout.py) cannot go below in one process: a frame
-to 10,000 clients takes at least this round time, however the gateway is written.
+A reader process (uvloop, a Protocol that does nothing with the bytes) opens the connections;
+this process, the writer (uvloop), accepts them and then, `--rounds` times 100 ms apart,
+writes a `--bytes` WebSocket binary frame to every one of them, two ways, taking turns:
 
-The last line is one JSON object for the largest count:
-`{"bench": "socket_floor", "connections": ..., "us_per_write": ..., "round_ms": ...}` (medians).
+- `transport.write`, the least a Python asyncio server can do per client;
+- `os.write` on the socket's descriptor in a bare loop: one `write` system call per client and
+  almost nothing else, which is what a server in any language pays at the least.
+
+Per round it measures the wall time, the writer's CPU time, and how much of that CPU the
+kernel spent (`getrusage`; the split is sampled at the scheduler's tick, so it is summed over
+all rounds); and per frame the reader's CPU (from /proc). On loopback each `write` also runs
+the receiving side's TCP, so this is what the gateway's fan-out (bench/fanout.py) cannot go
+below in one process: a frame to 10,000 clients takes at least this round time, however the
+gateway is written. And since the clients of a benchmark on this machine need CPU to read
+what is written, `min_round_ms_on_2_cores` is the CPU of both sides of a round spread over
+both cores: no server, in one thread or many, delivers a round to them faster.
+
+The last line is one JSON object for the largest count (medians):
+`{"bench": "socket_floor", "connections": ..., "us_per_write": ..., "round_ms": ...,
+"syscall_us_per_write": ..., "syscall_round_ms": ..., "kernel_share": ...,
+"reader_us_per_frame": ..., "min_round_ms_on_2_cores": ...}`.
 """
 
 from __future__ import annotations
@@ -21,10 +32,12 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import signal
 import socket
 import statistics
 import time
+from collections.abc import Callable
 
 import uvloop
 
@@ -51,6 +64,44 @@ class _Accepted(asyncio.Protocol):
         self.transports.append(transport)  # type: ignore[arg-type]  # a TCP transport
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of another process, from /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _Rounds:
+    """What the rounds of one way of writing cost, summed or listed."""
+
+    def __init__(self) -> None:
+        self.walls: list[float] = []
+        self.cpus: list[float] = []
+        self.kernel = 0.0
+        self.user = 0.0
+        self.reader = 0.0
+
+
+async def _write_rounds(ways: list[Callable[[], None]], rounds: int, reader: int) -> list[_Rounds]:
+    """Runs `rounds` rounds of each way of writing, 100 ms apart, the ways taking turns so that
+    each sees the same moments of the machine (fresh connections, a neighbour's load)."""
+    results = [_Rounds() for _ in ways]
+    for _ in range(rounds):
+        for write_round, result in zip(ways, results, strict=True):
+            usage, reader_cpu = resource.getrusage(resource.RUSAGE_SELF), _cpu_seconds(reader)
+            wall, cpu = time.perf_counter(), time.process_time()
+            write_round()
+            result.walls.append(time.perf_counter() - wall)
+            result.cpus.append(time.process_time() - cpu)
+            # The reader drains the round while this process sleeps.
+            await asyncio.sleep(0.1)
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            result.kernel += after.ru_stime - usage.ru_stime
+            result.user += after.ru_utime - usage.ru_utime
+            result.reader += _cpu_seconds(reader) - reader_cpu
+    return results
+
+
 async def measure(connections: int, rounds: int, size: int) -> dict[str, float]:
     loop = asyncio.get_running_loop()
     transports: list[asyncio.WriteTransport] = []
@@ -68,18 +119,29 @@ async def measure(connections: int, rounds: int, size: int) -> dict[str, float]:
             await asyncio.sleep(0.05)
         payload = b"x" * (size - 4)
         frame = bytes([0x82, 126]) + len(payload).to_bytes(2, "big") + payload
-        walls, cpus = [], []
-        for _ in range(rounds):
-            wall, cpu = time.perf_counter(), time.process_time()
+        descriptors = [transport.get_extra_info("socket").fileno() for transport in transports]
+
+        def write_transports() -> None:
             for transport in transports:
                 transport.write(frame)
-            walls.append(time.perf_counter() - wall)
-            cpus.append(time.process_time() - cpu)
-            await asyncio.sleep(0.1)
+
+        def write_descriptors() -> None:
+            write = os.write
+            for descriptor in descriptors:
+                write(descriptor, frame)
+
+        transport, bare = await _write_rounds([write_transports, write_descriptors], rounds, reader)
+        syscall_us = statistics.median(bare.cpus) / connections * 1e6
+        reader_us = bare.reader / (rounds * connections) * 1e6
         return {
             "connections": connections,
-            "us_per_write": round(statistics.median(cpus) / connections * 1e6, 2),
-            "round_ms": round(statistics.median(walls) * 1e3, 1),
+            "us_per_write": round(statistics.median(transport.cpus) / connections * 1e6, 2),
+            "round_ms": round(statistics.median(transport.walls) * 1e3, 1),
+            "syscall_us_per_write": round(syscall_us, 2),
+            "syscall_round_ms": round(statistics.median(bare.walls) * 1e3, 1),
+            "kernel_share": round(bare.kernel / max(bare.kernel + bare.user, 1e-9), 2),
+            "reader_us_per_frame": round(reader_us, 2),
+            "min_round_ms_on_2_cores": round((syscall_us + reader_us) * connections / 2e3, 1),
         }
     finally:
         os.kill(reader, signal.SIGKILL)
@@ -101,9 +163,13 @@ def main() -> None:
     result: dict[str, float] = {}
     for count in (int(value) for value in args.connections.split(",")):
         result = uvloop.run(measure(count, rounds, max(130, args.bytes)))
+        r = result
         print(
-            f"{count:,} connections: {result['us_per_write']} us of CPU per write, "
-            f"a round {result['round_ms']} ms",
+            f"{count:,} connections: transport.write {r['us_per_write']} us of CPU per write, "
+            f"a round {r['round_ms']} ms; bare write(2) {r['syscall_us_per_write']} us "
+            f"({r['kernel_share']:.0%} in the kernel), a round {r['syscall_round_ms']} ms; "
+            f"the reader {r['reader_us_per_frame']} us per frame; both sides on 2 cores: "
+            f"a round >= {r['min_round_ms_on_2_cores']} ms",
             flush=True,
         )
     print(json.dumps({"bench": "socket_floor", **result}))
