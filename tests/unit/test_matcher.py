@@ -437,6 +437,7 @@ def test_replace_with_a_size_decrease_keeps_priority() -> None:
         (1, 11, 5, True)
     ]
     assert resting(matcher, BUY) == [(11, 100, 5), (2, 100, 10)]
+    assert book(matcher).depth(BUY) == [(100, 15)]
     assert book(matcher).get(1) is None
     events = submit(matcher, make(3, 3, SELL, 6, 100))
     assert [(t.maker_order_id, t.qty) for t in only(events, Trade)] == [(11, 5), (2, 1)]
@@ -448,6 +449,7 @@ def test_replace_of_a_partially_filled_order_keeps_priority_below_its_leaves() -
     matcher.replace(SYM, 1, 1, 11, 6, 100, 0, 0)  # 6 == leaves: not an increase
     assert only(matcher.take_events(), Replaced)[0].kept_priority
     assert resting(matcher, BUY) == [(11, 100, 6), (2, 100, 10)]
+    assert book(matcher).depth(BUY) == [(100, 16)]
 
 
 def test_replace_with_a_price_change_loses_priority() -> None:
@@ -824,7 +826,7 @@ def test_canceling_behind_a_resting_order_does_not_grow_the_level() -> None:
     for order_id in range(2, 2002):
         matcher.submit(make(order_id, 2, BUY, 1, 100))
         matcher.cancel(SYM, order_id, 2, 0)
-        assert len(book(matcher).bids[100]) <= 22  # live and head, then 20 orders
+        assert len(book(matcher).bids[100]) <= 23  # live, head and lots, then 20 orders
     matcher.take_events()
     assert book(matcher).depth(BUY) == [(100, 1)]
     submit(matcher, make(5000, 3, BUY, 2, 100))
@@ -840,11 +842,12 @@ def test_filling_one_by_one_does_not_grow_the_level() -> None:
     for order_id in range(1000, 1150):
         events = submit(matcher, make(order_id, 2, BUY, 1, 100))
         assert makers(events) == [order_id - 999]
-        live, head, *orders = book(matcher).asks[-100]
-        assert len(orders) - (head - 2) == live
-        assert head - 2 <= 2 * live + 17
+        live, head, lots, *orders = book(matcher).asks[-100]
+        assert len(orders) - (head - 3) == live
+        assert lots == sum(order.leaves for order in orders)
+        assert head - 3 <= 2 * live + 17
     assert book(matcher).depth(SELL) == [(100, 50)]
-    assert len(book(matcher).asks[-100]) < 202
+    assert len(book(matcher).asks[-100]) < 203
     assert resting(matcher, SELL)[0] == (151, 100, 1)
 
 

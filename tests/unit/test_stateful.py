@@ -372,6 +372,15 @@ class VenueMachine(RuleBasedStateMachine):
                 assert prices == sorted(prices, reverse=side is Side.BUY)
 
     @invariant()
+    def depth_is_the_lots_resting_at_each_price(self) -> None:
+        for book in self.venue.matcher.books.values():
+            for side in Side:
+                lots: dict[int, int] = {}
+                for order in book.resting_orders(side):
+                    lots[order.price] = lots.get(order.price, 0) + order.leaves
+                assert book.depth(side, 0) == list(lots.items())
+
+    @invariant()
     def every_lot_is_accounted_for(self) -> None:
         open_ids = set()
         for book in self.venue.matcher.books.values():

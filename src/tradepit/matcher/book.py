@@ -6,12 +6,14 @@ Layout, chosen for speed in CPython:
   the best level of *either* side is the largest key: a bid rests under `price`, an ask under
   `-price`. One matching loop then serves both sides: the taker crosses every level whose key is
   `>= threshold` (`-limit` for a buy, `limit` for a sell), and the best level is `keys[-1]`.
-- A level is one list, `[live, head, order, order, ...]`: the count of its live orders, the
-  index of its first order not yet done, then its orders in arrival order (FIFO from `head`).
+- A level is one list, `[live, head, lots, order, order, ...]`: the count of its live orders,
+  the index of its first order not yet done, the lots its live orders have open (kept as they
+  change, so that depth is read per level, not summed per order), then its orders in arrival
+  order (FIFO from `head`).
   Cancel is O(1): the order is dropped from the id map and marked dead (`leaves == 0`); matching
   skips dead entries at the head, and an emptied level is dropped whole. A level whose dead
   entries outnumber its live ones is compacted, so memory stays bounded. One plain list, with
-  its two counters at indexes 0 and 1 (literals: a named index costs a global lookup), because
+  its counters at indexes 0 to 2 (literals: a named index costs a global lookup), because
   CPython specializes loads and stores of list items but not stores to a msgspec Struct's
   attributes, and most resting orders open a new level: against a Struct of queue, head and
   live, this takes a tenth off the instructions per command.
@@ -62,8 +64,8 @@ CANCEL_OLDEST = SelfTradePrevention.CANCEL_OLDEST
 _COMPACT_SLACK = 16
 
 
-_Level = list[Any]  # [live: int, head: int, *orders: Order], as the module's docstring says
-_FIRST = 2  # the index of a new level's first order: its head
+_Level = list[Any]  # [live, head, lots, *orders]: ints, then Orders, as the docstring says
+_FIRST = 3  # the index of a new level's first order: its head
 _COMPACT_AFTER = _FIRST + _COMPACT_SLACK  # a head past this has more done entries than the slack
 
 
@@ -125,8 +127,7 @@ class Book:
         )
         result = []
         for key in reversed(keys[-levels:] if levels else keys):
-            total = sum(order.leaves for order in _open_orders(book_side[key]))
-            result.append((key * sign, total))
+            result.append((key * sign, book_side[key][2]))
         return result
 
     def resting_orders(self, side: Side) -> list[Order]:
@@ -216,11 +217,12 @@ class Book:
                         key, keys, levels = -price, self.ask_keys, self.asks
                     level = levels.get(key)
                     if level is None:
-                        levels[key] = [1, _FIRST, order]
+                        levels[key] = [1, _FIRST, order.leaves, order]
                         insort(keys, key)
                     else:
                         level.append(order)
                         level[0] += 1  # live
+                        level[2] += order.leaves  # lots
                     orders[order_id] = order
             elif type(command) is Cancel:
                 if command.symbol != symbol:
@@ -364,6 +366,8 @@ class Book:
         if keeps_priority:
             # The old order object holds the queue position: it becomes the new order in place.
             del self.orders[order_id]
+            level = self.bids[old.price] if old.side is BUY else self.asks[-old.price]
+            level[2] += qty - old.leaves  # lots
             old.order_id = new_order_id
             old.qty = old.leaves = qty
             old.ts = ts
@@ -542,6 +546,7 @@ class Book:
                     del orders[maker_id]
                     maker.leaves = 0
                     level[0] -= 1  # live
+                    level[2] -= maker_leaves  # lots
                     seq += 1
                     out(
                         Canceled(
@@ -576,6 +581,7 @@ class Book:
                     del orders[maker_id]
                     level[0] -= 1  # live
                 leaves -= qty
+                level[2] -= qty  # lots
                 traded_price = price
                 seq += 1
                 out(
@@ -644,11 +650,12 @@ class Book:
             key, keys, levels = -order.price, self.ask_keys, self.asks
         level = levels.get(key)
         if level is None:
-            levels[key] = [1, _FIRST, order]
+            levels[key] = [1, _FIRST, order.leaves, order]
             insort(keys, key)
         else:
             level.append(order)
             level[0] += 1  # live
+            level[2] += order.leaves  # lots
         self.orders[order.order_id] = order
 
     def _remove(self, order: Order) -> None:
@@ -661,12 +668,13 @@ class Book:
             del stops[bisect_left(stops, stop_key)]
             order.leaves = 0
             return
-        order.leaves = 0
         if order.side is BUY:
             key, keys, levels = order.price, self.bid_keys, self.bids
         else:
             key, keys, levels = -order.price, self.ask_keys, self.asks
         level = levels[key]
+        level[2] -= order.leaves  # lots
+        order.leaves = 0
         live = level[0] = level[0] - 1
         if not live:
             del levels[key]
