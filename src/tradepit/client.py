@@ -35,7 +35,7 @@ from tradepit.stage.messages import (
     decode_replies,
     encode,
 )
-from tradepit.stage.resp import RespConnection, RespSubscriber, pack, raise_errors
+from tradepit.stage.resp import RespConnection, RespSubscriber, pack_large, raise_errors
 
 __all__ = ["VenueClient", "ReplyTimeoutError", "init_config", "load_config"]
 
@@ -181,7 +181,7 @@ class VenueClient:
             for start in range(0, len(commands), MAX_COMMANDS_PER_ENTRY):
                 chunk = encode(commands[start : start + MAX_COMMANDS_PER_ENTRY])
                 appends.append(
-                    pack(("XADD", inbox, "*", COMMANDS, chunk, REPLY_TO, self.reply_channel))
+                    pack_large(("XADD", inbox, "*", COMMANDS, chunk, REPLY_TO, self.reply_channel))
                 )
         try:
             appended = wire.request(b"".join(appends), len(appends))

@@ -33,6 +33,7 @@ __all__ = [
     "RespConnection",
     "RespSubscriber",
     "pack",
+    "pack_large",
     "transaction",
     "executed",
     "raise_errors",
@@ -45,6 +46,20 @@ def pack(command: Sequence[Any]) -> bytes:
     """One command in RESP: its arguments are str, bytes, int or float."""
     packed: bytes = hiredis.pack_command(command if type(command) is tuple else tuple(command))
     return packed
+
+
+def pack_large(command: Sequence[str | bytes | int]) -> bytes:
+    """One command in RESP, for a few arguments of which some may be large (stream entries,
+    messages): str, bytes or int.
+
+    hiredis packs many small arguments faster than Python does, but from ~150 KB on an
+    argument often costs it ~1 ns per byte (a 300 KB entry: 0.4 ms, against 8 us for this
+    join), and a batch's entries to the next stage are that large."""
+    out = [b"*%d\r\n" % len(command)]
+    for arg in command:
+        data = arg if type(arg) is bytes else str(arg).encode()
+        out += (b"$%d\r\n" % len(data), data, b"\r\n")
+    return b"".join(out)
 
 
 MULTI = pack(("MULTI",))
@@ -84,7 +99,7 @@ class CommandBuffer:
         args.append(id)
         for field in fields.items():
             args += field
-        self.packed.append(pack(args))
+        self.packed.append(pack_large(args))
 
     def hset(
         self,
@@ -122,7 +137,7 @@ class CommandBuffer:
         self.packed.append(pack(("ZREMRANGEBYSCORE", name, low, high)))
 
     def publish(self, channel: str, message: bytes) -> None:
-        self.packed.append(pack(("PUBLISH", channel, message)))
+        self.packed.append(pack_large(("PUBLISH", channel, message)))
 
 
 def raise_errors(replies: Iterable[Any]) -> None:
