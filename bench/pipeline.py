@@ -207,12 +207,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             watch_settlement(server.url, args.shards, settled, stop_watching)
         )
         await asyncio.sleep(0.2)
-        window = asyncio.Semaphore(args.window)
-        refused = 0
+        # The window as a count and an event, not an asyncio.Semaphore, whose acquire (Python
+        # 3.11) builds a generator over its waiters every time: ~1 us of CPU per order here.
+        in_flight = refused = 0
+        room = asyncio.Event()
 
         def done(future: asyncio.Future[Any]) -> None:
-            nonlocal refused
-            window.release()
+            nonlocal in_flight, refused
+            in_flight -= 1
+            if in_flight < args.window:
+                room.set()
             if future.cancelled() or future.exception() is not None or not future.result().ok:
                 refused += 1
 
@@ -224,7 +228,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         per_tick = max(1, round(args.rate * tick)) if args.rate else 0
         next_tick = started
         for index, order in enumerate(orders):
-            await window.acquire()
+            if in_flight >= args.window:
+                room.clear()
+                await room.wait()
+            in_flight += 1
             if per_tick and index % per_tick == 0:
                 next_tick += tick
                 delay = next_tick - time.perf_counter()
