@@ -358,7 +358,11 @@ def run_clients(demo: Demo, clients: int, args: argparse.Namespace) -> dict[str,
         try:
             results.append(json.loads(out.strip().splitlines()[-1]))
         except (ValueError, IndexError):
-            raise RuntimeError(f"a load generator failed: {out[-2000:]}") from None
+            # Its traceback, if any, went to this process's stderr, above.
+            raise RuntimeError(
+                f"a load generator failed (exit code {process.returncode}), "
+                f"its last output: {out[-2000:]!r}"
+            ) from None
     latencies = [value for result in results for value in result["latencies_ms"]]
     messages = sum(result["messages"] for result in results)
     frames = sum(result["frames"] for result in results)
