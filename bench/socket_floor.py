@@ -9,16 +9,18 @@ writes a `--bytes` WebSocket binary frame to every one of them, two ways, taking
 
 - `transport.write`, the least a Python asyncio server can do per client;
 - `os.write` on the socket's descriptor in a bare loop: one `write` system call per client and
-  almost nothing else, which is what a server in any language pays at the least.
+  almost nothing else, which is what a server in any language pays that writes with one call
+  per client (io_uring could batch the calls, but not the kernel's TCP work behind each).
 
 Per round it measures the wall time, the writer's CPU time, and how much of that CPU the
 kernel spent (`getrusage`; the split is sampled at the scheduler's tick, so it is summed over
-all rounds); and per frame the reader's CPU (from /proc). On loopback each `write` also runs
-the receiving side's TCP, so this is what the gateway's fan-out (bench/fanout.py) cannot go
-below in one process: a frame to 10,000 clients takes at least this round time, however the
-gateway is written. And since the clients of a benchmark on this machine need CPU to read
-what is written, `min_round_ms_on_2_cores` is the CPU of both sides of a round spread over
-both cores: no server, in one thread or many, delivers a round to them faster.
+all rounds); and per frame the reader's CPU (from /proc/<pid>/schedstat). On loopback each
+`write` also runs the receiving side's TCP, so this is what the gateway's fan-out
+(bench/fanout.py) cannot go below in one process: a frame to 10,000 clients takes at least
+this round time, however the gateway is written. And since the clients of a benchmark on this
+machine need CPU to read what is written, `min_round_ms_on_2_cores` is the CPU of both sides
+of a round spread over both cores: no server, in one thread or many, delivers a round to them
+faster.
 
 The last line is one JSON object for the largest count (medians):
 `{"bench": "socket_floor", "connections": ..., "us_per_write": ..., "round_ms": ...,
@@ -65,10 +67,9 @@ class _Accepted(asyncio.Protocol):
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of another process, from /proc."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """The CPU time of another (one-threaded) process, in ns from /proc, not in 10 ms ticks."""
+    with open(f"/proc/{pid}/schedstat") as schedstat:
+        return int(schedstat.read().split()[0]) / 1e9
 
 
 class _Rounds:
@@ -126,17 +127,20 @@ async def measure(connections: int, rounds: int, size: int) -> dict[str, float]:
                 transport.write(frame)
 
         def write_descriptors() -> None:
-            write = os.write
+            write, size = os.write, len(frame)
             for descriptor in descriptors:
-                write(descriptor, frame)
+                if write(descriptor, frame) != size:  # a full socket buffer: not a fair round
+                    raise RuntimeError("a socket took part of a frame; try fewer --bytes")
 
-        transport, bare = await _write_rounds([write_transports, write_descriptors], rounds, reader)
+        asyncio_way, bare = await _write_rounds(
+            [write_transports, write_descriptors], rounds, reader
+        )
         syscall_us = statistics.median(bare.cpus) / connections * 1e6
         reader_us = bare.reader / (rounds * connections) * 1e6
         return {
             "connections": connections,
-            "us_per_write": round(statistics.median(transport.cpus) / connections * 1e6, 2),
-            "round_ms": round(statistics.median(transport.walls) * 1e3, 1),
+            "us_per_write": round(statistics.median(asyncio_way.cpus) / connections * 1e6, 2),
+            "round_ms": round(statistics.median(asyncio_way.walls) * 1e3, 1),
             "syscall_us_per_write": round(syscall_us, 2),
             "syscall_round_ms": round(statistics.median(bare.walls) * 1e3, 1),
             "kernel_share": round(bare.kernel / max(bare.kernel + bare.user, 1e-9), 2),

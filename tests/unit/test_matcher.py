@@ -327,6 +327,7 @@ def test_self_trade_cancel_both() -> None:
         (3, 4, "self_trade"),
     ]
     assert resting(matcher, SELL) == [(2, 100, 5)]
+    assert book(matcher).depth(SELL) == [(100, 5)]
     assert resting(matcher, BUY) == []
 
 

@@ -409,6 +409,9 @@ class VenueMachine(RuleBasedStateMachine):
         restored = Matcher()
         restored.restore(MatcherState(state.books))
         assert restored.state_hash() == self.venue.matcher.state_hash()
+        for symbol, book in self.venue.matcher.books.items():
+            for side in Side:
+                assert restored.books[symbol].depth(side, 0) == book.depth(side, 0)
 
     def teardown(self) -> None:
         replay = Venue()

@@ -57,7 +57,12 @@ def pack_large(command: Sequence[str | bytes | int]) -> bytes:
     join), and a batch's entries to the next stage are that large."""
     out = [b"*%d\r\n" % len(command)]
     for arg in command:
-        data = arg if type(arg) is bytes else str(arg).encode()
+        if type(arg) is bytes:
+            data = arg
+        elif type(arg) is str or type(arg) is int:  # not a bool or an enum: hiredis refuses them
+            data = str(arg).encode()
+        else:
+            raise TypeError(f"cannot pack {type(arg).__name__} {arg!r} into a command")
         out += (b"$%d\r\n" % len(data), data, b"\r\n")
     return b"".join(out)
 
