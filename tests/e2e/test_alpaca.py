@@ -412,6 +412,25 @@ def test_activities_list_fills(venue: Venue, pair: tuple[str, Account, Account])
         headers=buyer.headers,
     ).json()
     assert [fill["id"] for fill in first_page + rest] == [fill["id"] for fill in found]
+    assert [(fill["type"], fill["cum_qty"], fill["leaves_qty"]) for fill in found] == [
+        ("fill", "1", "0")
+    ] * 3
+    assert {fill["order_status"] for fill in found} == {"filled"}
+    assert len({fill["order_id"] for fill in found}) == 3
+
+    sold = httpx.get(
+        venue.url + "/v2/account/activities/FILL", headers=seller.headers, timeout=10
+    ).json()
+    assert [
+        (fill["type"], fill["side"], fill["cum_qty"], fill["leaves_qty"], fill["order_status"])
+        for fill in sold
+    ] == [  # newest first, Alpaca's default
+        ("partial_fill", "sell", "3", "2", "partially_filled"),
+        ("partial_fill", "sell", "2", "3", "partially_filled"),
+        ("partial_fill", "sell", "1", "4", "partially_filled"),
+    ]
+    # The two sides of a trade are two executions.
+    assert not {fill["id"] for fill in sold} & {fill["id"] for fill in found}
 
 
 def test_an_unchanged_bot_trades_through_the_shim(venue: Venue) -> None:

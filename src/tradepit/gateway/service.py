@@ -20,7 +20,7 @@ from tradepit.gateway.auth import KeyStore, RateLimiter
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.market import Market
 from tradepit.ledger import Account
-from tradepit.ledger.history import OrderRecord, OrderUpdate
+from tradepit.ledger.history import Fill, OrderRecord, OrderUpdate
 from tradepit.stage.keys import (
     ACCOUNT_NAMES,
     ShardKeys,
@@ -30,10 +30,18 @@ from tradepit.stage.keys import (
 )
 from tradepit.stage.messages import Reply, decode_record
 
-__all__ = ["GatewaySettings", "Gateway", "AccountSettings", "ledger_error", "ACCOUNT_SETTINGS"]
+__all__ = [
+    "GatewaySettings",
+    "Gateway",
+    "AccountSettings",
+    "ledger_error",
+    "decode_fill",
+    "ACCOUNT_SETTINGS",
+]
 
 ACCOUNT_SETTINGS = "tradepit:account_settings"  # account id -> AccountSettings JSON
 _decode_account = msgspec.json.Decoder(Account).decode
+_decode_fill = msgspec.json.Decoder(Fill).decode
 _decode_update = msgspec.json.Decoder(OrderUpdate).decode
 _SCAN_PAGE = 200
 
@@ -81,6 +89,15 @@ _LEDGER_ERRORS: dict[str, tuple[int, str]] = {
     "duplicate_client_order_id": (422, "client_order_id must be unique"),
     "order_pending": (422, "order has a cancel or replace pending"),
 }
+
+
+def decode_fill(raw: bytes) -> Fill:
+    """A fill index entry: a `Fill`, or the whole `OrderUpdate` that venues before the compact
+    index wrote (their data directories still hold those)."""
+    try:
+        return _decode_fill(raw)
+    except msgspec.ValidationError:
+        return Fill.of_update(_decode_update(raw))
 
 
 def ledger_error(reply: Reply) -> ApiError:
@@ -189,10 +206,10 @@ class Gateway:
     async def fills(
         self, account_id: int, *, after: int, until: int | None, descending: bool
     ) -> Any:
-        """The account's fill updates in time order (an async iterator of pages)."""
+        """The account's fills in time order (an async iterator of pages)."""
         keys = self.shard_keys(account_id)
         async for members in self._scan(keys.fills, account_id, after, until, descending):
-            yield [_decode_update(index_payload(member)) for member in members]
+            yield [decode_fill(index_payload(member)) for member in members]
 
     async def _scan(
         self, key: str, account_id: int, after: int, until: int | None, descending: bool

@@ -16,7 +16,7 @@ from tradepit.domain.ids import id_to_uuid
 from tradepit.domain.orders import OrderType, Side, TimeInForce
 from tradepit.domain.symbols import Symbol, cents_to_cash
 from tradepit.ledger import Account
-from tradepit.ledger.history import OrderRecord, OrderUpdate
+from tradepit.ledger.history import Fill, OrderRecord, OrderUpdate
 from tradepit.portfolio import holding_value
 
 __all__ = [
@@ -194,10 +194,9 @@ def asset_json(symbol: Symbol, asset_id: str, halted: bool) -> dict[str, Any]:
     }
 
 
-def execution_id(update: OrderUpdate) -> str:
+def execution_id(symbol: str, trade_seq: int, order_id: int) -> str:
     """A fill's id: the same for every reader, distinct for the two sides of one trade."""
-    record = update.order
-    mixed = (hash_symbol(record.symbol) << 64 | update.trade_seq) ^ record.order_id
+    mixed = (hash_symbol(symbol) << 64 | trade_seq) ^ order_id
     return id_to_uuid(mixed & (2**128 - 1))
 
 
@@ -208,21 +207,20 @@ def hash_symbol(name: str) -> int:
     return value
 
 
-def fill_activity_json(update: OrderUpdate, symbol: Symbol) -> dict[str, Any]:
-    record = update.order
+def fill_activity_json(fill: Fill, symbol: Symbol) -> dict[str, Any]:
     return {
-        "id": f"{update.ts:020d}::{execution_id(update)}",
+        "id": f"{fill.ts:020d}::{execution_id(fill.symbol, fill.trade_seq, fill.order_id)}",
         "activity_type": "FILL",
-        "transaction_time": rfc3339(update.ts),
-        "type": update.event,
-        "price": symbol.ticks_to_price(update.price),
-        "qty": symbol.lots_to_qty(update.qty),
-        "side": SIDES[record.side],
-        "symbol": record.symbol,
-        "leaves_qty": symbol.lots_to_qty(record.qty - record.filled_qty),
-        "order_id": id_to_uuid(record.order_id),
-        "cum_qty": symbol.lots_to_qty(record.filled_qty),
-        "order_status": record.status,
+        "transaction_time": rfc3339(fill.ts),
+        "type": fill.event,
+        "price": symbol.ticks_to_price(fill.price),
+        "qty": symbol.lots_to_qty(fill.qty),
+        "side": SIDES[fill.side],
+        "symbol": fill.symbol,
+        "leaves_qty": symbol.lots_to_qty(fill.order_qty - fill.filled_qty),
+        "order_id": id_to_uuid(fill.order_id),
+        "cum_qty": symbol.lots_to_qty(fill.filled_qty),
+        "order_status": fill.status,
     }
 
 
@@ -233,7 +231,9 @@ def trade_update_json(update: OrderUpdate, symbol: Symbol, asset_id: str) -> dic
         "order": order_json(update.order, symbol, asset_id),
     }
     if update.qty:
-        data["execution_id"] = execution_id(update)
+        data["execution_id"] = execution_id(
+            update.order.symbol, update.trade_seq, update.order.order_id
+        )
         data["price"] = symbol.ticks_to_price(update.price)
         data["qty"] = symbol.lots_to_qty(update.qty)
         data["position_qty"] = symbol.lots_to_qty(update.position_qty)

@@ -603,14 +603,14 @@ async def _activities(
     assert gateway.market is not None
     activities: list[dict[str, Any]] = []
     passed_token = page_token is None
-    async for updates in gateway.fills(
+    async for fills in gateway.fills(
         principal.account_id, after=start, until=end, descending=descending
     ):
-        for update in updates:
-            listing = gateway.market.get(update.order.symbol)
+        for fill in fills:
+            listing = gateway.market.get(fill.symbol)
             if listing is None:
                 continue
-            activity = fill_activity_json(update, listing.symbol)
+            activity = fill_activity_json(fill, listing.symbol)
             if not passed_token:
                 passed_token = activity["id"] == page_token
                 continue

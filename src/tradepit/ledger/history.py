@@ -30,6 +30,7 @@ __all__ = [
     "TradeEvent",
     "OrderRecord",
     "OrderUpdate",
+    "Fill",
     "OrderHistory",
     "accepted_record",
     "TERMINAL_STATUSES",
@@ -141,6 +142,44 @@ class OrderUpdate(msgspec.Struct, array_like=True, gc=False):
     qty: int = 0
     position_qty: int = 0
     trade_seq: int = 0
+
+
+class Fill(msgspec.Struct, array_like=True, gc=False):
+    """One fill of one order, as the account's activities list it: the trade, and the order's
+    quantity, filled quantity and status just after it.
+
+    The per-account fill index keeps these rather than whole `OrderUpdate`s: about half the
+    bytes (165 against 302 per index entry in bench/pipeline.py's market), in a structure that
+    only grows, and less of Valkey's time per fill."""
+
+    event: str  # TradeEvent.FILL or PARTIAL_FILL
+    ts: int
+    order_id: int
+    symbol: str
+    side: Side
+    order_qty: int
+    filled_qty: int
+    status: str
+    price: int
+    qty: int
+    trade_seq: int
+
+    @classmethod
+    def of_update(cls, update: OrderUpdate) -> Fill:
+        record = update.order
+        return cls(
+            update.event,
+            update.ts,
+            record.order_id,
+            record.symbol,
+            record.side,
+            record.qty,
+            record.filled_qty,
+            record.status,
+            update.price,
+            update.qty,
+            update.trade_seq,
+        )
 
 
 Change = tuple[str, OrderRecord]  # an event name and the record it changed

@@ -104,7 +104,7 @@ class ShardKeys:
         # Per-account listings, as lexicographically sorted sets (see `index_member`).
         self.order_index = f"{tag}:orders_by_account"  # every order, by creation time
         self.open_index = f"{tag}:open_by_account"  # the orders still open
-        self.fills = f"{tag}:fills"  # every fill's order update, by time
+        self.fills = f"{tag}:fills"  # every fill (a `Fill`), by time
         self.books = f"{tag}:books"
         self.resting = f"{tag}:resting"
 

@@ -5,7 +5,8 @@ Inboxes, applied in this order each batch: the matchers' events for this shard's
 commands of clients and the operator. Outputs: orders, cancels and replaces to the matcher
 shard that owns each symbol; a reply per command, published to the channel its entry named;
 an `OrderUpdate` per change to an order, appended to `{lN}:updates` for the trade-update
-streams; and per-account indexes of orders, open orders and fills for the API's listings.
+streams; and per-account indexes of orders, open orders and fills (`Fill`s) for the API's
+listings.
 
 In Redis, each table is a hash keyed by id, and only what a batch changed is written.
 """
@@ -22,6 +23,7 @@ from tradepit.domain.symbols import SymbolError
 from tradepit.ledger import Account, Ledger, LedgerError, LedgerState, OpenOrder
 from tradepit.ledger.history import (
     TERMINAL_STATUSES,
+    Fill,
     OrderHistory,
     OrderRecord,
     OrderStatus,
@@ -154,18 +156,18 @@ class LedgerShard(StageCore):
         """Tell the owner (an `OrderUpdate`), and keep the account's indexes in step."""
         if isinstance(event, Trade):
             holding = self.ledger.accounts[record.account_id].holdings[record.symbol]
-            encoded = encode(
-                OrderUpdate(
-                    name,
-                    event.ts,
-                    record,
-                    event.price,
-                    event.qty,
-                    holding.free + holding.reserved,
-                    event.seq,
-                )
+            update = OrderUpdate(
+                name,
+                event.ts,
+                record,
+                event.price,
+                event.qty,
+                holding.free + holding.reserved,
+                event.seq,
             )
-            self.fills.append(index_member(record.account_id, event.ts, encoded))
+            encoded = encode(update)
+            fill = encode(Fill.of_update(update))
+            self.fills.append(index_member(record.account_id, event.ts, fill))
         else:
             encoded = encode(OrderUpdate(name, record.updated_at, record))
         self.updates.append(encoded)
