@@ -65,6 +65,7 @@ bench: $(STAMP) $(JEMALLOC_STAMP)
 	$(BIN)/python bench/pipeline.py --fsync always --shards 1
 	$(BIN)/python bench/pipeline.py --fsync always --shards 2
 	$(BIN)/python bench/pipeline.py --fsync everysec --shards 2 --rate 10000
+	$(BIN)/python bench/pipeline.py --fsync everysec --shards 2 --without-history
 	$(BIN)/python bench/http.py
 	$(BIN)/python bench/fanout.py --repeat 3
 	$(BIN)/python bench/socket_floor.py

@@ -1,7 +1,7 @@
 """Orders through the whole bus: ledger inbox -> ledger -> matcher -> settlement, on Valkey.
 
     python bench/pipeline.py [--fsync everysec|always] [--shards 1|2] [--orders N]
-                             [--rate R] [--quick]
+                             [--rate R] [--without-history] [--quick]
 
 The venue runs as it does in production: an embedded Valkey (AOF on, the `--fsync` policy) and
 the stages in their own processes, either `tradepit serve` (one process, one ledger and one
@@ -23,6 +23,13 @@ orders sent but absent from the ledgers' order tables at the end; it must be 0.
 clients and the settlement watcher) and the whole machine (everything on it, other users
 included) spent from the first send to the last order settled, per order settled: on a shared
 machine, the figure to compare. The last line is one JSON object.
+
+`--without-history` runs the stages through bench/no_history.py: the ledger keeps no order
+records, updates or per-account indexes (what the Alpaca API lists and streams), so this
+measures the path ledger -> matcher -> settlement alone. With no updates to watch, an order
+counts as settled once every stage has applied everything sent (the run's end), so there is
+no latency and `lost` is null (no order table to look in); `refused` still counts the
+ledgers' refusals.
 """
 
 from __future__ import annotations
@@ -111,8 +118,15 @@ def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
     return times
 
 
-def start_stages(url: str, shards: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:
-    base = [sys.executable, "-m", "tradepit.cli", "--redis-url", url]
+def start_stages(
+    url: str, shards: int, log_dir: Path, without_history: bool = False
+) -> list[subprocess.Popen[bytes]]:
+    if without_history:
+        # -P: not this directory first on the path, where http.py would shadow the stdlib's.
+        script = str(Path(__file__).with_name("no_history.py"))
+        base = [sys.executable, "-P", script, "--redis-url", url]
+    else:
+        base = [sys.executable, "-m", "tradepit.cli", "--redis-url", url]
     if shards == 1:
         commands = [[*base, "serve", "--no-gateway"]]
     else:
@@ -182,7 +196,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         config = VenueConfig(ledgers=args.shards, matchers=args.shards, taker_fee_bps=2)
         await init_config(redis, config)
-        processes = start_stages(server.url, args.shards, data_dir)
+        processes = start_stages(server.url, args.shards, data_dir, args.without_history)
         client = await VenueClient(server.url, reply_timeout=60).connect()
         for symbol in SYMBOLS:
             await admin.add_symbol(client, symbol)
@@ -203,9 +217,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         settled: dict[int, int] = {}
         stop_watching = asyncio.Event()
-        watcher = asyncio.create_task(
-            watch_settlement(server.url, args.shards, settled, stop_watching)
-        )
+        watcher = None
+        if not args.without_history:
+            watcher = asyncio.create_task(
+                watch_settlement(server.url, args.shards, settled, stop_watching)
+            )
         await asyncio.sleep(0.2)
         # The window as a count and an event, not an asyncio.Semaphore, whose acquire (Python
         # 3.11) builds a generator over its waiters every time: ~1 us of CPU per order here.
@@ -241,31 +257,42 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             client.send(order.account_id, PlaceOrder(0, order, "")).add_done_callback(done)
         sent_at = time.perf_counter()
         deadline = time.monotonic() + 120
+        if args.without_history:
+            # Every order acknowledged (the ledgers have them), then every stage caught up.
+            while (in_flight or await entries_in_flight(redis, config)) and (
+                time.monotonic() < deadline
+            ):
+                await asyncio.sleep(0.005)
+            if time.monotonic() < deadline:
+                settled = dict.fromkeys((order.order_id for order in orders), 0)
         while len(settled) < len(orders) and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
         elapsed = time.perf_counter() - started
         cpu_used = {name: seconds - cpu_before[name] for name, seconds in cpu_seconds(pids).items()}
         stop_watching.set()
-        await watcher
+        if watcher is not None:
+            await watcher
         while await entries_in_flight(redis, config):
             await asyncio.sleep(0.05)
         stored = 0
         for index in range(args.shards):
             stored += await redis.hlen(ShardKeys(f"l{index}").orders)
         await client.close()
-        latencies = sorted(settled.values())
+        latencies = [] if args.without_history else sorted(settled.values())
 
-        def percentile(fraction: float) -> float:
+        def percentile(fraction: float) -> float | None:
             if not latencies:
-                return float("nan")
-            return latencies[min(len(latencies) - 1, int(fraction * len(latencies)))] / 1e6
+                return None
+            return round(
+                latencies[min(len(latencies) - 1, int(fraction * len(latencies)))] / 1e6, 3
+            )
 
         return {
             "bench": "pipeline",
             "orders_per_s": round(len(settled) / elapsed),
             "p50_ms": round(statistics.median(latencies) / 1e6, 3) if latencies else None,
-            "p99_ms": round(percentile(0.99), 3),
-            "lost": len(orders) - stored,
+            "p99_ms": percentile(0.99),
+            "lost": None if args.without_history else len(orders) - stored,
             "refused": refused,
             "orders": len(orders),
             "settled": len(settled),
@@ -279,6 +306,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "shards": f"{args.shards}+{args.shards}",
             "rate": args.rate or "flat out",
             "window": args.window,
+            "history": not args.without_history,
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
         }
@@ -301,6 +329,11 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=20_000, help="orders in flight at most")
     parser.add_argument("--accounts", type=int, default=1_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--without-history",
+        action="store_true",
+        help="the ledger keeps no order records, updates or indexes (bench/no_history.py)",
+    )
     parser.add_argument("--quick", action="store_true", help="100k orders: under 30 s")
     args = parser.parse_args()
     if args.quick:
