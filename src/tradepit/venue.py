@@ -97,6 +97,10 @@ class GatewayProcess:
             "--rate-limit",
             str(options.rate_limit),
             *(["--demo"] if options.demo else []),
+            # It stops when this process does, however this one ends: a gateway left behind
+            # would hold the port and serve a venue that is gone.
+            "--parent-pid",
+            str(os.getpid()),
             "--stream-queue-limit",
             str(options.stream_queue_limit),
             "--stream-send-timeout",
@@ -212,13 +216,13 @@ async def serve(
     _stop_on_signals(stop)
     gateway_process: GatewayProcess | None = None
     helpers: list[asyncio.Task[None]] = []
+    venue_file: Path | None = None  # written once this venue's server is up
     try:
         if embedded is not None:
             await asyncio.to_thread(embedded.start)
             redis_url = embedded.url
-            (Path(data_dir) / VENUE_FILE).write_text(
-                json.dumps({"redis_url": redis_url, "pid": os.getpid()})
-            )
+            venue_file = Path(data_dir) / VENUE_FILE
+            venue_file.write_text(json.dumps({"redis_url": redis_url, "pid": os.getpid()}))
         assert redis_url is not None
         redis = aioredis.Redis.from_url(redis_url)
         try:
@@ -280,8 +284,9 @@ async def serve(
             await asyncio.to_thread(gateway_process.stop)
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
+        if venue_file is not None:  # not another venue's, if this one could not start
             with contextlib.suppress(OSError):
-                (Path(data_dir) / VENUE_FILE).unlink()
+                venue_file.unlink()
 
 
 async def _first_start(redis_url: str, first_start: bool) -> dict[str, str] | None:

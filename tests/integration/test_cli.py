@@ -1,15 +1,23 @@
 """`tradepit serve` as a person runs it: the embedded Valkey, supervised; the admin commands
-answering one JSON line each; `tradepit verify`."""
+answering one JSON line each; `tradepit verify`; one venue per data directory, and a venue
+killed outright leaving nothing in the next one's way."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
+
+from tradepit.embedded import free_port
 
 TRADEPIT = [sys.executable, "-m", "tradepit.cli"]
 
@@ -94,3 +102,96 @@ def test_serve_admin_and_verify(tmp_path: Path) -> None:
         serve.wait(timeout=30)
     assert serve.returncode == 0
     assert not (data_dir / "venue.json").exists()
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is alive: not gone, and not a zombie (an exited process whose parent
+    died before reaping it stays one where the init process does not reap)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _serve_with_gateway(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], str]:
+    """`serve` with its gateway on `port`, once both are up; and what it printed till then."""
+    env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
+    serve = subprocess.Popen(
+        [*TRADEPIT, "--data-dir", str(data_dir), "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert serve.stdout is not None
+    printed = ""
+    try:
+        while "trading page" not in printed:
+            line = serve.stdout.readline()
+            assert line, printed  # it exited
+            printed += line
+    except BaseException:
+        serve.kill()
+        serve.wait()
+        raise
+    return serve, printed
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_one_venue_per_data_dir_and_a_killed_one_leaves_nothing_in_the_way(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    port = free_port()
+    serve, _ = _serve_with_gateway(data_dir, port)
+    restarted: subprocess.Popen[str] | None = None
+    server = _valkey_pid(data_dir)
+    try:
+        account = str(_admin(data_dir, "create-account", "--cash", "250.00")["id"])
+
+        # A second venue on the same directory would run a second server on its AOF.
+        second = _cli(data_dir, "serve", "--no-gateway")
+        assert second.returncode == 1
+        assert f"in use by another tradepit (pid {serve.pid})" in second.stderr
+        assert (data_dir / "venue.json").exists()  # the running venue's, left alone
+
+        serve.kill()  # SIGKILL: no clean-up runs
+        serve.wait(timeout=10)
+        # Its gateway notices and stops, freeing the port; its server, in a session of its
+        # own, runs on with the data.
+        _until(lambda: not _port_open(port))
+        assert _running(server)
+
+        restarted, printed = _serve_with_gateway(data_dir, port)
+        # The new venue stopped the old server (which wrote out its AOF) before starting its own.
+        assert f"a valkey-server (pid {server}) outlived" in printed
+        assert not _running(server)
+        listed = _admin(data_dir, "list-accounts")
+        assert [entry["id"] for entry in listed] == [account]  # type: ignore[index]
+        verified = _cli(data_dir, "verify")
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+    finally:
+        for process in (serve, restarted):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=30)
+        with contextlib.suppress(OSError):  # this test failed with the old server running
+            if (
+                _running(server)
+                and b"valkey-server" in Path(f"/proc/{server}/cmdline").read_bytes()
+            ):
+                os.kill(server, signal.SIGTERM)
+    assert restarted is not None and restarted.returncode == 0

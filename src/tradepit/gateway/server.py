@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import socket
 from collections.abc import Iterator
@@ -152,7 +153,15 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
         await self.writable.wait()
 
 
-async def run_gateway(redis_url: str, host: str, port: int, settings: GatewaySettings) -> None:
+async def run_gateway(
+    redis_url: str,
+    host: str,
+    port: int,
+    settings: GatewaySettings,
+    *,
+    parent_pid: int | None = None,
+) -> None:
+    """Serve until SIGINT or SIGTERM, or until process `parent_pid` (if given) has exited."""
     gc.set_threshold(*GC_THRESHOLD)
     app = create_app(redis_url, settings)
     websocket_protocol = type(
@@ -182,11 +191,29 @@ async def run_gateway(redis_url: str, host: str, port: int, settings: GatewaySet
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop)
+
+    def stop_unless_cancelled(task: asyncio.Task[None]) -> None:
+        if not task.cancelled():
+            stop()
+
+    orphaned = None if parent_pid is None else asyncio.create_task(_exited(parent_pid))
+    if orphaned is not None:
+        orphaned.add_done_callback(stop_unless_cancelled)
     sock = listening_socket(host, port, settings.send_buffer)
     try:
         await server.serve(sockets=[sock])
     finally:
         sock.close()
+        if orphaned is not None:
+            orphaned.cancel()
+
+
+async def _exited(pid: int) -> None:
+    """Return once process `pid`, this one's parent, has exited: the kernel then gives this
+    process another parent. (Polled: there is no portable way to be told.)"""
+    while os.getppid() == pid:
+        await asyncio.sleep(0.5)
+    log.warning("the process that started this gateway (pid %d) has exited; stopping", pid)
 
 
 def listening_socket(host: str, port: int, unsent_limit: int = 0) -> socket.socket:
