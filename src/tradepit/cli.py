@@ -28,7 +28,7 @@ from tradepit.gateway import GatewaySettings, run_gateway
 from tradepit.ledger import CASH
 from tradepit.simulate import simulate
 from tradepit.stage.keys import VenueConfig
-from tradepit.venue import GatewayOptions
+from tradepit.venue import GatewayOptions, GatewayPortError
 from tradepit.verify import verify
 
 try:
@@ -148,6 +148,12 @@ def _parser() -> argparse.ArgumentParser:
     _gateway_arguments(run)
     _demo_mode_argument(run)
     run.add_argument(
+        "--fd",
+        type=int,
+        default=None,
+        help="serve the listening socket inherited as this file descriptor (as `serve` does)",
+    )
+    run.add_argument(
         "--parent-pid",
         type=int,
         default=None,
@@ -239,7 +245,7 @@ def _run(main: Callable[[], Awaitable[Any]]) -> Any:
     _event_loop_policy()
     try:
         return asyncio.run(main())  # type: ignore[arg-type]
-    except DataDirInUseError as error:
+    except (DataDirInUseError, GatewayPortError) as error:
         raise SystemExit(f"tradepit: {error}") from None
 
 
@@ -281,8 +287,10 @@ def main(argv: list[str] | None = None) -> int:
             stream_send_timeout=args.stream_send_timeout,
             send_buffer=args.send_buffer,
         )
-        parent = args.parent_pid
-        _run(lambda: run_gateway(redis_url, args.host, args.port, settings, parent_pid=parent))
+        fd, parent = args.fd, args.parent_pid
+        _run(
+            lambda: run_gateway(redis_url, args.host, args.port, settings, fd=fd, parent_pid=parent)
+        )
         return 0
     if args.command == "run":
         index, count = args.shard

@@ -31,6 +31,7 @@ from tradepit.admin import add_symbol, close_session, ensure_admin_key, next_ses
 from tradepit.client import VenueClient, init_config, load_config
 from tradepit.demo import DemoOptions, person_account, run_demo
 from tradepit.embedded import EmbeddedValkey, Fsync
+from tradepit.gateway.server import listening_socket
 from tradepit.portfolio import sample_forever
 from tradepit.stage.keys import SYMBOLS, VenueConfig
 from tradepit.stage.ledger import LedgerShard
@@ -42,6 +43,7 @@ __all__ = [
     "VENUE_FILE",
     "GatewayOptions",
     "GatewayProcess",
+    "GatewayPortError",
     "shard_core",
     "run_loops",
     "serve",
@@ -68,19 +70,25 @@ class GatewayOptions:
 
 
 class GatewayProcess:
-    """`tradepit run gateway` as a supervised child: started, restarted if it dies, stopped."""
+    """`tradepit run gateway` as a supervised child: started, restarted if it dies, stopped.
 
-    def __init__(self, redis_url: str, options: GatewayOptions) -> None:
-        self.redis_url = redis_url
+    This process binds the gateway's port and hands the listening socket to each child it
+    starts: a port already taken is a clear error here rather than a child dying over and
+    over, and while a dead gateway is restarted, new connections wait in the socket's backlog
+    instead of being refused."""
+
+    def __init__(self, options: GatewayOptions) -> None:
+        self.redis_url = ""
         self.options = options
         self.process: subprocess.Popen[bytes] | None = None
+        self.socket: socket.socket | None = None
         self.restarts = 0
 
     @property
     def url(self) -> str:
         return f"http://{self.options.host}:{self.options.port}"
 
-    def command(self) -> list[str]:
+    def command(self, fd: int) -> list[str]:
         options = self.options
         return [
             sys.executable,
@@ -94,6 +102,8 @@ class GatewayProcess:
             options.host,
             "--port",
             str(options.port),
+            "--fd",
+            str(fd),
             "--rate-limit",
             str(options.rate_limit),
             *(["--demo"] if options.demo else []),
@@ -109,8 +119,25 @@ class GatewayProcess:
             str(options.send_buffer),
         ]
 
-    async def start(self, timeout: float = 30.0) -> None:
-        self.process = subprocess.Popen(self.command(), start_new_session=True)
+    def listen(self) -> None:
+        """Bind the port, or raise `GatewayPortError`."""
+        options = self.options
+        try:
+            self.socket = listening_socket(options.host, options.port, options.send_buffer)
+        except OSError as error:
+            raise GatewayPortError(
+                f"cannot listen on {options.host}:{options.port} ({error.strerror}): "
+                "another program has the port? Choose another with --port"
+            ) from None
+
+    async def start(self, redis_url: str, timeout: float = 30.0) -> None:
+        """Start the gateway on `redis_url`'s venue, and return once it answers."""
+        self.redis_url = redis_url
+        if self.socket is None:
+            self.listen()
+        assert self.socket is not None
+        fd = self.socket.fileno()
+        self.process = subprocess.Popen(self.command(fd), pass_fds=(fd,), start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -118,12 +145,15 @@ class GatewayProcess:
             if await asyncio.to_thread(self._answers):
                 return
             await asyncio.sleep(0.05)
-        raise RuntimeError(f"the gateway did not listen on {self.url} in {timeout} s")
+        raise RuntimeError(f"the gateway did not answer on {self.url} in {timeout} s")
 
     def _answers(self) -> bool:
+        """Whether the gateway answers HTTP. (A connection alone proves nothing: the socket
+        is listening before the gateway accepts from it.)"""
         try:
-            with socket.create_connection((self.options.host, self.options.port), timeout=0.5):
-                return True
+            with socket.create_connection((self.options.host, self.options.port), 0.5) as conn:
+                conn.sendall(b"GET /v2/clock HTTP/1.1\r\nHost: tradepit\r\n\r\n")
+                return conn.recv(16).startswith(b"HTTP/1.1 ")
         except OSError:
             return False
 
@@ -134,17 +164,27 @@ class GatewayProcess:
                 log.warning("gateway exited with %s; restarting", self.process.returncode)
                 self.restarts += 1
                 with contextlib.suppress(RuntimeError):
-                    await self.start()
+                    await self.start(self.redis_url)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
+        process, self.process = self.process, None
         try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            if process is None or process.poll() is not None:
+                return
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        finally:
+            if self.socket is not None:
+                self.socket.close()
+                self.socket = None
+
+
+class GatewayPortError(RuntimeError):
+    """The gateway's port cannot be listened on."""
 
 
 def find_redis_url(data_dir: str | os.PathLike[str], explicit: str | None = None) -> str:
@@ -217,7 +257,12 @@ async def serve(
     gateway_process: GatewayProcess | None = None
     helpers: list[asyncio.Task[None]] = []
     venue_file: Path | None = None  # written once this venue's server is up
+    runner: asyncio.Task[None] | None = None
     try:
+        if gateway is not None:
+            # The port first: if it is taken, that is the first thing to know.
+            gateway_process = GatewayProcess(gateway)
+            gateway_process.listen()
         if embedded is not None:
             await asyncio.to_thread(embedded.start)
             redis_url = embedded.url
@@ -246,9 +291,8 @@ async def serve(
             f"{config.matchers} matcher shard(s), market data)",
             flush=True,
         )
-        if gateway is not None:
-            gateway_process = GatewayProcess(redis_url, gateway)
-            await gateway_process.start()
+        if gateway_process is not None:
+            await gateway_process.start(redis_url)
             helpers.append(asyncio.create_task(gateway_process.supervise()))
             print(
                 f"tradepit: trading page on {gateway_process.url}/, API on "
@@ -280,6 +324,10 @@ async def serve(
     finally:
         for helper in helpers:
             helper.cancel()
+        if runner is not None and not runner.done():  # the start failed: stop the stages first
+            stop.set()
+            with contextlib.suppress(Exception):
+                await runner
         if gateway_process is not None:
             await asyncio.to_thread(gateway_process.stop)
         if embedded is not None:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tradepit.embedded import free_port
@@ -145,6 +146,16 @@ def _serve_with_gateway(data_dir: Path, port: int) -> tuple[subprocess.Popen[str
     return serve, printed
 
 
+def _gateway_pid(serve_pid: int) -> int:
+    for pid in os.listdir("/proc"):
+        with contextlib.suppress(OSError, ValueError):  # gone, or no --parent-pid
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            parent = command[command.index(b"--parent-pid") + 1]
+            if b"gateway" in command and parent == b"%d" % serve_pid and _running(int(pid)):
+                return int(pid)
+    raise AssertionError(f"no gateway started by serve (pid {serve_pid})")
+
+
 def _port_open(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
@@ -161,6 +172,12 @@ def test_one_venue_per_data_dir_and_a_killed_one_leaves_nothing_in_the_way(
     server = _valkey_pid(data_dir)
     try:
         account = str(_admin(data_dir, "create-account", "--cash", "250.00")["id"])
+
+        # serve holds the port and hands it to its gateway: a request made while a killed
+        # gateway is restarted waits for the new one rather than being refused.
+        os.kill(_gateway_pid(serve.pid), signal.SIGKILL)
+        answer = httpx.get(f"http://127.0.0.1:{port}/v2/clock", timeout=20)
+        assert answer.status_code == 401  # an answer, from the new gateway (no key given)
 
         # A second venue on the same directory would run a second server on its AOF.
         second = _cli(data_dir, "serve", "--no-gateway")
@@ -195,3 +212,14 @@ def test_one_venue_per_data_dir_and_a_killed_one_leaves_nothing_in_the_way(
             ):
                 os.kill(server, signal.SIGTERM)
     assert restarted is not None and restarted.returncode == 0
+
+
+def test_serve_on_a_taken_port_says_so_before_it_starts_anything(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _cli(tmp_path / "data", "serve", "--port", str(port))
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port} (Address already in use)" in done.stderr
+    assert not (tmp_path / "data").exists()

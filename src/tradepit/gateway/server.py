@@ -159,9 +159,11 @@ async def run_gateway(
     port: int,
     settings: GatewaySettings,
     *,
+    fd: int | None = None,
     parent_pid: int | None = None,
 ) -> None:
-    """Serve until SIGINT or SIGTERM, or until process `parent_pid` (if given) has exited."""
+    """Serve until SIGINT or SIGTERM, or until process `parent_pid` (if given) has exited; on
+    the listening socket inherited as file descriptor `fd` if given, else on `host`:`port`."""
     gc.set_threshold(*GC_THRESHOLD)
     app = create_app(redis_url, settings)
     websocket_protocol = type(
@@ -199,7 +201,11 @@ async def run_gateway(
     orphaned = None if parent_pid is None else asyncio.create_task(_exited(parent_pid))
     if orphaned is not None:
         orphaned.add_done_callback(stop_unless_cancelled)
-    sock = listening_socket(host, port, settings.send_buffer)
+    if fd is not None:
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+    else:
+        sock = listening_socket(host, port, settings.send_buffer)
     try:
         await server.serve(sockets=[sock])
     finally:
