@@ -171,8 +171,8 @@ async def create_account(
                 ),
             )
         )
-    for future in futures:
-        _check(await future)
+    for reply in await client.replies(futures):
+        _check(reply)
     async with client.redis.pipeline(transaction=True) as tx:
         tx.hset(API_KEYS, key_id, encode(ApiKey(account_id, hash_secret(secret))))
         tx.hset(ACCOUNT_NAMES, str(account_id), encode(AccountProfile(name, time.time_ns())))

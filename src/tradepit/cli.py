@@ -18,7 +18,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from tradepit import admin, venue
-from tradepit.client import VenueClient
+from tradepit.client import ReplyTimeoutError, VenueClient
 from tradepit.demo import DemoOptions
 from tradepit.domain.ids import IdError, uuid_to_id
 from tradepit.domain.numbers import NumberError
@@ -164,6 +164,9 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--settle-timeout", type=float, default=10.0)
 
     adm = commands.add_parser("admin", help="operate a running venue")
+    adm.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to wait for the venue's answer"
+    )
     ops = adm.add_subparsers(dest="op", required=True)
     create = ops.add_parser("create-account")
     create.add_argument("--cash", default="0")
@@ -199,7 +202,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _admin(args: argparse.Namespace, redis_url: str) -> Any:
-    async with VenueClient(redis_url) as client:
+    async with VenueClient(redis_url, reply_timeout=args.timeout) as client:
         op = args.op
         if op == "create-account":
             positions = dict(args.position)
@@ -307,6 +310,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except (NumberError, SymbolError, IdError) as error:
         print(json.dumps({"error": "invalid_request", "message": str(error)}))
+        return 1
+    except ReplyTimeoutError as error:
+        message = (
+            f"{error}: is the venue running? (`tradepit serve`) The command stays queued, and "
+            "its ledger applies it once it runs."
+        )
+        print(json.dumps({"error": "no_reply", "message": message}))
         return 1
     print(json.dumps(result))
     return 0

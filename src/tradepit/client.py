@@ -142,12 +142,21 @@ class VenueClient:
             self._waiting.pop(command.request_id, None)
             raise ReplyTimeoutError(f"no reply from the ledger in {self.reply_timeout} s") from None
 
+    async def replies(self, futures: Sequence[asyncio.Future[Reply]]) -> list[Reply]:
+        """The replies to commands `send` queued, in their order; `ReplyTimeoutError` if they
+        have not all come within the reply timeout (no ledger running, say)."""
+        try:
+            async with asyncio.timeout(self.reply_timeout):
+                return list(await asyncio.gather(*futures))
+        except TimeoutError:
+            raise ReplyTimeoutError(f"no reply from the ledger in {self.reply_timeout} s") from None
+
     async def request_each_ledger(self, make: Any) -> list[Reply]:
         """Send `make()` to every ledger shard; the replies in shard order."""
         futures = []
         for index in range(self.config.ledgers):
             futures.append(self.send(index, make()))
-        return list(await asyncio.wait_for(asyncio.gather(*futures), self.reply_timeout))
+        return await self.replies(futures)
 
     async def send_to_matcher(self, shard: str, commands: Sequence[MatcherCommand]) -> None:
         """Append operator commands to a matcher shard's inbox (they have no reply)."""

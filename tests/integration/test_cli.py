@@ -223,3 +223,26 @@ def test_serve_on_a_taken_port_says_so_before_it_starts_anything(tmp_path: Path)
     assert done.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port} (Address already in use)" in done.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_an_admin_command_to_a_venue_whose_stages_are_down_says_so(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    serve = subprocess.Popen(
+        [*TRADEPIT, "--data-dir", str(data_dir), "serve", "--no-gateway"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={key: value for key, value in os.environ.items() if key != "REDIS_URL"},
+    )
+    assert serve.stdout is not None
+    assert "venue up" in serve.stdout.readline()
+    server = _valkey_pid(data_dir)
+    serve.kill()  # the stages are gone; the server (and venue.json) stay
+    serve.wait(timeout=10)
+    try:
+        done = _cli(data_dir, "admin", "--timeout", "1", "create-account", "--cash", "5")
+        assert done.returncode == 1
+        answer = json.loads(done.stdout)
+        assert answer["error"] == "no_reply"
+        assert "is the venue running?" in answer["message"]
+    finally:
+        os.kill(server, signal.SIGTERM)
