@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tradepit import admin, venue
 from tradepit.client import ReplyTimeoutError, VenueClient
@@ -258,6 +259,17 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    try:
+        return _command(args)
+    except RedisConnectionError as error:
+        message = f"cannot reach Redis ({error}): is the venue running? (`tradepit serve`)"
+        if args.command == "admin":  # which answers in JSON lines
+            print(json.dumps({"error": "unreachable", "message": message}))
+            return 1
+        raise SystemExit(f"tradepit: {message}") from None
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "shim":
         print(Path(__file__).parent / "shim")
         return 0

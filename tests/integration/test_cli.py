@@ -246,3 +246,24 @@ def test_an_admin_command_to_a_venue_whose_stages_are_down_says_so(tmp_path: Pat
         assert "is the venue running?" in answer["message"]
     finally:
         os.kill(server, signal.SIGTERM)
+
+
+def test_no_server_to_reach_is_said_in_a_line_not_a_traceback(tmp_path: Path) -> None:
+    # What a venue killed with its server leaves: venue.json naming a socket nobody serves.
+    (tmp_path / "venue.json").write_text(
+        json.dumps({"redis_url": f"unix://{tmp_path}/valkey.sock?db=0", "pid": 1})
+    )
+    listed = _cli(tmp_path, "admin", "list-accounts")
+    assert listed.returncode == 1
+    assert json.loads(listed.stdout)["error"] == "unreachable"
+    verified = _cli(tmp_path, "verify")
+    assert verified.returncode == 1
+    assert verified.stderr.startswith("tradepit: cannot reach Redis (")
+    assert "Traceback" not in verified.stderr
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        url = f"redis://127.0.0.1:{closed.getsockname()[1]}/0"
+        served = _cli(tmp_path, "--redis-url", url, "serve", "--no-gateway")
+    assert served.returncode == 1
+    assert "cannot reach Redis (" in served.stderr and "Traceback" not in served.stderr
