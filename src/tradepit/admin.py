@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from tradepit.client import VenueClient
+from tradepit.client import ReplyTimeoutError, VenueClient
 from tradepit.domain.ids import VENUE_ACCOUNT_ID, id_to_uuid, new_id
 from tradepit.domain.numbers import parse_units, to_decimal
 from tradepit.domain.symbols import CASH_UNIT, Symbol, cash_to_cents, cents_to_cash
@@ -48,6 +48,7 @@ from tradepit.stage.messages import (
 
 __all__ = [
     "AdminError",
+    "AccountPendingError",
     "ApiKey",
     "AccountProfile",
     "decode_profile",
@@ -75,6 +76,15 @@ class AdminError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class AccountPendingError(ReplyTimeoutError):
+    """An account's opening was queued but not answered in time: it opens, with the key in
+    `credentials`, once its ledger applies it."""
+
+    def __init__(self, message: str, credentials: dict[str, str]) -> None:
+        super().__init__(message)
+        self.credentials = credentials
 
 
 class AccountProfile(msgspec.Struct, frozen=True):
@@ -152,6 +162,13 @@ async def create_account(
     account_id = new_id()
     key_id = "PK" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(18))
     secret = secrets.token_urlsafe(30)
+    credentials = {"id": id_to_uuid(account_id), "key_id": key_id, "secret_key": secret}
+    # The key before the account: if the ledger is slow to answer, the account still opens
+    # with a key its owner has. (Until it opens, the API answers that it may still be opening.)
+    async with client.redis.pipeline(transaction=True) as tx:
+        tx.hset(API_KEYS, key_id, encode(ApiKey(account_id, hash_secret(secret))))
+        tx.hset(ACCOUNT_NAMES, str(account_id), encode(AccountProfile(name, time.time_ns())))
+        await tx.execute()
     futures = [client.send(account_id, OpenAccount(0, account_id))]
     if cents:
         futures.append(
@@ -171,13 +188,24 @@ async def create_account(
                 ),
             )
         )
-    for reply in await client.replies(futures):
-        _check(reply)
-    async with client.redis.pipeline(transaction=True) as tx:
-        tx.hset(API_KEYS, key_id, encode(ApiKey(account_id, hash_secret(secret))))
-        tx.hset(ACCOUNT_NAMES, str(account_id), encode(AccountProfile(name, time.time_ns())))
-        await tx.execute()
-    return {"id": id_to_uuid(account_id), "key_id": key_id, "secret_key": secret}
+    try:
+        replies = await client.replies(futures)
+    except ReplyTimeoutError as error:
+        raise AccountPendingError(
+            f"{error}: account {credentials['id']} is queued, and opens with this key once "
+            "its ledger runs",
+            credentials,
+        ) from None
+    try:
+        for reply in replies:
+            _check(reply)
+    except AdminError:  # refused: no account, so no key for it
+        async with client.redis.pipeline(transaction=True) as tx:
+            tx.hdel(API_KEYS, key_id)
+            tx.hdel(ACCOUNT_NAMES, str(account_id))
+            await tx.execute()
+        raise
+    return credentials
 
 
 async def transfer(

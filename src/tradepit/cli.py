@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tradepit import admin, venue
@@ -262,7 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _command(args)
     except RedisConnectionError as error:
-        message = f"cannot reach Redis ({error}): is the venue running? (`tradepit serve`)"
+        if isinstance(error, BusyLoadingError):
+            message = "the server is loading its data (a large AOF takes seconds): try again soon"
+        else:
+            message = f"cannot reach Redis ({error}): is the venue running? (`tradepit serve`)"
         if args.command == "admin":  # which answers in JSON lines
             print(json.dumps({"error": "unreachable", "message": message}))
             return 1
@@ -322,6 +326,10 @@ def _command(args: argparse.Namespace) -> int:
         return 1
     except (NumberError, SymbolError, IdError) as error:
         print(json.dumps({"error": "invalid_request", "message": str(error)}))
+        return 1
+    except admin.AccountPendingError as error:
+        message = f"{error}: is the venue running? (`tradepit serve`)"
+        print(json.dumps({"error": "no_reply", "message": message, **error.credentials}))
         return 1
     except ReplyTimeoutError as error:
         message = (

@@ -15,6 +15,7 @@ runs in a session of its own) is stopped, cleanly, by the next one to start ther
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes.util
 import fcntl
 import logging
@@ -22,6 +23,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Literal
@@ -77,6 +79,8 @@ class EmbeddedValkey:
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self._lock: int | None = None  # the open lock file, while this holds the directory
+        # Held by start, stop and restart_if_dead, which may run on different threads.
+        self._starting = threading.RLock()
 
     @property
     def socket_path(self) -> Path | None:
@@ -131,27 +135,40 @@ class EmbeddedValkey:
         ]
 
     def start(self, timeout: float = 10.0) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        if self._lock is None:
-            self._claim_data_dir()
-            self._stop_left_over_server()
-        if not self.port:
-            self.port = free_port()
-        # A session of its own: a Ctrl-C meant for tradepit must not stop the server under
-        # the stages before they finish their batch; tradepit stops it last.
-        self.process = subprocess.Popen(
-            self.command(),
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=server_environment(),
-        )
-        self._wait_ready(timeout)
+        with self._starting:
+            claimed_here = self._lock is None
+            self.claim_data_dir()
+            try:
+                if not self.port:
+                    self.port = free_port()
+                # A session of its own: a Ctrl-C meant for tradepit must not stop the server
+                # under the stages before they finish their batch; tradepit stops it last.
+                self.process = subprocess.Popen(
+                    self.command(),
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    env=server_environment(),
+                )
+                self._wait_ready(timeout)
+            except BaseException:
+                if claimed_here:  # a server that never came up holds nothing here
+                    self._stop_process()
+                    self._release_data_dir()
+                raise
 
-    def _claim_data_dir(self) -> None:
-        """Take the directory's lock, or raise `DataDirInUseError` naming who holds it.
+    def claim_data_dir(self) -> None:
+        """Take the directory's lock (if this does not hold it yet), or raise
+        `DataDirInUseError` naming who holds it; then stop a server left running there.
+        `start` does it first.
 
         The lock is the kernel's (flock): it goes with the process that held it, however that
         process ended, so a crash leaves nothing stale. The server does not inherit it."""
+        with self._starting:
+            if self._lock is None:
+                self._claim_data_dir()
+
+    def _claim_data_dir(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         lock = os.open(self.data_dir / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -168,6 +185,11 @@ class EmbeddedValkey:
         os.ftruncate(lock, 0)
         os.pwrite(lock, f"{os.getpid()}\n".encode(), 0)
         self._lock = lock
+        try:
+            self._stop_left_over_server()
+        except BaseException:
+            self._release_data_dir()
+            raise
 
     def _release_data_dir(self) -> None:
         lock, self._lock = self._lock, None
@@ -179,11 +201,25 @@ class EmbeddedValkey:
 
         Only one whose pid file names it, and that /proc shows is a valkey-server working in
         this directory (a pid can be reused). SIGTERM: it writes its AOF out and exits.
-        Without /proc (not Linux) no server is recognised, and none is stopped."""
+        Without /proc (not Linux) a live process the pid file names cannot be told from an
+        unrelated one that reuses its pid: then this refuses to start rather than risk a
+        second server on the AOF."""
+        pid_file = self.data_dir / _PID_FILE
         try:
-            pid = int((self.data_dir / _PID_FILE).read_text().strip())
+            pid = int(pid_file.read_text().strip())
         except (OSError, ValueError):
             return
+        if not Path("/proc/self").exists():
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            except PermissionError:
+                pass  # alive, another user's
+            raise DataDirInUseError(
+                f"{pid_file} names pid {pid}, which is running: if it is a valkey-server a "
+                f"killed tradepit left on {self.data_dir}, stop it; else delete {pid_file}"
+            )
         if not self._is_our_server(pid):
             return
         log.warning(
@@ -191,7 +227,8 @@ class EmbeddedValkey:
             pid,
             self.data_dir,
         )
-        os.kill(pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
+            os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + _ORPHAN_STOP_TIMEOUT
         while self._is_our_server(pid):
             if time.monotonic() > deadline:
@@ -207,11 +244,12 @@ class EmbeddedValkey:
         try:
             state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
             command = (proc / "cmdline").read_bytes()
-            directory = os.readlink(proc / "cwd")
+            # The same directory, however reached (a bind mount, a container's volume).
+            here = os.path.samefile(proc / "cwd", self.data_dir)
         except (OSError, IndexError):
             return False
         running = state not in ("Z", "X")  # a zombie has exited; no one has reaped it yet
-        return running and b"valkey-server" in command and Path(directory) == self.data_dir
+        return running and b"valkey-server" in command and here
 
     def _wait_ready(self, timeout: float) -> None:
         """Wait until the server answers PING, which it does once it has loaded its AOF.
@@ -243,12 +281,13 @@ class EmbeddedValkey:
 
     def restart_if_dead(self) -> bool:
         """Start the server again if it died; True if it had to."""
-        if self.process is None or self.alive():
-            return False
-        log.warning("valkey-server exited with %s; restarting it", self.process.returncode)
-        self.restarts += 1
-        self.start()
-        return True
+        with self._starting:  # not while `stop` runs: it would restart what was stopped
+            if self.process is None or self.alive():
+                return False
+            log.warning("valkey-server exited with %s; restarting it", self.process.returncode)
+            self.restarts += 1
+            self.start()
+            return True
 
     async def supervise(self, interval: float = 0.2) -> None:
         while True:
@@ -257,18 +296,22 @@ class EmbeddedValkey:
                 await asyncio.to_thread(self.restart_if_dead)
 
     def stop(self) -> None:
-        process, self.process = self.process, None
-        try:
-            if process is None or process.poll() is not None:
-                return
-            process.terminate()  # SIGTERM: valkey flushes its AOF and exits
+        with self._starting:
             try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        finally:
-            self._release_data_dir()
+                self._stop_process()
+            finally:
+                self._release_data_dir()
+
+    def _stop_process(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()  # SIGTERM: valkey flushes its AOF and exits
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
     def __enter__(self) -> EmbeddedValkey:
         self.start()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -119,16 +120,24 @@ class GatewayProcess:
             str(options.send_buffer),
         ]
 
-    def listen(self) -> None:
-        """Bind the port, or raise `GatewayPortError`."""
+    def listen(self, patience: float = 3.0) -> None:
+        """Bind the port, or raise `GatewayPortError`. A port in use is tried again for
+        `patience` seconds: the gateway of a venue killed a moment ago takes up to a second
+        to notice and let go of it."""
         options = self.options
-        try:
-            self.socket = listening_socket(options.host, options.port, options.send_buffer)
-        except OSError as error:
-            raise GatewayPortError(
-                f"cannot listen on {options.host}:{options.port} ({error.strerror}): "
-                "another program has the port? Choose another with --port"
-            ) from None
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                self.socket = listening_socket(options.host, options.port, options.send_buffer)
+                return
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    continue
+                raise GatewayPortError(
+                    f"cannot listen on {options.host}:{options.port} ({error.strerror}): "
+                    "another program has the port? Choose another with --port"
+                ) from None
 
     async def start(self, redis_url: str, timeout: float = 30.0) -> None:
         """Start the gateway on `redis_url`'s venue, and return once it answers."""
@@ -259,10 +268,12 @@ async def serve(
     venue_file: Path | None = None  # written once this venue's server is up
     runner: asyncio.Task[None] | None = None
     try:
+        # What could be in the way first: the data directory, then the port.
+        if embedded is not None:
+            await asyncio.to_thread(embedded.claim_data_dir)
         if gateway is not None:
-            # The port first: if it is taken, that is the first thing to know.
             gateway_process = GatewayProcess(gateway)
-            gateway_process.listen()
+            await asyncio.to_thread(gateway_process.listen)
         if embedded is not None:
             await asyncio.to_thread(embedded.start)
             redis_url = embedded.url
@@ -330,11 +341,11 @@ async def serve(
                 await runner
         if gateway_process is not None:
             await asyncio.to_thread(gateway_process.stop)
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
         if venue_file is not None:  # not another venue's, if this one could not start
             with contextlib.suppress(OSError):
                 venue_file.unlink()
+        if embedded is not None:  # last: it releases the directory
+            await asyncio.to_thread(embedded.stop)
 
 
 async def _first_start(redis_url: str, first_start: bool) -> dict[str, str] | None:

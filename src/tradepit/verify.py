@@ -45,10 +45,14 @@ class Report:
 
 
 async def entries_in_flight(redis: aioredis.Redis, config: VenueConfig) -> int:
-    """Entries appended to any stage's inbox that it has not applied yet."""
+    """Entries appended to any stage's inbox that it has not applied yet.
+
+    The matchers first: once no client command is in flight, a matcher's last commit can add
+    to a ledger's inbox, never the other way round, so a count that saw the matchers empty
+    and then the ledgers empty is not fooled by a commit between the two."""
     count = 0
-    shards: list[StageCore] = [LedgerShard(index, config) for index in range(config.ledgers)]
-    shards += [MatcherShard(index, config) for index in range(config.matchers)]
+    shards: list[StageCore] = [MatcherShard(index, config) for index in range(config.matchers)]
+    shards += [LedgerShard(index, config) for index in range(config.ledgers)]
     for shard in shards:
         checkpoints: Any = await redis.hgetall(shard.keys.checkpoints)
         for stream in shard.inboxes():

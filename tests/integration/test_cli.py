@@ -214,7 +214,7 @@ def test_one_venue_per_data_dir_and_a_killed_one_leaves_nothing_in_the_way(
     assert restarted is not None and restarted.returncode == 0
 
 
-def test_serve_on_a_taken_port_says_so_before_it_starts_anything(tmp_path: Path) -> None:
+def test_serve_on_a_taken_port_says_so_before_it_starts_a_server(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -222,7 +222,7 @@ def test_serve_on_a_taken_port_says_so_before_it_starts_anything(tmp_path: Path)
         done = _cli(tmp_path / "data", "serve", "--port", str(port))
     assert done.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port} (Address already in use)" in done.stderr
-    assert not (tmp_path / "data").exists()
+    assert not (tmp_path / "data" / "appendonlydir").exists()  # no server was started
 
 
 def test_an_admin_command_to_a_venue_whose_stages_are_down_says_so(tmp_path: Path) -> None:
@@ -244,8 +244,26 @@ def test_an_admin_command_to_a_venue_whose_stages_are_down_says_so(tmp_path: Pat
         answer = json.loads(done.stdout)
         assert answer["error"] == "no_reply"
         assert "is the venue running?" in answer["message"]
+        assert {"id", "key_id", "secret_key"} <= set(answer)
     finally:
         os.kill(server, signal.SIGTERM)
+    # The account was queued with its key: it opens, usable, once the venue runs again.
+    serve = subprocess.Popen(
+        [*TRADEPIT, "--data-dir", str(data_dir), "serve", "--no-gateway"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={key: value for key, value in os.environ.items() if key != "REDIS_URL"},
+    )
+    try:
+        assert serve.stdout is not None
+        assert "venue up" in serve.stdout.readline()
+        listed = _admin(data_dir, "list-accounts")
+        assert [(entry["id"], entry["cash"]) for entry in listed] == [  # type: ignore[index]
+            (answer["id"], "5.00")
+        ]
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=30)
 
 
 def test_no_server_to_reach_is_said_in_a_line_not_a_traceback(tmp_path: Path) -> None:
