@@ -39,7 +39,7 @@ $(CHROMIUM):
 # The whole venue in one process, on an embedded Valkey kept under ./data, with a demo market
 # trading on it (`tradepit serve` runs the venue alone).
 run: $(STAMP) $(NODE_STAMP) $(JEMALLOC_STAMP)
-	$(BIN)/tradepit demo
+	$(BIN)/tradepit demo $(ARGS)
 
 test: $(STAMP) $(NODE_STAMP) $(CHROMIUM) $(JEMALLOC_STAMP)
 	$(BIN)/pytest
