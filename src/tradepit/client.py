@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tradepit.ledger.history import OrderRecord
 from tradepit.stage.keys import CONFIG, ShardKeys, VenueConfig, ledger_of
@@ -37,7 +38,7 @@ from tradepit.stage.messages import (
 )
 from tradepit.stage.resp import RespConnection, RespSubscriber, pack_large, raise_errors
 
-__all__ = ["VenueClient", "ReplyTimeoutError", "init_config", "load_config"]
+__all__ = ["VenueClient", "ReplyTimeoutError", "init_config", "load_config", "wait_for_server"]
 
 log = logging.getLogger("tradepit.client")
 
@@ -61,6 +62,21 @@ async def load_config(redis: aioredis.Redis) -> VenueConfig:
     if raw is None:
         raise RuntimeError("this Redis holds no tradepit venue: start one with `tradepit serve`")
     return _decode_config(raw)
+
+
+async def wait_for_server(redis: aioredis.Redis, who: str) -> None:
+    """Return once the server answers, trying again meanwhile with a growing pause: a process
+    started (or restarted by a supervisor) while the server is down or still loading its data
+    waits for it rather than exit."""
+    backoff = 0.05
+    while True:
+        try:
+            await redis.ping()
+            return
+        except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+            log.warning("%s: redis unavailable (%s); trying again", who, error)
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, 1.0)
 
 
 class VenueClient:

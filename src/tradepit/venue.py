@@ -25,11 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tradepit.admin import add_symbol, close_session, ensure_admin_key, next_session_close
-from tradepit.client import VenueClient, init_config, load_config
+from tradepit.client import VenueClient, init_config, load_config, wait_for_server
 from tradepit.demo import DemoOptions, person_account, run_demo
 from tradepit.embedded import EmbeddedValkey, Fsync
 from tradepit.gateway.server import listening_socket
@@ -369,26 +367,20 @@ async def _close_sessions_at_midnight(redis_url: str) -> None:
             log.exception("closing the session failed")
 
 
-async def _load_config_once_up(redis_url: str) -> VenueConfig:
-    """The venue's configuration, waiting for Redis if it is down: a stage started (or
-    restarted by a supervisor) while the server restarts must wait for it, not exit."""
-    backoff = 0.05
-    while True:
-        redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2)
-        try:
-            return await load_config(redis)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as error:
-            log.warning("redis unavailable (%s); trying again", error)
-        finally:
-            await redis.aclose()
-        await asyncio.sleep(backoff)
-        backoff = min(backoff * 2, 1.0)
+async def _load_config_once_up(redis_url: str, who: str) -> VenueConfig:
+    """The venue's configuration, once Redis answers."""
+    redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2)
+    try:
+        await wait_for_server(redis, who)
+        return await load_config(redis)
+    finally:
+        await redis.aclose()
 
 
 async def run_shard(
     kind: str, index: int, count: int, redis_url: str, *, keep_inputs: bool = False
 ) -> None:
-    config = await _load_config_once_up(redis_url)
+    config = await _load_config_once_up(redis_url, f"{kind} {index}/{count}")
     expected = {"ledger": config.ledgers, "matcher": config.matchers}.get(kind, 1)
     if count != expected:
         raise SystemExit(f"this venue runs {expected} {kind} shard(s), not {count}")

@@ -16,9 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
+from redis import Redis
 
-from tradepit.embedded import free_port
+from tradepit.embedded import EmbeddedValkey, free_port
+from tradepit.stage.keys import CONFIG, VenueConfig
 
 TRADEPIT = [sys.executable, "-m", "tradepit.cli"]
 
@@ -285,3 +288,32 @@ def test_no_server_to_reach_is_said_in_a_line_not_a_traceback(tmp_path: Path) ->
         served = _cli(tmp_path, "--redis-url", url, "serve", "--no-gateway")
     assert served.returncode == 1
     assert "cannot reach Redis (" in served.stderr and "Traceback" not in served.stderr
+
+
+def test_a_gateway_started_before_its_server_waits_for_it(tmp_path: Path) -> None:
+    server = EmbeddedValkey(tmp_path / "valkey", port=free_port())
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
+    command = [*TRADEPIT, "--redis-url", server.url, "run", "gateway", "--port", str(port)]
+    gateway = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        time.sleep(1.5)
+        assert gateway.poll() is None  # waiting, not exited
+        with server:
+            redis = Redis.from_url(server.url)
+            try:
+                redis.set(CONFIG, msgspec.json.encode(VenueConfig()))
+            finally:
+                redis.close()
+
+            def answers() -> bool:
+                try:
+                    return httpx.get(f"http://127.0.0.1:{port}/v2/clock").status_code == 401
+                except httpx.TransportError:
+                    return False
+
+            _until(answers)
+    finally:
+        gateway.send_signal(signal.SIGTERM)
+        _, errors = gateway.communicate(timeout=30)
+    assert "gateway: redis unavailable" in errors

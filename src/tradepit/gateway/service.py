@@ -15,7 +15,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from tradepit.admin import decode_profile
-from tradepit.client import VenueClient
+from tradepit.client import VenueClient, wait_for_server
 from tradepit.gateway.auth import KeyStore, RateLimiter
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.market import Market
@@ -119,6 +119,7 @@ class Gateway:
         self._settings_cache: dict[int, tuple[float, AccountSettings]] = {}
 
     async def start(self) -> None:
+        await wait_for_server(self.redis, "gateway")
         await self.client.connect()
         self.market = Market(self.redis, self.client.config)
         await self.market.start()
