@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import BusyLoadingError
+from redis.exceptions import BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tradepit import admin, venue
@@ -269,6 +269,12 @@ def main(argv: list[str] | None = None) -> int:
             message = f"cannot reach Redis ({error}): is the venue running? (`tradepit serve`)"
         if args.command == "admin":  # which answers in JSON lines
             print(json.dumps({"error": "unreachable", "message": message}))
+            return 1
+        raise SystemExit(f"tradepit: {message}") from None
+    except ResponseError as error:  # the server refused: a full disk (MISCONF), say
+        message = f"Redis refused the command: {error}"
+        if args.command == "admin":
+            print(json.dumps({"error": "refused", "message": message}))
             return 1
         raise SystemExit(f"tradepit: {message}") from None
 

@@ -329,3 +329,31 @@ def test_any_garbage_is_dead_lettered_or_ignored(redis_url: str, garbage: bytes)
         assert (await venue.ledger(account)).accounts[account].cash_free == 10_00
 
     run(redis_url, scenario)
+
+
+def test_a_commit_the_server_refuses_is_retried_and_lands_once(redis_url: str) -> None:
+    async def scenario(venue: Venue) -> None:
+        seller = await venue.account("0", ACME="10")
+        buyer = await venue.account("1000.00")
+        await venue.settle()
+        # The server refuses the stages' writes of their tables, as a full disk refuses every
+        # write (MISCONF), while the inbox still takes the order.
+        await venue.redis.execute_command("ACL", "SETUSER", "default", "-hset")
+        try:
+            selling = asyncio.ensure_future(venue.place(seller, "ACME", Side.SELL, 5, PRICE))
+            await asyncio.sleep(1.0)
+            assert not selling.done()  # refused: not accepted yet, so no answer
+            assert not any(task.done() for task in venue.tasks)  # every stage goes on
+        finally:
+            await venue.redis.execute_command("ACL", "SETUSER", "default", "+hset")
+        _, reply = await selling
+        assert reply.ok, reply
+        _, reply = await venue.place(buyer, "ACME", Side.BUY, 5, PRICE)
+        assert reply.ok, reply
+        await venue.settle()
+        bought = (await venue.ledger(buyer)).accounts[buyer]
+        assert (bought.cash_free, bought.holdings["ACME"].free) == (1000_00 - 5 * 100_00, 5)
+        sold = (await venue.ledger(seller)).accounts[seller]
+        assert (sold.cash_free, sold.holdings["ACME"].free) == (5 * 100_00, 5)
+
+    run(redis_url, scenario)

@@ -12,8 +12,9 @@ last one's reply: a commit is only ever sent on top of committed state. An idle 
 next (blocking) XREAD in the same write as its commit: one round trip per batch.
 
 A crash anywhere loses nothing: until EXEC, nothing of the batch is in Redis, and a restarted
-stage loads the state and checkpoints that were committed together. A lost connection is
-handled the same way: the stage drops its memory and loads again.
+stage loads the state and checkpoints that were committed together. A lost connection, or a
+commit the server refuses (a full disk, say), is handled the same way: the stage drops its
+memory, loads again, and retries.
 
 An entry that cannot be decoded is moved to the shard's dead-letter stream with the reason, in
 the same transaction as the checkpoint that skips it, and the stage goes on.
@@ -28,6 +29,7 @@ from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tradepit.stage.keys import ShardKeys
@@ -56,6 +58,7 @@ COMMIT_SEND_BUFFER = 4 * 1024 * 1024
 # group what they send together), so batches stay small enough for one to be applied in Valkey
 # while the stage works on the next, rather than alternating with it (bench/pipeline.py).
 ENTRIES_PER_READ = 4
+_FIRST_BACKOFF, _LAST_BACKOFF = 0.05, 1.0  # seconds between tries, after a failure
 
 
 class BadEntryError(Exception):
@@ -100,11 +103,13 @@ class _Commit(NamedTuple):
 
 
 class StageLoop:
-    """Runs a `StageCore` against Redis until `stop()`; survives Redis restarts.
+    """Runs a `StageCore` against Redis until `stop()`; survives Redis restarts, and commands
+    Redis refuses.
 
     Commits go on one connection, and a busy stage's read-ahead on another (see the module's
     docstring); a failed commit is never followed by another built on it: the stage reloads,
-    and drops whatever it applied since."""
+    drops whatever it applied since, and tries again, more slowly each time (up to once a
+    second) until a commit goes through."""
 
     def __init__(
         self,
@@ -129,12 +134,13 @@ class StageLoop:
         self.dead_letters = 0
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()
+        self._backoff = _FIRST_BACKOFF  # seconds to wait after the next failure
 
     def stop(self) -> None:
         self._stopping.set()
 
     async def run(self) -> None:
-        backoff = 0.05
+        shard = self.core.keys.shard
         while not self._stopping.is_set():
             redis = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=2)
             wire: RespConnection | None = None
@@ -144,16 +150,20 @@ class StageLoop:
                 reader = await RespConnection.open(self.redis_url)
                 await self._load(redis)
                 self.ready.set()
-                backoff = 0.05
                 while not self._stopping.is_set():
                     await self.step(wire, reader)
                 await self._committed()
             except (RedisConnectionError, RedisTimeoutError, OSError) as error:
                 # Whatever this batch did in memory was not committed: load it all again.
-                log.warning("%s: redis unavailable (%s); reloading", self.core.keys.shard, error)
-                self.ready.clear()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
+                log.warning("%s: redis unavailable (%s); reloading", shard, error)
+                await self._pause()
+            except ResponseError as error:
+                # Refused rather than lost: a full disk (MISCONF), a replica (READONLY), memory
+                # (OOM), a missing permission, or a command of ours. The same way back: none
+                # of the batch is in, so load again and retry it. A cause that passes heals
+                # itself; one that lasts is in the log once a second, and the venue stays up.
+                log.error("%s: redis refused the stage's commands (%s); reloading", shard, error)
+                await self._pause()
             finally:
                 # What was in flight on the lost connections fails with them: nobody waits.
                 for pending in (self._next_read, self._commit and self._commit.replies):
@@ -164,6 +174,11 @@ class StageLoop:
                     if connection is not None:
                         connection.close()
                 await redis.aclose()
+
+    async def _pause(self) -> None:
+        self.ready.clear()
+        await asyncio.sleep(self._backoff)
+        self._backoff = min(self._backoff * 2, _LAST_BACKOFF)
 
     async def _load(self, redis: aioredis.Redis) -> None:
         stored: Any = await redis.hgetall(self.core.keys.checkpoints)
@@ -252,6 +267,7 @@ class StageLoop:
         if commit is None:
             return
         executed(await commit.replies, commit.commands)
+        self._backoff = _FIRST_BACKOFF
         self.checkpoints = commit.checkpoints
         self.dead_letters += len(commit.dead)
         for stream, entry_id, _fields, reason in commit.dead:
