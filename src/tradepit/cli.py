@@ -248,10 +248,22 @@ async def _verify(redis_url: str, settle_timeout: float) -> int:
 
 def _run(main: Callable[[], Awaitable[Any]]) -> Any:
     _event_loop_policy()
-    try:
-        return asyncio.run(main())  # type: ignore[arg-type]
-    except (DataDirInUseError, GatewayPortError) as error:
-        raise SystemExit(f"tradepit: {error}") from None
+    return asyncio.run(main())  # type: ignore[arg-type]
+
+
+def _redis_problem(error: RedisConnectionError | ResponseError) -> tuple[str, str]:
+    """An error code and a readable message for what the server did."""
+    if isinstance(error, BusyLoadingError):  # a ConnectionError, to redis-py
+        return (
+            "unreachable",
+            "the server is loading its data (a large AOF takes seconds): try again soon",
+        )
+    if isinstance(error, RedisConnectionError):
+        return (
+            "unreachable",
+            f"cannot reach Redis ({error}): is the venue running? (`tradepit serve`)",
+        )
+    return "refused", f"Redis refused the command: {error}"  # a full disk (MISCONF), say
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,19 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return _command(args)
-    except RedisConnectionError as error:
-        if isinstance(error, BusyLoadingError):
-            message = "the server is loading its data (a large AOF takes seconds): try again soon"
-        else:
-            message = f"cannot reach Redis ({error}): is the venue running? (`tradepit serve`)"
+    except (DataDirInUseError, GatewayPortError) as error:
+        raise SystemExit(f"tradepit: {error}") from None
+    except (RedisConnectionError, ResponseError) as error:
+        code, message = _redis_problem(error)
         if args.command == "admin":  # which answers in JSON lines
-            print(json.dumps({"error": "unreachable", "message": message}))
-            return 1
-        raise SystemExit(f"tradepit: {message}") from None
-    except ResponseError as error:  # the server refused: a full disk (MISCONF), say
-        message = f"Redis refused the command: {error}"
-        if args.command == "admin":
-            print(json.dumps({"error": "refused", "message": message}))
+            print(json.dumps({"error": code, "message": message}))
             return 1
         raise SystemExit(f"tradepit: {message}") from None
 
