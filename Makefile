@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-# The trading page's one npm dependency (the chart library), installed from the lock file.
+# The web's npm dependencies (the page's chart library, the API pages' Swagger UI), installed
+# from the lock file. None needs an install script, so none runs (swagger-ui-dist's analytics
+# dependency, @scarf/scarf, would report the install).
 WEB := src/tradepit/web
 NODE_STAMP := $(WEB)/node_modules/.installed-stamp
 # The browser the page's tests drive: Debian's chromium (Playwright's download is unreachable).
@@ -22,7 +24,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 $(NODE_STAMP): $(WEB)/package.json $(WEB)/package-lock.json
-	cd $(WEB) && npm ci --no-audit --no-fund
+	cd $(WEB) && npm ci --no-audit --no-fund --ignore-scripts
 	touch $(NODE_STAMP)
 
 $(JEMALLOC_STAMP): $(STAMP)
