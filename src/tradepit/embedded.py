@@ -105,6 +105,9 @@ def free_port() -> int:
 
 
 class EmbeddedValkey:
+    """`port` above 0 also listens on TCP (127.0.0.1:`port`), for stages on other hosts
+    through a tunnel, say; the same users and passwords hold there."""
+
     def __init__(
         self, data_dir: str | os.PathLike[str], fsync: Fsync = "everysec", port: int = 0
     ) -> None:
@@ -114,25 +117,46 @@ class EmbeddedValkey:
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self._lock: int | None = None  # the open lock file, while this holds the directory
+        self._passwords: dict[Role, str] | None = None
         # Held by start, stop and restart_if_dead, which may run on different threads.
         self._starting = threading.RLock()
 
     @property
-    def socket_path(self) -> Path | None:
-        """Where it also listens on a Unix socket, unless that path is too long for one."""
+    def socket_path(self) -> Path:
+        """Where it listens: `valkey.sock` in the data directory, or, if that path is too long
+        for a socket, in a directory of this user's alone named after the data directory."""
         path = self.data_dir / "valkey.sock"
-        return path if len(str(path).encode()) < _MAX_SOCKET_PATH else None
+        if len(str(path).encode()) < _MAX_SOCKET_PATH:
+            return path
+        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
+        runtime = os.environ.get("XDG_RUNTIME_DIR") or "/tmp"
+        return Path(runtime) / f"tradepit-{os.getuid()}-{digest}" / "valkey.sock"
+
+    def credentials(self) -> dict[Role, str]:
+        """Each role's password, made on first use and kept in the data directory."""
+        with self._starting:
+            if self._passwords is None:
+                _make_private_dir(self.data_dir)
+                self._passwords = load_or_create_credentials(self.data_dir)
+            return self._passwords
+
+    def url_for(self, role: Role) -> str:
+        """What a local process of `role` connects with: the Unix socket, which costs each
+        round trip ~35% less CPU on both sides than loopback TCP here (bench/RESULTS.md)."""
+        return with_credentials(f"unix://{self.socket_path}?db=0", role, self.credentials()[role])
 
     @property
     def url(self) -> str:
-        """What local clients use: the Unix socket, which costs each round trip ~35% less CPU
-        on both sides than loopback TCP here (bench/RESULTS.md); else the TCP port."""
-        path = self.socket_path
-        return f"unix://{path}?db=0" if path is not None else self.tcp_url
+        """The operator's URL: what `serve` itself, the tests and `tradepit admin` use."""
+        return self.url_for(Role.OPERATOR)
 
     @property
     def tcp_url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The operator's URL over TCP, when the server listens on a port."""
+        if not self.port:
+            raise RuntimeError("this server listens on no TCP port")
+        url = f"redis://127.0.0.1:{self.port}/0"
+        return with_credentials(url, Role.OPERATOR, self.credentials()[Role.OPERATOR])
 
     def command(self) -> list[str]:
         return [
@@ -158,15 +182,16 @@ class EmbeddedValkey:
             "no",
             "--protected-mode",
             "yes",
+            "--aclfile",
+            str(self.data_dir / ACL_FILE),
             "--logfile",
             str(self.data_dir / "valkey.log"),
             "--pidfile",
             str(self.data_dir / _PID_FILE),
-            *(
-                ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
-                if self.socket_path is not None
-                else []
-            ),
+            "--unixsocket",
+            str(self.socket_path),
+            "--unixsocketperm",
+            "700",
         ]
 
     def start(self, timeout: float = 10.0) -> None:
@@ -174,15 +199,17 @@ class EmbeddedValkey:
             claimed_here = self._lock is None
             self.claim_data_dir()
             try:
-                if not self.port:
-                    self.port = free_port()
+                write_private(self.data_dir / ACL_FILE, acl_file_text(self.credentials()))
+                _make_private_dir(self.socket_path.parent)
                 # A session of its own: a Ctrl-C meant for tradepit must not stop the server
                 # under the stages before they finish their batch; tradepit stops it last.
+                # umask 077: what it writes (the AOF, its log, the socket) is ours alone.
                 self.process = subprocess.Popen(
                     self.command(),
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,
                     env=server_environment(),
+                    umask=0o077,
                 )
                 self._wait_ready(timeout)
             except BaseException:
@@ -203,8 +230,8 @@ class EmbeddedValkey:
                 self._claim_data_dir()
 
     def _claim_data_dir(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        lock = os.open(self.data_dir / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        _make_private_dir(self.data_dir)
+        lock = os.open(self.data_dir / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -221,6 +248,7 @@ class EmbeddedValkey:
         os.pwrite(lock, f"{os.getpid()}\n".encode(), 0)
         self._lock = lock
         try:
+            _make_files_private(self.data_dir)
             self._stop_left_over_server()
         except BaseException:
             self._release_data_dir()
@@ -292,24 +320,27 @@ class EmbeddedValkey:
         `timeout` bounds the wait for an answer; a server that answers it is still loading
         (a large AOF takes seconds: ~6 s for 1 GB here) gets the time it needs."""
         deadline = time.monotonic() + timeout
-        while True:
-            if self.process is not None and self.process.poll() is not None:
-                log_file = self.data_dir / "valkey.log"
-                tail = log_file.read_text()[-2000:] if log_file.exists() else ""
-                raise RuntimeError(f"valkey-server exited with {self.process.returncode}: {tail}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
-                    conn.sendall(b"PING\r\n")
-                    answer = conn.recv(64)
-                    if answer.startswith(b"+PONG"):
+        probe = redis.Redis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        try:
+            while True:
+                if self.process is not None and self.process.poll() is not None:
+                    log_file = self.data_dir / "valkey.log"
+                    tail = log_file.read_text()[-2000:] if log_file.exists() else ""
+                    raise ValkeyExitedError(self.process.returncode, tail)
+                try:
+                    if probe.ping():
                         return
-                    if answer.startswith(b"-LOADING"):
-                        deadline = time.monotonic() + timeout
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"valkey-server did not answer on port {self.port}")
-            time.sleep(0.02)
+                except BusyLoadingError:
+                    deadline = time.monotonic() + timeout
+                except (RedisConnectionError, RedisTimeoutError, OSError):
+                    pass
+                except ResponseError as error:  # not ours: an old server, other passwords
+                    raise RuntimeError(f"valkey-server at {self.socket_path}: {error}") from None
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"valkey-server did not answer on {self.socket_path}")
+                time.sleep(0.02)
+        finally:
+            probe.close()
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -354,3 +385,25 @@ class EmbeddedValkey:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _make_private_dir(path: Path) -> None:
+    """Make `path` a directory of this user's alone (0700), or refuse one another user owns
+    (a socket directory in /tmp that someone else made first, say)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    status = path.stat()
+    if status.st_uid != os.getuid():
+        raise RuntimeError(f"{path} belongs to another user: tradepit will not use it")
+    if status.st_mode & 0o077:
+        path.chmod(0o700)
+
+
+def _make_files_private(data_dir: Path) -> None:
+    """Files that an older tradepit left readable by others (0644) become this user's alone."""
+    for directory, subdirectories, files in os.walk(data_dir):
+        for name in subdirectories:
+            os.chmod(os.path.join(directory, name), 0o700)
+        for name in files:
+            path = os.path.join(directory, name)
+            if not os.path.islink(path) and os.stat(path).st_mode & 0o077:
+                os.chmod(path, 0o600)

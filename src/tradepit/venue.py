@@ -26,6 +26,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from tradepit.access import Role, write_private
 from tradepit.admin import add_symbol, close_session, ensure_admin_key, next_session_close
 from tradepit.client import VenueClient, init_config, load_config, wait_for_server
 from tradepit.demo import DemoOptions, person_account, run_demo
@@ -93,8 +94,6 @@ class GatewayProcess:
             sys.executable,
             "-m",
             "tradepit.cli",
-            "--redis-url",
-            self.redis_url,
             "run",
             "gateway",
             "--host",
@@ -144,7 +143,12 @@ class GatewayProcess:
             self.listen()
         assert self.socket is not None
         fd = self.socket.fileno()
-        self.process = subprocess.Popen(self.command(fd), pass_fds=(fd,), start_new_session=True)
+        # The URL carries the gateway's password: in its environment, which only this user can
+        # read, never in its arguments, which every user on the host can.
+        environment = {**os.environ, "REDIS_URL": redis_url}
+        self.process = subprocess.Popen(
+            self.command(fd), pass_fds=(fd,), start_new_session=True, env=environment
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -276,17 +280,26 @@ async def serve(
             await asyncio.to_thread(embedded.start)
             redis_url = embedded.url
             venue_file = Path(data_dir) / VENUE_FILE
-            venue_file.write_text(json.dumps({"redis_url": redis_url, "pid": os.getpid()}))
+            # The operator's URL, password included, for `tradepit admin` and `verify`.
+            write_private(venue_file, json.dumps({"redis_url": redis_url, "pid": os.getpid()}))
         assert redis_url is not None
+        operator_url = redis_url
+
+        def url_of(role: Role) -> str:
+            """Each part of the venue signs in as its role on the embedded server; on a server
+            the operator runs, with the credentials the operator gave."""
+            return operator_url if embedded is None else embedded.url_for(role)
+
         redis = aioredis.Redis.from_url(redis_url)
         try:
             config = await init_config(redis, config)
             first_start = not await redis.exists(SYMBOLS)
         finally:
             await redis.aclose()
-        loops = [StageLoop(LedgerShard(i, config), redis_url) for i in range(config.ledgers)]
-        loops += [StageLoop(MatcherShard(i, config), redis_url) for i in range(config.matchers)]
-        loops.append(StageLoop(MarketDataShard(config), redis_url))
+        ledger_url, matcher_url = url_of(Role.LEDGER), url_of(Role.MATCHER)
+        loops = [StageLoop(LedgerShard(i, config), ledger_url) for i in range(config.ledgers)]
+        loops += [StageLoop(MatcherShard(i, config), matcher_url) for i in range(config.matchers)]
+        loops.append(StageLoop(MarketDataShard(config), url_of(Role.MARKETDATA)))
         if embedded is not None:
             helpers.append(asyncio.create_task(embedded.supervise()))
         runner = asyncio.create_task(run_loops(loops, stop))
@@ -294,14 +307,15 @@ async def serve(
         admin_key = await _first_start(redis_url, first_start)
         helpers.append(asyncio.create_task(_close_sessions_at_midnight(redis_url)))
         helpers.append(asyncio.create_task(sample_forever(redis_url, config)))
-        helpers.append(asyncio.create_task(keep_feed_clock(redis_url)))
+        helpers.append(asyncio.create_task(keep_feed_clock(url_of(Role.MARKETDATA))))
+        where = f"unix://{embedded.socket_path}" if embedded is not None else _public(redis_url)
         print(
-            f"tradepit: venue up on {redis_url} ({config.ledgers} ledger and "
+            f"tradepit: venue up on {where} ({config.ledgers} ledger and "
             f"{config.matchers} matcher shard(s), market data)",
             flush=True,
         )
         if gateway_process is not None:
-            await gateway_process.start(redis_url)
+            await gateway_process.start(url_of(Role.GATEWAY))
             helpers.append(asyncio.create_task(gateway_process.supervise()))
             print(
                 f"tradepit: trading page on {gateway_process.url}/, API on "
@@ -344,6 +358,16 @@ async def serve(
                 venue_file.unlink()
         if embedded is not None:  # last: it releases the directory
             await asyncio.to_thread(embedded.stop)
+
+
+def _public(url: str) -> str:
+    """`url` with its password hidden, to be printed or logged."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    user, at, host = authority.rpartition("@")
+    if not at:
+        return url
+    return f"{scheme}{sep}{user.partition(':')[0]}:***@{host}{slash}{path}"
 
 
 async def _first_start(redis_url: str, first_start: bool) -> dict[str, str] | None:

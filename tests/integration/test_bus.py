@@ -338,14 +338,16 @@ def test_a_commit_the_server_refuses_is_retried_and_lands_once(redis_url: str) -
         await venue.settle()
         # The server refuses the stages' writes of their tables, as a full disk refuses every
         # write (MISCONF), while the inbox still takes the order.
-        await venue.redis.execute_command("ACL", "SETUSER", "default", "-hset")
+        # The user the stages sign in as (on the embedded server: the operator, in these tests).
+        user = (await venue.redis.execute_command("ACL", "WHOAMI")).decode()
+        await venue.redis.execute_command("ACL", "SETUSER", user, "-hset")
         try:
             selling = asyncio.ensure_future(venue.place(seller, "ACME", Side.SELL, 5, PRICE))
             await asyncio.sleep(1.0)
             assert not selling.done()  # refused: not accepted yet, so no answer
             assert not any(task.done() for task in venue.tasks)  # every stage goes on
         finally:
-            await venue.redis.execute_command("ACL", "SETUSER", "default", "+hset")
+            await venue.redis.execute_command("ACL", "SETUSER", user, "+hset")
         _, reply = await selling
         assert reply.ok, reply
         _, reply = await venue.place(buyer, "ACME", Side.BUY, 5, PRICE)
