@@ -278,3 +278,107 @@ def test_the_stream_refuses_bad_keys(venue: Venue) -> None:
             return reply
 
     assert asyncio.run(talk())["data"]["status"] == "unauthorized"
+
+
+# JSON nested ~1,000 levels deep: a few kB that once sent the decoder past Python's recursion
+# limit (a 500 on REST, a dropped connection on the streams).
+DEEP_ARRAY = b"[" * 1000 + b"]" * 1000
+DEEP_OBJECT = b'{"a":' * 1000 + b"1" + b"}" * 1000
+DEEP_IN_A_FIELD = b'{"symbol": "ACME", "side": "buy", "legs": ' + DEEP_ARRAY + b"}"
+DEEP_MSGPACK = b"\x91" * 1000 + b"\x90"  # arrays of one array, 1,000 deep
+DEEP_BODIES = (DEEP_ARRAY, DEEP_OBJECT, DEEP_IN_A_FIELD)
+
+
+def test_deeply_nested_bodies_are_refused_on_every_route(
+    venue: Venue, http: httpx.Client, trader: Account
+) -> None:
+    before = balances(http, trader)
+    order_id = "00000000-0000-4000-8000-000000000001"
+    routes = [
+        ("POST", "/v2/orders", trader.headers),  # the hot path, in plain ASGI
+        ("PATCH", f"/v2/orders/{order_id}", trader.headers),
+        ("PATCH", "/v2/account/configurations", trader.headers),
+        ("POST", "/v2/watchlists", trader.headers),
+        ("PATCH", "/v1/profile", trader.headers),
+        ("POST", "/admin/accounts", venue.admin_headers),
+        ("POST", "/admin/symbols", venue.admin_headers),
+    ]
+    for method, path, headers in routes:
+        for body in DEEP_BODIES:
+            response = http.request(
+                method,
+                path,
+                content=body,
+                headers={**headers, "Content-Type": "application/json"},
+            )
+            # Refused for its nesting, or earlier, for what its first bytes are: an array where
+            # an object belongs, a field the route does not take.
+            assert response.status_code in (400, 422), (method, path, response.text)
+            error = assert_error(response, response.status_code)
+            if response.status_code == 400:
+                assert "nested too deeply" in error["message"], (method, path, error)
+    for method, path in (("POST", "/v2/orders"), ("PATCH", f"/v2/orders/{order_id}")):
+        for body in (DEEP_OBJECT, DEEP_IN_A_FIELD):
+            response = http.request(
+                method,
+                path,
+                content=body,
+                headers={**trader.headers, "Content-Type": "application/json"},
+            )
+            assert "nested too deeply" in assert_error(response, 400)["message"]
+    # Nesting the order's types never need is fine when shallow: refused for what it says.
+    shallow = b'{"symbol": "ACME", "side": "buy", "legs": [[[1]]], "time_in_force": "gtc"}'
+    response = http.post(
+        "/v2/orders",
+        content=shallow,
+        headers={**trader.headers, "Content-Type": "application/json"},
+    )
+    assert "nested" not in assert_error(response, 422)["message"]
+    assert balances(http, trader) == before
+
+
+def test_deeply_nested_frames_get_an_error_on_the_trade_updates_stream(
+    venue: Venue, trader: Account
+) -> None:
+    async def talk() -> list[Any]:
+        async with websockets.connect(venue.url.replace("http", "ws") + "/stream") as socket:
+            replies = []
+            for frame in (DEEP_ARRAY.decode(), DEEP_OBJECT.decode(), DEEP_MSGPACK):
+                await socket.send(frame)
+                replies.append(json.loads(await socket.recv()))
+            auth = {
+                "action": "authenticate",
+                "data": {"key_id": trader.key_id, "secret_key": trader.secret_key},
+            }
+            await socket.send(json.dumps(auth))
+            replies.append(json.loads(await socket.recv()))
+            return replies
+
+    replies = asyncio.run(talk())
+    for reply in replies[:3]:
+        assert reply["stream"] == "listening"
+        assert "nested" in reply["data"]["error"]
+    assert replies[3]["data"]["status"] == "authorized"  # the connection is still good
+
+
+def test_deeply_nested_frames_get_an_error_on_the_market_data_stream(
+    venue: Venue, trader: Account
+) -> None:
+    async def talk() -> list[Any]:
+        async with websockets.connect(venue.url.replace("http", "ws") + "/v2/iex") as socket:
+            replies = [json.loads(await socket.recv())]  # connected
+            for frame in (DEEP_ARRAY.decode(), DEEP_OBJECT.decode(), DEEP_MSGPACK):
+                await socket.send(frame)
+                replies.append(json.loads(await socket.recv()))
+            await socket.send(
+                json.dumps({"action": "auth", "key": trader.key_id, "secret": trader.secret_key})
+            )
+            replies.append(json.loads(await socket.recv()))
+            return replies
+
+    replies = asyncio.run(talk())
+    assert replies[0] == [{"T": "success", "msg": "connected"}]
+    for reply in replies[1:4]:
+        assert len(reply) == 1 and reply[0]["T"] == "error" and reply[0]["code"] == 400
+        assert reply[0]["msg"].startswith("invalid syntax") and "nested" in reply[0]["msg"]
+    assert replies[4] == [{"T": "success", "msg": "authenticated"}]

@@ -49,6 +49,7 @@ from websockets.frames import Frame, Opcode
 
 from tradepit.domain.symbols import Symbol
 from tradepit.gateway.data_shapes import bar_json, price_of, quote_json, size_of, trade_json
+from tradepit.gateway.decoding import TooDeep, decode_frame
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.market import Market
 from tradepit.gateway.service import Gateway, GatewaySettings
@@ -628,16 +629,17 @@ def _error(code: int, message: str) -> list[dict[str, Any]]:
 
 
 def _decode_request(data: bytes | str | None) -> dict[str, Any] | None:
+    """The request, None if it is not one, or TooDeep (which the client is told)."""
     if data is None:
         return None
     raw = data.encode() if isinstance(data, str) else data
-    for decode in (msgspec.json.decode, msgspec.msgpack.decode):
-        try:
-            request = decode(raw)
-        except msgspec.DecodeError:
-            continue
-        return request if isinstance(request, dict) else None
-    return None
+    try:
+        request = decode_frame(raw)
+    except TooDeep:
+        raise
+    except msgspec.DecodeError:
+        return None
+    return request if isinstance(request, dict) else None
 
 
 def _symbols_of(value: Any) -> list[str] | None:
@@ -718,7 +720,11 @@ async def _read_requests(
         if data is not None and len(data) > MAX_FRAME_BYTES:
             await client.send_now(_error(400, f"message larger than {MAX_FRAME_BYTES} bytes"))
             continue
-        request = _decode_request(data)
+        try:
+            request = _decode_request(data)
+        except TooDeep as error:
+            await client.send_now(_error(400, f"invalid syntax: {error}"))
+            continue
         action = request.get("action") if request is not None else None
         if request is None or not isinstance(action, str):
             await client.send_now(_error(400, "invalid syntax"))

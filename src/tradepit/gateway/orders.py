@@ -14,6 +14,7 @@ import msgspec
 from tradepit.domain.numbers import NumberError, to_decimal
 from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
 from tradepit.domain.symbols import CASH_UNIT
+from tradepit.gateway.decoding import TooDeep, decode_json
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.market import Listing
 
@@ -86,9 +87,11 @@ def decode_body(body: bytes, kind: type[T]) -> T:
     if not body.strip():
         raise ApiError(400, "request body is empty: send a JSON object")
     try:
-        return msgspec.json.decode(body, type=kind)
+        return decode_json(body, kind)
     except msgspec.ValidationError as error:
         raise ApiError.invalid(f"invalid request body: {error}") from None
+    except TooDeep as error:
+        raise ApiError.bad_request(f"request body is {error}") from None
     except msgspec.DecodeError as error:
         raise ApiError.bad_request(f"request body is not valid JSON: {error}") from None
 

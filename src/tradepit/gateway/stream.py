@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from redis.exceptions import RedisError
 
+from tradepit.gateway.decoding import TooDeep, decode_frame
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.market import Market
 from tradepit.gateway.shapes import trade_update_json
@@ -36,8 +37,6 @@ log = logging.getLogger("tradepit.gateway.stream")
 QUEUE_LIMIT = 10_000  # frames waiting for one client before it is cut off
 MAX_FRAME_BYTES = 64 * 1024
 _decode_updates = msgspec.json.Decoder(list[OrderUpdate]).decode
-_json_decode = msgspec.json.decode
-_msgpack_decode = msgspec.msgpack.decode
 
 router = APIRouter(tags=["streaming"])
 
@@ -161,13 +160,13 @@ class _Connection:
             await self.error(f"message larger than {MAX_FRAME_BYTES} bytes")
             return None
         try:
-            request = _json_decode(raw)
-        except msgspec.DecodeError:
-            try:
-                request = _msgpack_decode(raw)
-            except msgspec.DecodeError:
-                await self.error("message is neither JSON nor MessagePack")
-                return None
+            request = decode_frame(raw)
+        except TooDeep as error:
+            await self.error(f"message is {error}")
+            return None
+        except msgspec.DecodeError as error:
+            await self.error(str(error))
+            return None
         if not isinstance(request, dict):
             await self.error("a message is an object with an action")
             return None
