@@ -291,7 +291,7 @@ async def _open(
     else:
         secure = None
         if "SSL" in getattr(options.get("connection_class"), "__name__", ""):
-            secure = ssl.create_default_context()
+            secure = _tls_context(options)
         host, port = options.get("host", "localhost"), options.get("port", 6379)
         connecting = loop.create_connection(lambda: protocol, host, port, ssl=secure)
     try:
@@ -315,6 +315,22 @@ async def _open(
         except BaseException:
             protocol.close()
             raise
+
+
+def _tls_context(options: dict[str, Any]) -> ssl.SSLContext:
+    """The TLS of a `rediss://` URL, with the query options redis-py takes for it, so that the
+    thin connections trust (and present) what redis-py's do: `ssl_ca_certs`, `ssl_certfile`,
+    `ssl_keyfile`, `ssl_cert_reqs` (none, optional, required) and `ssl_check_hostname`."""
+    context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+    if options.get("ssl_certfile"):
+        context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
+    requirement = str(options.get("ssl_cert_reqs", "required")).lower()
+    context.check_hostname = bool(options.get("ssl_check_hostname", requirement != "none"))
+    context.verify_mode = {
+        "none": ssl.CERT_NONE,
+        "optional": ssl.CERT_OPTIONAL,
+    }.get(requirement, ssl.CERT_REQUIRED)
+    return context
 
 
 class RespConnection:
