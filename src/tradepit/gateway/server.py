@@ -27,6 +27,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.http11 import Request
 
 from tradepit.gateway.app import create_app
+from tradepit.gateway.connections import ConnectionClock, ConnectionGuard, error_response
 from tradepit.gateway.datastream import FRAME_SINK
 from tradepit.gateway.service import GatewaySettings
 
@@ -92,18 +93,99 @@ class _HeadWithBody:
 
 
 class _HttpProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP/1.1 protocol, each response written through a `_HeadWithBody`."""
+    """uvicorn's HTTP/1.1 protocol, each response written through a `_HeadWithBody`, with the
+    connection caps and deadlines of `guard` (connections.py), which replace uvicorn's
+    keep-alive timeout (it has no deadline for a head, a body, or a connection that never
+    sends a byte)."""
+
+    guard: ConnectionGuard  # set by `run_gateway`, shared by its connections
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._responses = _HeadWithBody(transport)
+        self._clock: ConnectionClock | None = None
+        refusal = self.guard.admit(self.client, self.server_state.default_headers)
+        if refusal is not None:
+            transport.write(refusal)
+            transport.close()
+            return
+        self._clock = self.guard.clock(self._time_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._clock is not None:  # admitted, and not handed to a WebSocket
+            self._clock.stop()
+            self._clock = None
+            self.guard.release(self.client)
+
+    def handle_websocket_upgrade(self) -> None:
+        # The WebSocket protocol takes the connection, and its place in the count, over.
+        assert self._clock is not None
+        self._clock.stop()
+        self._clock = None
+        super().handle_websocket_upgrade()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        clock = self._clock
+        if clock is not None:
+            clock.request_begun()
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
-        # The request's cycle exists and its task has not run yet (a WebSocket upgrade makes
-        # none, and keeps the transport itself).
-        if self.cycle is not None:
-            self.cycle.transport = self._responses  # type: ignore[assignment]
+        cycle, clock = self.cycle, self._clock
+        # The request's cycle exists and its task has not run yet, unless this is a WebSocket
+        # upgrade: that makes no cycle (this one is the last request's), and keeps the
+        # transport itself.
+        if cycle is not None and cycle.scope is self.scope:
+            cycle.transport = self._responses  # type: ignore[assignment]
+            if clock is not None:
+                if self.pipeline:  # queued behind a request in progress
+                    clock.head_queued()
+                else:
+                    clock.head_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        clock = self._clock
+        if clock is not None:
+            clock.body_complete()
+
+    def on_response_complete(self) -> None:
+        # uvicorn's, less its keep-alive timer: the clock's idle deadline is that.
+        self.server_state.total_requests += 1
+        clock = self._clock
+        if self.transport.is_closing() or clock is None:
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            clock.next_request(body_pending=cycle.more_body)
+            self._start_asgi_task(cycle, app)
+        else:
+            clock.response_complete()
+
+    def _time_out(self, answer: bool) -> None:
+        """A deadline has passed: cut the connection, with a 408 if `answer` and nothing of a
+        response has gone out."""
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            # Its app waits for a body that is not coming: it reads a disconnect, as if the
+            # client had gone, and what it sends from now on goes nowhere.
+            answer = answer and not cycle.response_started
+            cycle.disconnected = True
+            cycle.message_event.set()
+        if answer:
+            self._responses.write(
+                error_response(
+                    408,
+                    "the request did not arrive in time",
+                    self.server_state.default_headers,
+                )
+            )
+        self._responses.close()
 
 
 class _WebSocketProtocol(WebSocketsSansIOProtocol):
@@ -119,14 +201,22 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
 
     The sink reads the state uvicorn keeps (`close_sent`, `disconnected`, `writable`); the
     stream tests run on it.
+
+    It is made only by `_HttpProtocol`'s upgrade, whose place in `guard`'s count it takes over
+    (connections.py): a WebSocket counts against its address's cap, but has no deadlines.
     """
 
     write_buffer_bytes = 0  # 0: the event loop's default
+    guard: ConnectionGuard  # set by `run_gateway`, shared by its connections
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         if self.write_buffer_bytes > 0 and isinstance(transport, asyncio.WriteTransport):
             transport.set_write_buffer_limits(high=self.write_buffer_bytes)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.guard.release(self.client)
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -166,12 +256,17 @@ async def run_gateway(
     the listening socket inherited as file descriptor `fd` if given, else on `host`:`port`."""
     gc.set_threshold(*GC_THRESHOLD)
     app = create_app(redis_url, settings)
+    loop = asyncio.get_running_loop()
+    guard = ConnectionGuard(settings, loop)
+    http_protocol = type("HttpProtocol", (_HttpProtocol,), {"guard": guard})
     websocket_protocol = type(
-        "WebSocketProtocol", (_WebSocketProtocol,), {"write_buffer_bytes": settings.send_buffer}
+        "WebSocketProtocol",
+        (_WebSocketProtocol,),
+        {"write_buffer_bytes": settings.send_buffer, "guard": guard},
     )
     config = uvicorn.Config(
         app,
-        http=_HttpProtocol,
+        http=http_protocol,
         ws=websocket_protocol,
         # Compression would make each stream frame a client's own (deflate keeps a window per
         # connection), where now one frame serves every client with the same subscriptions.
@@ -185,7 +280,6 @@ async def run_gateway(
         backlog=BACKLOG,
     )
     server = _Server(config)
-    loop = asyncio.get_running_loop()
 
     def stop() -> None:
         server.should_exit = True
@@ -206,9 +300,11 @@ async def run_gateway(
         sock.setblocking(False)
     else:
         sock = listening_socket(host, port, settings.send_buffer)
+    sweeper = asyncio.create_task(guard.sweep_forever())
     try:
         await server.serve(sockets=[sock])
     finally:
+        sweeper.cancel()
         sock.close()
         if orphaned is not None:
             orphaned.cancel()

@@ -60,6 +60,21 @@ class GatewaySettings:
     # Bytes held unsent per WebSocket connection, by the kernel (TCP_NOTSENT_LOWAT) and by the
     # server's write buffer each, before a send waits; 0: their defaults.
     send_buffer: int = 16 * 1024
+    # What a connection may hold and for how long (connections.py); a timeout of 0 is off.
+    # Seconds for a request's head to arrive whole, from the connection's start or, on a
+    # keep-alive connection, from the request's first byte; after it, a 408 and a close.
+    header_timeout: float = 10.0
+    # Seconds for a request's body to arrive whole, from the end of its head.
+    body_timeout: float = 10.0
+    # Seconds a keep-alive HTTP connection may wait for its next request (not a WebSocket):
+    # long enough for a bot that polls a few times a minute to keep its connection.
+    idle_timeout: float = 30.0
+    # Connections one client address may hold at once, HTTP and WebSocket together (loopback
+    # included: behind a proxy, every client is the proxy's address); 0: no cap.
+    max_connections_per_client: int = 256
+    # Connections the gateway may hold at once; 0, or anything more, is capped at the process's
+    # descriptor limit (RLIMIT_NOFILE) less 256 for its own use.
+    max_connections: int = 0
 
 
 class AccountSettings(msgspec.Struct, kw_only=True):
