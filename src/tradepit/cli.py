@@ -92,6 +92,39 @@ def _gateway_arguments(parser: argparse.ArgumentParser) -> None:
         help="bytes held unsent per WebSocket connection, by the kernel (TCP_NOTSENT_LOWAT) and "
         "by the server's write buffer each, before a send waits (0: their defaults)",
     )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        help="seconds for a request's head to arrive whole, from the connection's start or the "
+        "request's first byte, before a 408 and a close (0: none)",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=10.0,
+        help="seconds for a request's body to arrive whole, from its head (0: none)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a keep-alive HTTP connection may wait for its next request (0: forever)",
+    )
+    parser.add_argument(
+        "--max-connections-per-client",
+        type=int,
+        default=256,
+        help="connections one client address may hold at once, HTTP and WebSocket together, "
+        "loopback included (0: no cap)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=0,
+        help="connections the gateway may hold at once (0: its descriptor limit less 256, "
+        "which also caps any other value)",
+    )
 
 
 def _gateway_options(args: argparse.Namespace, demo: bool) -> GatewayOptions:
@@ -103,6 +136,11 @@ def _gateway_options(args: argparse.Namespace, demo: bool) -> GatewayOptions:
         args.stream_queue_limit,
         args.stream_send_timeout,
         args.send_buffer,
+        args.header_timeout,
+        args.body_timeout,
+        args.idle_timeout,
+        args.max_connections_per_client,
+        args.max_connections,
     )
 
 
@@ -316,6 +354,11 @@ def _command(args: argparse.Namespace) -> int:
             stream_queue_limit=args.stream_queue_limit,
             stream_send_timeout=args.stream_send_timeout,
             send_buffer=args.send_buffer,
+            header_timeout=args.header_timeout,
+            body_timeout=args.body_timeout,
+            idle_timeout=args.idle_timeout,
+            max_connections_per_client=args.max_connections_per_client,
+            max_connections=args.max_connections,
         )
         fd, parent = args.fd, args.parent_pid
         _run(

@@ -67,6 +67,12 @@ class GatewayOptions:
     stream_queue_limit: int = 5_000
     stream_send_timeout: float = 10.0
     send_buffer: int = 16 * 1024
+    # What a connection may hold and for how long: GatewaySettings says what each means.
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    idle_timeout: float = 30.0
+    max_connections_per_client: int = 256
+    max_connections: int = 0
 
 
 class GatewayProcess:
@@ -115,6 +121,16 @@ class GatewayProcess:
             str(options.stream_send_timeout),
             "--send-buffer",
             str(options.send_buffer),
+            "--header-timeout",
+            str(options.header_timeout),
+            "--body-timeout",
+            str(options.body_timeout),
+            "--idle-timeout",
+            str(options.idle_timeout),
+            "--max-connections-per-client",
+            str(options.max_connections_per_client),
+            "--max-connections",
+            str(options.max_connections),
         ]
 
     def listen(self, patience: float = 3.0) -> None:
