@@ -9,6 +9,7 @@ to a clean replay of the same inputs through the pure cores.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import signal
 import subprocess
@@ -21,6 +22,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tradepit import admin
+from tradepit.access import Role
 from tradepit.client import VenueClient, init_config
 from tradepit.domain.events import Accepted, Trade
 from tradepit.domain.ids import new_id
@@ -59,10 +61,11 @@ class Stage:
         self.kills = 0
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "tradepit.cli", "--redis-url", self.url, "run"]
+        command = [sys.executable, "-m", "tradepit.cli", "run"]
         command += [self.kind, "--shard", "0/1", "--keep-inputs"]
+        environment = {**os.environ, "REDIS_URL": self.url}
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=log)
+            self.process = subprocess.Popen(command, stdout=log, stderr=log, env=environment)
 
     def kill(self) -> None:
         assert self.process is not None
@@ -174,14 +177,18 @@ async def _crash_run(
     rng = random.Random(seed)
     server = EmbeddedValkey(tmp_path / "valkey", fsync="everysec")
     server.start()
-    stages = [Stage("ledger", server.url, tmp_path), Stage("matcher", server.url, tmp_path)]
+    # Each signed in as its role, as `serve` runs them: the ACLs hold through every crash.
+    stages = [
+        Stage("ledger", server.url_for(Role.LEDGER), tmp_path),
+        Stage("matcher", server.url_for(Role.MATCHER), tmp_path),
+    ]
     client = None
     try:
         redis = aioredis.Redis.from_url(server.url)
         await init_config(redis, CONFIG)
         for stage in stages:
             stage.start()
-        client = await VenueClient(server.url, reply_timeout=30).connect()
+        client = await VenueClient(server.url_for(Role.GATEWAY), reply_timeout=30).connect()
         for symbol in SYMBOLS:
             await admin.add_symbol(client, symbol)
         accounts = []
@@ -285,7 +292,10 @@ def test_a_stage_started_while_the_server_is_down_waits_for_it(tmp_path: Path) -
         await redis.aclose()
         port = server.port
         server.stop()
-        stages = [Stage("ledger", server.url, tmp_path), Stage("matcher", server.url, tmp_path)]
+        stages = [
+            Stage("ledger", server.url_for(Role.LEDGER), tmp_path),
+            Stage("matcher", server.url_for(Role.MATCHER), tmp_path),
+        ]
         client = None
         try:
             for stage in stages:

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from tradepit.client import ReplyTimeoutError
 from tradepit.domain.numbers import NumberError
@@ -67,6 +68,10 @@ def error_of(error: Exception) -> tuple[int, bytes]:
         # The command may still be applied: an order can be looked up by its client_order_id.
         status, code = 504, alpaca_code(504)
         message = "the venue did not answer in time; the request may have been applied"
+    elif isinstance(error, ClientDisconnect):
+        # Gone, or cut for sending its body too slowly (connections.py): nobody reads this,
+        # and a traceback a time would let a slow client fill the log.
+        status, code, message = 400, alpaca_code(400), "the client went away before its body"
     elif isinstance(error, RedisError):
         log.warning("redis unavailable: %s", error)
         status, code, message = 503, alpaca_code(503), "the venue's database is unavailable"
@@ -99,7 +104,7 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return error_response(error.status_code, message)
 
-    for kind in (ApiError, NumberError, ReplyTimeoutError, RedisError, Exception):
+    for kind in (ApiError, NumberError, ReplyTimeoutError, RedisError, ClientDisconnect, Exception):
         app.add_exception_handler(kind, known_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
