@@ -226,11 +226,18 @@ def test_a_gateway_limits_each_keys_rate(venue: Venue) -> None:
         # One keep-alive connection, so that even a loaded machine sends faster than the rate.
         with httpx.Client(base_url=url, headers=account.headers, timeout=30) as client:
             responses = [client.get("/v2/clock") for _ in range(40)]
+            # The hot route (plain ASGI) answers the same, from the same bucket.
+            orders = [client.post("/v2/orders", content=b"") for _ in range(40)]
         statuses = [response.status_code for response in responses]
         assert statuses[:10] == [200] * 10  # the burst: twice the rate
         assert 429 in statuses
         # The refusal itself, not one more request: a token may have refilled since.
-        assert_error(responses[statuses.index(429)], 429)
+        refusal = responses[statuses.index(429)]
+        assert_error(refusal, 429)
+        assert refusal.headers["Retry-After"] == "1"  # a token every 0.2 s: within a second
+        hot = next(response for response in orders if response.status_code == 429)
+        assert_error(hot, 429)
+        assert hot.headers["Retry-After"] == "1"
 
 
 def test_the_stream_survives_garbage(venue: Venue, trader: Account) -> None:
@@ -382,3 +389,105 @@ def test_deeply_nested_frames_get_an_error_on_the_market_data_stream(
         assert len(reply) == 1 and reply[0]["T"] == "error" and reply[0]["code"] == 400
         assert reply[0]["msg"].startswith("invalid syntax") and "nested" in reply[0]["msg"]
     assert replies[4] == [{"T": "success", "msg": "authenticated"}]
+
+
+def from_address(venue: Venue, address: str, **options: Any) -> httpx.Client:
+    """A client whose connections come from `address` (any of 127.0.0.0/8 reaches the venue on
+    127.0.0.1), so that its limits per client address are its own."""
+    transport = httpx.HTTPTransport(local_address=address)
+    return httpx.Client(base_url=venue.url, transport=transport, timeout=30, **options)
+
+
+def assert_retry_after(response: httpx.Response) -> int:
+    assert_error(response, 429)
+    seconds = response.headers["Retry-After"]
+    assert seconds.isdigit() and int(seconds) >= 1, seconds
+    return int(seconds)
+
+
+def test_failed_authentications_are_limited_per_address(venue: Venue, trader: Account) -> None:
+    wrong = {"APCA-API-KEY-ID": trader.key_id, "APCA-API-SECRET-KEY": "guess"}
+
+    def run_dry(guesser: httpx.Client) -> None:
+        """Guess until refused: the address then has no failure left to spend, so that the
+        request right after is refused as well (unless it waited a second for a refill)."""
+        for _ in range(100):
+            if guesser.get("/v2/account", headers=wrong).status_code == 429:
+                return
+        raise AssertionError("a hundred failures were never refused")
+
+    with from_address(venue, "127.0.0.11") as guesser, from_address(venue, "127.0.0.12") as other:
+        # Asking without a key guesses nothing: never counted, never refused for it.
+        assert all(guesser.get("/v2/account").status_code == 401 for _ in range(20))
+        statuses = [guesser.get("/v2/account", headers=wrong).status_code for _ in range(30)]
+        assert statuses[:10] == [401] * 10  # the burst of failures
+        assert 429 in statuses
+        refused = guesser.get("/v2/account", headers=wrong)
+        if refused.status_code == 429:  # (else a failure was refilled meanwhile)
+            assert assert_retry_after(refused) == 1  # a failure a second
+            assert "failed authentications" in refused.json()["message"]
+
+        # While it waits, even the right key is refused from there, unread: a guess that
+        # happens to be right tells the guesser nothing.
+        run_dry(guesser)
+        assert_retry_after(guesser.get("/v2/account", headers=trader.headers))
+        run_dry(guesser)
+        assert_retry_after(guesser.post("/v2/orders", headers=trader.headers, json={}))  # hot
+        run_dry(guesser)
+        assert_retry_after(guesser.delete(f"/v2/orders/{'0' * 8}", headers=trader.headers))
+
+        # Other addresses are not held up: their failures are their own, their keys work.
+        assert other.get("/v2/account", headers=wrong).status_code == 401
+        assert other.get("/v2/account", headers=trader.headers).status_code == 200
+        with httpx.Client(base_url=venue.url, timeout=30) as usual:
+            assert usual.get("/v2/account", headers=trader.headers).status_code == 200
+
+        # The streams' authentications are guarded by the same count.
+        run_dry(guesser)
+        stream_reply, data_reply = asyncio.run(stream_authentications(venue, trader))
+    assert stream_reply["data"]["status"] == "unauthorized"
+    assert "failed authentications" in stream_reply["data"]["error"]
+    assert data_reply[0]["T"] == "error" and data_reply[0]["code"] == 429
+    assert "failed authentications" in data_reply[0]["msg"]
+
+
+async def stream_authentications(venue: Venue, trader: Account) -> tuple[Any, Any]:
+    """The right key, sent on each stream from the guessing address."""
+    base = venue.url.replace("http", "ws")
+    local = ("127.0.0.11", 0)
+    async with websockets.connect(base + "/stream", local_addr=local) as socket:
+        auth = {
+            "action": "authenticate",
+            "data": {"key_id": trader.key_id, "secret_key": trader.secret_key},
+        }
+        await socket.send(json.dumps(auth))
+        stream_reply = json.loads(await socket.recv())
+    async with websockets.connect(base + "/v2/iex", local_addr=local) as socket:
+        await socket.recv()  # connected
+        await socket.send(
+            json.dumps({"action": "auth", "key": trader.key_id, "secret": trader.secret_key})
+        )
+        data_reply = json.loads(await socket.recv())
+    return stream_reply, data_reply
+
+
+PUBLIC_ROUTES = ("/v1/leaderboard", "/v1/demo")
+
+
+def test_public_routes_are_limited_per_address(venue: Venue, trader: Account) -> None:
+    with from_address(venue, "127.0.0.13") as busy, from_address(venue, "127.0.0.14") as other:
+        responses = [busy.get(PUBLIC_ROUTES[index % len(PUBLIC_ROUTES)]) for index in range(400)]
+        statuses = [response.status_code for response in responses]
+        assert statuses[:40] == [200] * 40  # the burst: twice the default 20 a second
+        for index, route in enumerate(PUBLIC_ROUTES):  # they share the address's bucket
+            refused = [
+                response
+                for response in responses[index :: len(PUBLIC_ROUTES)]
+                if response.status_code == 429
+            ]
+            assert refused, route
+            assert assert_retry_after(refused[0]) == 1  # 20 a second: a token within one
+            assert refused[0].json()["message"] == "rate limit exceeded for this address"
+        # Other addresses are not held up, nor are routes with a key (limited per key).
+        assert other.get("/v1/leaderboard").status_code == 200
+        assert busy.get("/v2/account", headers=trader.headers).status_code == 200

@@ -1,16 +1,24 @@
-"""Who is calling: API keys checked in constant time against their stored hash, and a rate limit
-per key.
+"""Who is calling: API keys checked in constant time against their stored hash, and the token
+buckets that limit callers: per key, per client address on the routes that need no key, and per
+client address for failed authentications.
 
 Keys live in the `tradepit:keys` hash with only a SHA-256 of the secret. A gateway keeps the
 keys it has seen for a short while, so a busy bot costs no lookup per request, and a revoked or
 changed key stops working within `KEY_CACHE_SECONDS`.
+
+A secret is 128 bits of randomness, so guessing one is hopeless; still, a client address that
+keeps sending wrong secrets is slowed to a few guesses and then one a second, and while it waits
+every key it sends is refused (429) before it is looked at, so that its guesses tell it nothing.
 """
 
 from __future__ import annotations
 
 import hmac
+import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
@@ -19,7 +27,14 @@ from tradepit.admin import ApiKey, hash_secret
 from tradepit.gateway.errors import ApiError
 from tradepit.stage.keys import API_KEYS
 
-__all__ = ["Principal", "KeyStore", "RateLimiter", "KEY_CACHE_SECONDS"]
+__all__ = [
+    "Principal",
+    "KeyStore",
+    "RateLimiter",
+    "RateLimited",
+    "client_address",
+    "KEY_CACHE_SECONDS",
+]
 
 KEY_CACHE_SECONDS = 5.0
 _decode_key = msgspec.json.Decoder(ApiKey).decode
@@ -34,22 +49,35 @@ class Principal:
 
 
 class KeyStore:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, failures: RateLimiter | None = None) -> None:
         self.redis = redis
+        # Failed authentications per client address (off if None).
+        self.failures = failures if failures is not None else RateLimiter(0)
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
 
-    async def authenticate(self, key_id: str | None, secret: str | None) -> Principal:
+    async def authenticate(self, key_id: str | None, secret: str | None, address: str) -> Principal:
+        """The key's owner, or ApiError: 401 for a key missing or wrong, 429 (before the key is
+        looked at) while `address` has failed too often. A request that sends no key guesses
+        nothing, and is not counted."""
         if not key_id or not secret:
             raise ApiError(
                 401, "request is not authorized: send APCA-API-KEY-ID and APCA-API-SECRET-KEY"
             )
-        if len(key_id) > _MAX_KEY_LENGTH or len(secret) > _MAX_KEY_LENGTH:
+        self.failures.refuse_if_empty(address)
+        principal = await self._verify(key_id, secret)
+        if principal is None:
+            self.failures.charge(address)
             raise ApiError(401, "request is not authorized")
+        return principal
+
+    async def _verify(self, key_id: str, secret: str) -> Principal | None:
+        if len(key_id) > _MAX_KEY_LENGTH or len(secret) > _MAX_KEY_LENGTH:
+            return None
         key = await self._lookup(key_id)
         # Compared in constant time whether or not the key exists, so timing tells nothing.
         expected = key.secret_sha256 if key is not None else "0" * 64
         if not hmac.compare_digest(hash_secret(secret), expected) or key is None:
-            raise ApiError(401, "request is not authorized")
+            return None
         return Principal(key_id, key.account_id, key.admin)
 
     async def _lookup(self, key_id: str) -> ApiKey | None:
@@ -71,39 +99,87 @@ class KeyStore:
         return key
 
 
+def client_address(scope: Mapping[str, Any]) -> str:
+    """The address a request or WebSocket comes from (as the server saw it, or as a proxy it
+    trusts said): what the limits per client count by."""
+    client = scope.get("client")
+    return str(client[0]) if client else ""
+
+
+class RateLimited(ApiError):
+    """A 429, with the whole seconds until the caller's bucket has a token again."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(429, message, headers={"Retry-After": str(retry_after)})
+        self.retry_after = retry_after
+
+
 class RateLimiter:
-    """A token bucket per key: `rate` requests a second on average, bursts up to `burst`."""
+    """A token bucket per key (an API key, a client address): `rate` tokens a second, up to
+    `burst`. A rate or burst of 0 is no limit."""
 
     PRUNE_EVERY = 10_000  # checks between sweeps of the buckets that are full again
 
-    def __init__(self, rate: float, burst: float | None = None) -> None:
+    def __init__(
+        self, rate: float, burst: float | None = None, message: str = "rate limit exceeded"
+    ) -> None:
         self.rate = rate
         self.burst = burst if burst is not None else max(1.0, rate * 2)
+        self.message = message
+        self.off = rate <= 0 or self.burst <= 0
         self._buckets: dict[str, tuple[float, float]] = {}
         self._checks = 0
 
-    def check(self, key_id: str, now: float | None = None) -> None:
-        if self.rate <= 0:
+    def check(self, key: str, now: float | None = None) -> None:
+        """Take a token, or raise RateLimited saying when there will be one."""
+        if self.off:
             return
         now = time.monotonic() if now is None else now
+        tokens = self._refilled(key, now)
+        if tokens < 1:
+            self._buckets[key] = (tokens, now)
+            raise self._refusal(tokens)
+        self._buckets[key] = (tokens - 1, now)
+
+    def refuse_if_empty(self, key: str, now: float | None = None) -> None:
+        """Raise RateLimited if there is no token, and take none: to gate what only its
+        failures are charged for."""
+        if self.off:
+            return
+        now = time.monotonic() if now is None else now
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+            if tokens < 1:
+                raise self._refusal(tokens)
+
+    def charge(self, key: str, now: float | None = None) -> None:
+        """Take a token even if there is none: a bucket in debt refuses until it is paid off.
+        (Failures made at once all passed the gate before any was charged; each still costs.)"""
+        if self.off:
+            return
+        now = time.monotonic() if now is None else now
+        self._buckets[key] = (self._refilled(key, now) - 1, now)
+
+    def _refilled(self, key: str, now: float) -> float:
         self._checks += 1
         if self._checks % self.PRUNE_EVERY == 0:
             self._prune(now)
-        tokens, last = self._buckets.get(key_id, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
-        if tokens < 1:
-            self._buckets[key_id] = (tokens, now)
-            raise ApiError(429, "rate limit exceeded")
-        self._buckets[key_id] = (tokens - 1, now)
+        tokens, last = self._buckets.get(key, (self.burst, now))
+        return min(self.burst, tokens + (now - last) * self.rate)
+
+    def _refusal(self, tokens: float) -> RateLimited:
+        # HTTP's Retry-After is whole seconds: rounded up, so that a client that waits as told
+        # finds a token.
+        return RateLimited(self.message, max(1, math.ceil((1 - tokens) / self.rate)))
 
     def _prune(self, now: float) -> None:
         """Forget the buckets that have refilled: a new one starts full, just like them. (Keys
         and client addresses come and go; their buckets must not pile up.)"""
-        refill = self.burst / self.rate
         self._buckets = {
             key: (tokens, last)
             for key, (tokens, last) in self._buckets.items()
-            if now - last < refill
+            if tokens + (now - last) * self.rate < self.burst
         }
 
     def __len__(self) -> int:

@@ -30,11 +30,11 @@ from fastapi.responses import Response
 from tradepit import admin
 from tradepit.domain.ids import VENUE_ACCOUNT_ID
 from tradepit.domain.symbols import cents_to_cash
-from tradepit.gateway.auth import Principal, RateLimiter
+from tradepit.gateway.auth import Principal, RateLimiter, client_address
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.orders import decode_body
 from tradepit.gateway.service import Gateway
-from tradepit.gateway.web import body_doc, gateway_of, json_response, read_body, trader
+from tradepit.gateway.web import body_doc, gateway_of, json_response, public, read_body, trader
 from tradepit.ledger import Account
 from tradepit.portfolio import equity_of, market_prices
 from tradepit.stage.keys import ShardKeys
@@ -157,8 +157,9 @@ async def _optional_caller(request: Request) -> int | None:
     if not key_id or not secret:
         return None
     try:
-        principal = await gateway_of(request).keys.authenticate(key_id, secret)
-    except ApiError:
+        keys = gateway_of(request).keys
+        principal = await keys.authenticate(key_id, secret, client_address(request.scope))
+    except ApiError:  # a wrong key (counted as a failure), or too many of them: no one
         return None
     return principal.account_id
 
@@ -170,7 +171,7 @@ def _leaderboard_of(request: Request) -> Leaderboard:
     return board
 
 
-@router.get("/leaderboard")
+@router.get("/leaderboard", dependencies=[Depends(public)])
 async def leaderboard(
     request: Request,
     limit: int = Query(100, ge=1, le=1000, description="how many of the top accounts"),
@@ -245,20 +246,20 @@ def _demo_limits_of(request: Request) -> DemoLimits:
     return limits
 
 
-@router.get("/demo")
+@router.get("/demo", dependencies=[Depends(public)])
 async def demo_mode(request: Request) -> Response:
     """Whether this venue hands out demo accounts (`tradepit demo`)."""
     return json_response({"enabled": gateway_of(request).settings.demo})
 
 
-@router.post("/demo/accounts")
+@router.post("/demo/accounts", dependencies=[Depends(public)])
 async def create_demo_account(request: Request) -> Response:
     """Open a demo account with demo cash and shares of every symbol; the answer holds its API
     key, shown this once. Only when the venue runs in demo mode."""
     gateway = gateway_of(request)
     if not gateway.settings.demo:
         raise ApiError.not_found("endpoint not found")
-    _demo_limits_of(request).check(request.client.host if request.client else "?")
+    _demo_limits_of(request).check(client_address(request.scope))
     assert gateway.market is not None
     positions = {
         name: listing.symbol.lots_to_qty(DEMO_LOTS)

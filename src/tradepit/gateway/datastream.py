@@ -49,6 +49,7 @@ from websockets.frames import Frame, Opcode
 
 from tradepit.domain.symbols import Symbol
 from tradepit.gateway.data_shapes import bar_json, price_of, quote_json, size_of, trade_json
+from tradepit.gateway.auth import RateLimited, client_address
 from tradepit.gateway.decoding import TooDeep, decode_frame
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.market import Market
@@ -673,7 +674,8 @@ async def serve_stream(
             content_type = value.lower()
     sink = scope.get("extensions", {}).get(FRAME_SINK)
     client = DataClient(send, b"msgpack" in content_type, live.settings, sink)
-    reader = asyncio.create_task(_read_requests(client, receive, gateway, live))
+    address = client_address(scope)
+    reader = asyncio.create_task(_read_requests(client, receive, gateway, live, address))
     client.reader = reader
     try:
         await asyncio.wait([reader])
@@ -702,7 +704,7 @@ async def _farewell(client: DataClient) -> None:
 
 
 async def _read_requests(
-    client: DataClient, receive: Receive, gateway: Gateway, live: LiveFeed
+    client: DataClient, receive: Receive, gateway: Gateway, live: LiveFeed, address: str
 ) -> None:
     """The client's requests, until it leaves, fails to authenticate, or is cut off."""
     authenticated = False
@@ -737,7 +739,14 @@ async def _read_requests(
                 await gateway.keys.authenticate(
                     key if isinstance(key, str) else None,
                     secret if isinstance(secret, str) else None,
+                    address,
                 )
+            except RateLimited as error:  # the key was never looked at: say why
+                await client.send_now(
+                    _error(429, f"{error.message}: retry in {error.retry_after} s")
+                )
+                client.close_code = 1008
+                return
             except ApiError:
                 await client.send_now(_error(402, "auth failed"))
                 client.close_code = 1008

@@ -20,17 +20,31 @@ from tradepit.client import ReplyTimeoutError
 from tradepit.domain.numbers import NumberError
 from tradepit.stage.messages import encode
 
-__all__ = ["ApiError", "alpaca_code", "error_of", "error_response", "install_error_handlers"]
+__all__ = [
+    "ApiError",
+    "alpaca_code",
+    "error_of",
+    "error_headers",
+    "error_response",
+    "install_error_handlers",
+]
 
 log = logging.getLogger("tradepit.gateway")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, code: int | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code if code is not None else alpaca_code(status)
         self.message = message
+        self.headers = headers or {}  # sent with the answer: a 429's Retry-After
 
     @classmethod
     def bad_request(cls, message: str) -> ApiError:
@@ -56,6 +70,11 @@ def alpaca_code(status: int) -> int:
 def error_response(status: int, message: str, code: int | None = None) -> Response:
     body = encode({"code": code if code is not None else alpaca_code(status), "message": message})
     return Response(body, status_code=status, media_type="application/json")
+
+
+def error_headers(error: Exception) -> dict[str, str]:
+    """The headers that go with the answer to `error` (the body's come from `error_of`)."""
+    return error.headers if isinstance(error, ApiError) else {}
 
 
 def error_of(error: Exception) -> tuple[int, bytes]:
@@ -86,7 +105,9 @@ def install_error_handlers(app: FastAPI) -> None:
         status, body = error_of(error)
         # A body too large was not read to its end, so the connection cannot carry another
         # request: say so, or a keep-alive client sends its next request into a closed socket.
-        headers = {"connection": "close"} if status == 413 else None
+        headers = error_headers(error)
+        if status == 413:
+            headers = {**headers, "connection": "close"}
         return Response(body, status_code=status, media_type="application/json", headers=headers)
 
     async def validation_error(_request: Request, error: Exception) -> Response:

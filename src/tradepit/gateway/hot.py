@@ -15,7 +15,8 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tradepit.gateway.datastream import STREAM_PATHS, LiveFeed, serve_stream
-from tradepit.gateway.errors import ApiError, error_of
+from tradepit.gateway.auth import client_address
+from tradepit.gateway.errors import ApiError, error_headers, error_of
 from tradepit.gateway.orders import OrderRequest, decode_body
 from tradepit.gateway.service import Gateway
 from tradepit.gateway.trading import order_view, place_order, request_cancel
@@ -57,6 +58,7 @@ class HotRoutes:
     async def _answer(
         self, scope: Scope, receive: Receive, send: Send, order_id: str | None
     ) -> None:
+        extra: dict[str, str] = {}
         try:
             key_id = secret = None
             for name, value in scope["headers"]:
@@ -64,7 +66,7 @@ class HotRoutes:
                     key_id = value.decode("latin-1")
                 elif name == b"apca-api-secret-key":
                     secret = value.decode("latin-1")
-            principal = await authenticate(self.gateway, key_id, secret)
+            principal = await authenticate(self.gateway, key_id, secret, client_address(scope))
             if order_id is None:
                 request = decode_body(await self._body(scope, receive), OrderRequest)
                 record = await place_order(self.gateway, principal.account_id, request)
@@ -74,7 +76,10 @@ class HotRoutes:
                 status, body = 204, b""
         except Exception as error:  # every failure answers with Alpaca's error shape
             status, body = error_of(error)
+            extra = error_headers(error)
         headers: list[Any] = [(b"content-length", str(len(body)).encode())]
+        if extra:  # a 429's Retry-After
+            headers.extend((name.lower().encode(), value.encode()) for name, value in extra.items())
         if body:
             headers.append(_JSON)
         if status == 413:

@@ -48,7 +48,15 @@ _SCAN_PAGE = 200
 
 @dataclass(frozen=True, slots=True)
 class GatewaySettings:
-    rate_limit: float = 0.0  # requests per second per key; 0: no limit
+    rate_limit: float = 0.0  # requests per second per key, bursts of twice that; 0: no limit
+    # Requests a second per client address to the routes that need no key (the leaderboard,
+    # demo mode and demo accounts, the API's pages), bursts of twice that; 0: no limit.
+    public_rate_limit: float = 20.0
+    # Failed authentications (a key sent with a wrong secret, or no such key) a client address
+    # may make at once, then `auth_failure_rate` a second; meanwhile any key it sends is refused
+    # (429) unread. 0: no limit.
+    auth_failure_burst: int = 10
+    auth_failure_rate: float = 1.0
     max_body_bytes: int = 64 * 1024
     reply_timeout: float = 10.0
     demo: bool = False  # hand out demo accounts (POST /v1/demo/accounts): `tradepit demo` only
@@ -128,8 +136,16 @@ class Gateway:
         self.settings = settings
         self.client = VenueClient(redis_url, reply_timeout=settings.reply_timeout)
         self.redis: aioredis.Redis = self.client.redis
-        self.keys = KeyStore(self.redis)
-        self.limiter = RateLimiter(settings.rate_limit)
+        failures = RateLimiter(
+            settings.auth_failure_rate,
+            settings.auth_failure_burst,
+            "too many failed authentications from this address",
+        )
+        self.keys = KeyStore(self.redis, failures)
+        self.limiter = RateLimiter(settings.rate_limit)  # per key
+        self.public_limiter = RateLimiter(
+            settings.public_rate_limit, message="rate limit exceeded for this address"
+        )
         self.market: Market | None = None
         self._settings_cache: dict[int, tuple[float, AccountSettings]] = {}
 

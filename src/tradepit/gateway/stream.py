@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from redis.exceptions import RedisError
 
+from tradepit.gateway.auth import RateLimited, client_address
 from tradepit.gateway.decoding import TooDeep, decode_frame
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.market import Market
@@ -200,14 +201,13 @@ async def trade_stream(websocket: WebSocket) -> None:
                     principal = await gateway.keys.authenticate(
                         key_id if isinstance(key_id, str) else None,
                         secret if isinstance(secret, str) else None,
+                        client_address(websocket.scope),
                     )
-                except ApiError:
-                    await connection.send(
-                        {
-                            "stream": "authorization",
-                            "data": {"action": "authenticate", "status": "unauthorized"},
-                        }
-                    )
+                except ApiError as error:
+                    refusal = {"action": "authenticate", "status": "unauthorized"}
+                    if isinstance(error, RateLimited):  # the key was never looked at: say why
+                        refusal["error"] = f"{error.message}: retry in {error.retry_after} s"
+                    await connection.send({"stream": "authorization", "data": refusal})
                     await websocket.close(1008)
                     return
                 account_id = principal.account_id

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from fastapi.security import APIKeyHeader
 
 from tradepit.domain.ids import IdError, uuid_to_id
-from tradepit.gateway.auth import Principal
+from tradepit.gateway.auth import Principal, client_address
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.service import Gateway
 from tradepit.stage.messages import encode
@@ -21,6 +21,7 @@ __all__ = [
     "gateway_of",
     "trader",
     "authenticate",
+    "public",
     "operator",
     "read_body",
     "json_response",
@@ -52,13 +53,20 @@ async def trader(
     secret: str | None = Security(_SECRET),
 ) -> Principal:
     """The caller, authenticated by Alpaca's key headers and within its rate limit."""
-    return await authenticate(gateway_of(request), key_id, secret)
+    return await authenticate(gateway_of(request), key_id, secret, client_address(request.scope))
 
 
-async def authenticate(gateway: Gateway, key_id: str | None, secret: str | None) -> Principal:
-    principal = await gateway.keys.authenticate(key_id, secret)
+async def authenticate(
+    gateway: Gateway, key_id: str | None, secret: str | None, address: str
+) -> Principal:
+    principal = await gateway.keys.authenticate(key_id, secret, address)
     gateway.limiter.check(principal.key_id)
     return principal
+
+
+async def public(request: Request) -> None:
+    """For a route that needs no key: its rate limit is per client address instead."""
+    gateway_of(request).public_limiter.check(client_address(request.scope))
 
 
 async def operator(principal: Principal = Security(trader)) -> Principal:
