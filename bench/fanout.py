@@ -271,7 +271,11 @@ class Demo:
         self.key: tuple[str, str] = ("", "")
 
     def start(self, timeout: float = 60.0) -> None:
-        command = tradepit_command(self.data_dir / "data", "demo", "--port", str(self.port))
+        # Every client connects from loopback: the per-address cap would refuse all but 256.
+        uncapped = ["--max-connections-per-client", "0"]
+        command = tradepit_command(
+            self.data_dir / "data", "demo", "--port", str(self.port), *uncapped
+        )
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
