@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tradepit.gateway.auth import RateLimited, RateLimiter
+from tradepit.gateway.auth import RateLimiter, RateLimitError
 from tradepit.gateway.errors import ApiError
 
 
@@ -38,12 +38,12 @@ def test_full_buckets_are_forgotten() -> None:
 def test_a_refusal_says_when_to_retry() -> None:
     limiter = RateLimiter(rate=0.1, burst=1)  # one request, then one every 10 s
     limiter.check("k", now=0.0)
-    with pytest.raises(RateLimited) as refused:
+    with pytest.raises(RateLimitError) as refused:
         limiter.check("k", now=2.5)
     # 0.25 of a token is back: the next whole one is 7.5 s away, said in whole seconds.
     assert refused.value.retry_after == 8
     assert refused.value.headers == {"Retry-After": "8"}
-    with pytest.raises(RateLimited) as refused:
+    with pytest.raises(RateLimitError) as refused:
         limiter.check("k", now=9.2)
     assert refused.value.retry_after == 1  # never 0: at least a second
     limiter.check("k", now=10.5)
@@ -58,12 +58,12 @@ def test_failures_only_are_charged_and_refused_before_they_are_checked() -> None
         failures.refuse_if_empty("addr", now=0.0)  # successes: never charged
     for _ in range(5):
         failures.charge("addr", now=0.0)  # 5 failures against a burst of 3: 2 in debt
-    with pytest.raises(RateLimited) as refused:
+    with pytest.raises(RateLimitError) as refused:
         failures.refuse_if_empty("addr", now=0.0)
     assert refused.value.status == 429 and refused.value.retry_after == 3
     assert refused.value.message == "too many failed authentications"
     failures.refuse_if_empty("other", now=0.0)
-    with pytest.raises(RateLimited):
+    with pytest.raises(RateLimitError):
         failures.refuse_if_empty("addr", now=2.5)
     failures.refuse_if_empty("addr", now=3.0)
 
@@ -72,7 +72,7 @@ def test_a_bucket_in_debt_is_not_forgotten_until_it_is_full() -> None:
     limiter = RateLimiter(rate=1.0, burst=2)
     for _ in range(6):
         limiter.charge("guesser", now=0.0)  # 4 in debt: a token at 5 s, full at 6 s
-    with pytest.raises(RateLimited):
+    with pytest.raises(RateLimitError):
         limiter.refuse_if_empty("guesser", now=4.5)
     limiter.PRUNE_EVERY = 1  # from now on every check sweeps
     limiter.check("a", now=5.0)

@@ -31,7 +31,7 @@ __all__ = [
     "Principal",
     "KeyStore",
     "RateLimiter",
-    "RateLimited",
+    "RateLimitError",
     "client_address",
     "KEY_CACHE_SECONDS",
 ]
@@ -106,7 +106,7 @@ def client_address(scope: Mapping[str, Any]) -> str:
     return str(client[0]) if client else ""
 
 
-class RateLimited(ApiError):
+class RateLimitError(ApiError):
     """A 429, with the whole seconds until the caller's bucket has a token again."""
 
     def __init__(self, message: str, retry_after: int) -> None:
@@ -131,7 +131,7 @@ class RateLimiter:
         self._checks = 0
 
     def check(self, key: str, now: float | None = None) -> None:
-        """Take a token, or raise RateLimited saying when there will be one."""
+        """Take a token, or raise RateLimitError saying when there will be one."""
         if self.off:
             return
         now = time.monotonic() if now is None else now
@@ -142,7 +142,7 @@ class RateLimiter:
         self._buckets[key] = (tokens - 1, now)
 
     def refuse_if_empty(self, key: str, now: float | None = None) -> None:
-        """Raise RateLimited if there is no token, and take none: to gate what only its
+        """Raise RateLimitError if there is no token, and take none: to gate what only its
         failures are charged for."""
         if self.off:
             return
@@ -168,10 +168,10 @@ class RateLimiter:
         tokens, last = self._buckets.get(key, (self.burst, now))
         return min(self.burst, tokens + (now - last) * self.rate)
 
-    def _refusal(self, tokens: float) -> RateLimited:
+    def _refusal(self, tokens: float) -> RateLimitError:
         # HTTP's Retry-After is whole seconds: rounded up, so that a client that waits as told
         # finds a token.
-        return RateLimited(self.message, max(1, math.ceil((1 - tokens) / self.rate)))
+        return RateLimitError(self.message, max(1, math.ceil((1 - tokens) / self.rate)))
 
     def _prune(self, now: float) -> None:
         """Forget the buckets that have refilled: a new one starts full, just like them. (Keys

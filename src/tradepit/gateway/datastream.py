@@ -48,8 +48,8 @@ from starlette.types import Receive, Scope, Send
 from websockets.frames import Frame, Opcode
 
 from tradepit.domain.symbols import Symbol
+from tradepit.gateway.auth import RateLimitError, client_address
 from tradepit.gateway.data_shapes import bar_json, price_of, quote_json, size_of, trade_json
-from tradepit.gateway.auth import RateLimited, client_address
 from tradepit.gateway.decoding import TooDeep, decode_frame
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.market import Market
@@ -741,7 +741,7 @@ async def _read_requests(
                     secret if isinstance(secret, str) else None,
                     address,
                 )
-            except RateLimited as error:  # the key was never looked at: say why
+            except RateLimitError as error:  # the key was never looked at: say why
                 await client.send_now(
                     _error(429, f"{error.message}: retry in {error.retry_after} s")
                 )

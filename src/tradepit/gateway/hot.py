@@ -14,8 +14,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tradepit.gateway.datastream import STREAM_PATHS, LiveFeed, serve_stream
 from tradepit.gateway.auth import client_address
+from tradepit.gateway.datastream import STREAM_PATHS, LiveFeed, serve_stream
 from tradepit.gateway.errors import ApiError, error_headers, error_of
 from tradepit.gateway.orders import OrderRequest, decode_body
 from tradepit.gateway.service import Gateway

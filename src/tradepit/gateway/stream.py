@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from redis.exceptions import RedisError
 
-from tradepit.gateway.auth import RateLimited, client_address
+from tradepit.gateway.auth import RateLimitError, client_address
 from tradepit.gateway.decoding import TooDeep, decode_frame
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.market import Market
@@ -205,7 +205,7 @@ async def trade_stream(websocket: WebSocket) -> None:
                     )
                 except ApiError as error:
                     refusal = {"action": "authenticate", "status": "unauthorized"}
-                    if isinstance(error, RateLimited):  # the key was never looked at: say why
+                    if isinstance(error, RateLimitError):  # the key was never looked at: say why
                         refusal["error"] = f"{error.message}: retry in {error.retry_after} s"
                     await connection.send({"stream": "authorization", "data": refusal})
                     await websocket.close(1008)
