@@ -471,7 +471,7 @@ async def stream_authentications(venue: Venue, trader: Account) -> tuple[Any, An
     return stream_reply, data_reply
 
 
-PUBLIC_ROUTES = ("/v1/leaderboard", "/v1/demo")
+PUBLIC_ROUTES = ("/v1/leaderboard", "/v1/demo", "/openapi.json", "/docs")
 
 
 def test_public_routes_are_limited_per_address(venue: Venue, trader: Account) -> None:

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from tradepit import admin
 from tradepit.domain.ids import IdError, uuid_to_id
 from tradepit.gateway.auth import Principal
+from tradepit.gateway.docs import BODY_ERRORS, error_responses
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.orders import decode_body
 from tradepit.gateway.web import body_doc, gateway_of, json_response, operator, read_body
@@ -19,7 +20,9 @@ from tradepit.ledger import CASH
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(
+    prefix="/admin", tags=["admin"], responses=error_responses(401, 403, 404, 422, 429)
+)
 
 
 class NewAccount(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -52,7 +55,9 @@ async def _admin_call(call: Any) -> Response:
 
 
 @router.post(
-    "/accounts", openapi_extra=body_doc({"cash": "100000.00", "positions": {"ACME": "100"}})
+    "/accounts",
+    openapi_extra=body_doc({"cash": "100000.00", "positions": {"ACME": "100"}}),
+    responses=BODY_ERRORS,
 )
 async def create_account(request: Request, _admin: Principal = Depends(operator)) -> Response:
     """Open an account; the answer holds its API key, shown this once."""
@@ -71,6 +76,7 @@ async def list_accounts(request: Request, _admin: Principal = Depends(operator))
 @router.post(
     "/accounts/{account_id}/transfers",
     openapi_extra=body_doc({"asset": "cash", "amount": "5000.00", "direction": "deposit"}),
+    responses=BODY_ERRORS,
 )
 async def transfer(
     request: Request, account_id: str, _admin: Principal = Depends(operator)
@@ -92,7 +98,11 @@ async def transfer(
     )
 
 
-@router.post("/symbols", openapi_extra=body_doc({"symbol": "WAYNE", "reference_price": "50.00"}))
+@router.post(
+    "/symbols",
+    openapi_extra=body_doc({"symbol": "WAYNE", "reference_price": "50.00"}),
+    responses=BODY_ERRORS,
+)
 async def add_symbol(request: Request, _admin: Principal = Depends(operator)) -> Response:
     body = decode_body(await read_body(request), NewSymbol)
     gateway = gateway_of(request)

@@ -15,6 +15,7 @@ from tradepit.gateway import (
     community,
     data,
     datastream,
+    docs,
     page,
     reference,
     stream,
@@ -64,7 +65,9 @@ def create_app(redis_url: str, settings: GatewaySettings | None = None) -> HotRo
         description=_DESCRIPTION,
         version="0.1.0",
         lifespan=lifespan,
-        docs_url="/docs",
+        # /docs and /openapi.json are docs.py's: Swagger UI from the venue, not from a CDN.
+        docs_url=None,
+        openapi_url=None,
         redoc_url=None,
     )
     app.state.gateway = gateway
@@ -76,5 +79,6 @@ def create_app(redis_url: str, settings: GatewaySettings | None = None) -> HotRo
     app.include_router(data.router)
     app.include_router(community.router)
     page.install(app)
+    docs.install(app)
     hot = HotRoutes(app, gateway)
     return hot

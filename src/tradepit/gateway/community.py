@@ -31,6 +31,7 @@ from tradepit import admin
 from tradepit.domain.ids import VENUE_ACCOUNT_ID
 from tradepit.domain.symbols import cents_to_cash
 from tradepit.gateway.auth import Principal, RateLimiter, client_address
+from tradepit.gateway.docs import error_responses
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.orders import decode_body
 from tradepit.gateway.service import Gateway
@@ -50,7 +51,8 @@ __all__ = [
     "DemoLimits",
 ]
 
-router = APIRouter(prefix="/v1", tags=["classroom"])
+# Every route here can be rate limited: per client address, or per key for the profile.
+router = APIRouter(prefix="/v1", tags=["classroom"], responses=error_responses(429))
 
 PROFILES = "tradepit:profiles"  # account id -> Profile JSON
 DEMO_CASH = "100000.00"
@@ -171,7 +173,7 @@ def _leaderboard_of(request: Request) -> Leaderboard:
     return board
 
 
-@router.get("/leaderboard", dependencies=[Depends(public)])
+@router.get("/leaderboard", dependencies=[Depends(public)], responses=error_responses(422))
 async def leaderboard(
     request: Request,
     limit: int = Query(100, ge=1, le=1000, description="how many of the top accounts"),
@@ -197,7 +199,7 @@ async def leaderboard(
 # Profiles.
 
 
-@router.get("/profile")
+@router.get("/profile", responses=error_responses(401))
 async def get_profile(request: Request, principal: Principal = Depends(trader)) -> Response:
     raw = await gateway_of(request).redis.hget(PROFILES, str(principal.account_id))
     return json_response(_profile_json(_profile_of(raw)))
@@ -206,6 +208,7 @@ async def get_profile(request: Request, principal: Principal = Depends(trader)) 
 @router.patch(
     "/profile",
     openapi_extra=body_doc({"display_name": "Ada", "show_on_leaderboard": True}),
+    responses=error_responses(400, 401, 413, 422),
 )
 async def update_profile(request: Request, principal: Principal = Depends(trader)) -> Response:
     """Set how this account shows on the leaderboard; fields left out keep their values."""
@@ -252,7 +255,7 @@ async def demo_mode(request: Request) -> Response:
     return json_response({"enabled": gateway_of(request).settings.demo})
 
 
-@router.post("/demo/accounts", dependencies=[Depends(public)])
+@router.post("/demo/accounts", dependencies=[Depends(public)], responses=error_responses(404))
 async def create_demo_account(request: Request) -> Response:
     """Open a demo account with demo cash and shares of every symbol; the answer holds its API
     key, shown this once. Only when the venue runs in demo mode."""

@@ -23,6 +23,7 @@ from fastapi.responses import Response
 from tradepit.domain.symbols import Symbol
 from tradepit.gateway.auth import Principal
 from tradepit.gateway.data_shapes import bar_json, quote_json, trade_json
+from tradepit.gateway.docs import error_responses
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.web import gateway_of, parse_int, parse_time, trader
 from tradepit.marketdata.bars import (
@@ -45,7 +46,9 @@ from tradepit.stage.marketdata import (
 
 __all__ = ["router", "data_response"]
 
-router = APIRouter(prefix="/v2/stocks", tags=["market data"])
+router = APIRouter(
+    prefix="/v2/stocks", tags=["market data"], responses=error_responses(401, 404, 422, 429)
+)
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 _KEYS = FeedKeys()

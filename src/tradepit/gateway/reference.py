@@ -20,6 +20,7 @@ from fastapi.responses import Response
 from tradepit.admin import next_session_close
 from tradepit.domain.ids import id_to_uuid
 from tradepit.gateway.auth import Principal
+from tradepit.gateway.docs import BODY_ERRORS, error_responses
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.orders import decode_body
 from tradepit.gateway.service import Gateway
@@ -28,7 +29,7 @@ from tradepit.gateway.web import gateway_of, json_response, read_body, trader
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v2", tags=["reference"])
+router = APIRouter(prefix="/v2", tags=["reference"], responses=error_responses(401, 404, 422, 429))
 _MAX_CALENDAR_DAYS = 1_000
 _MAX_WATCHLISTS = 100
 _MAX_WATCHLIST_SYMBOLS = 1_000
@@ -152,7 +153,7 @@ async def get_configurations(request: Request, principal: Principal = Depends(tr
     return json_response(msgspec.to_builtins(settings))
 
 
-@router.patch("/account/configurations")
+@router.patch("/account/configurations", responses=BODY_ERRORS)
 async def set_configurations(request: Request, principal: Principal = Depends(trader)) -> Response:
     """Change account configurations. tradepit acts on `suspend_trade` (no new orders); it is
     a cash venue, so shorting, margin and fractional trading stay off."""
@@ -254,7 +255,7 @@ async def list_watchlists(request: Request, principal: Principal = Depends(trade
     )
 
 
-@router.post("/watchlists")
+@router.post("/watchlists", responses=BODY_ERRORS)
 async def create_watchlist(request: Request, principal: Principal = Depends(trader)) -> Response:
     gateway = gateway_of(request)
     body = decode_body(await read_body(request), WatchlistBody)
@@ -284,7 +285,7 @@ async def get_watchlist(
     return json_response(_watchlist_json(gateway, principal.account_id, watchlist))
 
 
-@router.put("/watchlists/{watchlist_id}")
+@router.put("/watchlists/{watchlist_id}", responses=BODY_ERRORS)
 async def replace_watchlist(
     request: Request, watchlist_id: str, principal: Principal = Depends(trader)
 ) -> Response:
@@ -299,7 +300,7 @@ async def replace_watchlist(
     return await _save_watchlist(gateway, principal.account_id, watchlist)
 
 
-@router.post("/watchlists/{watchlist_id}")
+@router.post("/watchlists/{watchlist_id}", responses=BODY_ERRORS)
 async def add_to_watchlist(
     request: Request, watchlist_id: str, principal: Principal = Depends(trader)
 ) -> Response:

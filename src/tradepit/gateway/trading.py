@@ -20,6 +20,7 @@ from tradepit.domain.numbers import to_decimal
 from tradepit.domain.orders import Order, OrderType, Side
 from tradepit.domain.symbols import cents_to_cash
 from tradepit.gateway.auth import Principal
+from tradepit.gateway.docs import BODY_ERRORS, error_responses
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.market import Listing
 from tradepit.gateway.orders import (
@@ -62,7 +63,9 @@ from tradepit.stage.messages import CancelOrder, PlaceOrder, ReplaceOrder
 
 __all__ = ["router", "place_order", "request_cancel", "order_view"]
 
-router = APIRouter(prefix="/v2", tags=["trading"])
+router = APIRouter(
+    prefix="/v2", tags=["trading"], responses=error_responses(401, 403, 404, 422, 429)
+)
 _DAY_NS = 86_400 * 10**9
 
 _ORDER_EXAMPLE = {
@@ -102,7 +105,7 @@ async def place_order(gateway: Gateway, account_id: int, request: OrderRequest) 
     return accepted_record(order, client_order_id)
 
 
-@router.post("/orders", openapi_extra=body_doc(_ORDER_EXAMPLE))
+@router.post("/orders", openapi_extra=body_doc(_ORDER_EXAMPLE), responses=BODY_ERRORS)
 async def submit_order(request: Request, principal: Principal = Depends(trader)) -> Response:
     """Place an order: market, limit, stop or stop_limit; day, gtc, ioc or fok."""
     gateway = gateway_of(request)
@@ -257,6 +260,7 @@ async def _cancel_all(gateway: Gateway, account_id: int) -> list[dict[str, Any]]
 @router.patch(
     "/orders/{order_id}",
     openapi_extra=body_doc({"qty": "5", "limit_price": "101.00"}),
+    responses=BODY_ERRORS,
 )
 async def replace_order(
     request: Request, order_id: str, principal: Principal = Depends(trader)

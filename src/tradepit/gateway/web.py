@@ -42,9 +42,21 @@ def gateway_of(request: Request) -> Gateway:
     return gateway
 
 
-# Declared as security schemes so that /docs has an Authorize button for them.
-_KEY_ID = APIKeyHeader(name="APCA-API-KEY-ID", auto_error=False)
-_SECRET = APIKeyHeader(name="APCA-API-SECRET-KEY", auto_error=False)
+# Declared as security schemes so that /docs has an Authorize button for them. Each has a name
+# of its own: under one shared name (FastAPI's default, the class's) Swagger UI keeps one of
+# the two, sends one header, and every "Try it out" was a 401.
+_KEY_ID = APIKeyHeader(
+    name="APCA-API-KEY-ID",
+    scheme_name="APCA-API-KEY-ID",
+    description="The key's id (PK…), from `tradepit admin create-account` or a demo account.",
+    auto_error=False,
+)
+_SECRET = APIKeyHeader(
+    name="APCA-API-SECRET-KEY",
+    scheme_name="APCA-API-SECRET-KEY",
+    description="The key's secret, shown once when the key was made.",
+    auto_error=False,
+)
 
 
 async def trader(
