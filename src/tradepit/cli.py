@@ -125,6 +125,20 @@ def _gateway_arguments(parser: argparse.ArgumentParser) -> None:
         help="connections the gateway may hold at once (0: its descriptor limit less 256, "
         "which also caps any other value)",
     )
+    parser.add_argument(
+        "--public-rate-limit",
+        type=float,
+        default=20.0,
+        help="requests a second per client address to the routes that need no key (the "
+        "leaderboard, demo accounts, /docs), bursts of twice that (0: no limit)",
+    )
+    parser.add_argument(
+        "--auth-failure-limit",
+        type=int,
+        default=10,
+        help="failed authentications a client address may make at once, then one a second; "
+        "meanwhile every key it sends is refused (0: no limit)",
+    )
 
 
 def _gateway_options(args: argparse.Namespace, demo: bool) -> GatewayOptions:
@@ -141,6 +155,8 @@ def _gateway_options(args: argparse.Namespace, demo: bool) -> GatewayOptions:
         args.idle_timeout,
         args.max_connections_per_client,
         args.max_connections,
+        public_rate_limit=args.public_rate_limit,
+        auth_failure_limit=args.auth_failure_limit,
     )
 
 
@@ -359,6 +375,8 @@ def _command(args: argparse.Namespace) -> int:
             idle_timeout=args.idle_timeout,
             max_connections_per_client=args.max_connections_per_client,
             max_connections=args.max_connections,
+            public_rate_limit=args.public_rate_limit,
+            auth_failure_burst=args.auth_failure_limit,
         )
         fd, parent = args.fd, args.parent_pid
         _run(

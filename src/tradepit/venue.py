@@ -73,6 +73,8 @@ class GatewayOptions:
     idle_timeout: float = 30.0
     max_connections_per_client: int = 256
     max_connections: int = 0
+    public_rate_limit: float = 20.0
+    auth_failure_limit: int = 10
 
 
 class GatewayProcess:
@@ -131,6 +133,10 @@ class GatewayProcess:
             str(options.max_connections_per_client),
             "--max-connections",
             str(options.max_connections),
+            "--public-rate-limit",
+            str(options.public_rate_limit),
+            "--auth-failure-limit",
+            str(options.auth_failure_limit),
         ]
 
     def listen(self, patience: float = 3.0) -> None:

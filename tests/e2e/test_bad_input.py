@@ -491,3 +491,18 @@ def test_public_routes_are_limited_per_address(venue: Venue, trader: Account) ->
         # Other addresses are not held up, nor are routes with a key (limited per key).
         assert other.get("/v1/leaderboard").status_code == 200
         assert busy.get("/v2/account", headers=trader.headers).status_code == 200
+
+
+def test_the_limits_per_address_are_flags_and_retry_after_is_their_refill(
+    venue: Venue, trader: Account
+) -> None:
+    wrong = {"APCA-API-KEY-ID": trader.key_id, "APCA-API-SECRET-KEY": "guess"}
+    flags = ("--public-rate-limit", "0.1", "--auth-failure-limit", "2")
+    with another_gateway(venue, *flags) as url, httpx.Client(base_url=url, timeout=30) as client:
+        # One request every 10 s, in bursts of one: the next is most of 10 s away.
+        assert client.get("/v1/leaderboard").status_code == 200
+        refused = client.get("/v1/leaderboard")
+        assert 2 <= assert_retry_after(refused) <= 10
+        statuses = [client.get("/v2/account", headers=wrong).status_code for _ in range(10)]
+        assert statuses[:2] == [401, 401]
+        assert 429 in statuses
