@@ -23,6 +23,8 @@ __all__ = [
     "ADMIN_KEY",
     "ACCOUNT_NAMES",
     "REFERENCE_PRICES",
+    "VENUE_ID",
+    "COMMITS",
     "ledger_name",
     "matcher_name",
     "ledger_of",
@@ -40,6 +42,11 @@ ADMIN_KEY = "tradepit:admin"  # the admin key's id, once created
 ACCOUNT_NAMES = "tradepit:accounts"  # account id -> AccountProfile (display name, opened at)
 # The reference-price simulator's feed (symbol -> ticks), where one runs; also a Pub/Sub channel.
 REFERENCE_PRICES = "tradepit:reference"
+# The venue's identity, fixed at its first start and also kept in its data directory
+# (`tradepit.durability`): data that carries another, or none, is not this venue's.
+VENUE_ID = "tradepit:venue"
+# The field of a shard's checkpoints hash that counts its commits (no stream is named so).
+COMMITS = "commits"
 
 
 class VenueConfig(msgspec.Struct, frozen=True):
@@ -89,7 +96,8 @@ class ShardKeys:
         self.shard = shard
         tag = "{" + shard + "}"
         self.inbox = f"{tag}:in"  # commands from clients and the operator
-        self.checkpoints = f"{tag}:checkpoints"  # inbox stream -> last entry id applied
+        # Inbox stream -> last entry id applied; and COMMITS -> how many batches committed.
+        self.checkpoints = f"{tag}:checkpoints"
         self.dead_letters = f"{tag}:dead"  # entries that could not be decoded, with the reason
         self.state = f"{tag}:state"  # small scalars: counters, totals, symbols
         self.events = f"{tag}:events"  # a matcher's every event, for market data

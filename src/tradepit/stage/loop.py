@@ -18,6 +18,11 @@ memory, loads again, and retries.
 
 An entry that cannot be decoded is moved to the shard's dead-letter stream with the reason, in
 the same transaction as the checkpoint that skips it, and the stage goes on.
+
+Each commit also counts itself (the COMMITS field of the checkpoints hash), so that what was
+acknowledged can be told from what a server loaded: a `ProgressRecorder` (`serve` gives each
+shard one, `tradepit.durability`) keeps the count outside Redis after each commit, and refuses
+a load that holds fewer.
 """
 
 from __future__ import annotations
@@ -25,14 +30,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from tradepit.stage.keys import ShardKeys
+from tradepit.stage.keys import COMMITS, ShardKeys
 from tradepit.stage.resp import (
     CommandBuffer,
     RespConnection,
@@ -43,7 +49,7 @@ from tradepit.stage.resp import (
     xread_command,
 )
 
-__all__ = ["BadEntryError", "StageCore", "StageLoop", "Fields"]
+__all__ = ["BadEntryError", "StageCore", "StageLoop", "Fields", "ProgressRecorder"]
 
 log = logging.getLogger("tradepit.stage")
 
@@ -87,6 +93,16 @@ class StageCore(ABC):
         """Queue the batch's outputs and changed state on `tx`; return what to publish after."""
 
 
+class ProgressRecorder(Protocol):
+    """Where a shard's progress is kept outside Redis, told of each load and commit."""
+
+    def loaded(self, commits: int, checkpoints: Mapping[str, bytes]) -> None:
+        """What a load found; raise to stop the stage if it holds less than was committed."""
+
+    def committed(self, commits: int, checkpoints: Mapping[str, bytes]) -> None:
+        """A commit succeeded: the shard's `commits`-th, with these checkpoints."""
+
+
 def _retrieve(future: asyncio.Future[Any]) -> None:
     """Take a dropped future's outcome, so that asyncio does not log it as never retrieved."""
     if not future.cancelled():
@@ -98,6 +114,7 @@ class _Commit(NamedTuple):
 
     replies: asyncio.Future[list[Any]]
     commands: int
+    number: int  # the shard's count of commits, this one included
     checkpoints: dict[str, bytes]
     dead: list[tuple[str, bytes, Fields, str]]
 
@@ -119,13 +136,17 @@ class StageLoop:
         max_entries: int = ENTRIES_PER_READ,
         block_ms: int = 100,
         trim_inputs: bool = True,
+        progress: ProgressRecorder | None = None,
     ) -> None:
         self.core = core
         self.redis_url = redis_url
         self.max_entries = max_entries
         self.block_ms = block_ms
         self.trim_inputs = trim_inputs
+        self.progress = progress
         self.checkpoints: dict[str, bytes] = {}  # as committed
+        self.commits = 0  # as committed
+        self._last_sent = 0  # the number of the last commit sent (== commits when none is out)
         self._read_to: dict[str, bytes] = {}  # as read and applied, maybe not yet committed
         # The next batch's XREAD, on either connection (None: not sent yet).
         self._next_read: asyncio.Future[list[Any]] | None = None
@@ -186,6 +207,9 @@ class StageLoop:
             stream: stored.get(stream.encode(), _START) for stream in self.core.inboxes()
         }
         self._read_to = dict(self.checkpoints)
+        self.commits = self._last_sent = int(stored.get(COMMITS.encode(), 0))
+        if self.progress is not None:
+            self.progress.loaded(self.commits, self.checkpoints)
         await self.core.load(redis)
 
     async def step(self, wire: RespConnection, reader: RespConnection) -> int:
@@ -235,7 +259,8 @@ class StageLoop:
             }
             record.update({b"field:" + name: value for name, value in fields.items()})
             tx.xadd(keys.dead_letters, record, maxlen=DEAD_LETTERS_KEPT, approximate=True)
-        tx.hset(keys.checkpoints, mapping=advanced)
+        number = self._last_sent + 1
+        tx.hset(keys.checkpoints, COMMITS, number, mapping=advanced)
         # Published inside the transaction: subscribers get them once it is applied, and
         # not before it is in the append-only file (Valkey writes the AOF before replies).
         for channel, message in publishes:
@@ -256,7 +281,8 @@ class StageLoop:
             replies = wire.request(*transaction(commands, trims))
         else:
             replies, self._next_read = wire.send(transaction(commands, trims), (next_read, 1))
-        self._commit = _Commit(replies, len(commands), read_to, dead)
+        self._commit = _Commit(replies, len(commands), number, read_to, dead)
+        self._last_sent = number
         self._read_to = read_to
         self.batches += 1
         return count
@@ -269,6 +295,9 @@ class StageLoop:
         executed(await commit.replies, commit.commands)
         self._backoff = _FIRST_BACKOFF
         self.checkpoints = commit.checkpoints
+        self.commits = commit.number
+        if self.progress is not None:
+            self.progress.committed(commit.number, commit.checkpoints)
         self.dead_letters += len(commit.dead)
         for stream, entry_id, _fields, reason in commit.dead:
             log.warning(
