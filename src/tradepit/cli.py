@@ -216,8 +216,7 @@ def _parser() -> argparse.ArgumentParser:
         help="stop once process PID has exited (`serve` starts its gateway so)",
     )
 
-    verify = commands.add_parser("verify", help="check the venue's books balance")
-    verify.add_argument("--settle-timeout", type=float, default=10.0)
+    commands.add_parser("verify", help="check the venue's books balance")
 
     adm = commands.add_parser("admin", help="operate a running venue")
     adm.add_argument(
@@ -290,10 +289,10 @@ async def _admin(args: argparse.Namespace, redis_url: str) -> Any:
         return await admin.close_session(client)
 
 
-async def _verify(redis_url: str, settle_timeout: float) -> int:
+async def _verify(redis_url: str) -> int:
     redis = aioredis.Redis.from_url(redis_url)
     try:
-        report = await verify(redis, settle_timeout)
+        report = await verify(redis)
     finally:
         await redis.aclose()
     print(report.text())
@@ -389,7 +388,7 @@ def _command(args: argparse.Namespace) -> int:
         _run(lambda: venue.run_shard(args.stage, index, count, redis_url, keep_inputs=keep))
         return 0
     if args.command == "verify":
-        code: int = _run(lambda: _verify(redis_url, args.settle_timeout))
+        code: int = _run(lambda: _verify(redis_url))
         return code
     try:
         result = _run(lambda: _admin(args, redis_url))
