@@ -59,7 +59,7 @@ from tradepit.stage.messages import (
 )
 from tradepit.stage.resp import CommandBuffer
 
-__all__ = ["LedgerShard", "load_ledger", "UPDATES_KEPT"]
+__all__ = ["LedgerShard", "load_ledger", "restore_ledger", "UPDATES_KEPT"]
 
 UPDATES_KEPT = 1_000  # batches of order updates kept in `{lN}:updates` for catching up
 
@@ -422,6 +422,27 @@ async def load_ledger(
         tx.hgetall(keys.transfers)
         tx.hgetall(keys.client_order_ids)
         state, accounts, open_orders, transfers, client_order_ids = await tx.execute()
+    ledger = restore_ledger(config, state, accounts, open_orders, transfers, client_order_ids)
+    history = OrderHistory(ledger.symbols)
+    if ledger.open_orders:
+        raws = await redis.hmget(keys.orders, list(ledger.open_orders))
+        for raw in raws:
+            if raw is not None:
+                record = decode_record(raw)
+                history.records[record.order_id] = record
+    return ledger, history
+
+
+def restore_ledger(
+    config: VenueConfig,
+    state: dict[bytes, bytes],
+    accounts: list[bytes],
+    open_orders: list[bytes],
+    transfers: dict[bytes, bytes],
+    client_order_ids: dict[bytes, bytes],
+) -> Ledger:
+    """A ledger from its stored hashes: `state`, and the values of `accounts` and `open`, and
+    all of `transfers` and `coids`."""
     coids: dict[int, dict[str, int]] = {}
     for key, order_id in client_order_ids.items():
         account_id, _, coid = key.decode().partition(":")
@@ -439,11 +460,4 @@ async def load_ledger(
     symbols = [symbol_of(spec) for spec in _decode_specs(state.get(b"symbols", b"[]"))]
     ledger = Ledger.restore(ledger_state, symbols)
     ledger.open_account(VENUE_ACCOUNT_ID)
-    history = OrderHistory(ledger.symbols)
-    if ledger.open_orders:
-        raws = await redis.hmget(keys.orders, list(ledger.open_orders))
-        for raw in raws:
-            if raw is not None:
-                record = decode_record(raw)
-                history.records[record.order_id] = record
-    return ledger, history
+    return ledger

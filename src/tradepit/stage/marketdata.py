@@ -55,6 +55,7 @@ __all__ = [
     "decode_feed",
     "decode_message",
     "decode_bar",
+    "decode_tops",
     "load_feeds",
     "keep_feed_clock",
 ]
@@ -80,7 +81,7 @@ class FeedBatch(msgspec.Struct, array_like=True):
 
 
 _decode_clocks = msgspec.json.Decoder(list[Clock]).decode
-_decode_tops = msgspec.json.Decoder(list[BookTop]).decode
+decode_tops = msgspec.json.Decoder(list[BookTop]).decode
 decode_batch = msgspec.json.Decoder(FeedBatch).decode
 decode_feed = msgspec.json.Decoder(SymbolFeed).decode
 decode_message = msgspec.json.Decoder(AnyFeedMessage).decode
@@ -138,7 +139,7 @@ class MarketDataShard(StageCore):
             return
         try:
             events: list[Event] = decode_events(fields[EVENTS])  # type: ignore[assignment]
-            tops = _decode_tops(fields[DEPTH]) if DEPTH in fields else []
+            tops = decode_tops(fields[DEPTH]) if DEPTH in fields else []
         except (KeyError, msgspec.DecodeError) as error:
             raise BadEntryError(f"not a matcher's events: {error}") from None
         self.core.apply_events(events)

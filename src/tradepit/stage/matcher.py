@@ -46,6 +46,7 @@ __all__ = [
     "BookCounters",
     "StoredOrder",
     "load_matcher",
+    "restore_matcher",
     "top_of",
     "EVENTS_KEPT",
 ]
@@ -206,6 +207,14 @@ async def load_matcher(redis: aioredis.Redis, keys: ShardKeys) -> tuple[Matcher,
         tx.hgetall(keys.books)
         tx.hvals(keys.resting)
         counters, stored = await tx.execute()
+    return restore_matcher(counters, stored)
+
+
+def restore_matcher(
+    counters: dict[bytes, bytes], stored: list[bytes]
+) -> tuple[Matcher, dict[int, int]]:
+    """A matcher from its stored hashes, all of `books` and the values of `resting`; and the
+    queue ranks of its resting orders."""
     orders = sorted((_decode_stored(raw) for raw in stored), key=lambda entry: entry.rank)
     ranks: dict[int, int] = {}
     by_symbol: dict[str, BookState] = {}
