@@ -25,7 +25,7 @@ def run(url: str, scenario: Scenario, config: VenueConfig | None = None) -> None
         async with running_venue(url, config) as venue:
             await scenario(venue)
             await venue.settle()
-            report = await verify(venue.redis, settle_timeout=5)
+            report = await verify(venue.redis)
             assert report.ok, report.text()
 
     asyncio.run(main())
