@@ -20,12 +20,15 @@ from redis.exceptions import BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tradepit import admin, venue
+from tradepit.backup import BackupError, backup, restore
 from tradepit.client import ReplyTimeoutError, VenueClient
 from tradepit.demo import DemoOptions
+from tradepit.doctor import examine, exited_message
 from tradepit.domain.ids import IdError, uuid_to_id
 from tradepit.domain.numbers import NumberError
 from tradepit.domain.symbols import SymbolError
-from tradepit.embedded import DataDirInUseError
+from tradepit.durability import DataLossError
+from tradepit.embedded import DataDirInUseError, ValkeyExitedError
 from tradepit.gateway import GatewaySettings, run_gateway
 from tradepit.ledger import CASH
 from tradepit.simulate import simulate
@@ -168,11 +171,35 @@ def _demo_mode_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _where_arguments(parser: argparse.ArgumentParser, after_a_command: bool = False) -> None:
+    """--data-dir, --redis-url and -v, given before the command or after it. After it, they
+    default to nothing (SUPPRESS) so as not to overwrite what was given before it."""
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if after_a_command else value
+
+    parser.add_argument(
+        "--data-dir", default=default(DATA_DIR), help="where the embedded Valkey keeps data"
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=default(None),
+        help="use this Redis (default: $REDIS_URL, else embedded)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", default=default(False))
+
+
+def _accept_data_loss_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--accept-data-loss",
+        action="store_true",
+        help="start even if Valkey holds less than this venue acknowledged (logs what is lost)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tradepit", description="A self-hosted trading venue.")
-    parser.add_argument("--data-dir", default=DATA_DIR, help="where the embedded Valkey keeps data")
-    parser.add_argument("--redis-url", help="use this Redis (default: $REDIS_URL, else embedded)")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    _where_arguments(parser)
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the whole venue in this process")
@@ -184,9 +211,11 @@ def _parser() -> argparse.ArgumentParser:
     _gateway_arguments(serve)
     _demo_mode_argument(serve)
     serve.add_argument("--no-gateway", action="store_true", help="run the stages only")
+    _accept_data_loss_argument(serve)
 
     demo = commands.add_parser("demo", help="serve, plus a simulated market trading on it")
     demo.add_argument("--fsync", choices=("everysec", "always"), default="everysec")
+    _accept_data_loss_argument(demo)
     _gateway_arguments(demo)
     demo.add_argument("--seed", type=int, default=1, help="of the reference walk and the bots")
     demo.add_argument("--volatility", type=float, default=0.0008, help="per second")
@@ -253,6 +282,22 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--seconds", type=float, default=10.0)
     sim.add_argument("--traders", type=int, default=20)
     sim.add_argument("--seed", type=int, default=1)
+
+    doctor = commands.add_parser("doctor", help="check the data directory, one finding a line")
+    doctor.add_argument(
+        "--repair",
+        action="store_true",
+        help="cut a damaged append-only file where the damage starts (losing what followed)",
+    )
+    backup = commands.add_parser("backup", help="copy the running venue into a new directory")
+    backup.add_argument("directory", type=Path)
+    backup.add_argument("--timeout", type=float, default=600.0, help="seconds for the snapshot")
+    restore = commands.add_parser("restore", help="make --data-dir, a new one, from a backup")
+    restore.add_argument("directory", type=Path, help="the backup")
+    restore.add_argument("--timeout", type=float, default=600.0, help="seconds for the AOF")
+
+    for command in [*commands.choices.values(), *ops.choices.values()]:
+        _where_arguments(command, after_a_command=True)
     return parser
 
 
@@ -327,8 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return _command(args)
-    except (DataDirInUseError, GatewayPortError) as error:
+    except (DataDirInUseError, GatewayPortError, DataLossError, BackupError) as error:
         raise SystemExit(f"tradepit: {error}") from None
+    except ValkeyExitedError as error:
+        raise SystemExit(f"tradepit: {exited_message(args.data_dir, error)}") from None
     except (RedisConnectionError, ResponseError) as error:
         code, message = _redis_problem(error)
         if args.command == "admin":  # which answers in JSON lines
@@ -347,7 +394,12 @@ def _command(args: argparse.Namespace) -> int:
         config = VenueConfig(args.ledgers, args.matchers, args.maker_fee_bps, args.taker_fee_bps)
         url = args.redis_url or os.environ.get("REDIS_URL") or None
         options = None if args.no_gateway else _gateway_options(args, args.demo)
-        _run(lambda: venue.serve(args.data_dir, args.fsync, config, url, gateway=options))
+        accept = args.accept_data_loss
+        _run(
+            lambda: venue.serve(
+                args.data_dir, args.fsync, config, url, gateway=options, accept_data_loss=accept
+            )
+        )
         return 0
     if args.command == "demo":
         url = args.redis_url or os.environ.get("REDIS_URL") or None
@@ -355,13 +407,34 @@ def _command(args: argparse.Namespace) -> int:
         market = DemoOptions(
             seed=args.seed, drift=args.drift, volatility=args.volatility, takers=args.takers
         )
+        accept = args.accept_data_loss
         _run(
             lambda: venue.serve(
-                args.data_dir, args.fsync, VenueConfig(), url, gateway=options, demo=market
+                args.data_dir,
+                args.fsync,
+                VenueConfig(),
+                url,
+                gateway=options,
+                demo=market,
+                accept_data_loss=accept,
             )
         )
         return 0
+    if args.command == "doctor":
+        findings = examine(Path(args.data_dir).resolve(), repair=args.repair)
+        for finding in findings:
+            print(finding.line())
+        return 0 if all(finding.ok for finding in findings) else 1
+    if args.command == "restore":
+        target = Path(args.data_dir).resolve()
+        print(json.dumps(_run(lambda: restore(args.directory, target, args.timeout))))
+        return 0
     redis_url = venue.find_redis_url(args.data_dir, args.redis_url)
+    if args.command == "backup":
+        data_dir = Path(args.data_dir).resolve()
+        taken = _run(lambda: backup(data_dir, redis_url, args.directory.resolve(), args.timeout))
+        print(json.dumps(taken))
+        return 0
     if args.command == "run" and args.stage == "gateway":
         settings = GatewaySettings(
             rate_limit=args.rate_limit,

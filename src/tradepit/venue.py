@@ -23,9 +23,11 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 
+from tradepit import durability
 from tradepit.access import Role, write_private
 from tradepit.admin import add_symbol, close_session, ensure_admin_key, next_session_close
 from tradepit.client import VenueClient, init_config, load_config, wait_for_server
@@ -281,9 +283,13 @@ async def serve(
     ready: asyncio.Event | None = None,
     gateway: GatewayOptions | None = None,
     demo: DemoOptions | None = None,
+    accept_data_loss: bool = False,
 ) -> None:
     """Run the venue until SIGINT or SIGTERM; `gateway` None runs no gateway; `demo` runs the
-    demo market's reference feed and bots on it (which needs the gateway)."""
+    demo market's reference feed and bots on it (which needs the gateway).
+
+    On the embedded server, it first checks that Valkey loaded all this venue acknowledged
+    (`tradepit.durability`), and stops with `DataLossError` if not, unless `accept_data_loss`."""
     embedded = EmbeddedValkey(data_dir, fsync) if redis_url is None else None
     stop = asyncio.Event()
     _stop_on_signals(stop)
@@ -291,6 +297,7 @@ async def serve(
     helpers: list[asyncio.Task[None]] = []
     venue_file: Path | None = None  # written once this venue's server is up
     runner: asyncio.Task[None] | None = None
+    progress: durability.ProgressFiles | None = None
     try:
         # What could be in the way first: the data directory, then the port.
         if embedded is not None:
@@ -299,8 +306,12 @@ async def serve(
             gateway_process = GatewayProcess(gateway)
             await asyncio.to_thread(gateway_process.listen)
         if embedded is not None:
+            await asyncio.to_thread(durability.check_aof_files, embedded.data_dir, accept_data_loss)
             await asyncio.to_thread(embedded.start)
             redis_url = embedded.url
+            # Before anything runs or is written: does Valkey hold what was acknowledged?
+            await durability.settle(redis_url, embedded.data_dir, accept_data_loss)
+            progress = durability.ProgressFiles(embedded.data_dir)
             venue_file = Path(data_dir) / VENUE_FILE
             # The operator's URL, password included, for `tradepit admin` and `verify`.
             write_private(venue_file, json.dumps({"redis_url": redis_url, "pid": os.getpid()}))
@@ -318,14 +329,26 @@ async def serve(
             first_start = not await redis.exists(SYMBOLS)
         finally:
             await redis.aclose()
-        ledger_url, matcher_url = url_of(Role.LEDGER), url_of(Role.MATCHER)
-        loops = [StageLoop(LedgerShard(i, config), ledger_url) for i in range(config.ledgers)]
-        loops += [StageLoop(MatcherShard(i, config), matcher_url) for i in range(config.matchers)]
-        loops.append(StageLoop(MarketDataShard(config), url_of(Role.MARKETDATA)))
+
+        def stage(core: StageCore, role: Role) -> StageLoop:
+            # On the embedded server, each shard keeps its progress in the data directory.
+            recorder = progress.recorder(core.keys.shard) if progress is not None else None
+            return StageLoop(core, url_of(role), progress=recorder)
+
+        loops = [stage(LedgerShard(i, config), Role.LEDGER) for i in range(config.ledgers)]
+        loops += [stage(MatcherShard(i, config), Role.MATCHER) for i in range(config.matchers)]
+        loops.append(stage(MarketDataShard(config), Role.MARKETDATA))
         if embedded is not None:
             helpers.append(asyncio.create_task(embedded.supervise()))
         runner = asyncio.create_task(run_loops(loops, stop))
-        await asyncio.gather(*(loop.ready.wait() for loop in loops))
+        # Until every stage has loaded, or one failed to (its error is the runner's).
+        loaded = asyncio.gather(*(loop.ready.wait() for loop in loops))
+        waiting: list[asyncio.Future[Any]] = [loaded, runner]
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if runner.done():
+            loaded.cancel()
+            await runner  # raises a stage's error
+            return  # stopped while the stages loaded
         admin_key = await _first_start(redis_url, first_start)
         helpers.append(asyncio.create_task(_close_sessions_at_midnight(redis_url)))
         helpers.append(asyncio.create_task(sample_forever(redis_url, config)))
@@ -378,6 +401,8 @@ async def serve(
         if venue_file is not None:  # not another venue's, if this one could not start
             with contextlib.suppress(OSError):
                 venue_file.unlink()
+        if progress is not None:
+            progress.close()
         if embedded is not None:  # last: it releases the directory
             await asyncio.to_thread(embedded.stop)
 
