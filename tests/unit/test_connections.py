@@ -15,6 +15,7 @@ import pytest
 from tradepit.cli import _gateway_options, _parser
 from tradepit.gateway.connections import (
     DESCRIPTOR_RESERVE,
+    ConnectionClock,
     ConnectionCounter,
     ConnectionGuard,
     connection_cap,
@@ -72,6 +73,19 @@ class _Time:
         return self.now
 
 
+class _Connection:
+    """What a clock asks of its connection, and what it was told."""
+
+    def __init__(self) -> None:
+        self.body_pending = False
+        self.cuts: list[bool] = []
+
+
+# Its timeouts; a quarter of the shortest is above 1 s, so the guard sweeps every 1 s (SWEEP),
+# and a deadline is set that much later than its timeout, so as never to pass early.
+HEADER, BODY, IDLE, SWEEP = 10.0, 5.0, 30.0, 1.0
+
+
 @pytest.fixture
 def time() -> _Time:
     return _Time()
@@ -81,82 +95,126 @@ def time() -> _Time:
 def guard(time: _Time) -> Iterator[ConnectionGuard]:
     loop = asyncio.new_event_loop()
     try:
-        settings = GatewaySettings(header_timeout=10, body_timeout=5, idle_timeout=30)
+        settings = GatewaySettings(header_timeout=HEADER, body_timeout=BODY, idle_timeout=IDLE)
         guard = ConnectionGuard(settings, loop)
+        assert guard.sweep_interval == SWEEP
         guard.time = time
+        guard.sweep()  # the guard's time is the test's from now on
         yield guard
     finally:
         loop.close()
 
 
+def _clock(guard: ConnectionGuard) -> tuple[ConnectionClock, _Connection]:
+    connection = _Connection()
+    clock = guard.clock(connection.cuts.append, lambda: connection.body_pending)
+    return clock, connection
+
+
+def _pass(guard: ConnectionGuard, time: _Time, seconds: float) -> None:
+    """Let `seconds` go by, swept as the gateway sweeps."""
+    end = time.now + seconds
+    while time.now < end:
+        time.now = min(time.now + SWEEP, end)
+        guard.sweep()
+
+
 def test_a_deadline_is_set_by_its_phase_not_moved_by_bytes(
     guard: ConnectionGuard, time: _Time
 ) -> None:
-    cut: list[bool] = []
-    guard.clock(cut.append)
-    time.now += 9.9
-    guard.sweep()
-    assert cut == []
-    time.now += 0.1  # 10 s after the connection began, whatever has come meanwhile
-    guard.sweep()
-    assert cut == [False]  # nothing was asked: closed without an answer
+    clock, connection = _clock(guard)
+    _pass(guard, time, HEADER - 0.1)
+    clock.request_begun()  # bytes of a head, late: its deadline stays where it was
+    _pass(guard, time, 0.1)
+    assert connection.cuts == []  # not before its time...
+    _pass(guard, time, 2 * SWEEP)
+    assert connection.cuts == [True]  # ... and within two sweeps of it; a request began: 408
     assert guard.clocks == set()
 
 
+def test_a_connection_that_asks_nothing_is_closed_without_an_answer(
+    guard: ConnectionGuard, time: _Time
+) -> None:
+    _, connection = _clock(guard)
+    _pass(guard, time, HEADER + 2 * SWEEP)
+    assert connection.cuts == [False]
+
+
 def test_a_request_through_its_phases(guard: ConnectionGuard, time: _Time) -> None:
-    cut: list[bool] = []
-    clock = guard.clock(cut.append)
+    clock, connection = _clock(guard)
     clock.request_begun()
-    time.now += 2
+    _pass(guard, time, 2)
     clock.head_complete()
-    assert clock.deadline == time.now + 5  # the body's time, from the head's end
-    clock.body_complete()
-    time.now += 1000  # the app has it: no deadline
-    guard.sweep()
-    assert cut == []
+    connection.body_pending = True
+    _pass(guard, time, BODY - 1)
+    connection.body_pending = False  # its body came; the app has it, for as long as it takes
+    _pass(guard, time, 1000)
+    assert connection.cuts == []
+    clock.response_complete()  # then idle
+    _pass(guard, time, IDLE - 1)
+    clock.request_begun()  # the next request: the head's time, from its first byte
+    _pass(guard, time, HEADER)
+    assert connection.cuts == []
+    _pass(guard, time, 2 * SWEEP)
+    assert connection.cuts == [True]  # a request was under way: a 408
+
+
+def test_an_idle_connection_is_closed_without_an_answer(
+    guard: ConnectionGuard, time: _Time
+) -> None:
+    clock, connection = _clock(guard)
+    clock.request_begun()
+    clock.head_complete()
     clock.response_complete()
-    assert clock.deadline == time.now + 30  # idle
-    time.now += 20
-    clock.request_begun()
-    assert clock.deadline == time.now + 10  # the head's time, from its first byte
-    time.now += 10
-    guard.sweep()
-    assert cut == [True]  # a request was under way: a 408
+    _pass(guard, time, IDLE)
+    assert connection.cuts == []
+    _pass(guard, time, 2 * SWEEP)
+    assert connection.cuts == [False]
 
 
-def test_a_stalled_body_after_an_early_answer(guard: ConnectionGuard, time: _Time) -> None:
-    cut: list[bool] = []
-    clock = guard.clock(cut.append)
+def test_a_stalled_body_is_cut(guard: ConnectionGuard, time: _Time) -> None:
+    clock, connection = _clock(guard)
     clock.request_begun()
     clock.head_complete()
+    connection.body_pending = True
+    _pass(guard, time, BODY + 2 * SWEEP)
+    assert connection.cuts == [True]
+
+
+def test_an_answer_before_the_body_starts_the_idle_wait(
+    guard: ConnectionGuard, time: _Time
+) -> None:
+    clock, connection = _clock(guard)
+    clock.request_begun()
+    clock.head_complete()
+    connection.body_pending = True
     clock.response_complete()  # answered before its body came (a 401, a 413)
-    clock.body_complete()  # the rest of the body, late: the idle wait goes on
-    assert clock.deadline == time.now + 30
-    clock.request_begun()
-    clock.head_complete()
-    time.now += 5
-    guard.sweep()
-    assert cut == [True]
+    _pass(guard, time, BODY + 2 * SWEEP)
+    assert connection.cuts == []  # the rest of its body is no longer waited for
+    _pass(guard, time, IDLE - BODY)
+    assert connection.cuts == [False]
 
 
 def test_a_pipelined_request_is_timed_from_its_turn(guard: ConnectionGuard, time: _Time) -> None:
-    cut: list[bool] = []
-    clock = guard.clock(cut.append)
+    clock, connection = _clock(guard)
     clock.request_begun()
     clock.head_complete()
-    clock.body_complete()
     clock.request_begun()  # the next request's head, while the app has the first
     clock.head_queued()
-    time.now += 100
-    clock.next_request(body_pending=True)  # its turn: its body is read from now on
-    assert clock.deadline == time.now + 5
-    clock.body_complete()
-    clock.response_complete()
-    assert clock.deadline == time.now + 30  # nothing of a third request has come
-    clock.stop()  # upgraded, or lost: no deadline, no sweep
-    time.now += 1000
-    guard.sweep()
-    assert cut == []
+    _pass(guard, time, 100)
+    assert connection.cuts == []
+    clock.head_complete()  # its turn: its body is read from now on
+    connection.body_pending = True
+    _pass(guard, time, BODY + 2 * SWEEP)
+    assert connection.cuts == [True]
+
+
+def test_a_stopped_clock_has_no_deadline(guard: ConnectionGuard, time: _Time) -> None:
+    clock, connection = _clock(guard)
+    clock.request_begun()
+    clock.stop()  # a WebSocket now, or lost
+    _pass(guard, time, 1000)
+    assert connection.cuts == [] and guard.clocks == set()
 
 
 def test_serve_hands_its_gateway_the_limits() -> None:

@@ -23,10 +23,11 @@ nothing capped how many one address held (issue 18). So:
 The protocol classes in server.py (`_HttpProtocol`, `_WebSocketProtocol`) call in here from
 uvicorn's hooks; nothing here knows uvicorn.
 
-Deadlines are enforced by one sweep over the waiting connections, a quarter of the shortest
+Deadlines are enforced by one sweep over the HTTP connections, a quarter of the shortest
 timeout apart (at most 1 s), rather than by a timer per phase of each request: a request's path
-then costs a few attribute writes (it passes through four phases, and arming and cancelling a
-timer for each costs more), and a deadline is kept to within one sweep interval.
+then costs a few attribute writes (~0.35 us on this VM), where uvicorn's one keep-alive timer,
+which this replaces, cost ~2 us to arm and cancel; a deadline passes within two sweep intervals
+of its time, never before it. A sweep over 10,000 connections takes ~0.15-0.35 ms.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ _HEAD: Final = 0  # the head of a request (or, on a new connection, of its first
 _BODY: Final = 1  # the rest of a request's body
 _BUSY: Final = 2  # nothing: the app has the request (it has its own reply timeout)
 _IDLE: Final = 3  # the first byte of its next request
+_NEVER: Final = math.inf
 
 
 def connection_cap(settings: GatewaySettings) -> int:
@@ -128,20 +130,30 @@ class ConnectionCounter:
 
 class ConnectionGuard:
     """One server's caps and deadlines: its counter, and the clocks of its HTTP connections,
-    swept by `sweep_forever`."""
+    swept by `sweep_forever`.
+
+    The clocks read the time the last sweep read (`now`), not the system's: a time read costs
+    ~0.2 us on this VM, and a request moves its clock three times. A deadline is therefore set
+    one sweep interval later than its timeout asks, so that it is never early, and passes at
+    most two intervals late."""
 
     def __init__(self, settings: GatewaySettings, loop: asyncio.AbstractEventLoop) -> None:
         self.counter = ConnectionCounter(
             settings.max_connections_per_client, connection_cap(settings)
         )
-        self.header_timeout = _seconds(settings.header_timeout)
-        self.body_timeout = _seconds(settings.body_timeout)
-        self.idle_timeout = _seconds(settings.idle_timeout)
-        shortest = min(self.header_timeout, self.body_timeout, self.idle_timeout)
-        self.sweep_interval = min(
-            max(shortest / _SWEEPS_PER_TIMEOUT, _SHORTEST_SWEEP), _LONGEST_SWEEP
+        header, body, idle = (
+            _seconds(timeout)
+            for timeout in (settings.header_timeout, settings.body_timeout, settings.idle_timeout)
         )
+        self.sweep_interval = min(
+            max(min(header, body, idle) / _SWEEPS_PER_TIMEOUT, _SHORTEST_SWEEP), _LONGEST_SWEEP
+        )
+        # What each phase is allowed from `now`, the last sweep's time.
+        self.header_allowance = header + self.sweep_interval
+        self.body_allowance = body + self.sweep_interval
+        self.idle_allowance = idle + self.sweep_interval
         self.time = loop.time
+        self.now = self.time()
         self.clocks: set[ConnectionClock] = set()
 
     def admit(
@@ -156,13 +168,16 @@ class ConnectionGuard:
         """Uncount an admitted connection, once, when it is lost."""
         self.counter.release(client_address(client))
 
-    def clock(self, on_expiry: Callable[[bool], None]) -> ConnectionClock:
+    def clock(
+        self, on_expiry: Callable[[bool], None], body_pending: Callable[[], bool]
+    ) -> ConnectionClock:
         """The deadlines of a new HTTP connection. `on_expiry(answer)` cuts it when one
-        passes: with a 408 if `answer` (a request was under way), else silently."""
-        return ConnectionClock(self, on_expiry)
+        passes: with a 408 if `answer` (a request was under way), else silently.
+        `body_pending()` says whether the request the app has is still waiting for its body."""
+        return ConnectionClock(self, on_expiry, body_pending)
 
     def sweep(self) -> None:
-        now = self.time()
+        now = self.now = self.time()
         for clock in [clock for clock in self.clocks if clock.deadline <= now]:
             clock.expire()
 
@@ -176,16 +191,26 @@ class ConnectionGuard:
 
 class ConnectionClock:
     """The deadline of one HTTP connection, moved on by its protocol's hooks as its requests
-    pass through their phases. While it is not stopped, its guard sweeps it."""
+    pass through their phases. While it is not stopped, its guard sweeps it.
 
-    __slots__ = ("_begun", "_guard", "_on_expiry", "_phase", "deadline")
+    The end of a body moves nothing: most requests have none, and their body phase would end
+    as soon as it began. A body deadline that passes asks `body_pending()` instead, and if the
+    body came the app simply has the request (its own reply timeout bounds it)."""
 
-    def __init__(self, guard: ConnectionGuard, on_expiry: Callable[[bool], None]) -> None:
+    __slots__ = ("_begun", "_body_pending", "_guard", "_on_expiry", "_phase", "deadline")
+
+    def __init__(
+        self,
+        guard: ConnectionGuard,
+        on_expiry: Callable[[bool], None],
+        body_pending: Callable[[], bool],
+    ) -> None:
         self._guard = guard
         self._on_expiry = on_expiry
+        self._body_pending = body_pending
         self._phase = _HEAD
         self._begun = False  # a byte of a head has come that has not ended yet
-        self.deadline = guard.time() + guard.header_timeout
+        self.deadline = guard.now + guard.header_allowance
         guard.clocks.add(self)
 
     def request_begun(self) -> None:
@@ -193,51 +218,42 @@ class ConnectionClock:
         self._begun = True
         if self._phase == _IDLE:
             self._phase = _HEAD
-            self.deadline = self._guard.time() + self._guard.header_timeout
+            self.deadline = self._guard.now + self._guard.header_allowance
 
     def head_complete(self) -> None:
-        """The head of the request the app is given next has arrived; its body may follow."""
+        """The head of the request the app is given next has arrived (or, pipelined, that
+        request's turn has come): its body may follow."""
         self._begun = False
         self._phase = _BODY
-        self.deadline = self._guard.time() + self._guard.body_timeout
+        self.deadline = self._guard.now + self._guard.body_allowance
 
     def head_queued(self) -> None:
         """The head of a request pipelined behind one in progress has arrived: it waits, and
-        its body is not read, until that one's response is complete (`next_request`)."""
+        its body is not read, until that one's response is complete (`head_complete` then)."""
         self._begun = False
-
-    def body_complete(self) -> None:
-        """A request's body has arrived whole (or it had none)."""
-        if self._phase == _BODY:  # not after its response, where a new wait has begun
-            self._phase = _BUSY
-            self.deadline = math.inf
-
-    def next_request(self, body_pending: bool) -> None:
-        """A response is complete and a pipelined request is handed to the app."""
-        if body_pending:
-            self._phase = _BODY
-            self.deadline = self._guard.time() + self._guard.body_timeout
-        else:
-            self._phase = _BUSY
-            self.deadline = math.inf
 
     def response_complete(self) -> None:
         """A response is complete and no request is waiting: the connection waits for one, or
         for the rest of the head of one that began while the app had the last."""
+        guard = self._guard
         if self._begun:
             self._phase = _HEAD
-            self.deadline = self._guard.time() + self._guard.header_timeout
+            self.deadline = guard.now + guard.header_allowance
         else:
             self._phase = _IDLE
-            self.deadline = self._guard.time() + self._guard.idle_timeout
+            self.deadline = guard.now + guard.idle_allowance
 
     def stop(self) -> None:
         """No more deadlines: the connection is lost, or is a WebSocket now."""
         self._phase = _BUSY
-        self.deadline = math.inf
+        self.deadline = _NEVER
         self._guard.clocks.discard(self)
 
     def expire(self) -> None:
+        if self._phase == _BODY and not self._body_pending():
+            self._phase = _BUSY  # the app has the whole request
+            self.deadline = _NEVER
+            return
         answer = self._begun or self._phase == _BODY
         self.stop()
         self._on_expiry(answer)

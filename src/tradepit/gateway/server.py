@@ -22,7 +22,7 @@ import socket
 from collections.abc import Iterator
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 
@@ -104,12 +104,15 @@ class _HttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._responses = _HeadWithBody(transport)
         self._clock: ConnectionClock | None = None
+        # The request the app has (uvicorn's `cycle` is the last one read, which may be one
+        # pipelined behind it).
+        self._current: RequestResponseCycle | None = None
         refusal = self.guard.admit(self.client, self.server_state.default_headers)
         if refusal is not None:
             transport.write(refusal)
             transport.close()
             return
-        self._clock = self.guard.clock(self._time_out)
+        self._clock = self.guard.clock(self._time_out, self._body_pending)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -143,13 +146,8 @@ class _HttpProtocol(HttpToolsProtocol):
                 if self.pipeline:  # queued behind a request in progress
                     clock.head_queued()
                 else:
+                    self._current = cycle
                     clock.head_complete()
-
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        clock = self._clock
-        if clock is not None:
-            clock.body_complete()
 
     def on_response_complete(self) -> None:
         # uvicorn's, less its keep-alive timer: the clock's idle deadline is that.
@@ -160,17 +158,22 @@ class _HttpProtocol(HttpToolsProtocol):
         self.flow.resume_reading()
         if self.pipeline:
             cycle, app = self.pipeline.pop()
-            clock.next_request(body_pending=cycle.more_body)
+            self._current = cycle
+            clock.head_complete()  # its turn: the clock has its body's time from now
             self._start_asgi_task(cycle, app)
         else:
             clock.response_complete()
+
+    def _body_pending(self) -> bool:
+        cycle = self._current
+        return cycle is not None and cycle.more_body and not cycle.response_complete
 
     def _time_out(self, answer: bool) -> None:
         """A deadline has passed: cut the connection, with a 408 if `answer` and nothing of a
         response has gone out."""
         if self.transport.is_closing():
             return
-        cycle = self.cycle
+        cycle = self._current
         if cycle is not None and not cycle.response_complete:
             # Its app waits for a body that is not coming: it reads a disconnect, as if the
             # client had gone, and what it sends from now on goes nowhere.
