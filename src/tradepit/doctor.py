@@ -149,10 +149,10 @@ def _append_only_file(data_dir: Path, repair: bool) -> list[Finding]:
             findings.append(Finding(True, f"{name} ({check.size} bytes) is sound"))
             continue
         last = index == len(checks) - 1 and check.loads_up_to is not None
-        where = (
-            f" at byte {check.loads_up_to} of {check.size}" if check.loads_up_to is not None else ""
-        )
-        damage = f"{name} is damaged{where} ({check.detail})"
+        damage = f"{name} is damaged ({check.detail})"
+        if check.loads_up_to is not None:
+            # Where the last whole command (or MULTI/EXEC) before the damage ends.
+            damage += f": only its first {check.loads_up_to} of {check.size} bytes load"
         if not last:
             findings.append(
                 Finding(

@@ -379,8 +379,9 @@ def check_aof_files(data_dir: Path, accept_data_loss: bool) -> None:
     aof_dir = data_dir / aof.AOF_DIR
     problem = aof.missing_part(data_dir)
     recorded = read_recorded(data_dir)
-    if problem is None or not (aof_dir.exists() or recorded.anything):
-        return
+    files_left = aof_dir.is_dir() and any(aof_dir.iterdir())
+    if problem is None or not (files_left or recorded.anything):
+        return  # whole, or nothing to lose
     acknowledged = [
         f"{shard} {progress.commits} commits (inputs up to {utc_text(progress.last_input_ms())})"
         for shard, progress in sorted(recorded.shards.items())
@@ -424,7 +425,13 @@ async def settle(redis_url: str, data_dir: Path, accept_data_loss: bool) -> None
         write_private(data_dir / IDENTITY_FILE, venue_id + "\n")
     finally:
         await redis.aclose()
-    if comparison.identity is Identity.NEW:
+    if not comparison.ok:
+        log.warning(
+            "%s goes on as venue %s, from what Valkey holds: the progress files start again",
+            data_dir,
+            venue_id,
+        )
+    elif comparison.identity is Identity.NEW:
         log.info("a new venue, %s, in %s", venue_id, data_dir)
     elif comparison.identity is Identity.ADOPTED:
         log.warning(
@@ -434,8 +441,6 @@ async def settle(redis_url: str, data_dir: Path, accept_data_loss: bool) -> None
             IDENTITY_FILE,
             venue_id,
         )
-    else:
-        log.warning("%s is now venue %s's, as Valkey holds it", data_dir, venue_id)
 
 
 def _forget(data_dir: Path) -> None:
