@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -296,8 +297,13 @@ def test_a_gateway_started_before_its_server_waits_for_it(tmp_path: Path) -> Non
     env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
     command = [*TRADEPIT, "--redis-url", server.url, "run", "gateway", "--port", str(port)]
     gateway = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    assert gateway.stderr is not None
+    errors: list[str] = []
+    # Read as it goes, so that the server starts only once the gateway has found it missing
+    # (however long its start takes on a busy machine).
+    threading.Thread(target=errors.extend, args=(gateway.stderr,), daemon=True).start()
     try:
-        time.sleep(1.5)
+        _until(lambda: "gateway: redis unavailable" in "".join(errors), timeout=60)
         assert gateway.poll() is None  # waiting, not exited
         with server:
             redis = Redis.from_url(server.url)
@@ -315,5 +321,5 @@ def test_a_gateway_started_before_its_server_waits_for_it(tmp_path: Path) -> Non
             _until(answers)
     finally:
         gateway.send_signal(signal.SIGTERM)
-        _, errors = gateway.communicate(timeout=30)
-    assert "gateway: redis unavailable" in errors
+        gateway.wait(timeout=30)
+    assert "gateway: redis unavailable" in "".join(errors)
