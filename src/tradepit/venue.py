@@ -338,8 +338,13 @@ async def serve(
         loops = [stage(LedgerShard(i, config), Role.LEDGER) for i in range(config.ledgers)]
         loops += [stage(MatcherShard(i, config), Role.MATCHER) for i in range(config.matchers)]
         loops.append(stage(MarketDataShard(config), Role.MARKETDATA))
+        supervisor: asyncio.Task[None] | None = None
         if embedded is not None:
-            helpers.append(asyncio.create_task(embedded.supervise()))
+            supervisor = asyncio.create_task(embedded.supervise())
+            helpers.append(supervisor)
+            # A server that cannot be started again (its AOF damaged meanwhile, say) stops the
+            # venue, with the reason, rather than leave its stages retrying forever.
+            supervisor.add_done_callback(lambda _task: stop.set())
         runner = asyncio.create_task(run_loops(loops, stop))
         # Until every stage has loaded, or one failed to (its error is the runner's).
         loaded = asyncio.gather(*(loop.ready.wait() for loop in loops))
@@ -348,6 +353,7 @@ async def serve(
         if runner.done():
             loaded.cancel()
             await runner  # raises a stage's error
+            _raise_if_failed(supervisor)
             return  # stopped while the stages loaded
         admin_key = await _first_start(redis_url, first_start)
         helpers.append(asyncio.create_task(_close_sessions_at_midnight(redis_url)))
@@ -389,6 +395,7 @@ async def serve(
         if ready is not None:
             ready.set()
         await runner
+        _raise_if_failed(supervisor)
     finally:
         for helper in helpers:
             helper.cancel()
@@ -405,6 +412,12 @@ async def serve(
             progress.close()
         if embedded is not None:  # last: it releases the directory
             await asyncio.to_thread(embedded.stop)
+
+
+def _raise_if_failed(supervisor: asyncio.Task[None] | None) -> None:
+    """Raise what ended the server's supervision, if it ended."""
+    if supervisor is not None and supervisor.done() and not supervisor.cancelled():
+        supervisor.result()
 
 
 def _public(url: str) -> str:

@@ -358,3 +358,23 @@ def test_a_backup_taken_while_orders_trade_restores_into_a_venue_that_verifies(
         assert again.returncode == 1
     finally:
         venue.stop()
+
+
+def test_a_server_that_cannot_be_started_again_stops_the_venue(tmp_path: Path) -> None:
+    """The supervisor restarts a server that died; if its AOF was garbled meanwhile, the venue
+    stops with the same one line as at start, rather than its stages retrying forever."""
+    data_dir = tmp_path / "data"
+    venue = Venue(data_dir)
+    accounts = asyncio.run(_open_accounts(venue.url, 2))
+    assert len(asyncio.run(_trade(venue.url, accounts, 20))) == 20
+    incremental = _last_incremental_file(data_dir)
+    data = bytearray(incremental.read_bytes())
+    at = data.index(b"\r\n*", len(data) // 2) + 2
+    data[at : at + 1] = b"?"
+    incremental.write_bytes(bytes(data))
+    server_pid = int((data_dir / "valkey.pid").read_text())
+    os.kill(server_pid, signal.SIGKILL)
+    rest, _ = venue.process.communicate(timeout=120)
+    assert venue.process.returncode not in (0, None), venue.printed + rest
+    assert "Traceback" not in rest, rest
+    assert f"tradepit: the append-only file in {data_dir} is damaged" in rest, rest
