@@ -173,11 +173,18 @@ class EmbeddedValkey:
             self.fsync,
             "--save",
             "",
-            # A busy venue appends tens of MB a second: at Valkey's default (a rewrite once the
-            # file has doubled past 64 MB) it forks and rewrites every few seconds, ~15% of
-            # the machine flat out on 2 cores. Replay on restart is bounded by the same size.
+            # A rewrite (a fork writing the data set out as the AOF's RDB base) once the file
+            # passes 256 MB and has doubled since the last one. A restart then replays at most
+            # 256 MB (~2 s here) or as much as the base holds, so it takes at most ~2x the
+            # data set's own load, which grows with the order history (~7 s at 1M orders).
+            # Each rewrite costs ~8 ns of CPU per byte of base; flat out that is ~20 us per
+            # order once the base passes 128 MB, at paced rates next to nothing. (At 1 GB, 300k
+            # orders left 946 MB that replayed in 6.4 s, over a data set that loads in 1.9 s:
+            # bench/restart.py, bench/RESULTS.md.)
             "--auto-aof-rewrite-min-size",
-            "1gb",
+            "256mb",
+            "--auto-aof-rewrite-percentage",
+            "100",
             "--daemonize",
             "no",
             "--protected-mode",
