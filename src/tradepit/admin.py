@@ -21,7 +21,9 @@ import msgspec
 from tradepit.client import ReplyTimeoutError, VenueClient
 from tradepit.domain.ids import VENUE_ACCOUNT_ID, id_to_uuid, new_id
 from tradepit.domain.numbers import parse_units, to_decimal
+from tradepit.domain.refusals import Refusal
 from tradepit.domain.symbols import CASH_UNIT, Symbol, cash_to_cents, cents_to_cash
+from tradepit.errors import RefusalError, TradepitError
 from tradepit.ledger import CASH, Account
 from tradepit.stage.keys import (
     ACCOUNT_NAMES,
@@ -71,11 +73,9 @@ _decode_counters = msgspec.json.Decoder(BookCounters).decode
 _decode_account = msgspec.json.Decoder(Account).decode
 
 
-class AdminError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+# An operator's command refused: by the command itself, or by the ledger that carried it out
+# (its `Reply`). The same class as the ledger's `LedgerError`.
+AdminError = RefusalError
 
 
 class AccountPendingError(ReplyTimeoutError):
@@ -117,8 +117,15 @@ def hash_secret(secret: str) -> str:
 
 
 def _check(reply: Reply) -> None:
-    if not reply.ok:
-        raise AdminError(reply.code, reply.message)
+    if reply.ok:
+        return
+    refusal = Refusal.of(reply.code)
+    if refusal is None:  # only a ledger of another version can answer so
+        raise TradepitError(
+            f"a ledger refused with {reply.code!r}, which this tradepit does not know: "
+            f"{reply.message}"
+        )
+    raise AdminError(refusal, reply.message)
 
 
 async def list_symbols(client: VenueClient) -> dict[str, Symbol]:
@@ -129,7 +136,7 @@ async def list_symbols(client: VenueClient) -> dict[str, Symbol]:
 async def _symbol(client: VenueClient, name: str) -> Symbol:
     raw = await client.redis.hget(SYMBOLS, name)
     if raw is None:
-        raise AdminError("unknown_symbol", f"unknown symbol {name}")
+        raise AdminError(Refusal.UNKNOWN_SYMBOL, f"unknown symbol {name}")
     return symbol_of(_decode_spec(raw))
 
 
@@ -245,7 +252,7 @@ async def add_symbol(
             name, to_decimal(tick_size, "tick_size"), to_decimal(lot_size, "lot_size"), band_bps
         )
     except ValueError as error:
-        raise AdminError("invalid_symbol", str(error)) from None
+        raise AdminError(Refusal.INVALID_SYMBOL, str(error)) from None
     reference = symbol.price_to_ticks(reference_price, "reference_price") if reference_price else 0
     spec = msgspec.structs.replace(spec_of(symbol), reference=reference)
     await client.send_to_matcher(matcher_of(name, client.config), [AddBook(name)])

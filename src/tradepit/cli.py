@@ -26,6 +26,7 @@ from tradepit.demo import DemoOptions
 from tradepit.doctor import examine, exited_message
 from tradepit.domain.ids import IdError, uuid_to_id
 from tradepit.domain.numbers import NumberError
+from tradepit.domain.refusals import Refusal
 from tradepit.domain.symbols import SymbolError
 from tradepit.durability import DataLossError
 from tradepit.embedded import DataDirInUseError, ValkeyExitedError
@@ -309,10 +310,12 @@ async def _admin(args: argparse.Namespace, redis_url: str) -> Any:
             return await admin.create_account(client, args.cash, positions, args.name)
         if op in ("deposit", "withdraw"):
             if (args.cash is None) == (args.symbol is None):
-                raise admin.AdminError("invalid_request", "give either --cash or --symbol/--qty")
+                raise admin.AdminError(
+                    Refusal.INVALID_REQUEST, "give either --cash or --symbol/--qty"
+                )
             asset, amount = (CASH, args.cash) if args.cash is not None else (args.symbol, args.qty)
             if amount is None:
-                raise admin.AdminError("invalid_request", "--symbol needs --qty")
+                raise admin.AdminError(Refusal.INVALID_REQUEST, "--symbol needs --qty")
             account_id = uuid_to_id(args.account)
             withdraw = op == "withdraw"
             return await admin.transfer(

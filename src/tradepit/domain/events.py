@@ -9,9 +9,12 @@ costs in CPython; a consumer that wants per-order reports reads the side it owns
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import msgspec
 
 from tradepit.domain.orders import Side
+from tradepit.domain.refusals import Refusal
 
 __all__ = [
     "RejectReason",
@@ -30,19 +33,30 @@ __all__ = [
 ]
 
 
-class RejectReason:
-    UNKNOWN_SYMBOL = "unknown_symbol"
-    HALTED = "halted"
-    DUPLICATE_ORDER_ID = "duplicate_order_id"
-    INVALID_QTY = "invalid_qty"
-    INVALID_PRICE = "invalid_price"
-    INVALID_ORDER = "invalid_order"
-    POST_ONLY_WOULD_TAKE = "post_only_would_take"
-    UNKNOWN_ORDER = "unknown_order"
-    NOT_OWNER = "not_owner"
+class RejectReason(StrEnum):
+    """Why the matcher refused an order, a cancel or a replace: the `Refusal`s it replies with,
+    whose codes these are (ledger/history.py stores them as an order's `reason`).
+
+    Events type their `reason` as a plain str, not as this enum or `CancelReason`, so that a
+    reason this version does not know (a test's, another version's matcher's) still decodes:
+    a ledger must settle every event it is sent.
+    """
+
+    UNKNOWN_SYMBOL = Refusal.UNKNOWN_SYMBOL.value
+    HALTED = Refusal.HALTED.value
+    DUPLICATE_ORDER_ID = Refusal.DUPLICATE_ORDER_ID.value
+    INVALID_QTY = Refusal.INVALID_QTY.value
+    INVALID_PRICE = Refusal.INVALID_PRICE.value
+    INVALID_ORDER = Refusal.INVALID_ORDER.value
+    POST_ONLY_WOULD_TAKE = Refusal.POST_ONLY_WOULD_TAKE.value
+    UNKNOWN_ORDER = Refusal.UNKNOWN_ORDER.value
+    NOT_OWNER = Refusal.NOT_OWNER.value
 
 
-class CancelReason:
+class CancelReason(StrEnum):
+    """Why the matcher canceled an order, or what was left of it: not a refusal, as the order
+    had been accepted."""
+
     REQUESTED = "requested"
     IOC_REMAINDER = "ioc_remainder"
     FOK_UNFILLED = "fok_unfilled"
@@ -69,7 +83,7 @@ class Accepted(Event, tag="accepted"):
 class Rejected(Event, tag="rejected"):
     order_id: int
     account_id: int
-    reason: str
+    reason: str  # a RejectReason
 
 
 class Trade(Event, tag="trade"):
@@ -98,7 +112,7 @@ class Canceled(Event, tag="canceled"):
     account_id: int
     side: Side
     qty: int
-    reason: str
+    reason: str  # a CancelReason
 
 
 class Expired(Event, tag="expired"):
@@ -131,7 +145,7 @@ class ReplaceRejected(Event, tag="replace_rejected"):
     order_id: int
     account_id: int
     new_order_id: int
-    reason: str
+    reason: str  # a RejectReason
 
 
 class CancelRejected(Event, tag="cancel_rejected"):
@@ -139,7 +153,7 @@ class CancelRejected(Event, tag="cancel_rejected"):
 
     order_id: int
     account_id: int
-    reason: str
+    reason: str  # a RejectReason
 
 
 class Triggered(Event, tag="triggered"):

@@ -33,7 +33,9 @@ from tradepit.domain.events import (
 )
 from tradepit.domain.ids import VENUE_ACCOUNT_ID
 from tradepit.domain.orders import Order, Side
+from tradepit.domain.refusals import Refusal
 from tradepit.domain.symbols import Symbol
+from tradepit.errors import RefusalError
 
 __all__ = [
     "CASH",
@@ -50,13 +52,9 @@ CASH = "$"  # the asset name of cash in per-asset totals (no symbol can be named
 _BPS = 10_000
 
 
-class LedgerError(Exception):
-    """A request the ledger refused; nothing changed. `code` is stable, `message` readable."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+# A request the ledger refused; nothing changed. The same class as the operator's `AdminError`:
+# a refusal is one thing wherever it is raised.
+LedgerError = RefusalError
 
 
 class Holding(msgspec.Struct):
@@ -177,23 +175,26 @@ class Ledger:
         if done is not None:
             if done != (account_id, asset, amount, cost):
                 raise LedgerError(
-                    "transfer_conflict", f"transfer {transfer_id} was already done differently"
+                    Refusal.TRANSFER_CONFLICT,
+                    f"transfer {transfer_id} was already done differently",
                 )
             return
         account = self._account(account_id)
         if quantity <= 0 or cost < 0:
-            raise LedgerError("invalid_amount", "a transfer moves a positive amount")
+            raise LedgerError(Refusal.INVALID_AMOUNT, "a transfer moves a positive amount")
         if asset == CASH:
             if account.cash_free + amount < 0:
-                raise LedgerError("insufficient_funds", "not enough free cash to withdraw")
+                raise LedgerError(Refusal.INSUFFICIENT_FUNDS, "not enough free cash to withdraw")
             account.cash_free += amount
         else:
             if asset not in self.symbols:
-                raise LedgerError("unknown_symbol", f"unknown symbol {asset}")
+                raise LedgerError(Refusal.UNKNOWN_SYMBOL, f"unknown symbol {asset}")
             holding = account.holdings.get(asset)
             if withdraw:
                 if holding is None or holding.free < quantity:
-                    raise LedgerError("insufficient_shares", f"not enough free {asset} to withdraw")
+                    raise LedgerError(
+                        Refusal.INSUFFICIENT_SHARES, f"not enough free {asset} to withdraw"
+                    )
                 holding.cost -= holding.cost * quantity // (holding.free + holding.reserved)
             else:
                 if holding is None:
@@ -206,7 +207,7 @@ class Ledger:
     def _account(self, account_id: int) -> Account:
         account = self.accounts.get(account_id)
         if account is None:
-            raise LedgerError("unknown_account", f"account {account_id} does not exist")
+            raise LedgerError(Refusal.UNKNOWN_ACCOUNT, f"account {account_id} does not exist")
         return account
 
     # Orders.
@@ -222,11 +223,11 @@ class Ledger:
         account = self._account(order.account_id)
         symbol = self.symbols.get(order.symbol)
         if symbol is None:
-            raise LedgerError("unknown_symbol", f"unknown symbol {order.symbol}")
+            raise LedgerError(Refusal.UNKNOWN_SYMBOL, f"unknown symbol {order.symbol}")
         if order.qty <= 0 or order.price <= 0:
-            raise LedgerError("invalid_order", "qty and price must be positive")
+            raise LedgerError(Refusal.INVALID_ORDER, "qty and price must be positive")
         if order.order_id in self.open_orders:
-            raise LedgerError("duplicate_order_id", "an open order already has this id")
+            raise LedgerError(Refusal.DUPLICATE_ORDER_ID, "an open order already has this id")
         self._check_client_order_id(account.account_id, client_order_id)
         self._reserve(account, symbol, order.order_id, order.side, order.price, order.qty, 0)
         if client_order_id is not None:
@@ -252,11 +253,11 @@ class Ledger:
         account = self._account(account_id)
         old = self.open_orders.get(order_id)
         if old is None or old.account_id != account_id:
-            raise LedgerError("unknown_order", "no such open order")
+            raise LedgerError(Refusal.UNKNOWN_ORDER, "no such open order")
         if qty <= 0 or price <= 0:
-            raise LedgerError("invalid_order", "qty and price must be positive")
+            raise LedgerError(Refusal.INVALID_ORDER, "qty and price must be positive")
         if new_order_id in self.open_orders:
-            raise LedgerError("duplicate_order_id", "an open order already has this id")
+            raise LedgerError(Refusal.DUPLICATE_ORDER_ID, "an open order already has this id")
         self._check_client_order_id(account.account_id, client_order_id)
         symbol = self.symbols[old.symbol]
         self._reserve(account, symbol, new_order_id, old.side, price, qty, order_id)
@@ -268,7 +269,7 @@ class Ledger:
             account_id, ()
         ):
             raise LedgerError(
-                "duplicate_client_order_id", f"client_order_id {client_order_id!r} is taken"
+                Refusal.DUPLICATE_CLIENT_ORDER_ID, f"client_order_id {client_order_id!r} is taken"
             )
 
     def _reserve(
@@ -285,7 +286,7 @@ class Ledger:
             needed = self.buy_reservation(symbol, price, qty)
             if needed > account.cash_free:
                 raise LedgerError(
-                    "insufficient_buying_power",
+                    Refusal.INSUFFICIENT_BUYING_POWER,
                     f"needs {needed} cents of buying power, has {account.cash_free}",
                 )
             account.cash_free -= needed
@@ -296,7 +297,7 @@ class Ledger:
             if holding is None or holding.free < needed:
                 have = holding.free if holding else 0
                 raise LedgerError(
-                    "insufficient_shares", f"needs {needed} lots of {symbol.name}, has {have}"
+                    Refusal.INSUFFICIENT_SHARES, f"needs {needed} lots of {symbol.name}, has {have}"
                 )
             holding.free -= needed
             holding.reserved += needed

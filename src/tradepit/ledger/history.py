@@ -8,6 +8,7 @@ outlives it. Statuses are Alpaca's, lower case.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 
 import msgspec
 
@@ -37,7 +38,9 @@ __all__ = [
 ]
 
 
-class OrderStatus:
+class OrderStatus(StrEnum):
+    """An order's status, Alpaca's name for it, as its record stores it."""
+
     ACCEPTED = "accepted"  # reserved by the ledger, on its way to the book
     NEW = "new"  # live in the book (resting, or a stop waiting for its trigger)
     PARTIALLY_FILLED = "partially_filled"
@@ -50,7 +53,7 @@ class OrderStatus:
     PENDING_REPLACE = "pending_replace"
 
 
-class TradeEvent:
+class TradeEvent(StrEnum):
     """Alpaca's names for what happened to an order, as its trade_updates stream tells it."""
 
     NEW = "new"
@@ -93,7 +96,7 @@ class OrderRecord(msgspec.Struct, array_like=True, gc=False):
     qty: int
     limit_price: int
     stop_price: int
-    status: str
+    status: OrderStatus
     created_at: int
     updated_at: int
     filled_qty: int = 0
@@ -104,6 +107,8 @@ class OrderRecord(msgspec.Struct, array_like=True, gc=False):
     replaced_at: int = 0
     replaced_by: int = 0
     replaces: int = 0
+    # A `RejectReason` or a `CancelReason` ("" for neither): a str, as msgspec decodes no union
+    # of two string enums.
     reason: str = ""
 
 
@@ -135,7 +140,7 @@ class OrderUpdate(msgspec.Struct, array_like=True, gc=False):
     the fill, and the trade's sequence number in its symbol (which names the execution).
     """
 
-    event: str
+    event: TradeEvent
     ts: int
     order: OrderRecord
     price: int = 0
@@ -152,14 +157,14 @@ class Fill(msgspec.Struct, array_like=True, gc=False):
     bytes (165 against 302 per index entry in bench/pipeline.py's market), in a structure that
     only grows, and less of Valkey's time per fill."""
 
-    event: str  # TradeEvent.FILL or PARTIAL_FILL
+    event: TradeEvent  # FILL or PARTIAL_FILL
     ts: int
     order_id: int
     symbol: str
     side: Side
     order_qty: int
     filled_qty: int
-    status: str
+    status: OrderStatus
     price: int
     qty: int
     trade_seq: int
@@ -182,7 +187,7 @@ class Fill(msgspec.Struct, array_like=True, gc=False):
         )
 
 
-Change = tuple[str, OrderRecord]  # an event name and the record it changed
+Change = tuple[TradeEvent, OrderRecord]  # an event name and the record it changed
 
 
 class OrderHistory:
@@ -200,7 +205,7 @@ class OrderHistory:
         record = self.records[order.order_id] = accepted_record(order, client_order_id, replaces)
         return record
 
-    def mark_pending(self, order_id: int, status: str, ts: int) -> OrderRecord | None:
+    def mark_pending(self, order_id: int, status: OrderStatus, ts: int) -> OrderRecord | None:
         """A cancel or replace was sent to the book for a live order."""
         record = self.records.get(order_id)
         if record is None or record.status in TERMINAL_STATUSES:

@@ -302,7 +302,7 @@ class Book:
         trade at once if the new price crosses the book.
         """
         old = self.orders.get(order_id) or self.stop_orders.get(order_id)
-        reason = None
+        reason: RejectReason | None = None
         if self.halted:
             reason = RejectReason.HALTED
         elif old is None:
@@ -316,10 +316,12 @@ class Book:
         elif new_order_id in self.orders or new_order_id in self.stop_orders:
             reason = RejectReason.DUPLICATE_ORDER_ID
         if old is None or reason is not None:
+            # Without an order there is always a reason by now: `or` is for the type checker.
+            reason = reason or RejectReason.UNKNOWN_ORDER
             self.seq += 1
             self.out.append(
                 ReplaceRejected(
-                    self.symbol, self.seq, ts, order_id, account_id, new_order_id, str(reason)
+                    self.symbol, self.seq, ts, order_id, account_id, new_order_id, reason
                 )
             )
             return
@@ -445,7 +447,7 @@ class Book:
 
     # Internals.
 
-    def _check_new(self, order: Order) -> str | None:
+    def _check_new(self, order: Order) -> RejectReason | None:
         if self.halted:
             return RejectReason.HALTED
         if order.qty <= 0:
@@ -461,7 +463,7 @@ class Book:
             return RejectReason.INVALID_ORDER
         return None
 
-    def _emit_rejected(self, order: Order, reason: str) -> None:
+    def _emit_rejected(self, order: Order, reason: RejectReason) -> None:
         self.seq += 1
         self.out.append(
             Rejected(self.symbol, self.seq, order.ts, order.order_id, order.account_id, reason)
@@ -683,7 +685,7 @@ class Book:
             level[_FIRST:] = [entry for entry in _open_orders(level) if entry.leaves]
             level[1] = _FIRST
 
-    def _cancel_remainder(self, order: Order, reason: str) -> None:
+    def _cancel_remainder(self, order: Order, reason: CancelReason) -> None:
         leaves = order.leaves
         order.leaves = 0
         self.seq += 1

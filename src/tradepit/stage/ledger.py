@@ -26,6 +26,7 @@ from tradepit.domain.events import (
 )
 from tradepit.domain.ids import VENUE_ACCOUNT_ID
 from tradepit.domain.orders import Order
+from tradepit.domain.refusals import Refusal
 from tradepit.domain.symbols import SymbolError
 from tradepit.ledger import Account, Ledger, LedgerError, LedgerState, OpenOrder
 from tradepit.ledger.history import (
@@ -166,7 +167,7 @@ class LedgerShard(StageCore):
                 dirty_records[record.order_id] = record
                 self._order_changed(name, record, event)
 
-    def _order_changed(self, name: str, record: OrderRecord, event: object) -> None:
+    def _order_changed(self, name: TradeEvent, record: OrderRecord, event: object) -> None:
         """Tell the owner (an `OrderUpdate`), and keep the account's indexes in step."""
         if isinstance(event, Trade):
             holding = self.ledger.accounts[record.account_id].holdings[record.symbol]
@@ -224,13 +225,13 @@ class LedgerShard(StageCore):
             try:
                 symbol = symbol_of(command.symbol)
             except (SymbolError, ArithmeticError) as error:
-                raise LedgerError("invalid_symbol", str(error)) from None
+                raise LedgerError(Refusal.INVALID_SYMBOL, str(error)) from None
             self.ledger.add_symbol(symbol)
             self.symbols_changed = True
 
     def _check_owned(self, account_id: int) -> None:
         if not self.owns(account_id):
-            raise LedgerError("wrong_shard", f"account {account_id} belongs to another shard")
+            raise LedgerError(Refusal.WRONG_SHARD, f"account {account_id} belongs to another shard")
 
     def _place_order(self, order: Order, client_order_id: str) -> None:
         self._check_owned(order.account_id)
@@ -263,9 +264,9 @@ class LedgerShard(StageCore):
         self._own_open_order(command.account_id, command.order_id)
         old = self.history.records.get(command.order_id)
         if old is None or old.status in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_REPLACE):
-            raise LedgerError("order_pending", "the order has a cancel or replace in flight")
+            raise LedgerError(Refusal.ORDER_PENDING, "the order has a cancel or replace in flight")
         if command.new_order_id in self.history.records:
-            raise LedgerError("duplicate_order_id", "an open order already has this id")
+            raise LedgerError(Refusal.DUPLICATE_ORDER_ID, "an open order already has this id")
         self.ledger.reserve_replacement(
             command.order_id,
             command.account_id,
@@ -311,7 +312,7 @@ class LedgerShard(StageCore):
         self._check_owned(account_id)
         open_order = self.ledger.open_orders.get(order_id)
         if open_order is None or open_order.account_id != account_id:
-            raise LedgerError("unknown_order", "no such open order")
+            raise LedgerError(Refusal.UNKNOWN_ORDER, "no such open order")
         return open_order
 
     def _transfer(self, command: Transfer) -> None:
