@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -22,7 +23,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from tradepit import admin, venue
 from tradepit.backup import BackupError, backup, restore
 from tradepit.client import ReplyTimeoutError, VenueClient
-from tradepit.demo import DemoOptions
 from tradepit.doctor import examine, exited_message
 from tradepit.domain.ids import IdError, uuid_to_id
 from tradepit.domain.numbers import NumberError
@@ -30,11 +30,12 @@ from tradepit.domain.refusals import Refusal
 from tradepit.domain.symbols import SymbolError
 from tradepit.durability import DataLossError
 from tradepit.embedded import DataDirInUseError, ValkeyExitedError
-from tradepit.gateway import GatewaySettings, run_gateway
+from tradepit.gateway import run_gateway
 from tradepit.ledger import CASH
+from tradepit.options import SettingsError, add_settings_options, settings_from
+from tradepit.settings import DemoSettings, GatewaySettings, StageSettings, VenueSettings
 from tradepit.simulate import simulate
-from tradepit.stage.keys import VenueConfig
-from tradepit.venue import GatewayOptions, GatewayPortError
+from tradepit.venue import GatewayPortError
 from tradepit.verify import verify
 
 try:
@@ -50,17 +51,6 @@ def _event_loop_policy() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def _shard(text: str) -> tuple[int, int]:
-    index, _, count = text.partition("/")
-    try:
-        shard = int(index), int(count)
-    except ValueError:
-        raise argparse.ArgumentTypeError("a shard is INDEX/COUNT, such as 0/2") from None
-    if not 0 <= shard[0] < shard[1]:
-        raise argparse.ArgumentTypeError("a shard's index is within 0..COUNT-1")
-    return shard
-
-
 def _position(text: str) -> tuple[str, str]:
     symbol, sep, qty = text.partition("=")
     if not sep:
@@ -68,108 +58,15 @@ def _position(text: str) -> tuple[str, str]:
     return symbol, qty
 
 
-def _gateway_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="the API's address")
-    parser.add_argument("--port", type=int, default=8000, help="the API's port")
-    parser.add_argument(
-        "--rate-limit",
-        type=float,
-        default=200.0,
-        help="API requests a second per key, bursts of twice that (0: no limit)",
-    )
-    parser.add_argument(
-        "--stream-queue-limit",
-        type=int,
-        default=5_000,
-        help="market data messages waiting for one stream client before it is cut off",
-    )
-    parser.add_argument(
-        "--stream-send-timeout",
-        type=float,
-        default=10.0,
-        help="seconds a stream client may read nothing while data waits before it is cut off",
-    )
-    parser.add_argument(
-        "--send-buffer",
-        type=int,
-        default=16 * 1024,
-        help="bytes held unsent per WebSocket connection, by the kernel (TCP_NOTSENT_LOWAT) and "
-        "by the server's write buffer each, before a send waits (0: their defaults)",
-    )
-    parser.add_argument(
-        "--header-timeout",
-        type=float,
-        default=10.0,
-        help="seconds for a request's head to arrive whole, from the connection's start or the "
-        "request's first byte, before a 408 and a close (0: none)",
-    )
-    parser.add_argument(
-        "--body-timeout",
-        type=float,
-        default=10.0,
-        help="seconds for a request's body to arrive whole, from its head (0: none)",
-    )
-    parser.add_argument(
-        "--idle-timeout",
-        type=float,
-        default=30.0,
-        help="seconds a keep-alive HTTP connection may wait for its next request (0: forever)",
-    )
-    parser.add_argument(
-        "--max-connections-per-client",
-        type=int,
-        default=256,
-        help="connections one client address may hold at once, HTTP and WebSocket together, "
-        "loopback included (0: no cap)",
-    )
-    parser.add_argument(
-        "--max-connections",
-        type=int,
-        default=0,
-        help="connections the gateway may hold at once (0: its descriptor limit less 256, "
-        "which also caps any other value)",
-    )
-    parser.add_argument(
-        "--public-rate-limit",
-        type=float,
-        default=20.0,
-        help="requests a second per client address to the routes that need no key (the "
-        "leaderboard, demo accounts, /docs), bursts of twice that (0: no limit)",
-    )
-    parser.add_argument(
-        "--auth-failure-limit",
-        type=int,
-        default=10,
-        help="failed authentications a client address may make at once, then one a second; "
-        "meanwhile every key it sends is refused (0: no limit)",
-    )
+# `demo` runs a new venue of one shard each, without fees, that accepts no loss of data.
+_DEMO_FIXED = ("ledgers", "matchers", "maker_fee_bps", "taker_fee_bps", "no_gateway")
 
 
-def _gateway_options(args: argparse.Namespace, demo: bool) -> GatewayOptions:
-    return GatewayOptions(
-        args.host,
-        args.port,
-        args.rate_limit,
-        demo,
-        args.stream_queue_limit,
-        args.stream_send_timeout,
-        args.send_buffer,
-        args.header_timeout,
-        args.body_timeout,
-        args.idle_timeout,
-        args.max_connections_per_client,
-        args.max_connections,
-        public_rate_limit=args.public_rate_limit,
-        auth_failure_limit=args.auth_failure_limit,
-    )
-
-
-def _demo_mode_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--demo",
-        action="store_true",
-        help="demo mode: the web page offers one-click demo accounts (`tradepit demo` sets it)",
-    )
+def _gateway_settings_json(text: str) -> GatewaySettings:
+    try:
+        return msgspec.json.decode(text, type=GatewaySettings)
+    except (msgspec.DecodeError, ValueError) as error:
+        raise argparse.ArgumentTypeError(f"not the gateway's settings: {error}") from None
 
 
 def _where_arguments(parser: argparse.ArgumentParser, after_a_command: bool = False) -> None:
@@ -190,56 +87,41 @@ def _where_arguments(parser: argparse.ArgumentParser, after_a_command: bool = Fa
     parser.add_argument("-v", "--verbose", action="store_true", default=default(False))
 
 
-def _accept_data_loss_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--accept-data-loss",
-        action="store_true",
-        help="start even if Valkey holds less than this venue acknowledged (logs what is lost)",
-    )
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tradepit", description="A self-hosted trading venue.")
     _where_arguments(parser)
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the whole venue in this process")
-    serve.add_argument("--fsync", choices=("everysec", "always"), default="everysec")
-    serve.add_argument("--ledgers", type=int, default=1, help="ledger shards (first start only)")
-    serve.add_argument("--matchers", type=int, default=1, help="matcher shards (first start)")
-    serve.add_argument("--maker-fee-bps", type=int, default=0)
-    serve.add_argument("--taker-fee-bps", type=int, default=0)
-    _gateway_arguments(serve)
-    _demo_mode_argument(serve)
-    serve.add_argument("--no-gateway", action="store_true", help="run the stages only")
-    _accept_data_loss_argument(serve)
+    add_settings_options(serve, VenueSettings)
+    add_settings_options(serve, GatewaySettings)
 
     demo = commands.add_parser("demo", help="serve, plus a simulated market trading on it")
-    demo.add_argument("--fsync", choices=("everysec", "always"), default="everysec")
-    _accept_data_loss_argument(demo)
-    _gateway_arguments(demo)
-    demo.add_argument("--seed", type=int, default=1, help="of the reference walk and the bots")
-    demo.add_argument("--volatility", type=float, default=0.0008, help="per second")
-    demo.add_argument("--drift", type=float, default=0.0, help="per second")
-    demo.add_argument("--takers", type=int, default=3, help="random order senders")
+    # A demo venue is a new venue's shape, with its gateway in demo mode.
+    add_settings_options(demo, VenueSettings, skip=_DEMO_FIXED)
+    add_settings_options(demo, GatewaySettings, skip=("demo",))
+    add_settings_options(demo, DemoSettings)
 
     run = commands.add_parser("run", help="run one shard of one stage in this process")
-    run.add_argument("stage", choices=("ledger", "matcher", "marketdata", "gateway"))
-    run.add_argument("--shard", type=_shard, default=(0, 1), help="INDEX/COUNT, such as 0/2")
-    run.add_argument(
-        "--keep-inputs",
-        action="store_true",
-        help="never trim applied inbox entries (for audits and replay tests)",
+    stages = run.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    for name in ("ledger", "matcher", "marketdata"):
+        add_settings_options(stages.add_parser(name, help=f"a {name} shard"), StageSettings)
+    gateway = stages.add_parser("gateway", help="a gateway (the API), stateless")
+    add_settings_options(gateway, GatewaySettings)
+    gateway.add_argument(
+        "--settings",
+        type=_gateway_settings_json,
+        default=None,
+        help="all of the gateway's settings as one JSON object, in place of the options above "
+        "(as `serve` starts its gateway)",
     )
-    _gateway_arguments(run)
-    _demo_mode_argument(run)
-    run.add_argument(
+    gateway.add_argument(
         "--fd",
         type=int,
         default=None,
         help="serve the listening socket inherited as this file descriptor (as `serve` does)",
     )
-    run.add_argument(
+    gateway.add_argument(
         "--parent-pid",
         type=int,
         default=None,
@@ -297,7 +179,11 @@ def _parser() -> argparse.ArgumentParser:
     restore.add_argument("directory", type=Path, help="the backup")
     restore.add_argument("--timeout", type=float, default=600.0, help="seconds for the AOF")
 
-    for command in [*commands.choices.values(), *ops.choices.values()]:
+    for command in [
+        *commands.choices.values(),
+        *ops.choices.values(),
+        *stages.choices.values(),
+    ]:
         _where_arguments(command, after_a_command=True)
     return parser
 
@@ -375,7 +261,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return _command(args)
-    except (DataDirInUseError, GatewayPortError, DataLossError, BackupError) as error:
+    except (
+        DataDirInUseError,
+        GatewayPortError,
+        DataLossError,
+        BackupError,
+        SettingsError,
+    ) as error:
         raise SystemExit(f"tradepit: {error}") from None
     except ValkeyExitedError as error:
         raise SystemExit(f"tradepit: {exited_message(args.data_dir, error)}") from None
@@ -393,33 +285,21 @@ def _command(args: argparse.Namespace) -> int:
         return 0
     if args.command == "simulate":
         return simulate(args.seconds, args.traders, args.seed)
-    if args.command == "serve":
-        config = VenueConfig(args.ledgers, args.matchers, args.maker_fee_bps, args.taker_fee_bps)
+    if args.command in ("serve", "demo"):
+        demo = args.command == "demo"
         url = args.redis_url or os.environ.get("REDIS_URL") or None
-        options = None if args.no_gateway else _gateway_options(args, args.demo)
-        accept = args.accept_data_loss
-        _run(
-            lambda: venue.serve(
-                args.data_dir, args.fsync, config, url, gateway=options, accept_data_loss=accept
-            )
-        )
-        return 0
-    if args.command == "demo":
-        url = args.redis_url or os.environ.get("REDIS_URL") or None
-        options = _gateway_options(args, demo=True)
-        market = DemoOptions(
-            seed=args.seed, drift=args.drift, volatility=args.volatility, takers=args.takers
-        )
-        accept = args.accept_data_loss
+        settings = settings_from(VenueSettings, args)
+        gateway = settings_from(GatewaySettings, args)
+        if demo:
+            gateway = msgspec.structs.replace(gateway, demo=True)
+        market = settings_from(DemoSettings, args) if demo else None
         _run(
             lambda: venue.serve(
                 args.data_dir,
-                args.fsync,
-                VenueConfig(),
+                settings,
                 url,
-                gateway=options,
+                gateway=None if settings.no_gateway else gateway,
                 demo=market,
-                accept_data_loss=accept,
             )
         )
         return 0
@@ -439,28 +319,14 @@ def _command(args: argparse.Namespace) -> int:
         print(json.dumps(taken))
         return 0
     if args.command == "run" and args.stage == "gateway":
-        settings = GatewaySettings(
-            rate_limit=args.rate_limit,
-            demo=args.demo,
-            stream_queue_limit=args.stream_queue_limit,
-            stream_send_timeout=args.stream_send_timeout,
-            send_buffer=args.send_buffer,
-            header_timeout=args.header_timeout,
-            body_timeout=args.body_timeout,
-            idle_timeout=args.idle_timeout,
-            max_connections_per_client=args.max_connections_per_client,
-            max_connections=args.max_connections,
-            public_rate_limit=args.public_rate_limit,
-            auth_failure_burst=args.auth_failure_limit,
-        )
+        gateway = args.settings or settings_from(GatewaySettings, args)
         fd, parent = args.fd, args.parent_pid
-        _run(
-            lambda: run_gateway(redis_url, args.host, args.port, settings, fd=fd, parent_pid=parent)
-        )
+        _run(lambda: run_gateway(redis_url, gateway, fd=fd, parent_pid=parent))
         return 0
     if args.command == "run":
-        index, count = args.shard
-        keep = args.keep_inputs
+        stage = settings_from(StageSettings, args)
+        index, count = stage.index_and_count()
+        keep = stage.keep_inputs
         _run(lambda: venue.run_shard(args.stage, index, count, redis_url, keep_inputs=keep))
         return 0
     if args.command == "verify":

@@ -20,7 +20,6 @@ import logging
 import random
 import zlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -32,12 +31,12 @@ from tradepit import admin
 from tradepit.client import VenueClient
 from tradepit.domain.symbols import Symbol, cents_to_cash
 from tradepit.marketdata.reference import RandomWalk
+from tradepit.settings import DemoSettings
 from tradepit.stage.keys import REFERENCE_PRICES, SYMBOLS
 from tradepit.stage.messages import SymbolSpec, symbol_of
 
 __all__ = [
     "DEMO_ACCOUNTS",
-    "DemoOptions",
     "ReferenceFeed",
     "run_demo",
     "demo_account",
@@ -51,20 +50,12 @@ _decode_spec = msgspec.json.Decoder(SymbolSpec).decode
 _MAKER_INVENTORY = 2_000  # lots each market maker starts with and leans back towards
 
 
-@dataclass(frozen=True, slots=True)
-class DemoOptions:
-    seed: int = 1
-    drift: float = 0.0  # per step
-    volatility: float = 0.0008  # per step
-    interval: float = 1.0  # seconds between reference steps
-    makers_levels: int = 5
-    takers: int = 3
-
-
 class ReferenceFeed:
     """The simulated reference price of each symbol, stepped every `interval` seconds."""
 
-    def __init__(self, redis: aioredis.Redis, starts: dict[str, int], options: DemoOptions) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, starts: dict[str, int], options: DemoSettings
+    ) -> None:
         self.redis = redis
         self.options = options
         self.walks = {
@@ -123,7 +114,7 @@ async def market_maker(
     symbol: Symbol,
     feed: ReferenceFeed,
     rng: random.Random,
-    options: DemoOptions,
+    options: DemoSettings,
     inventory: int,
     limit: int,
 ) -> None:
@@ -221,7 +212,7 @@ async def person_account(redis_url: str) -> dict[str, str]:
         return await demo_account(client, "you", "100000.00", positions)
 
 
-async def run_demo(redis_url: str, api_url: str, options: DemoOptions) -> None:
+async def run_demo(redis_url: str, api_url: str, options: DemoSettings) -> None:
     """Run the reference feed and the bots until cancelled."""
     async with VenueClient(redis_url) as client:
         listed = await _listed(client)

@@ -20,21 +20,22 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 
 from tradepit import durability
 from tradepit.access import Role, write_private
 from tradepit.admin import add_symbol, close_session, ensure_admin_key, next_session_close
 from tradepit.client import VenueClient, init_config, load_config, wait_for_server
-from tradepit.demo import DemoOptions, person_account, run_demo
-from tradepit.embedded import EmbeddedValkey, Fsync
+from tradepit.demo import person_account, run_demo
+from tradepit.embedded import EmbeddedValkey
 from tradepit.gateway.server import listening_socket
 from tradepit.portfolio import sample_forever
+from tradepit.settings import DemoSettings, GatewaySettings, VenueSettings
 from tradepit.stage.keys import SYMBOLS, VenueConfig
 from tradepit.stage.ledger import LedgerShard
 from tradepit.stage.loop import StageCore, StageLoop
@@ -43,7 +44,6 @@ from tradepit.stage.matcher import MatcherShard
 
 __all__ = [
     "VENUE_FILE",
-    "GatewayOptions",
     "GatewayProcess",
     "GatewayPortError",
     "shard_core",
@@ -60,25 +60,6 @@ VENUE_FILE = "venue.json"  # in the data directory: where a running embedded ven
 DEFAULT_SYMBOLS = {"ACME": "100.00", "GLOBEX": "50.00", "INITECH": "20.00"}
 
 
-@dataclass(frozen=True, slots=True)
-class GatewayOptions:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    rate_limit: float = 0.0
-    demo: bool = False
-    stream_queue_limit: int = 5_000
-    stream_send_timeout: float = 10.0
-    send_buffer: int = 16 * 1024
-    # What a connection may hold and for how long: GatewaySettings says what each means.
-    header_timeout: float = 10.0
-    body_timeout: float = 10.0
-    idle_timeout: float = 30.0
-    max_connections_per_client: int = 256
-    max_connections: int = 0
-    public_rate_limit: float = 20.0
-    auth_failure_limit: int = 10
-
-
 class GatewayProcess:
     """`tradepit run gateway` as a supervised child: started, restarted if it dies, stopped.
 
@@ -87,76 +68,51 @@ class GatewayProcess:
     over, and while a dead gateway is restarted, new connections wait in the socket's backlog
     instead of being refused."""
 
-    def __init__(self, options: GatewayOptions) -> None:
+    def __init__(self, settings: GatewaySettings) -> None:
         self.redis_url = ""
-        self.options = options
+        self.settings = settings
         self.process: subprocess.Popen[bytes] | None = None
         self.socket: socket.socket | None = None
         self.restarts = 0
 
     @property
     def url(self) -> str:
-        return f"http://{self.options.host}:{self.options.port}"
+        return f"http://{self.settings.host}:{self.settings.port}"
 
     def command(self, fd: int) -> list[str]:
-        options = self.options
+        """`tradepit run gateway`, given this venue's gateway settings whole, as JSON."""
         return [
             sys.executable,
             "-m",
             "tradepit.cli",
             "run",
             "gateway",
-            "--host",
-            options.host,
-            "--port",
-            str(options.port),
+            "--settings",
+            msgspec.json.encode(self.settings).decode(),
             "--fd",
             str(fd),
-            "--rate-limit",
-            str(options.rate_limit),
-            *(["--demo"] if options.demo else []),
             # It stops when this process does, however this one ends: a gateway left behind
             # would hold the port and serve a venue that is gone.
             "--parent-pid",
             str(os.getpid()),
-            "--stream-queue-limit",
-            str(options.stream_queue_limit),
-            "--stream-send-timeout",
-            str(options.stream_send_timeout),
-            "--send-buffer",
-            str(options.send_buffer),
-            "--header-timeout",
-            str(options.header_timeout),
-            "--body-timeout",
-            str(options.body_timeout),
-            "--idle-timeout",
-            str(options.idle_timeout),
-            "--max-connections-per-client",
-            str(options.max_connections_per_client),
-            "--max-connections",
-            str(options.max_connections),
-            "--public-rate-limit",
-            str(options.public_rate_limit),
-            "--auth-failure-limit",
-            str(options.auth_failure_limit),
         ]
 
     def listen(self, patience: float = 3.0) -> None:
         """Bind the port, or raise `GatewayPortError`. A port in use is tried again for
         `patience` seconds: the gateway of a venue killed a moment ago takes up to a second
         to notice and let go of it."""
-        options = self.options
+        settings = self.settings
         deadline = time.monotonic() + patience
         while True:
             try:
-                self.socket = listening_socket(options.host, options.port, options.send_buffer)
+                self.socket = listening_socket(settings.host, settings.port, settings.send_buffer)
                 return
             except OSError as error:
                 if error.errno == errno.EADDRINUSE and time.monotonic() < deadline:
                     time.sleep(0.1)
                     continue
                 raise GatewayPortError(
-                    f"cannot listen on {options.host}:{options.port} ({error.strerror}): "
+                    f"cannot listen on {settings.host}:{settings.port} ({error.strerror}): "
                     "another program has the port? Choose another with --port"
                 ) from None
 
@@ -186,7 +142,7 @@ class GatewayProcess:
         """Whether the gateway answers HTTP. (A connection alone proves nothing: the socket
         is listening before the gateway accepts from it.)"""
         try:
-            with socket.create_connection((self.options.host, self.options.port), 0.5) as conn:
+            with socket.create_connection((self.settings.host, self.settings.port), 0.5) as conn:
                 conn.sendall(b"GET /v2/clock HTTP/1.1\r\nHost: tradepit\r\n\r\n")
                 return conn.recv(16).startswith(b"HTTP/1.1 ")
         except OSError:
@@ -277,20 +233,23 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
 
 async def serve(
     data_dir: str,
-    fsync: Fsync,
-    config: VenueConfig,
+    settings: VenueSettings,
     redis_url: str | None = None,
     ready: asyncio.Event | None = None,
-    gateway: GatewayOptions | None = None,
-    demo: DemoOptions | None = None,
-    accept_data_loss: bool = False,
+    gateway: GatewaySettings | None = None,
+    demo: DemoSettings | None = None,
 ) -> None:
     """Run the venue until SIGINT or SIGTERM; `gateway` None runs no gateway; `demo` runs the
     demo market's reference feed and bots on it (which needs the gateway).
 
     On the embedded server, it first checks that Valkey loaded all this venue acknowledged
-    (`tradepit.durability`), and stops with `DataLossError` if not, unless `accept_data_loss`."""
-    embedded = EmbeddedValkey(data_dir, fsync) if redis_url is None else None
+    (`tradepit.durability`), and stops with `DataLossError` if not, unless the settings accept
+    the loss of data."""
+    config = VenueConfig(
+        settings.ledgers, settings.matchers, settings.maker_fee_bps, settings.taker_fee_bps
+    )
+    accept_data_loss = settings.accept_data_loss
+    embedded = EmbeddedValkey(data_dir, settings.fsync) if redis_url is None else None
     stop = asyncio.Event()
     _stop_on_signals(stop)
     gateway_process: GatewayProcess | None = None

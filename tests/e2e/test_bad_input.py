@@ -497,7 +497,7 @@ def test_the_limits_per_address_are_flags_and_retry_after_is_their_refill(
     venue: Venue, trader: Account
 ) -> None:
     wrong = {"APCA-API-KEY-ID": trader.key_id, "APCA-API-SECRET-KEY": "guess"}
-    flags = ("--public-rate-limit", "0.1", "--auth-failure-limit", "2")
+    flags = ("--public-rate-limit", "0.1", "--auth-failure-burst", "2")
     with another_gateway(venue, *flags) as url, httpx.Client(base_url=url, timeout=30) as client:
         # One request every 10 s, in bursts of one: the next is most of 10 s away.
         assert client.get("/v1/leaderboard").status_code == 200

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tradepit.cli import _gateway_options, _parser
+from tradepit.cli import _parser
 from tradepit.gateway.connections import (
     DESCRIPTOR_RESERVE,
     ConnectionClock,
@@ -22,6 +22,7 @@ from tradepit.gateway.connections import (
     error_response,
 )
 from tradepit.gateway.service import GatewaySettings
+from tradepit.options import settings_from
 from tradepit.venue import GatewayProcess
 
 
@@ -221,11 +222,12 @@ def test_serve_hands_its_gateway_the_limits() -> None:
     parser = _parser()
     flags = ["--header-timeout", "2.5", "--body-timeout", "3", "--idle-timeout", "4"]
     flags += ["--max-connections-per-client", "7", "--max-connections", "900"]
-    options = _gateway_options(parser.parse_args(["serve", *flags]), demo=False)
+    options = settings_from(GatewaySettings, parser.parse_args(["serve", *flags]))
     command = GatewayProcess(options).command(fd=3)
     gateway_args = parser.parse_args(command[command.index("tradepit.cli") + 1 :])
     assert gateway_args.stage == "gateway"
-    assert (gateway_args.header_timeout, gateway_args.body_timeout) == (2.5, 3.0)
-    assert gateway_args.idle_timeout == 4.0
-    assert gateway_args.max_connections_per_client == 7
-    assert gateway_args.max_connections == 900
+    given = gateway_args.settings  # the settings whole, as JSON
+    assert (given.header_timeout, given.body_timeout) == (2.5, 3.0)
+    assert given.idle_timeout == 4.0
+    assert given.max_connections_per_client == 7
+    assert given.max_connections == 900

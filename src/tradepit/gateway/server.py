@@ -248,15 +248,14 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
 
 async def run_gateway(
     redis_url: str,
-    host: str,
-    port: int,
     settings: GatewaySettings,
     *,
     fd: int | None = None,
     parent_pid: int | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM, or until process `parent_pid` (if given) has exited; on
-    the listening socket inherited as file descriptor `fd` if given, else on `host`:`port`."""
+    the listening socket inherited as file descriptor `fd` if given, else on the settings'
+    host and port."""
     gc.set_threshold(*GC_THRESHOLD)
     app = create_app(redis_url, settings)
     loop = asyncio.get_running_loop()
@@ -302,7 +301,7 @@ async def run_gateway(
         sock = socket.socket(fileno=fd)
         sock.setblocking(False)
     else:
-        sock = listening_socket(host, port, settings.send_buffer)
+        sock = listening_socket(settings.host, settings.port, settings.send_buffer)
     sweeper = asyncio.create_task(guard.sweep_forever())
     try:
         await server.serve(sockets=[sock])

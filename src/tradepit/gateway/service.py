@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -16,11 +15,13 @@ import redis.asyncio as aioredis
 
 from tradepit.admin import decode_profile
 from tradepit.client import VenueClient, wait_for_server
+from tradepit.domain.refusals import Refusal
 from tradepit.gateway.auth import KeyStore, RateLimiter
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.market import Market
 from tradepit.ledger import Account
 from tradepit.ledger.history import Fill, OrderRecord, OrderUpdate
+from tradepit.settings import GatewaySettings
 from tradepit.stage.keys import (
     ACCOUNT_NAMES,
     ShardKeys,
@@ -46,45 +47,6 @@ _decode_update = msgspec.json.Decoder(OrderUpdate).decode
 _SCAN_PAGE = 200
 
 
-@dataclass(frozen=True, slots=True)
-class GatewaySettings:
-    rate_limit: float = 0.0  # requests per second per key, bursts of twice that; 0: no limit
-    # Requests a second per client address to the routes that need no key (the leaderboard,
-    # demo mode and demo accounts, the API's pages), bursts of twice that; 0: no limit.
-    public_rate_limit: float = 20.0
-    # Failed authentications (a key sent with a wrong secret, or no such key) a client address
-    # may make at once, then `auth_failure_rate` a second; meanwhile any key it sends is refused
-    # (429) unread. 0: no limit.
-    auth_failure_burst: int = 10
-    auth_failure_rate: float = 1.0
-    max_body_bytes: int = 64 * 1024
-    reply_timeout: float = 10.0
-    demo: bool = False  # hand out demo accounts (POST /v1/demo/accounts): `tradepit demo` only
-    # A market data client is cut off when this many messages, or bytes, wait for it...
-    stream_queue_limit: int = 5_000
-    stream_queue_bytes: int = 4 * 1024 * 1024
-    # ... or when a frame to it has not been written for this many seconds.
-    stream_send_timeout: float = 10.0
-    # Bytes held unsent per WebSocket connection, by the kernel (TCP_NOTSENT_LOWAT) and by the
-    # server's write buffer each, before a send waits; 0: their defaults.
-    send_buffer: int = 16 * 1024
-    # What a connection may hold and for how long (connections.py); a timeout of 0 is off.
-    # Seconds for a request's head to arrive whole, from the connection's start or, on a
-    # keep-alive connection, from the request's first byte; after it, a 408 and a close.
-    header_timeout: float = 10.0
-    # Seconds for a request's body to arrive whole, from the end of its head.
-    body_timeout: float = 10.0
-    # Seconds a keep-alive HTTP connection may wait for its next request (not a WebSocket):
-    # long enough for a bot that polls a few times a minute to keep its connection.
-    idle_timeout: float = 30.0
-    # Connections one client address may hold at once, HTTP and WebSocket together (loopback
-    # included: behind a proxy, every client is the proxy's address); 0: no cap.
-    max_connections_per_client: int = 256
-    # Connections the gateway may hold at once; 0, or anything more, is capped at the process's
-    # descriptor limit (RLIMIT_NOFILE) less 256 for its own use.
-    max_connections: int = 0
-
-
 class AccountSettings(msgspec.Struct, kw_only=True):
     """Alpaca's account configurations; tradepit enforces `suspend_trade`."""
 
@@ -101,19 +63,6 @@ class AccountSettings(msgspec.Struct, kw_only=True):
 
 _decode_settings = msgspec.json.Decoder(AccountSettings).decode
 
-# What each of the ledger's refusal codes means to an Alpaca client.
-_LEDGER_ERRORS: dict[str, tuple[int, str]] = {
-    "insufficient_buying_power": (403, "insufficient buying power"),
-    "insufficient_shares": (403, "insufficient qty available for order"),
-    "insufficient_funds": (403, "insufficient funds"),
-    "unknown_symbol": (404, "asset not found"),
-    "unknown_order": (404, "order not found"),
-    "unknown_account": (403, "account not found"),
-    "duplicate_client_order_id": (422, "client_order_id must be unique"),
-    "order_pending": (422, "order has a cancel or replace pending"),
-}
-
-
 def decode_fill(raw: bytes) -> Fill:
     """A fill index entry: a `Fill`, or the whole `OrderUpdate` that venues before the compact
     index wrote (their data directories still hold those)."""
@@ -124,11 +73,11 @@ def decode_fill(raw: bytes) -> Fill:
 
 
 def ledger_error(reply: Reply) -> ApiError:
-    status, text = _LEDGER_ERRORS.get(reply.code, (422, reply.code or "refused"))
-    # The ledger counts in cents and lots; of its details, only these read well as they are.
-    detailed = reply.code in ("insufficient_shares", "unknown_symbol", "duplicate_client_order_id")
-    message = f"{text}: {reply.message}" if reply.message and detailed else text
-    return ApiError(status, message)
+    """What a ledger's refusal means to an Alpaca client: its `Refusal`'s status and message."""
+    refusal = Refusal.of(reply.code)
+    if refusal is None:  # a code only a ledger of another version knows
+        return ApiError.invalid(reply.code or "refused")
+    return ApiError.refused(refusal, reply.message)
 
 
 class Gateway:
