@@ -63,6 +63,7 @@ class AccountSettings(msgspec.Struct, kw_only=True):
 
 _decode_settings = msgspec.json.Decoder(AccountSettings).decode
 
+
 def decode_fill(raw: bytes) -> Fill:
     """A fill index entry: a `Fill`, or the whole `OrderUpdate` that venues before the compact
     index wrote (their data directories still hold those)."""
