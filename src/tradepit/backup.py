@@ -43,6 +43,7 @@ from tradepit.durability import (
     write_progress,
 )
 from tradepit.embedded import EmbeddedValkey
+from tradepit.errors import TradepitError
 
 __all__ = ["BackupError", "backup", "restore", "SNAPSHOT", "DESCRIPTION"]
 
@@ -53,7 +54,7 @@ _POLL = 0.05  # seconds between looks at the server's INFO
 _LOCK_FILE = "tradepit.lock"  # EmbeddedValkey's, which an empty data directory may hold
 
 
-class BackupError(RuntimeError):
+class BackupError(TradepitError, RuntimeError):
     """A backup or restore that cannot be done, and why."""
 
 

@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from tradepit.errors import TradepitError
 from tradepit.ledger.history import OrderRecord
 from tradepit.stage.keys import CONFIG, ShardKeys, VenueConfig, ledger_of
 from tradepit.stage.messages import (
@@ -47,7 +48,7 @@ POOL_CONNECTIONS = 100  # Redis connections per client process, at most
 _decode_config = msgspec.json.Decoder(VenueConfig).decode
 
 
-class ReplyTimeoutError(TimeoutError):
+class ReplyTimeoutError(TradepitError, TimeoutError):
     """No reply came in time. The command may still have been applied: look its result up."""
 
 

@@ -41,6 +41,7 @@ import redis.asyncio as aioredis
 
 from tradepit import aof
 from tradepit.access import write_private
+from tradepit.errors import TradepitError
 from tradepit.stage.keys import COMMITS, VENUE_ID, ShardKeys
 
 __all__ = [
@@ -80,7 +81,7 @@ _ADVICE = (
 )
 
 
-class DataLossError(RuntimeError):
+class DataLossError(TradepitError, RuntimeError):
     """The data is behind what the venue acknowledged, missing, or another venue's."""
 
 

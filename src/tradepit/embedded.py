@@ -48,6 +48,7 @@ from tradepit.access import (
     with_credentials,
     write_private,
 )
+from tradepit.errors import TradepitError
 
 __all__ = [
     "EmbeddedValkey",
@@ -67,11 +68,11 @@ _PID_FILE = "valkey.pid"  # the server's pid, written by the server, removed as 
 _ORPHAN_STOP_TIMEOUT = 60.0  # seconds for a left-over server to write its AOF and exit
 
 
-class DataDirInUseError(RuntimeError):
+class DataDirInUseError(TradepitError, RuntimeError):
     """Another tradepit runs a server on this data directory."""
 
 
-class ValkeyExitedError(RuntimeError):
+class ValkeyExitedError(TradepitError, RuntimeError):
     """The server exited while starting: `log_tail` is the end of its log, which says why."""
 
     def __init__(self, returncode: int, log_tail: str) -> None:

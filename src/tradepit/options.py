@@ -14,12 +14,14 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
+from tradepit.errors import TradepitError
+
 __all__ = ["add_settings_options", "settings_from", "SettingsError"]
 
 S = TypeVar("S", bound=msgspec.Struct)
 
 
-class SettingsError(ValueError):
+class SettingsError(TradepitError, ValueError):
     """A value on the command line that its setting does not take."""
 
 

@@ -33,6 +33,7 @@ from tradepit.admin import add_symbol, close_session, ensure_admin_key, next_ses
 from tradepit.client import VenueClient, init_config, load_config, wait_for_server
 from tradepit.demo import person_account, run_demo
 from tradepit.embedded import EmbeddedValkey
+from tradepit.errors import TradepitError
 from tradepit.gateway.server import listening_socket
 from tradepit.portfolio import sample_forever
 from tradepit.settings import DemoSettings, GatewaySettings, VenueSettings
@@ -174,7 +175,7 @@ class GatewayProcess:
                 self.socket = None
 
 
-class GatewayPortError(RuntimeError):
+class GatewayPortError(TradepitError, RuntimeError):
     """The gateway's port cannot be listened on."""
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import uuid
 
+from tradepit.errors import TradepitError
+
 __all__ = ["IdError", "new_id", "id_to_uuid", "uuid_to_id", "VENUE_ACCOUNT_ID"]
 
 # The account that collects fees. Id 0 is the nil UUID, which no random id can collide with.
 VENUE_ACCOUNT_ID = 0
 
 
-class IdError(ValueError):
+class IdError(TradepitError, ValueError):
     """Text that is not a UUID."""
 
 

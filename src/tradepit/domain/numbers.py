@@ -11,6 +11,8 @@ import re
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
+from tradepit.errors import TradepitError
+
 __all__ = [
     "NumberError",
     "parse_units",
@@ -27,7 +29,7 @@ _MAX_UNITS = 10**18
 _DECIMAL_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 
 
-class NumberError(ValueError):
+class NumberError(TradepitError, ValueError):
     """A decimal value from outside that is malformed, off its grid, or out of range."""
 
     def __init__(self, field: str, message: str) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from tradepit.domain.numbers import NumberError, format_units, parse_units
+from tradepit.errors import TradepitError
 
 __all__ = [
     "CASH_UNIT",
@@ -22,7 +23,7 @@ CASH_UNIT = Decimal("0.01")
 _SYMBOL_NAME = re.compile(r"[A-Z][A-Z0-9.]{0,9}")
 
 
-class SymbolError(ValueError):
+class SymbolError(TradepitError, ValueError):
     """A symbol definition that cannot be traded exactly."""
 
 

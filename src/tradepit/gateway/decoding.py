@@ -14,12 +14,15 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from tradepit.errors import TradepitError
+
 __all__ = ["TooDeep", "decode_json", "decode_frame"]
 
 T = TypeVar("T")
 
 
-class TooDeep(msgspec.DecodeError):
+# Named without "Error" (ruff's N818) because the gateway's streams and bodies import it so.
+class TooDeep(TradepitError, msgspec.DecodeError):  # noqa: N818
     """The input nests more deeply than the decoder can follow."""
 
     def __init__(self) -> None:

@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
+from tradepit.errors import TradepitError
+
 __all__ = [
     "MINUTE_NS",
     "DAY_NS",
@@ -71,7 +73,7 @@ def add_trade(bar: Bar | None, start: int, price: int, qty: int) -> Bar:
     return bar
 
 
-class TimeFrameError(ValueError):
+class TimeFrameError(TradepitError, ValueError):
     """A timeframe Alpaca's API does not define."""
 
 

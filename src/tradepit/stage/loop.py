@@ -38,6 +38,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from tradepit.errors import TradepitError
 from tradepit.stage.keys import COMMITS, ShardKeys
 from tradepit.stage.resp import (
     CommandBuffer,
@@ -67,7 +68,7 @@ ENTRIES_PER_READ = 4
 _FIRST_BACKOFF, _LAST_BACKOFF = 0.05, 1.0  # seconds between tries, after a failure
 
 
-class BadEntryError(Exception):
+class BadEntryError(TradepitError):
     """An inbox entry that cannot be applied as it is: it goes to the dead-letter stream."""
 
 
