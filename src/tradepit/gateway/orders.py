@@ -12,11 +12,12 @@ from typing import Any, TypeVar
 import msgspec
 
 from tradepit.domain.numbers import NumberError, to_decimal
-from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
+from tradepit.domain.orders import Order, OrderType, Side
 from tradepit.domain.symbols import CASH_UNIT
 from tradepit.gateway.decoding import TooDeep, decode_json
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.market import Listing
+from tradepit.gateway.order_names import ORDER_TYPE_BY_NAME, SIDE_BY_NAME, TIME_IN_FORCE_BY_NAME
 
 __all__ = [
     "OrderRequest",
@@ -68,21 +69,6 @@ class ReplaceRequest(msgspec.Struct, kw_only=True):
     client_order_id: str | None = None
 
 
-_SIDES = {"buy": Side.BUY, "sell": Side.SELL}
-_TYPES = {
-    "market": OrderType.MARKET,
-    "limit": OrderType.LIMIT,
-    "stop": OrderType.STOP,
-    "stop_limit": OrderType.STOP_LIMIT,
-}
-_TIMES_IN_FORCE = {
-    "day": TimeInForce.DAY,
-    "gtc": TimeInForce.GTC,
-    "ioc": TimeInForce.IOC,
-    "fok": TimeInForce.FOK,
-}
-
-
 def decode_body(body: bytes, kind: type[T]) -> T:
     if not body.strip():
         raise ApiError(400, "request body is empty: send a JSON object")
@@ -116,14 +102,14 @@ def build_order(
 ) -> tuple[Order, str]:
     """The order in integers, or ApiError(422) saying what is wrong with the request."""
     symbol = listing.symbol
-    side = _choice(request.side, _SIDES, "side")
+    side = _choice(request.side, SIDE_BY_NAME, "side")
     type_name = request.type or request.order_type
     if type_name.lower() == "trailing_stop":
         raise ApiError.invalid("trailing_stop orders are not supported by tradepit")
-    order_type = _choice(type_name, _TYPES, "type")
+    order_type = _choice(type_name, ORDER_TYPE_BY_NAME, "type")
     if request.time_in_force.lower() in ("opg", "cls"):
         raise ApiError.invalid("opg and cls orders are not supported: tradepit has no auctions")
-    time_in_force = _choice(request.time_in_force, _TIMES_IN_FORCE, "time_in_force")
+    time_in_force = _choice(request.time_in_force, TIME_IN_FORCE_BY_NAME, "time_in_force")
     if request.order_class not in (None, "", "simple"):
         raise ApiError.invalid(f"order_class {request.order_class!r} is not supported: simple only")
     if request.take_profit or request.stop_loss or request.legs:

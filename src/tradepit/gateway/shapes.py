@@ -13,8 +13,9 @@ from functools import lru_cache
 from typing import Any
 
 from tradepit.domain.ids import id_to_uuid
-from tradepit.domain.orders import OrderType, Side, TimeInForce
+from tradepit.domain.orders import Side
 from tradepit.domain.symbols import Symbol, cents_to_cash
+from tradepit.gateway.order_names import ORDER_TYPE_NAMES, SIDE_NAMES, TIME_IN_FORCE_NAMES
 from tradepit.ledger import Account
 from tradepit.ledger.history import Fill, OrderRecord, OrderUpdate
 from tradepit.portfolio import holding_value
@@ -31,27 +32,11 @@ __all__ = [
     "fill_activity_json",
     "trade_update_json",
     "execution_id",
-    "ORDER_TYPES",
-    "SIDES",
-    "TIMES_IN_FORCE",
 ]
 
 # tradepit is its own market; of Alpaca's exchange names, over-the-counter is the honest one.
 EXCHANGE = "OTC"
 
-ORDER_TYPES = {
-    OrderType.LIMIT: "limit",
-    OrderType.MARKET: "market",
-    OrderType.STOP: "stop",
-    OrderType.STOP_LIMIT: "stop_limit",
-}
-SIDES = {Side.BUY: "buy", Side.SELL: "sell"}
-TIMES_IN_FORCE = {
-    TimeInForce.DAY: "day",
-    TimeInForce.GTC: "gtc",
-    TimeInForce.IOC: "ioc",
-    TimeInForce.FOK: "fok",
-}
 _RATIO_PLACES = Decimal("1e-6")
 _PRICE_PLACES = Decimal("1e-8")
 
@@ -93,7 +78,7 @@ def average_price(cents: int, lots: int, symbol: Symbol) -> str | None:
 
 
 def order_json(record: OrderRecord, symbol: Symbol, asset_id: str) -> dict[str, Any]:
-    order_type = ORDER_TYPES[record.type]
+    order_type = ORDER_TYPE_NAMES[record.type]
     order_id = id_to_uuid(record.order_id)
     created_at = rfc3339(record.created_at)
     return {
@@ -119,9 +104,9 @@ def order_json(record: OrderRecord, symbol: Symbol, asset_id: str) -> dict[str, 
         "order_class": "simple",
         "order_type": order_type,
         "type": order_type,
-        "side": SIDES[record.side],
+        "side": SIDE_NAMES[record.side],
         "position_intent": "buy_to_open" if record.side is Side.BUY else "sell_to_close",
-        "time_in_force": TIMES_IN_FORCE[record.time_in_force],
+        "time_in_force": TIME_IN_FORCE_NAMES[record.time_in_force],
         "limit_price": symbol.ticks_to_price(record.limit_price) if record.limit_price else None,
         "stop_price": symbol.ticks_to_price(record.stop_price) if record.stop_price else None,
         "status": record.status,
@@ -215,7 +200,7 @@ def fill_activity_json(fill: Fill, symbol: Symbol) -> dict[str, Any]:
         "type": fill.event,
         "price": symbol.ticks_to_price(fill.price),
         "qty": symbol.lots_to_qty(fill.qty),
-        "side": SIDES[fill.side],
+        "side": SIDE_NAMES[fill.side],
         "symbol": fill.symbol,
         "leaves_qty": symbol.lots_to_qty(fill.order_qty - fill.filled_qty),
         "order_id": id_to_uuid(fill.order_id),

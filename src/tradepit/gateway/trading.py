@@ -23,6 +23,7 @@ from tradepit.gateway.auth import Principal
 from tradepit.gateway.docs import BODY_ERRORS, error_responses
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.market import Listing
+from tradepit.gateway.order_names import SIDE_BY_NAME, TIME_IN_FORCE_NAMES
 from tradepit.gateway.orders import (
     OrderRequest,
     ReplaceRequest,
@@ -32,7 +33,6 @@ from tradepit.gateway.orders import (
 )
 from tradepit.gateway.service import Gateway, ledger_error
 from tradepit.gateway.shapes import (
-    TIMES_IN_FORCE,
     account_number,
     fill_activity_json,
     order_json,
@@ -166,7 +166,7 @@ def _descending(direction: str | None) -> bool:
 def _side_filter(side: str | None) -> Side | None:
     if side is None or side == "":
         return None
-    found = {"buy": Side.BUY, "sell": Side.SELL}.get(side.lower())
+    found = SIDE_BY_NAME.get(side.lower())
     if found is None:
         raise ApiError.invalid(f"side must be buy or sell, got {side!r}")
     return found
@@ -279,7 +279,7 @@ async def replace_order(
         raise ApiError.invalid("trail applies to trailing_stop orders only")
     if (
         body.time_in_force is not None
-        and body.time_in_force.lower() != TIMES_IN_FORCE[old.time_in_force]
+        and body.time_in_force.lower() != TIME_IN_FORCE_NAMES[old.time_in_force]
     ):
         raise ApiError.invalid("time_in_force cannot change on replace: cancel and place anew")
     qty = symbol.qty_to_lots(body.qty, "qty") if body.qty is not None else old.qty - old.filled_qty
