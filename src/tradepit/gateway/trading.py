@@ -17,7 +17,7 @@ from fastapi.responses import Response
 
 from tradepit.domain.ids import id_to_uuid, new_id
 from tradepit.domain.numbers import to_decimal
-from tradepit.domain.orders import Order, OrderType, Side
+from tradepit.domain.orders import OrderType, Side
 from tradepit.domain.symbols import cents_to_cash
 from tradepit.gateway.auth import Principal
 from tradepit.gateway.docs import BODY_ERRORS, error_responses
@@ -57,11 +57,19 @@ from tradepit.ledger.history import (
     OrderStatus,
     accepted_record,
 )
+from tradepit.ledger.replacement import replacement_order
 from tradepit.portfolio import equity_key, holding_value
 from tradepit.stage.keys import account_range
 from tradepit.stage.messages import CancelOrder, PlaceOrder, ReplaceOrder
 
-__all__ = ["router", "place_order", "request_cancel", "order_view"]
+__all__ = [
+    "router",
+    "place_order",
+    "request_cancel",
+    "order_view",
+    "replace_command",
+    "replacement_record",
+]
 
 router = APIRouter(
     prefix="/v2", tags=["trading"], responses=error_responses(401, 403, 404, 422, 429)
@@ -274,55 +282,61 @@ async def replace_order(
     if old.status in TERMINAL_STATUSES:
         raise ApiError.invalid(f"order is {old.status} and can no longer be replaced")
     listing = _listing(gateway, old.symbol)
+    command = replace_command(body, old, listing, new_id(), time.time_ns())
+    reply = await gateway.client.request(account_id, command)
+    if not reply.ok:
+        raise ledger_error(reply)
+    return json_response(order_view(gateway, replacement_record(old, command)))
+
+
+def replace_command(
+    request: ReplaceRequest, old: OrderRecord, listing: Listing, new_order_id: int, now: int
+) -> ReplaceOrder:
+    """The replace of `old` that `request` asks for, in integers, or ApiError(422) saying what
+    is wrong with it. What the request leaves out stays as it was; the qty left out is what
+    is still open."""
     symbol = listing.symbol
-    if body.trail is not None:
+    if request.trail is not None:
         raise ApiError.invalid("trail applies to trailing_stop orders only")
     if (
-        body.time_in_force is not None
-        and body.time_in_force.lower() != TIME_IN_FORCE_NAMES[old.time_in_force]
+        request.time_in_force is not None
+        and request.time_in_force.lower() != TIME_IN_FORCE_NAMES[old.time_in_force]
     ):
         raise ApiError.invalid("time_in_force cannot change on replace: cancel and place anew")
-    qty = symbol.qty_to_lots(body.qty, "qty") if body.qty is not None else old.qty - old.filled_qty
+    if request.qty is not None:
+        qty = symbol.qty_to_lots(request.qty, "qty")
+    else:
+        qty = old.qty - old.filled_qty
     limit = old.limit_price
-    if body.limit_price is not None:
+    if request.limit_price is not None:
         if old.type not in (OrderType.LIMIT, OrderType.STOP_LIMIT):
             raise ApiError.invalid("limit_price does not apply to this order's type")
-        limit = symbol.price_to_ticks(body.limit_price, "limit_price")
+        limit = symbol.price_to_ticks(request.limit_price, "limit_price")
         if listing.reference_price():
             symbol.check_in_band(limit, listing.reference_price())
     stop = old.stop_price
-    if body.stop_price is not None:
+    if request.stop_price is not None:
         if old.type not in (OrderType.STOP, OrderType.STOP_LIMIT):
             raise ApiError.invalid("stop_price does not apply to this order's type")
-        stop = symbol.price_to_ticks(body.stop_price, "stop_price")
+        stop = symbol.price_to_ticks(request.stop_price, "stop_price")
     if old.type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
         price = limit
     elif listing.reference_price():
         price = symbol.protection_price(old.side is Side.BUY, listing.reference_price())
     else:
         raise ApiError.invalid(f"{symbol.name} has no reference price to protect this order")
-    client_order_id = check_client_order_id(body.client_order_id)
-    now = time.time_ns()
-    new_order_id = new_id()
-    command = ReplaceOrder(
-        0, account_id, old.order_id, new_order_id, qty, price, stop, client_order_id, now
+    client_order_id = check_client_order_id(request.client_order_id)
+    return ReplaceOrder(
+        0, old.account_id, old.order_id, new_order_id, qty, price, stop, client_order_id, now
     )
-    reply = await gateway.client.request(account_id, command)
-    if not reply.ok:
-        raise ledger_error(reply)
-    new = Order(
-        new_order_id,
-        account_id,
-        old.symbol,
-        old.side,
-        old.type,
-        old.time_in_force,
-        qty,
-        price,
-        stop,
-        ts=now,
+
+
+def replacement_record(old: OrderRecord, command: ReplaceOrder) -> OrderRecord:
+    """The record of the order that replaces `old`, as the ledger accepted it for `command`."""
+    new = replacement_order(
+        old, command.new_order_id, command.qty, command.price, command.stop_price, command.ts
     )
-    return json_response(order_view(gateway, accepted_record(new, client_order_id, old.order_id)))
+    return accepted_record(new, command.client_order_id, old.order_id)
 
 
 # Positions.

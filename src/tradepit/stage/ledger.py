@@ -38,6 +38,7 @@ from tradepit.ledger.history import (
     OrderUpdate,
     TradeEvent,
 )
+from tradepit.ledger.replacement import replacement_order
 from tradepit.stage.keys import ShardKeys, VenueConfig, index_member, matcher_of
 from tradepit.stage.loop import BadEntryError, Fields, StageCore
 from tradepit.stage.messages import (
@@ -275,17 +276,8 @@ class LedgerShard(StageCore):
             command.price,
             command.client_order_id or None,
         )
-        new = Order(
-            command.new_order_id,
-            command.account_id,
-            old.symbol,
-            old.side,
-            old.type,
-            old.time_in_force,
-            command.qty,
-            command.price,
-            command.stop_price,
-            ts=command.ts,
+        new = replacement_order(
+            old, command.new_order_id, command.qty, command.price, command.stop_price, command.ts
         )
         self._order_accepted(new, command.client_order_id, command.order_id)
         pending = self.history.mark_pending(
