@@ -50,6 +50,15 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     max_body_bytes: Annotated[
         int, Meta(gt=0, description="the largest request body taken; larger gets a 413")
     ] = 64 * 1024
+    access_log_sample: Annotated[
+        float,
+        Meta(
+            ge=0,
+            le=1,
+            description="the fraction of requests and WebSocket sessions logged, a JSON line "
+            "each on the tradepit.access logger (0: off, 1: every one)",
+        ),
+    ] = 0.0
     reply_timeout: Annotated[
         float,
         Meta(gt=0, description="seconds to wait for a stage's answer before a 504"),

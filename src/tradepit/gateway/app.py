@@ -1,14 +1,17 @@
 """The gateway's ASGI application: Alpaca's Trading API v2, its trade_updates stream, the
 operator's routes, the classroom's routes, the trading page at / and the OpenAPI page at
-/docs."""
+/docs, all behind the one chain of layers that every request passes (gateway/chain)."""
 
 from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import FastAPI
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.types import ASGIApp
 
 from tradepit.gateway import (
     admin_api,
@@ -21,11 +24,14 @@ from tradepit.gateway import (
     stream,
     trading,
 )
+from tradepit.gateway.chain import RouteTable, build_chain, routes_of
 from tradepit.gateway.errors import install_error_handlers
 from tradepit.gateway.hot import HotRoutes
-from tradepit.gateway.service import Gateway, GatewaySettings
+from tradepit.gateway.service import Gateway
+from tradepit.gateway.web import ACCESS_MARKERS
+from tradepit.settings import GatewaySettings
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "build_app", "GatewayApp", "OPEN_ROUTES"]
 
 _DESCRIPTION = """
 tradepit speaks Alpaca's Trading API v2. Sign in with **Authorize**: your account's
@@ -34,9 +40,46 @@ any route. Prices and quantities are decimal strings on each symbol's grid; a pr
 grid is refused, never rounded.
 """
 
+# The routes that need no key and have no limit: the page's and the API pages' static files.
+# A classroom behind one address loads them all at once; each costs a file read. Every other
+# route declares its access by its dependency (web.ACCESS_MARKERS).
+OPEN_ROUTES = frozenset(
+    {"/", "/vendor/lightweight-charts.mjs", "/page/{path}", "/docs/assets/{name}"}
+)
 
-def create_app(redis_url: str, settings: GatewaySettings | None = None) -> HotRoutes:
+
+class _Api(FastAPI):
+    """FastAPI, less the outermost layer of its own middleware stack, Starlette's
+    ServerErrorMiddleware: it would answer an exception as a plain-text 500 before the chain's
+    error layer, above FastAPI, could answer it in Alpaca's shape."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        if not isinstance(stack, ServerErrorMiddleware):
+            raise TypeError(
+                f"FastAPI's middleware stack now begins with {type(stack).__name__}, not "
+                "ServerErrorMiddleware: see what it does before the chain relies on it"
+            )
+        return stack.app
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayApp:
+    gateway: Gateway
+    api: FastAPI
+    hot: HotRoutes
+    routes: RouteTable
+    chain: ASGIApp  # what the server serves
+
+
+def create_app(redis_url: str, settings: GatewaySettings | None = None) -> ASGIApp:
+    return build_app(redis_url, settings).chain
+
+
+def build_app(redis_url: str, settings: GatewaySettings | None = None) -> GatewayApp:
+    """The application and its parts; nothing connects until the server starts it."""
     gateway = Gateway(redis_url, settings or GatewaySettings())
+    hot = HotRoutes(gateway)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,7 +103,7 @@ def create_app(redis_url: str, settings: GatewaySettings | None = None) -> HotRo
             await updates.stop()
             await gateway.stop()
 
-    app = FastAPI(
+    api = _Api(
         title="tradepit",
         description=_DESCRIPTION,
         version="0.1.0",
@@ -70,15 +113,21 @@ def create_app(redis_url: str, settings: GatewaySettings | None = None) -> HotRo
         openapi_url=None,
         redoc_url=None,
     )
-    app.state.gateway = gateway
-    install_error_handlers(app)
-    app.include_router(trading.router)
-    app.include_router(reference.router)
-    app.include_router(stream.router)
-    app.include_router(admin_api.router)
-    app.include_router(data.router)
-    app.include_router(community.router)
-    page.install(app)
-    docs.install(app)
-    hot = HotRoutes(app, gateway)
-    return hot
+    api.state.gateway = gateway
+    install_error_handlers(api)
+    api.include_router(trading.router)
+    api.include_router(reference.router)
+    api.include_router(stream.router)
+    api.include_router(admin_api.router)
+    api.include_router(data.router)
+    api.include_router(community.router)
+    page.install(api)
+    docs.install(api)
+    routes = routes_of(
+        api,
+        markers=ACCESS_MARKERS,
+        open_templates=OPEN_ROUTES,
+        hot=hot.http_routes(),
+        hot_websockets=hot.websocket_routes(),
+    )
+    return GatewayApp(gateway, api, hot, routes, build_chain(gateway, routes, api))

@@ -86,8 +86,9 @@ def error_headers(error: Exception) -> dict[str, str]:
     return error.headers if isinstance(error, ApiError) else {}
 
 
-def error_of(error: Exception) -> tuple[int, bytes]:
-    """The status and JSON body that answer an exception raised while serving a request."""
+def error_of(error: Exception, request_id: str | None = None) -> tuple[int, bytes]:
+    """The status and JSON body that answer an exception raised while serving a request
+    (`request_id` names the request in what is logged about it)."""
     if isinstance(error, ApiError):
         status, code, message = error.status, error.code, error.message
     elif isinstance(error, NumberError):
@@ -101,23 +102,17 @@ def error_of(error: Exception) -> tuple[int, bytes]:
         # and a traceback a time would let a slow client fill the log.
         status, code, message = 400, alpaca_code(400), "the client went away before its body"
     elif isinstance(error, RedisError):
-        log.warning("redis unavailable: %s", error)
+        log.warning("redis unavailable (request %s): %s", request_id, error)
         status, code, message = 503, alpaca_code(503), "the venue's database is unavailable"
     else:
-        log.exception("unhandled error", exc_info=error)
+        log.exception("unhandled error (request %s)", request_id, exc_info=error)
         status, code, message = 500, alpaca_code(500), "internal error"
     return status, encode({"code": code, "message": message})
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    async def known_error(_request: Request, error: Exception) -> Response:
-        status, body = error_of(error)
-        # A body too large was not read to its end, so the connection cannot carry another
-        # request: say so, or a keep-alive client sends its next request into a closed socket.
-        headers = error_headers(error)
-        if status == 413:
-            headers = {**headers, "connection": "close"}
-        return Response(body, status_code=status, media_type="application/json", headers=headers)
+    """FastAPI's answers to its own two exceptions, in Alpaca's shape. Every other exception
+    leaves FastAPI, for the chain's error layer (gateway/chain/render_errors.py)."""
 
     async def validation_error(_request: Request, error: Exception) -> Response:
         assert isinstance(error, RequestValidationError)
@@ -134,7 +129,5 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return error_response(error.status_code, message)
 
-    for kind in (ApiError, NumberError, ReplyTimeoutError, RedisError, ClientDisconnect, Exception):
-        app.add_exception_handler(kind, known_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

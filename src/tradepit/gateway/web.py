@@ -1,9 +1,11 @@
-"""What every route shares: the gateway behind the app, authentication, bodies, JSON out, and
-query parameters parsed the lenient way Alpaca's clients send them."""
+"""What every route shares: the gateway behind the app, the access each route declares (read
+by the chain's authentication, gateway/chain), bodies, JSON out, and query parameters parsed
+the lenient way Alpaca's clients send them."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +14,9 @@ from fastapi.responses import Response
 from fastapi.security import APIKeyHeader
 
 from tradepit.domain.ids import IdError, uuid_to_id
-from tradepit.gateway.auth import Principal, client_address
+from tradepit.gateway.auth import Principal
+from tradepit.gateway.chain.routes import Access
+from tradepit.gateway.chain.scope import principal_of
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.service import Gateway
 from tradepit.stage.messages import encode
@@ -20,9 +24,9 @@ from tradepit.stage.messages import encode
 __all__ = [
     "gateway_of",
     "trader",
-    "authenticate",
     "public",
     "operator",
+    "ACCESS_MARKERS",
     "read_body",
     "json_response",
     "body_doc",
@@ -64,42 +68,31 @@ async def trader(
     key_id: str | None = Security(_KEY_ID),
     secret: str | None = Security(_SECRET),
 ) -> Principal:
-    """The caller, authenticated by Alpaca's key headers and within its rate limit."""
-    return await authenticate(gateway_of(request), key_id, secret, client_address(request.scope))
+    """The caller, whom the chain authenticated by Alpaca's key headers and held to its rate
+    limit before the route ran. (The headers are parameters for /docs, which shows them.)"""
+    return principal_of(request.scope)
 
 
-async def authenticate(
-    gateway: Gateway, key_id: str | None, secret: str | None, address: str
-) -> Principal:
-    principal = await gateway.keys.authenticate(key_id, secret, address)
-    gateway.limiter.check(principal.key_id)
-    return principal
-
-
-async def public(request: Request) -> None:
-    """For a route that needs no key: its rate limit is per client address instead."""
-    gateway_of(request).public_limiter.check(client_address(request.scope))
+async def public() -> None:
+    """Marks a route that needs no key: the chain limits it per client address instead."""
 
 
 async def operator(principal: Principal = Security(trader)) -> Principal:
-    if not principal.admin:
-        raise ApiError.forbidden("this route needs the venue's admin key")
+    """The caller, whom the chain let through with the venue's admin key."""
     return principal
 
 
+# The dependency by which a route declares what it needs to get in (gateway/chain/routes.py).
+ACCESS_MARKERS: dict[Callable[..., Any], Access] = {
+    public: Access.PUBLIC,
+    trader: Access.KEY,
+    operator: Access.ADMIN,
+}
+
+
 async def read_body(request: Request) -> bytes:
-    limit = gateway_of(request).settings.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise ApiError(413, f"request body is larger than {limit} bytes")
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"request body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    """The request's body; the chain refuses one over the cap (gateway/chain/body_limit.py)."""
+    return await request.body()
 
 
 def body_doc(example: dict[str, Any]) -> dict[str, Any]:

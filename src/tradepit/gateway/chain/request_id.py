@@ -1,0 +1,53 @@
+"""Every request and WebSocket gets an id: the client's `X-Request-ID` if it sent a sane one
+(so that a bot can find its own request in the venue's log), else one made here. It goes in
+the scope, for the log lines about the request, and back on the response, as Alpaca's API
+answers it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tradepit.gateway.chain.scope import REQUEST_ID
+
+__all__ = ["RequestId"]
+
+_HEADER = b"x-request-id"
+# What an id may be to be echoed and logged as it is: no spaces, quotes or control characters.
+_SANE = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+
+class RequestId:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == _HEADER:
+                if _SANE.fullmatch(value):
+                    request_id = value.decode("ascii")
+                break
+        if request_id is None:
+            request_id = os.urandom(16).hex()  # 32 hex digits, as Alpaca's ids are
+        scope[REQUEST_ID] = request_id
+        if kind == "websocket":
+            # Its frames are sent one by one; the id is for its log lines, not for a header.
+            await self.app(scope, receive, send)
+            return
+        header = (_HEADER, request_id.encode("ascii"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                # A copy: the headers may be a list the sender reuses.
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
