@@ -47,8 +47,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import redis.asyncio as aioredis
@@ -187,9 +188,31 @@ async def watch_settlement(
         await redis.aclose()
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+class Venue(NamedTuple):
+    """The running venue, as `run` hands it to its hooks."""
+
+    server: EmbeddedValkey
+    redis: aioredis.Redis
+    config: VenueConfig
+    processes: list[subprocess.Popen[bytes]]
+    data_dir: Path
+
+
+Hook = Callable[[Venue], Awaitable[dict[str, Any]]]
+
+
+async def run(
+    args: argparse.Namespace,
+    *,
+    server_class: type[EmbeddedValkey] = EmbeddedValkey,
+    before: Hook | None = None,
+    after: Hook | None = None,
+) -> dict[str, Any]:
+    """One run; `before` is awaited as the clock starts, `after` once every order is settled
+    and counted (the stages still running): what they return joins the result. The venue is
+    torn down and its directory removed after that."""
     data_dir = Path(tempfile.mkdtemp(prefix="tradepit-bench-"))
-    server = EmbeddedValkey(data_dir, fsync=args.fsync)
+    server = server_class(data_dir, fsync=args.fsync)
     server.start()
     processes: list[subprocess.Popen[bytes]] = []
     redis = aioredis.Redis.from_url(server.url)
@@ -238,6 +261,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         pids = {"stages": [process.pid for process in processes], "valkey": [server_pid(server)]}
         pids["bench client"] = [os.getpid()]
+        venue = Venue(server, redis, config, processes, data_dir)
+        before_result = await before(venue) if before is not None else {}
         cpu_before = cpu_seconds(pids)
         started = time.perf_counter()
         tick = 0.001
@@ -288,7 +313,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 latencies[min(len(latencies) - 1, int(fraction * len(latencies)))] / 1e6, 3
             )
 
-        return {
+        result = {
             "bench": "pipeline",
             "orders_per_s": round(len(settled) / elapsed),
             "p50_ms": round(statistics.median(latencies) / 1e6, 3) if latencies else None,
@@ -310,7 +335,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "history": not args.without_history,
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
+            **before_result,
         }
+        if after is not None:
+            result.update(await after(venue))
+        return result
     finally:
         for process in processes:
             process.terminate()
