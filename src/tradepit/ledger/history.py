@@ -79,6 +79,21 @@ TERMINAL_STATUSES = frozenset(
     }
 )
 
+# The members every order's life reads, bound once as matcher/book.py binds its enums: in
+# Python 3.11 a member read through its class runs EnumType.__getattr__'s hook (gone in 3.12),
+# which read here cost 3% more instructions per order through a ledger shard and its matcher in
+# memory (237k against 230k).
+_ACCEPTED = OrderStatus.ACCEPTED
+_NEW = OrderStatus.NEW
+_PARTIALLY_FILLED = OrderStatus.PARTIALLY_FILLED
+_FILLED = OrderStatus.FILLED
+_CANCELED = OrderStatus.CANCELED
+_PENDING = (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_REPLACE)
+_ON_NEW = TradeEvent.NEW
+_ON_PARTIAL_FILL = TradeEvent.PARTIAL_FILL
+_ON_FILL = TradeEvent.FILL
+_ON_CANCELED = TradeEvent.CANCELED
+
 
 class OrderRecord(msgspec.Struct, array_like=True, gc=False):
     """An order in integers: prices in ticks, quantities in lots, cash in cents, times in ns.
@@ -126,7 +141,7 @@ def accepted_record(order: Order, client_order_id: str, replaces: int = 0) -> Or
         order.qty,
         limit,
         order.stop_price,
-        OrderStatus.ACCEPTED,
+        _ACCEPTED,
         order.ts,
         order.ts,
         replaces=replaces,
@@ -243,15 +258,15 @@ class OrderHistory:
         if record is None:
             return changed
         if isinstance(event, Accepted):
-            if record.status != OrderStatus.ACCEPTED:
+            if record.status != _ACCEPTED:
                 return changed  # a stop order triggered, or a replacement already live
-            record.status = OrderStatus.NEW
-            name = TradeEvent.NEW
+            record.status = _NEW
+            name = _ON_NEW
         elif isinstance(event, Canceled):
-            record.status = OrderStatus.CANCELED
+            record.status = _CANCELED
             record.canceled_at = event.ts
             record.reason = event.reason
-            name = TradeEvent.CANCELED
+            name = _ON_CANCELED
         elif isinstance(event, Expired):
             record.status = OrderStatus.EXPIRED
             record.expired_at = event.ts
@@ -282,21 +297,18 @@ class OrderHistory:
         record.filled_qty += trade.qty
         record.filled_notional += self.symbols[record.symbol].notional(trade.price, trade.qty)
         if not leaves:
-            record.status = OrderStatus.FILLED
+            record.status = _FILLED
             record.filled_at = trade.ts
-            return (TradeEvent.FILL, record)
-        if record.status not in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_REPLACE):
-            record.status = OrderStatus.PARTIALLY_FILLED
-        return (TradeEvent.PARTIAL_FILL, record)
+            return (_ON_FILL, record)
+        if record.status not in _PENDING:
+            record.status = _PARTIALLY_FILLED
+        return (_ON_PARTIAL_FILL, record)
 
     def _live_again(self, order_id: int, ts: int) -> OrderRecord | None:
         """A pending cancel or replace was refused: the order is as it was before."""
         record = self.records.get(order_id)
-        if record is None or record.status not in (
-            OrderStatus.PENDING_CANCEL,
-            OrderStatus.PENDING_REPLACE,
-        ):
+        if record is None or record.status not in _PENDING:
             return None
-        record.status = OrderStatus.PARTIALLY_FILLED if record.filled_qty else OrderStatus.NEW
+        record.status = _PARTIALLY_FILLED if record.filled_qty else _NEW
         record.updated_at = ts
         return record

@@ -48,6 +48,8 @@ from tradepit.domain.orders import Order, OrderType, SelfTradePrevention, Side, 
 
 __all__ = ["Book", "BookState"]
 
+# Enum members bound once: in Python 3.11 a member read through its class runs
+# EnumType.__getattr__'s hook (gone in 3.12), several times the cost of a global.
 BUY = Side.BUY
 LIMIT = OrderType.LIMIT
 MARKET = OrderType.MARKET
@@ -59,6 +61,19 @@ FOK = TimeInForce.FOK
 STP_NONE = SelfTradePrevention.NONE
 CANCEL_NEWEST = SelfTradePrevention.CANCEL_NEWEST
 CANCEL_OLDEST = SelfTradePrevention.CANCEL_OLDEST
+REQUESTED = CancelReason.REQUESTED
+IOC_REMAINDER = CancelReason.IOC_REMAINDER
+FOK_UNFILLED = CancelReason.FOK_UNFILLED
+MARKET_REMAINDER = CancelReason.MARKET_REMAINDER
+SELF_TRADE = CancelReason.SELF_TRADE
+HALTED = RejectReason.HALTED
+UNKNOWN_ORDER = RejectReason.UNKNOWN_ORDER
+NOT_OWNER = RejectReason.NOT_OWNER
+INVALID_QTY = RejectReason.INVALID_QTY
+INVALID_PRICE = RejectReason.INVALID_PRICE
+INVALID_ORDER = RejectReason.INVALID_ORDER
+DUPLICATE_ORDER_ID = RejectReason.DUPLICATE_ORDER_ID
+POST_ONLY_WOULD_TAKE = RejectReason.POST_ONLY_WOULD_TAKE
 
 # A level is compacted when it holds more than this many dead entries beyond its live ones.
 _COMPACT_SLACK = 16
@@ -200,16 +215,16 @@ class Book:
                     keys, levels, threshold = self.bid_keys, self.bids, price
                 if keys and keys[-1] >= threshold:
                     if self._match(order, qty, keys, levels, threshold):
-                        self._cancel_remainder(order, CancelReason.SELF_TRADE)
+                        self._cancel_remainder(order, SELF_TRADE)
                         continue
                     if not order.leaves:
                         continue
                 else:  # (`_match` sets it when it runs: a Struct attribute store is not cheap)
                     order.leaves = qty
                 if kind is MARKET:
-                    self._cancel_remainder(order, CancelReason.MARKET_REMAINDER)
+                    self._cancel_remainder(order, MARKET_REMAINDER)
                 elif tif is IOC:
-                    self._cancel_remainder(order, CancelReason.IOC_REMAINDER)
+                    self._cancel_remainder(order, IOC_REMAINDER)
                 else:  # it rests: `_rest`, inlined
                     if is_buy:
                         key, keys, levels = price, self.bid_keys, self.bids
@@ -231,9 +246,7 @@ class Book:
                 account_id = command.account_id
                 resting = orders.get(order_id) or self.stop_orders.get(order_id)
                 if resting is None or resting.account_id != account_id:
-                    reason = (
-                        RejectReason.UNKNOWN_ORDER if resting is None else RejectReason.NOT_OWNER
-                    )
+                    reason = UNKNOWN_ORDER if resting is None else NOT_OWNER
                     seq = self.seq = self.seq + 1
                     out(CancelRejected(symbol, seq, command.ts, order_id, account_id, reason))
                     continue
@@ -249,7 +262,7 @@ class Book:
                         account_id,
                         resting.side,
                         leaves,
-                        CancelReason.REQUESTED,
+                        REQUESTED,
                     )
                 )
             else:
@@ -260,7 +273,7 @@ class Book:
         """Submit with every check, for what the fast path in `run` does not handle."""
         reason = self._check_new(order)
         if reason is None and order.post_only and self._would_take(order):
-            reason = RejectReason.POST_ONLY_WOULD_TAKE
+            reason = POST_ONLY_WOULD_TAKE
         if reason is not None:
             self._emit_rejected(order, reason)
             return
@@ -304,20 +317,20 @@ class Book:
         old = self.orders.get(order_id) or self.stop_orders.get(order_id)
         reason: RejectReason | None = None
         if self.halted:
-            reason = RejectReason.HALTED
+            reason = HALTED
         elif old is None:
-            reason = RejectReason.UNKNOWN_ORDER
+            reason = UNKNOWN_ORDER
         elif old.account_id != account_id:
-            reason = RejectReason.NOT_OWNER
+            reason = NOT_OWNER
         elif qty <= 0:
-            reason = RejectReason.INVALID_QTY
+            reason = INVALID_QTY
         elif price <= 0 or (old.type in (STOP, STOP_LIMIT)) != (stop_price > 0):
-            reason = RejectReason.INVALID_PRICE
+            reason = INVALID_PRICE
         elif new_order_id in self.orders or new_order_id in self.stop_orders:
-            reason = RejectReason.DUPLICATE_ORDER_ID
+            reason = DUPLICATE_ORDER_ID
         if old is None or reason is not None:
             # Without an order there is always a reason by now: `or` is for the type checker.
-            reason = reason or RejectReason.UNKNOWN_ORDER
+            reason = reason or UNKNOWN_ORDER
             self.seq += 1
             self.out.append(
                 ReplaceRejected(
@@ -344,7 +357,7 @@ class Book:
                     order_id,
                     account_id,
                     new_order_id,
-                    RejectReason.POST_ONLY_WOULD_TAKE,
+                    POST_ONLY_WOULD_TAKE,
                 )
             )
             return
@@ -449,18 +462,18 @@ class Book:
 
     def _check_new(self, order: Order) -> RejectReason | None:
         if self.halted:
-            return RejectReason.HALTED
+            return HALTED
         if order.qty <= 0:
-            return RejectReason.INVALID_QTY
+            return INVALID_QTY
         if order.price <= 0:
-            return RejectReason.INVALID_PRICE
+            return INVALID_PRICE
         if order.order_id in self.orders or order.order_id in self.stop_orders:
-            return RejectReason.DUPLICATE_ORDER_ID
+            return DUPLICATE_ORDER_ID
         kind = order.type
         if (kind is STOP or kind is STOP_LIMIT) != (order.stop_price > 0):
-            return RejectReason.INVALID_PRICE
+            return INVALID_PRICE
         if order.post_only and (kind is not LIMIT or order.time_in_force in (IOC, FOK)):
-            return RejectReason.INVALID_ORDER
+            return INVALID_ORDER
         return None
 
     def _emit_rejected(self, order: Order, reason: RejectReason) -> None:
@@ -481,21 +494,21 @@ class Book:
         else:
             keys, levels, threshold = self.bid_keys, self.bids, order.price
         if order.time_in_force is FOK and not self._can_fill(order, keys, levels, threshold):
-            self._cancel_remainder(order, CancelReason.FOK_UNFILLED)
+            self._cancel_remainder(order, FOK_UNFILLED)
             return
         if (
             keys
             and keys[-1] >= threshold
             and self._match(order, order.leaves, keys, levels, threshold)
         ):
-            self._cancel_remainder(order, CancelReason.SELF_TRADE)
+            self._cancel_remainder(order, SELF_TRADE)
             return
         if not order.leaves:
             return
         if order.type is MARKET:
-            self._cancel_remainder(order, CancelReason.MARKET_REMAINDER)
+            self._cancel_remainder(order, MARKET_REMAINDER)
         elif order.time_in_force is IOC or order.time_in_force is FOK:
-            self._cancel_remainder(order, CancelReason.IOC_REMAINDER)
+            self._cancel_remainder(order, IOC_REMAINDER)
         else:
             self._rest(order)
 
@@ -559,7 +572,7 @@ class Book:
                             maker_account,
                             maker.side,
                             maker_leaves,
-                            CancelReason.SELF_TRADE,
+                            SELF_TRADE,
                         )
                     )
                     if stp is not CANCEL_OLDEST:
