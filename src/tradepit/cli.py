@@ -23,6 +23,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from tradepit import admin, venue
 from tradepit.backup import BackupError, backup, restore
 from tradepit.client import ReplyTimeoutError, VenueClient
+from tradepit.cluster import ClusterError
+from tradepit.cluster.command import cluster_command
 from tradepit.doctor import examine, exited_message
 from tradepit.domain.ids import IdError, uuid_to_id
 from tradepit.domain.numbers import NumberError
@@ -33,7 +35,13 @@ from tradepit.embedded import DataDirInUseError, ValkeyExitedError
 from tradepit.gateway import run_gateway
 from tradepit.ledger import CASH
 from tradepit.options import SettingsError, add_settings_options, settings_from
-from tradepit.settings import DemoSettings, GatewaySettings, StageSettings, VenueSettings
+from tradepit.settings import (
+    ClusterSettings,
+    DemoSettings,
+    GatewaySettings,
+    StageSettings,
+    VenueSettings,
+)
 from tradepit.simulate import simulate
 from tradepit.venue import GatewayPortError
 from tradepit.verify import verify
@@ -179,10 +187,22 @@ def _parser() -> argparse.ArgumentParser:
     restore.add_argument("directory", type=Path, help="the backup")
     restore.add_argument("--timeout", type=float, default=600.0, help="seconds for the AOF")
 
+    cluster = commands.add_parser(
+        "cluster", help="a local Valkey Cluster, to try scale-out on one machine"
+    )
+    actions = cluster.add_subparsers(dest="cluster_action", required=True, metavar="ACTION")
+    add_settings_options(
+        actions.add_parser("up", help="start it (made at its first start); once it is ready"),
+        ClusterSettings,
+    )
+    actions.add_parser("down", help="stop its nodes cleanly")
+    actions.add_parser("status", help="its nodes, and whether it is ready (exit 1 if not)")
+
     for command in [
         *commands.choices.values(),
         *ops.choices.values(),
         *stages.choices.values(),
+        *actions.choices.values(),
     ]:
         _where_arguments(command, after_a_command=True)
     return parser
@@ -267,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         DataLossError,
         BackupError,
         SettingsError,
+        ClusterError,
     ) as error:
         raise SystemExit(f"tradepit: {error}") from None
     except ValkeyExitedError as error:
@@ -285,6 +306,9 @@ def _command(args: argparse.Namespace) -> int:
         return 0
     if args.command == "simulate":
         return simulate(args.seconds, args.traders, args.seed)
+    if args.command == "cluster":
+        shape = settings_from(ClusterSettings, args)
+        return cluster_command(args.cluster_action, Path(args.data_dir), shape)
     if args.command in ("serve", "demo"):
         demo = args.command == "demo"
         url = args.redis_url or os.environ.get("REDIS_URL") or None

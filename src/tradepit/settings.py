@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-__all__ = ["GatewaySettings", "VenueSettings", "DemoSettings", "StageSettings"]
+__all__ = ["GatewaySettings", "VenueSettings", "DemoSettings", "StageSettings", "ClusterSettings"]
 
 Seconds = Annotated[float, Meta(ge=0)]
 Count = Annotated[int, Meta(ge=0)]
@@ -191,3 +191,38 @@ class StageSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     def index_and_count(self) -> tuple[int, int]:
         index, _, count = self.shard.partition("/")
         return int(index), int(count)
+
+
+class ClusterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`cluster up`: a local Valkey Cluster, its shape fixed at its first start."""
+
+    primaries: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=64,
+            description="primaries, which share the 16384 slots evenly (first start only)",
+        ),
+    ] = 3
+    replicas: Annotated[
+        int, Meta(ge=0, le=8, description="replicas of each primary (first start only)")
+    ] = 1
+    node_timeout: Annotated[
+        float,
+        Meta(
+            ge=0.1,
+            le=3600,
+            description="seconds a node may not answer before the others count it failed and "
+            "its replica takes over",
+        ),
+    ] = 5.0
+    fsync: Annotated[
+        Literal["everysec", "always"],
+        Meta(
+            description="when each node's AOF reaches the disk: every second, or before every reply"
+        ),
+    ] = "everysec"
+    timeout: Annotated[
+        float,
+        Meta(gt=0, description="seconds to wait for the cluster to be ready"),
+    ] = 120.0
