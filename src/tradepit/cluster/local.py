@@ -25,7 +25,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -45,9 +45,10 @@ from tradepit.access import (
     write_private,
 )
 from tradepit.cluster.errors import ClusterError
+from tradepit.cluster.forming import form
 from tradepit.cluster.layout import LAYOUT_FILE, Layout, NodeLayout, load_layout, new_layout
 from tradepit.cluster.node import NodeProcess, command, private_dir
-from tradepit.cluster.topology import NodeReport, report_of, what_is_not_ready
+from tradepit.cluster.topology import NodeReport, report_of, wait_until, what_is_not_ready
 from tradepit.embedded import Fsync
 
 __all__ = ["LocalCluster", "ClusterNode", "URLS_FILE"]
@@ -282,7 +283,7 @@ class LocalCluster:
                 now = self._report(process)
                 return None if now is not None and now.myself.is_primary else "not yet"
 
-            self._wait(promoted, deadline, f"{replica} to be promoted")
+            wait_until(promoted, deadline, f"{replica} to be promoted")
             self._wait_ready(deadline, every_node=False)
 
     def wait_ready(self, timeout: float = 120.0) -> None:
@@ -319,7 +320,7 @@ class LocalCluster:
                         return f"{name} is at {info.get('slave_repl_offset')} of {offset}"
                 return None
 
-            self._wait(caught_up, deadline, "the replicas to catch up")
+            wait_until(caught_up, deadline, "the replicas to catch up")
 
     def __enter__(self) -> LocalCluster:
         try:
@@ -387,60 +388,17 @@ class LocalCluster:
             process.wait_answering(self.credentials()[Role.OPERATOR], deadline)
 
     def _form(self, layout: Layout, deadline: float) -> None:
-        """Slots to the primaries, every node met, the replicas attached. Each step is skipped
-        where it is done already, so that forming again after an interruption finishes it."""
         processes = [self._process(node) for node in layout.nodes]
         connections = {process.name: self._connect(process) for process in processes}
         try:
-            for epoch, node in enumerate(layout.nodes[: layout.primaries], start=1):
-                connection = connections[node.name]
-                if report_of(connection).myself.slots:
-                    continue
-                # Distinct epochs before they meet, as valkey-cli gives them: otherwise they
-                # all claim epoch 0 and settle the collision one bump at a time.
-                with contextlib.suppress(ResponseError):  # it has one already
-                    command(connection, "CLUSTER", "SET-CONFIG-EPOCH", epoch)
-                low, high = layout.slot_range(node)
-                command(connection, "CLUSTER", "ADDSLOTSRANGE", low, high)
-            first = connections[layout.nodes[0].name]
-            for node in layout.nodes[1:]:
-                command(first, "CLUSTER", "MEET", "127.0.0.1", node.port, node.bus_port)
-
-            def all_met() -> str | None:
-                for name, connection in connections.items():
-                    known = report_of(connection).cluster_info.get("cluster_known_nodes")
-                    if known != str(len(layout.nodes)):
-                        return f"{name} knows {known} of {len(layout.nodes)} nodes"
-                return None
-
-            self._wait(all_met, deadline, "the nodes to meet")
-            for node in layout.nodes:
-                if node.replica_of is not None:
-                    primary = connections[node.replica_of]
-                    self._attach(connections[node.name], primary, node, deadline)
+            form(layout, connections, deadline)
         finally:
             for connection in connections.values():
                 connection.close()
 
-    def _attach(
-        self, replica: redis.Redis, primary: redis.Redis, node: NodeLayout, deadline: float
-    ) -> None:
-        primary_id = report_of(primary).myself.id
-
-        def attached() -> str | None:
-            if report_of(replica).myself.primary_id == primary_id:
-                return None
-            try:
-                command(replica, "CLUSTER", "REPLICATE", primary_id)
-            except ResponseError as error:  # "Unknown node" until gossip has told it
-                return str(error)
-            return None
-
-        self._wait(attached, deadline, f"{node.name} to replicate {node.replica_of}")
-
     def _wait_ready(self, deadline: float, *, every_node: bool) -> None:
         check = self.not_ready if every_node else self._why_running_not_ready
-        self._wait(check, deadline, "the cluster to be ready")
+        wait_until(check, deadline, "the cluster to be ready")
 
     def _why_running_not_ready(self) -> str | None:
         layout = self.layout
@@ -455,13 +413,6 @@ class LocalCluster:
             reports[node.name] = report
         names = {node.port: node.name for node in layout.nodes}
         return what_is_not_ready(reports, names, len(layout.nodes))
-
-    def _wait(self, check: Callable[[], str | None], deadline: float, what: str) -> None:
-        """Call `check` until it says nothing is wrong; past `deadline`, raise what it said."""
-        while (problem := check()) is not None:
-            if time.monotonic() > deadline:
-                raise ClusterError(f"timed out waiting for {what}: {problem}")
-            time.sleep(0.05)
 
     def _connect(self, process: NodeProcess) -> redis.Redis:
         return process.connect(self.credentials()[Role.OPERATOR])

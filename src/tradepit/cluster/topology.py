@@ -10,16 +10,26 @@ sync with its primary.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
+from tradepit.cluster.errors import ClusterError
 from tradepit.cluster.layout import SLOTS
 from tradepit.cluster.node import command
 
-__all__ = ["Peer", "NodeReport", "parse_nodes", "parse_info", "report_of", "what_is_not_ready"]
+__all__ = [
+    "Peer",
+    "NodeReport",
+    "parse_nodes",
+    "parse_info",
+    "report_of",
+    "what_is_not_ready",
+    "wait_until",
+]
 
 _FAILING = frozenset({"fail", "fail?"})
 _UNSETTLED = frozenset({"handshake", "noaddr"})
@@ -146,3 +156,12 @@ def what_is_not_ready(
     if len(set(views.values())) > 1:
         return "the running nodes do not agree yet who serves and who replicates what"
     return None
+
+
+def wait_until(check: Callable[[], str | None], deadline: float, what: str) -> None:
+    """Call `check` until it says nothing is wrong (None); past `deadline` (time.monotonic()),
+    raise what it said last."""
+    while (problem := check()) is not None:
+        if time.monotonic() > deadline:
+            raise ClusterError(f"timed out waiting for {what}: {problem}")
+        time.sleep(0.05)
