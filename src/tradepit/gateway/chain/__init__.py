@@ -6,7 +6,8 @@ WebSocket passes, each concern one small module, outermost first:
 1. `RequestId` (request_id.py): the client's X-Request-ID or a new one, in the scope and on
    the response;
 2. `MatchRoute` (routes.py): which route this is, once, for the layers beneath;
-3. `AccessLog` (access_log.py): one line per request or WebSocket session, if sampled;
+3. `AccessLog` (access_log.py): one line per request or WebSocket session, if sampled (when
+   its setting is 0, the layer is left out);
 4. metrics (issue 22): its layer goes here, where it sees every answer, refusals included;
 5. `RenderErrors` (render_errors.py): anything raised beneath becomes Alpaca's error shape;
 6. `BodyLimit` (body_limit.py): a body over the cap is a 413;
@@ -43,10 +44,12 @@ def build_chain(gateway: Gateway, routes: RouteTable, api: ASGIApp) -> ASGIApp:
     """The gateway's ASGI application: `api` (FastAPI) and the hot routes in `routes` behind
     every layer."""
     settings = gateway.settings
+    logging_access = settings.access_log_sample > 0
     layers: list[Callable[[ASGIApp], ASGIApp]] = [  # outermost first
         RequestId,
         partial(MatchRoute, routes=routes),
-        partial(AccessLog, sample=settings.access_log_sample),
+        # Off, the access log is left out: a layer that does nothing still costs every request.
+        *([partial(AccessLog, sample=settings.access_log_sample)] if logging_access else []),
         # metrics (issue 22): here.
         RenderErrors,
         partial(BodyLimit, limit=settings.max_body_bytes),

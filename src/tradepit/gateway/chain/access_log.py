@@ -34,10 +34,8 @@ class AccessLog:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if (
-            self.sample <= 0
-            or kind not in ("http", "websocket")
-            or (self.sample < 1 and random.random() >= self.sample)
+        if kind not in ("http", "websocket") or (
+            self.sample < 1 and random.random() >= self.sample
         ):
             await self.app(scope, receive, send)
             return

@@ -19,10 +19,9 @@ __all__ = ["RequestId"]
 _HEADER = b"x-request-id"
 # What an id may be to be echoed and logged as it is: no spaces, quotes or control characters.
 _SANE = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
-# A made id is this process's random half and a count: as unique as 128 random bits across the
-# gateways, without a system call per request.
-_PROCESS = os.urandom(8).hex()
-_COUNT = itertools.count()
+# A made id counts up from a random 64-bit start shifted into the top half: as unique across the
+# gateways as 128 random bits, without a system call (or a format spec) per request.
+_NEXT_ID = itertools.count(int.from_bytes(os.urandom(8), "big") << 64)
 
 
 class RequestId:
@@ -41,7 +40,7 @@ class RequestId:
                     request_id = value.decode("ascii")
                 break
         if request_id is None:
-            request_id = f"{_PROCESS}{next(_COUNT):016x}"  # 32 hex digits, as Alpaca's are
+            request_id = next(_NEXT_ID).to_bytes(16, "big").hex()  # 32 hex digits, as Alpaca's
         scope[REQUEST_ID] = request_id
         if kind == "websocket":
             # Its frames are sent one by one; the id is for its log lines, not for a header.
