@@ -170,13 +170,14 @@ async def _change_subscriptions(
     if unknown:
         await client.send_now(error(400, f"invalid syntax: unknown channel {unknown[0][:30]!r}"))
         return
-    before = live.subscriptions.of(client)
+    registry = live.subscriptions
+    before = registry.of(client)
     for channel, symbols in changes:
         if subscribe and len(before[channel] | set(symbols)) > MAX_SYMBOLS:
             await client.send_now(error(405, "symbol limit exceeded"))
             return
     change: Callable[[DataClient, str, list[str]], None] = (
-        live.subscribe if subscribe else live.unsubscribe
+        registry.subscribe if subscribe else registry.unsubscribe
     )
     after = {channel: set(symbols) for channel, symbols in before.items()}
     for channel, symbols in changes:

@@ -56,12 +56,6 @@ class LiveFeed:
             async with asyncio.timeout(timeout):
                 await self.feed.ready.wait()
 
-    def subscribe(self, client: DataClient, channel: str, symbols: list[str]) -> None:
-        self.subscriptions.subscribe(client, channel, symbols)
-
-    def unsubscribe(self, client: DataClient, channel: str, symbols: list[str]) -> None:
-        self.subscriptions.unsubscribe(client, channel, symbols)
-
     def send_snapshots(self, client: DataClient, symbols: list[str]) -> None:
         """The current book of each of `symbols` ("*": all), to a new orderbook subscriber."""
         for symbol in symbols:
