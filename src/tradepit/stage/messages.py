@@ -160,6 +160,7 @@ class Reply(msgspec.Struct, array_like=True, gc=False):
 
     request_id: int
     ok: bool
+    # A `Refusal`'s wire code, kept a str so that a code another version sends still decodes.
     code: str = ""
     message: str = ""
 
