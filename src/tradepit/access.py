@@ -23,7 +23,11 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import quote
 
+from tradepit.errors import TradepitError
+
 __all__ = [
+    "NotPrivateError",
+    "make_private_dir",
     "Role",
     "RULES",
     "CREDENTIALS_FILE",
@@ -64,6 +68,21 @@ RULES: dict[Role, str] = {
     # settings) and appends commands to the stages' inboxes, never their state.
     Role.GATEWAY: f"{_PROGRAM} %R~* ~tradepit:* %W~{{l*}}:in %W~{{m*}}:in",
 }
+
+
+class NotPrivateError(TradepitError, RuntimeError):
+    """A directory the venue would keep its secrets in belongs to another user."""
+
+
+def make_private_dir(path: Path) -> None:
+    """Make `path` a directory of this user's alone (0700), or refuse one another user owns
+    (a socket directory in /tmp that someone else made first, say)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    status = path.stat()
+    if status.st_uid != os.getuid():
+        raise NotPrivateError(f"{path} belongs to another user: tradepit will not use it")
+    if status.st_mode & 0o077:
+        path.chmod(0o700)
 
 
 def write_private(path: Path, text: str) -> None:

@@ -21,6 +21,7 @@ from redis.exceptions import BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tradepit import admin, venue
+from tradepit.access import NotPrivateError
 from tradepit.backup import BackupError, backup, restore
 from tradepit.client import ReplyTimeoutError, VenueClient
 from tradepit.cluster import ClusterError
@@ -288,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         BackupError,
         SettingsError,
         ClusterError,
+        NotPrivateError,
     ) as error:
         raise SystemExit(f"tradepit: {error}") from None
     except ValkeyExitedError as error:

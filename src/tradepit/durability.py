@@ -40,7 +40,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from tradepit import aof
-from tradepit.access import write_private
+from tradepit.access import make_private_dir, write_private
 from tradepit.errors import TradepitError
 from tradepit.stage.keys import COMMITS, VENUE_ID, ShardKeys
 
@@ -121,10 +121,6 @@ def decode_progress(raw: bytes) -> ShardProgress | None:
         raise ValueError(str(error)) from None
 
 
-def _private_dir(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-
-
 class ProgressRecorder:
     """One shard's progress file, kept by its stage loop (`StageLoop(progress=...)`): written
     after each commit, and checked against what each load finds.
@@ -135,7 +131,7 @@ class ProgressRecorder:
     def __init__(self, shard: str, path: Path) -> None:
         self.shard = shard
         self.path = path
-        _private_dir(path.parent)
+        make_private_dir(path.parent)
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             self._line = os.pread(self._fd, _MAX_PROGRESS_FILE, 0)
@@ -201,7 +197,7 @@ class ProgressFiles:
 def write_progress(data_dir: Path, shards: Mapping[str, ShardProgress]) -> None:
     """Write the progress files anew (a restore does: from the data it restored)."""
     directory = data_dir / PROGRESS_DIR
-    _private_dir(directory)
+    make_private_dir(directory)
     for shard, progress in shards.items():
         write_private(directory / shard, _encode(progress).decode() + "\n")
 

@@ -45,6 +45,7 @@ from tradepit.access import (
     Role,
     acl_file_text,
     load_or_create_credentials,
+    make_private_dir,
     with_credentials,
     write_private,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "DataDirInUseError",
     "ValkeyExitedError",
     "free_port",
+    "is_valkey_in",
     "server_environment",
     "Fsync",
 ]
@@ -137,7 +139,7 @@ class EmbeddedValkey:
         """Each role's password, made on first use and kept in the data directory."""
         with self._starting:
             if self._passwords is None:
-                _make_private_dir(self.data_dir)
+                make_private_dir(self.data_dir)
                 self._passwords = load_or_create_credentials(self.data_dir)
             return self._passwords
 
@@ -208,7 +210,7 @@ class EmbeddedValkey:
             self.claim_data_dir()
             try:
                 write_private(self.data_dir / ACL_FILE, acl_file_text(self.credentials()))
-                _make_private_dir(self.socket_path.parent)
+                make_private_dir(self.socket_path.parent)
                 # A session of its own: a Ctrl-C meant for tradepit must not stop the server
                 # under the stages before they finish their batch; tradepit stops it last.
                 # umask 077: what it writes (the AOF, its log, the socket) is ours alone.
@@ -238,7 +240,7 @@ class EmbeddedValkey:
                 self._claim_data_dir()
 
     def _claim_data_dir(self) -> None:
-        _make_private_dir(self.data_dir)
+        make_private_dir(self.data_dir)
         lock = os.open(self.data_dir / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -310,17 +312,7 @@ class EmbeddedValkey:
             time.sleep(0.05)
 
     def _is_our_server(self, pid: int) -> bool:
-        """Whether `pid` is a live valkey-server whose working directory is this one."""
-        proc = Path(f"/proc/{pid}")
-        try:
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            command = (proc / "cmdline").read_bytes()
-            # The same directory, however reached (a bind mount, a container's volume).
-            here = os.path.samefile(proc / "cwd", self.data_dir)
-        except (OSError, IndexError):
-            return False
-        running = state not in ("Z", "X")  # a zombie has exited; no one has reaped it yet
-        return running and b"valkey-server" in command and here
+        return is_valkey_in(pid, self.data_dir)
 
     def _wait_ready(self, timeout: float) -> None:
         """Wait until the server answers PING, which it does once it has loaded its AOF.
@@ -395,15 +387,19 @@ class EmbeddedValkey:
         self.stop()
 
 
-def _make_private_dir(path: Path) -> None:
-    """Make `path` a directory of this user's alone (0700), or refuse one another user owns
-    (a socket directory in /tmp that someone else made first, say)."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    status = path.stat()
-    if status.st_uid != os.getuid():
-        raise RuntimeError(f"{path} belongs to another user: tradepit will not use it")
-    if status.st_mode & 0o077:
-        path.chmod(0o700)
+def is_valkey_in(pid: int, directory: Path) -> bool:
+    """Whether `pid` is a live valkey-server whose working directory is `directory` (a pid in a
+    pid file may have been reused by another program since)."""
+    proc = Path(f"/proc/{pid}")
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        command = (proc / "cmdline").read_bytes()
+        # The same directory, however reached (a bind mount, a container's volume).
+        here = os.path.samefile(proc / "cwd", directory)
+    except (OSError, IndexError):
+        return False
+    running = state not in ("Z", "X")  # a zombie has exited; no one has reaped it yet
+    return running and b"valkey-server" in command and here
 
 
 def _make_files_private(data_dir: Path) -> None:

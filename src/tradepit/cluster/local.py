@@ -41,13 +41,14 @@ from tradepit.access import (
     Role,
     acl_file_text,
     load_or_create_credentials,
+    make_private_dir,
     with_credentials,
     write_private,
 )
 from tradepit.cluster.errors import ClusterError
 from tradepit.cluster.forming import form
 from tradepit.cluster.layout import LAYOUT_FILE, Layout, NodeLayout, load_layout, new_layout
-from tradepit.cluster.node import NodeProcess, command, private_dir
+from tradepit.cluster.node import NodeProcess, command
 from tradepit.cluster.topology import NodeReport, report_of, wait_until, what_is_not_ready
 from tradepit.embedded import Fsync
 
@@ -131,7 +132,7 @@ class LocalCluster:
     def credentials(self) -> dict[Role, str]:
         """Each role's password, made on first use and kept in the directory."""
         if self._passwords is None:
-            private_dir(self.directory)
+            make_private_dir(self.directory)
             self._passwords = load_or_create_credentials(self.directory)
         return self._passwords
 
@@ -474,7 +475,7 @@ class LocalCluster:
         with self._thread_lock:
             if self._depth == 0:
                 self._check_directory(create=create)
-                private_dir(self.directory)
+                make_private_dir(self.directory)
                 lock = os.open(self.directory / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
                 try:
                     fcntl.flock(lock, fcntl.LOCK_EX)

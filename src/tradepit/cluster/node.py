@@ -28,39 +28,16 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from tradepit.access import Role, write_private
+from tradepit.access import Role, make_private_dir, write_private
 from tradepit.cluster.errors import ClusterError
 from tradepit.cluster.layout import NodeLayout
-from tradepit.embedded import Fsync, server_environment
+from tradepit.embedded import Fsync, is_valkey_in, server_environment
 
-__all__ = ["NodeProcess", "command", "is_valkey_in", "private_dir"]
+__all__ = ["NodeProcess", "command"]
 
 CONFIG_FILE = "node.conf"
 PID_FILE = "valkey.pid"  # written by the server as it starts, removed as it exits cleanly
 LOG_FILE = "valkey.log"
-
-
-def private_dir(path: Path) -> None:
-    """Make `path` a directory of this user's alone (0700), or refuse one of another user's."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    status = path.stat()
-    if status.st_uid != os.getuid():
-        raise ClusterError(f"{path} belongs to another user: tradepit will not use it")
-    if status.st_mode & 0o077:
-        path.chmod(0o700)
-
-
-def is_valkey_in(pid: int, directory: Path) -> bool:
-    """Whether `pid` is a live valkey-server whose working directory is `directory`."""
-    proc = Path(f"/proc/{pid}")
-    try:
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        command = (proc / "cmdline").read_bytes()
-        here = os.path.samefile(proc / "cwd", directory)
-    except (OSError, IndexError):
-        return False
-    running = state not in ("Z", "X")  # a zombie has exited; no one has reaped it yet
-    return running and b"valkey-server" in command and here
 
 
 def command(connection: redis.Redis, *words: str | int) -> Any:
@@ -126,7 +103,7 @@ class NodeProcess:
         """Start the server on `config` (see `config_text`), without waiting for it."""
         if self.running():
             raise ClusterError(f"{self.name} is running already (pid {self.pid()})")
-        private_dir(self.directory)
+        make_private_dir(self.directory)
         write_private(self.directory / CONFIG_FILE, config)
         log = os.open(self.directory / LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
