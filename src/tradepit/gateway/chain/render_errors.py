@@ -8,6 +8,8 @@ request its parameters refuse (422) and a path or method it has no route for (40
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tradepit.gateway.chain.scope import REQUEST_ID
@@ -27,11 +29,11 @@ class RenderErrors:
             return
         response_started = False
 
-        async def send_noting_start(message: Message) -> None:
+        def send_noting_start(message: Message) -> Awaitable[None]:  # as RequestId's
             nonlocal response_started
             if message["type"] == "http.response.start":
                 response_started = True
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, receive, send_noting_start)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+from collections.abc import Awaitable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -48,10 +49,12 @@ class RequestId:
             return
         header = (_HEADER, request_id.encode("ascii"))
 
-        async def send_with_id(message: Message) -> None:
+        # A plain function that hands back the send it wraps, for its caller to await: no
+        # coroutine of its own per message.
+        def send_with_id(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
                 # A new list: the sender's may be one it reuses.
                 message["headers"] = [*message.get("headers", ()), header]
-            await send(message)
+            return send(message)
 
         await self.app(scope, receive, send_with_id)
