@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tradepit.gateway.auth import KeyStore, RateLimiter, client_address
 from tradepit.gateway.chain.routes import Access
-from tradepit.gateway.chain.scope import PRINCIPAL, ROUTE
+from tradepit.gateway.chain.scope import PRINCIPAL, ROUTE, headers_of
 from tradepit.gateway.errors import ApiError
 
 __all__ = ["Authenticate"]
@@ -39,13 +39,13 @@ class Authenticate:
         route = scope.get(ROUTE)
         access = route.access if route is not None else Access.PUBLIC
         if access is Access.KEY or access is Access.ADMIN:
-            key_id = secret = None
-            for name, value in scope["headers"]:
-                if name == _KEY_ID:
-                    key_id = value.decode("latin-1")
-                elif name == _SECRET:
-                    secret = value.decode("latin-1")
-            principal = await self.keys.authenticate(key_id, secret, client_address(scope))
+            headers = headers_of(scope)
+            key_id, secret = headers.get(_KEY_ID), headers.get(_SECRET)
+            principal = await self.keys.authenticate(
+                key_id.decode("latin-1") if key_id is not None else None,
+                secret.decode("latin-1") if secret is not None else None,
+                client_address(scope),
+            )
             self.per_key.check(principal.key_id)
             if access is Access.ADMIN and not principal.admin:
                 raise ApiError.forbidden("this route needs the venue's admin key")

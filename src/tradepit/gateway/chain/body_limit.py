@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tradepit.gateway.chain.scope import headers_of
 from tradepit.gateway.errors import ApiError
 
 __all__ = ["BodyLimit"]
@@ -22,15 +23,11 @@ class BodyLimit:
             await self.app(scope, receive, send)  # a WebSocket's frames have their own limit
             return
         limit = self.limit
-        declared = chunked = False
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                if not value.isdigit() or int(value) > limit:
-                    raise self._too_large()
-                declared = True
-            elif name == b"transfer-encoding":
-                chunked = True
-        if declared and not chunked:
+        headers = headers_of(scope)
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            raise self._too_large()
+        if declared is not None and b"transfer-encoding" not in headers:
             # The server's parser hands the app exactly Content-Length bytes (more would be the
             # next request): nothing to count.
             await self.app(scope, receive, send)

@@ -13,7 +13,7 @@ from collections.abc import Awaitable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tradepit.gateway.chain.scope import REQUEST_ID
+from tradepit.gateway.chain.scope import REQUEST_ID, headers_of
 
 __all__ = ["RequestId"]
 
@@ -34,13 +34,10 @@ class RequestId:
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        request_id = None
-        for name, value in scope["headers"]:
-            if name == _HEADER:
-                if _SANE.fullmatch(value):
-                    request_id = value.decode("ascii")
-                break
-        if request_id is None:
+        sent = headers_of(scope).get(_HEADER)
+        if sent is not None and _SANE.fullmatch(sent):
+            request_id = sent.decode("ascii")
+        else:
             request_id = next(_NEXT_ID).to_bytes(16, "big").hex()  # 32 hex digits, as Alpaca's
         scope[REQUEST_ID] = request_id
         if kind == "websocket":

@@ -62,11 +62,12 @@ class _Template:
 class RouteTable:
     """The routes, matched as Starlette matches them (its regexes, in declaration order), but
     cheaply: a path without parameters by one lookup, the others among the routes that share
-    their first segment."""
+    their first segment. (An exact path whose method is not among its routes' is looked for
+    among the others too, as Starlette does, and found nowhere.)"""
 
     def __init__(self, routes: Iterable[Route]) -> None:
         self.routes = tuple(routes)
-        self._exact: dict[tuple[str, str], _Template] = {}
+        self._exact: dict[tuple[str, str, str], Route] = {}  # by kind, method and path
         self._buckets: dict[tuple[str, str], list[_Template]] = {}
         templates: dict[tuple[str, str], _Template] = {}
         for route in self.routes:
@@ -89,19 +90,20 @@ class RouteTable:
         for (kind, path), template in templates.items():
             # A plain path is looked up directly unless a route with parameters matches it too:
             # then declaration order decides, as it does for Starlette.
-            if not template.regex.groups and not any(
-                other.regex.match(path) for other in parameterized
+            if (
+                not template.regex.groups
+                and template.any_method is None
+                and not any(other.regex.match(path) for other in parameterized)
             ):
-                self._exact[(kind, path)] = template
+                for method, route in template.by_method.items():
+                    self._exact[(kind, method, path)] = route
 
     def match(self, kind: str, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
         """The route and its path parameters, or None: no route has this path and method (then
         FastAPI answers its 404 or 405)."""
-        template = self._exact.get((kind, path))
-        if template is not None:
-            route = template.route_for(method)
-            if route is not None:
-                return route, {}
+        route = self._exact.get((kind, method, path))
+        if route is not None:
+            return route, {}
         for template in self._buckets.get((kind, _first_segment(path)), ()):
             found = template.regex.match(path)
             if found is not None:
