@@ -44,7 +44,7 @@ grid is refused, never rounded.
 # A classroom behind one address loads them all at once; each costs a file read. Every other
 # route declares its access by its dependency (web.ACCESS_MARKERS).
 OPEN_ROUTES = frozenset(
-    {"/", "/vendor/lightweight-charts.mjs", "/page/{path}", "/docs/assets/{name}"}
+    {"/", "/vendor/lightweight-charts.mjs", "/page/{path:path}", "/docs/assets/{name}"}
 )
 
 

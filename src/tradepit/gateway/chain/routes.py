@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIWebSocketRoute, iter_route_contexts
-from starlette.routing import WebSocketRoute, compile_path
+from starlette.routing import Mount, WebSocketRoute, compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tradepit.gateway.chain.scope import ROUTE
@@ -62,23 +62,18 @@ class _Template:
 class RouteTable:
     """The routes, matched as Starlette matches them (its regexes, in declaration order), but
     cheaply: a path without parameters by one lookup, the others among the routes that share
-    their first segment. (An exact path whose method is not among its routes' is looked for
-    among the others too, as Starlette does, and found nowhere.)"""
+    their first segment."""
 
     def __init__(self, routes: Iterable[Route]) -> None:
         self.routes = tuple(routes)
-        self._exact: dict[tuple[str, str, str], Route] = {}  # by kind, method and path
-        self._buckets: dict[tuple[str, str], list[_Template]] = {}
-        templates: dict[tuple[str, str], _Template] = {}
+        templates: dict[tuple[str, str], _Template] = {}  # in declaration order
         for route in self.routes:
             key = (route.kind, route.template)
             template = templates.get(key)
             if template is None:
                 template = templates[key] = _Template(compile_path(route.template)[0])
-                first = _first_segment(route.template)
-                if "{" in first:
+                if "{" in _first_segment(route.template):
                     raise ValueError(f"{route.template}: a parameter in the first segment")
-                self._buckets.setdefault((route.kind, first), []).append(template)
             if route.methods:
                 for method in route.methods:
                     if method in template.by_method:
@@ -87,9 +82,12 @@ class RouteTable:
             else:
                 template.any_method = route
         parameterized = [t for t in templates.values() if t.regex.groups]
+        self._exact: dict[tuple[str, str, str], Route] = {}  # by kind, method and path
+        self._buckets: dict[tuple[str, str], list[_Template]] = {}  # by kind, first segment
         for (kind, path), template in templates.items():
             # A plain path is looked up directly unless a route with parameters matches it too:
-            # then declaration order decides, as it does for Starlette.
+            # then declaration order decides, as it does for Starlette. Looked up directly, it
+            # needs no place among the others (a method it lacks, no other route has).
             if (
                 not template.regex.groups
                 and template.any_method is None
@@ -97,6 +95,8 @@ class RouteTable:
             ):
                 for method, route in template.by_method.items():
                     self._exact[(kind, method, path)] = route
+            else:
+                self._buckets.setdefault((kind, _first_segment(path)), []).append(template)
 
     def match(self, kind: str, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
         """The route and its path parameters, or None: no route has this path and method (then
@@ -159,9 +159,13 @@ def routes_of(
     open_left = set(open_templates)
     routes: list[Route] = []
     for context in iter_route_contexts(api.routes):
-        template = context.path_format
+        # The path as declared, convertors and all (`{path:path}` matches slashes): what
+        # Starlette compiles its regex from, and what the access log shows.
+        template = context.path
         if template is None:
             raise ValueError(f"a route without a path: {context.original_route!r}")
+        if isinstance(context.original_route, Mount):
+            template += "/{path:path}"  # as Mount compiles it
         if isinstance(context.original_route, WebSocketRoute | APIWebSocketRoute):
             routes.append(Route("websocket", frozenset(), template, Access.OPEN))
             continue
