@@ -279,6 +279,12 @@ async def run_gateway(
         log_level="warning",
         access_log=False,
         server_header=False,
+        # uvicorn would otherwise take X-Forwarded-For from any loopback peer as the client's
+        # address: a local process could then choose the address that the per-address limits
+        # (connections, failed authentications, public routes) count it under. Behind a proxy
+        # every client is the proxy's address, as the README says; and its middleware cost the
+        # gateway as much as one of the chain's layers (bench/RESULTS.md, "One chain").
+        proxy_headers=False,
         backlog=BACKLOG,
     )
     server = _Server(config)
