@@ -26,14 +26,12 @@ class SettingsError(TradepitError, ValueError):
 
 
 def _description(annotation: Any) -> str:
+    """The description of an `Annotated[...]` field (nested Annotated types are flattened, so
+    every Meta is in one list)."""
     for meta in getattr(annotation, "__metadata__", ()):
         if isinstance(meta, msgspec.Meta) and meta.description:
             return meta.description
-        found = _description(meta) if hasattr(meta, "__metadata__") else ""
-        if found:
-            return found
-    inner = typing.get_args(annotation)
-    return _description(inner[0]) if inner and hasattr(inner[0], "__metadata__") else ""
+    return ""
 
 
 def _base_type(annotation: Any) -> Any:
