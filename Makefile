@@ -69,6 +69,8 @@ bench: $(STAMP) $(JEMALLOC_STAMP)
 	$(BIN)/python bench/pipeline.py --fsync everysec --shards 2 --rate 10000
 	$(BIN)/python bench/pipeline.py --fsync everysec --shards 2 --without-history
 	$(BIN)/python bench/restart.py
+	$(BIN)/python bench/http_protocol.py
+	$(BIN)/python bench/chain.py
 	$(BIN)/python bench/http.py
 	$(BIN)/python bench/fanout.py --repeat 3
 	$(BIN)/python bench/socket_floor.py
@@ -77,6 +79,8 @@ bench-quick: $(STAMP) $(JEMALLOC_STAMP)
 	$(BIN)/python bench/matcher.py --quick
 	$(BIN)/python bench/pipeline.py --quick
 	$(BIN)/python bench/restart.py --quick
+	$(BIN)/python bench/http_protocol.py --quick
+	$(BIN)/python bench/chain.py --quick
 	$(BIN)/python bench/http.py --quick
 	$(BIN)/python bench/fanout.py --quick
 	$(BIN)/python bench/socket_floor.py --quick

@@ -98,7 +98,10 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="20,000 requests, 3 rounds")
     args = parser.parse_args()
+    if args.quick:
+        args.requests, args.rounds = 20_000, 3
     chain = the_chain()
     await cpu_per_request(chain, 2_000)  # warm up
     through, alone = [], []

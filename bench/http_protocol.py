@@ -26,6 +26,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 
 import argparse
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -109,9 +110,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--label", default="this commit")
+    parser.add_argument("--quick", action="store_true", help="20,000 requests")
     args = parser.parse_args()
+    if args.quick:
+        args.requests = 20_000
     uvloop.install()
-    print(f"{args.label}: {asyncio.run(_us_per_request(args.requests)):.2f} us/request")
+    us = asyncio.run(_us_per_request(args.requests))
+    print(f"{args.label}: {us:.2f} us/request")
+    print(json.dumps({"bench": "http_protocol", "requests": args.requests, "us_per_request": us}))
 
 
 if __name__ == "__main__":
