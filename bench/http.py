@@ -60,7 +60,7 @@ import redis.asyncio as aioredis
 from launch import tradepit_command, wait_until_up
 from tradepit.client import load_config
 from tradepit.embedded import free_port
-from tradepit.stage.keys import ShardKeys, ledger_name
+from tradepit.store.keys import ShardKeys, ledger_name
 
 # Run as a script, this file's directory is first on the path, where this file would shadow the
 # standard library's `http` for anything imported later: take the directory off the path.

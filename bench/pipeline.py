@@ -59,8 +59,8 @@ from tradepit.client import VenueClient, init_config
 from tradepit.domain.ids import new_id
 from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
 from tradepit.embedded import EmbeddedValkey
-from tradepit.stage.keys import ShardKeys, VenueConfig
 from tradepit.stage.messages import UPDATES, PlaceOrder
+from tradepit.store.keys import ShardKeys, VenueConfig
 from tradepit.verify import entries_in_flight
 
 # Two symbols on each matcher shard when there are two (by `matcher_of`).

@@ -46,11 +46,11 @@ import redis.asyncio as aioredis
 from aof_stats import analyze, aof_files, report
 from pipeline import CLOCK_TICK, Venue, run
 from tradepit.embedded import EmbeddedValkey
-from tradepit.stage.keys import VenueConfig
 from tradepit.stage.ledger import LedgerShard
 from tradepit.stage.loop import StageCore, StageLoop
 from tradepit.stage.marketdata import MarketDataShard
 from tradepit.stage.matcher import MatcherShard
+from tradepit.store.keys import VenueConfig
 
 _LOADED = re.compile(
     r"DB loaded from (base file|incr file|append only file)\b.*?: ([\d.]+) seconds"

@@ -52,7 +52,7 @@ class Role(StrEnum):
 
 # Every role but the operator's: the commands a program uses, none of those that can reconfigure,
 # flush, stop or watch the server (Valkey's @dangerous: CONFIG, FLUSHALL, SHUTDOWN, DEBUG, KEYS,
-# MONITOR, CLIENT KILL, ...). Key patterns are globs over the layout in `stage/keys.py`:
+# MONITOR, CLIENT KILL, ...). Key patterns are globs over the layout in `store/keys.py`:
 # `{l0}:...` is ledger 0's, `{m1}:to:l0` matcher 1's outbox to ledger 0, `{d0}` market data's.
 _PROGRAM = "+@all -@dangerous &*"
 _CATALOGUE_READ = "%R~tradepit:*"

@@ -25,14 +25,6 @@ from tradepit.domain.refusals import Refusal
 from tradepit.domain.symbols import CASH_UNIT, Symbol, cash_to_cents, cents_to_cash
 from tradepit.errors import RefusalError, TradepitError
 from tradepit.ledger import CASH, Account
-from tradepit.stage.keys import (
-    ACCOUNT_NAMES,
-    ADMIN_KEY,
-    API_KEYS,
-    SYMBOLS,
-    ShardKeys,
-    matcher_of,
-)
 from tradepit.stage.matcher import BookCounters
 from tradepit.stage.messages import (
     AddBook,
@@ -46,6 +38,14 @@ from tradepit.stage.messages import (
     encode,
     spec_of,
     symbol_of,
+)
+from tradepit.store.keys import (
+    ACCOUNT_NAMES,
+    ADMIN_KEY,
+    API_KEYS,
+    SYMBOLS,
+    ShardKeys,
+    matcher_of,
 )
 
 __all__ = [

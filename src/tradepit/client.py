@@ -7,12 +7,19 @@ in one write that does not wait for the replies to earlier ones, so a burst of N
 handful of appends rather than N. A command sent when nothing is in flight is appended at once.
 Replies come back on a Pub/Sub channel of this client's own. Both ride thin hiredis connections
 (`tradepit.stage.resp`): this is the path of every order.
+
+On a Valkey Cluster the appends go to each inbox's own primary, one write per node, each entry
+followed by its inbox's doorbell (`tradepit.stage.inboxes`); an append the cluster refuses
+because its slot moved (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) was not made, so it is sent again
+once the client has learned where the slot went. An append whose connection was lost may or
+may not have been made: its callers fail, and look the outcome up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import uuid
@@ -20,13 +27,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tradepit.errors import TradepitError
 from tradepit.ledger.history import OrderRecord
-from tradepit.stage.keys import CONFIG, ShardKeys, VenueConfig, ledger_of
 from tradepit.stage.messages import (
     COMMANDS,
     REPLY_TO,
@@ -37,7 +43,10 @@ from tradepit.stage.messages import (
     decode_replies,
     encode,
 )
-from tradepit.stage.resp import RespConnection, RespSubscriber, pack_large, raise_errors
+from tradepit.stage.resp import RespConnection, RespSubscriber, pack, pack_large, raise_errors
+from tradepit.stage.routing import ClusterRoutes, Node
+from tradepit.store.connection import Client, connect, is_cluster
+from tradepit.store.keys import CONFIG, ShardKeys, VenueConfig, ledger_of
 
 __all__ = ["VenueClient", "ReplyTimeoutError", "init_config", "load_config", "wait_for_server"]
 
@@ -46,26 +55,28 @@ log = logging.getLogger("tradepit.client")
 MAX_COMMANDS_PER_ENTRY = 500
 POOL_CONNECTIONS = 100  # Redis connections per client process, at most
 _decode_config = msgspec.json.Decoder(VenueConfig).decode
+# What a cluster answers an append whose slot is elsewhere, or nowhere for now: not appended.
+_MOVED = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
 
 
 class ReplyTimeoutError(TradepitError, TimeoutError):
     """No reply came in time. The command may still have been applied: look its result up."""
 
 
-async def init_config(redis: aioredis.Redis, config: VenueConfig) -> VenueConfig:
+async def init_config(redis: Client, config: VenueConfig) -> VenueConfig:
     """Fix the venue's configuration on its first start; later starts get what was fixed."""
     await redis.set(CONFIG, encode(config), nx=True)
     return await load_config(redis)
 
 
-async def load_config(redis: aioredis.Redis) -> VenueConfig:
+async def load_config(redis: Client) -> VenueConfig:
     raw = await redis.get(CONFIG)
     if raw is None:
         raise RuntimeError("this Redis holds no tradepit venue: start one with `tradepit serve`")
     return _decode_config(raw)
 
 
-async def wait_for_server(redis: aioredis.Redis, who: str) -> None:
+async def wait_for_server(redis: Client, who: str) -> None:
     """Return once the server answers, trying again meanwhile with a growing pause: a process
     started (or restarted by a supervisor) while the server is down or still loading its data
     waits for it rather than exit."""
@@ -88,10 +99,10 @@ class VenueClient:
         # 100 connections by default, and a gateway that many clients reach at once (thousands
         # of streams authenticating after a restart) otherwise answers them "Too many
         # connections".
-        pool = aioredis.BlockingConnectionPool.from_url(
-            redis_url, max_connections=POOL_CONNECTIONS, timeout=reply_timeout
+        self.redis: Client = connect(
+            redis_url, cluster=False, max_connections=POOL_CONNECTIONS, timeout=reply_timeout
         )
-        self.redis = aioredis.Redis.from_pool(pool)
+        self.routes: ClusterRoutes | None = None  # on a cluster, once connected
         self.config = VenueConfig()
         self.reply_channel = f"tradepit:reply:{uuid.uuid4().hex}"
         self._request_ids = itertools.count(1)
@@ -102,17 +113,52 @@ class VenueClient:
         self._connecting: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._subscriber: RespSubscriber | None = None
-        self._wire: RespConnection | None = None  # the inboxes' appends
+        self._wire: RespConnection | None = None  # the inboxes' appends (one server)
+        self._wires: dict[Node, RespConnection] = {}  # the same, per primary (a cluster)
 
     async def connect(self) -> VenueClient:
+        if await is_cluster(self.redis_url):
+            self.routes = ClusterRoutes(self.redis_url)
+            await self.routes.refresh()
+            await self.redis.aclose()
+            self.redis = connect(
+                self.redis_url,
+                cluster=True,
+                max_connections=POOL_CONNECTIONS,
+                startup_nodes=self.routes.known,
+            )
         self.config = await load_config(self.redis)
         # Subscribed before anything is sent, so that no reply can arrive before we listen.
-        self._subscriber = await RespSubscriber.open(
-            self.redis_url, self.reply_channel, self._on_replies
-        )
-        self._wire = await RespConnection.open(self.redis_url)
+        self._subscriber = await self._subscribe()
+        await self._open_wires()
         self._tasks = [asyncio.create_task(self._listen(), name="replies")]
         return self
+
+    async def _subscribe(self) -> RespSubscriber:
+        """The replies' subscription: on a cluster, on any node that answers (a PUBLISH
+        reaches every node)."""
+        if self.routes is None:
+            return await RespSubscriber.open(self.redis_url, self.reply_channel, self._on_replies)
+        last: Exception | None = None
+        for node in self.routes.known:
+            try:
+                return await RespSubscriber.open(
+                    self.routes.url_of(node), self.reply_channel, self._on_replies, timeout=1.0
+                )
+            except (RedisConnectionError, OSError) as error:
+                last = error
+        raise RedisConnectionError(f"no node of the cluster answers: {last}")
+
+    async def _open_wires(self) -> None:
+        if self.routes is None:
+            if self._wire is None or self._wire.closed:
+                self._wire = await RespConnection.open(self.redis_url)
+            return
+        await self.routes.refresh()
+        for node in self.routes.primaries:
+            wire = self._wires.get(node)
+            if wire is None or wire.closed:
+                self._wires[node] = await RespConnection.open(self.routes.url_of(node))
 
     async def close(self) -> None:
         if self._connecting is not None:
@@ -124,8 +170,9 @@ class VenueClient:
                 await task
         if self._subscriber is not None:
             self._subscriber.close()
-        if self._wire is not None:
-            self._wire.close()
+        for wire in (self._wire, *self._wires.values()):
+            if wire is not None:
+                wire.close()
         await self.redis.aclose()
 
     async def __aenter__(self) -> VenueClient:
@@ -177,7 +224,10 @@ class VenueClient:
 
     async def send_to_matcher(self, shard: str, commands: Sequence[MatcherCommand]) -> None:
         """Append operator commands to a matcher shard's inbox (they have no reply)."""
-        await self.redis.xadd(ShardKeys(shard).inbox, {COMMANDS: encode(list(commands))})
+        inbox = ShardKeys(shard).inbox
+        await self.redis.xadd(inbox, {COMMANDS: encode(list(commands))})
+        if self.routes is not None:
+            await self.redis.spublish(inbox, b"")
 
     def _flush_soon(self) -> None:
         if not self._flush_scheduled:
@@ -191,43 +241,89 @@ class VenueClient:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Append what was sent since the last flush: one write, the appends pipelined."""
+        """Append what was sent since the last flush: one write (per node, on a cluster), the
+        appends pipelined."""
         self._flush_scheduled = False
         if not self._pending:
             return
-        wire = self._wire
-        if wire is None or wire.closed:
+        try:
+            writes = self._writes(self._pending)
+        except RedisConnectionError:
+            writes = None  # a slot's node is not known now: learn the layout again
+        if writes is None:
             if self._connecting is None or self._connecting.done():
                 self._connecting = asyncio.create_task(self._reconnect(), name="connect")
             return  # flushed once connected
-        pending, self._pending = self._pending, {}
-        appends = []
-        for shard, commands in pending.items():
-            inbox = ShardKeys(shard).inbox
-            for start in range(0, len(commands), MAX_COMMANDS_PER_ENTRY):
-                chunk = encode(commands[start : start + MAX_COMMANDS_PER_ENTRY])
-                appends.append(
-                    pack_large(("XADD", inbox, "*", COMMANDS, chunk, REPLY_TO, self.reply_channel))
-                )
-        try:
-            appended = wire.request(b"".join(appends), len(appends))
-        except Exception as error:
-            self._fail(pending, error)
-            return
-        self._appends_in_flight += 1
-
-        def check(appended: asyncio.Future[list[Any]]) -> None:
-            self._appends_in_flight -= 1
+        self._pending = {}
+        for wire, shards, commands, count in writes:
             try:
-                raise_errors(appended.result())
+                appended = wire.request(b"".join(commands), count)
             except Exception as error:
-                self._fail(pending, error)
+                self._fail(shards, error)
+                continue
+            self._appends_in_flight += 1
+            appended.add_done_callback(functools.partial(self._appended, shards))
 
-        appended.add_done_callback(check)
+    def _writes(
+        self, pending: dict[str, list[LedgerCommand]]
+    ) -> list[tuple[RespConnection, dict[str, list[LedgerCommand]], list[bytes], int]] | None:
+        """Each connection's share of the appends: its shards' commands, their packed appends
+        and how many replies they get; None if a connection is missing."""
+        by_wire: dict[int, tuple[RespConnection, dict[str, list[LedgerCommand]]]] = {}
+        for shard, commands in pending.items():
+            if self.routes is None:
+                wire = self._wire
+            else:
+                wire = self._wires.get(self.routes.node_of(ShardKeys(shard).inbox))
+            if wire is None or wire.closed:
+                return None
+            by_wire.setdefault(id(wire), (wire, {}))[1][shard] = commands
+        writes = []
+        for wire, shards in by_wire.values():
+            packed: list[bytes] = []
+            for shard, commands in shards.items():
+                packed += self._append_commands(ShardKeys(shard).inbox, commands)
+            writes.append((wire, shards, packed, len(packed)))
+        return writes
+
+    def _append_commands(self, inbox: str, commands: list[LedgerCommand]) -> list[bytes]:
+        appends = []
+        for start in range(0, len(commands), MAX_COMMANDS_PER_ENTRY):
+            chunk = encode(commands[start : start + MAX_COMMANDS_PER_ENTRY])
+            appends.append(
+                pack_large(("XADD", inbox, "*", COMMANDS, chunk, REPLY_TO, self.reply_channel))
+            )
+            if self.routes is not None:
+                # Rung after the entry, on the same connection: once the stage hears it, the
+                # entry is there to read.
+                appends.append(pack(("SPUBLISH", inbox, b"")))
+        return appends
+
+    def _appended(
+        self, shards: dict[str, list[LedgerCommand]], appended: asyncio.Future[list[Any]]
+    ) -> None:
+        self._appends_in_flight -= 1
+        try:
+            raise_errors(appended.result())
+        except ResponseError as error:
+            if self.routes is not None and str(error).startswith(_MOVED):
+                # Not appended: its slot is elsewhere now. Send it again once we know where
+                # (what nobody waits for any more stays unsent).
+                for shard, commands in shards.items():
+                    waited = [c for c in commands if c.request_id in self._waiting]
+                    self._pending.setdefault(shard, []).extend(waited)
+                if self._connecting is None or self._connecting.done():
+                    self._connecting = asyncio.create_task(self._reconnect(), name="connect")
+                return
+            self._fail(shards, error)
+        except Exception as error:
+            self._fail(shards, error)
 
     async def _reconnect(self) -> None:
         try:
-            self._wire = await RespConnection.open(self.redis_url)
+            if self.routes is not None:
+                await asyncio.sleep(0.05)  # a slot in motion settles in a moment
+            await self._open_wires()
         except Exception as error:
             pending, self._pending = self._pending, {}
             self._fail(pending, error)
@@ -264,9 +360,9 @@ class VenueClient:
                 await self._subscriber.wait_closed()
             await asyncio.sleep(0.1)
             with contextlib.suppress(RedisConnectionError, OSError, TimeoutError):
-                self._subscriber = await RespSubscriber.open(
-                    self.redis_url, self.reply_channel, self._on_replies
-                )
+                if self.routes is not None:
+                    await self.routes.refresh()
+                self._subscriber = await self._subscribe()
 
     # Reading what the stages committed.
 

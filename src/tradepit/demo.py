@@ -32,8 +32,8 @@ from tradepit.client import VenueClient
 from tradepit.domain.symbols import Symbol, cents_to_cash
 from tradepit.marketdata.reference import RandomWalk
 from tradepit.settings import DemoSettings
-from tradepit.stage.keys import REFERENCE_PRICES, SYMBOLS
 from tradepit.stage.messages import SymbolSpec, symbol_of
+from tradepit.store.keys import REFERENCE_PRICES, SYMBOLS
 
 __all__ = [
     "DEMO_ACCOUNTS",

@@ -42,7 +42,7 @@ import redis.asyncio as aioredis
 from tradepit import aof
 from tradepit.access import make_private_dir, write_private
 from tradepit.errors import TradepitError
-from tradepit.stage.keys import COMMITS, VENUE_ID, ShardKeys
+from tradepit.store.keys import COMMITS, VENUE_ID, ShardKeys
 
 __all__ = [
     "IDENTITY_FILE",

@@ -18,9 +18,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from tradepit.ledger import Account, Holding
-from tradepit.stage.keys import SYMBOLS, ShardKeys, VenueConfig
 from tradepit.stage.matcher import BookCounters
 from tradepit.stage.messages import SymbolSpec, symbol_of
+from tradepit.store.keys import SYMBOLS, ShardKeys, VenueConfig
 
 __all__ = [
     "SAMPLE_SECONDS",

@@ -37,11 +37,11 @@ from tradepit.errors import TradepitError
 from tradepit.gateway.server import listening_socket
 from tradepit.portfolio import sample_forever
 from tradepit.settings import DemoSettings, GatewaySettings, VenueSettings
-from tradepit.stage.keys import SYMBOLS, VenueConfig
 from tradepit.stage.ledger import LedgerShard
 from tradepit.stage.loop import StageCore, StageLoop
 from tradepit.stage.marketdata import MarketDataShard, keep_feed_clock
 from tradepit.stage.matcher import MatcherShard
+from tradepit.store.keys import SYMBOLS, VenueConfig
 
 __all__ = [
     "VENUE_FILE",

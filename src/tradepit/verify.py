@@ -45,7 +45,6 @@ from tradepit.domain.orders import Side
 from tradepit.ledger import Ledger
 from tradepit.marketdata.feed import SymbolFeed
 from tradepit.matcher import Matcher
-from tradepit.stage.keys import ShardKeys, VenueConfig
 from tradepit.stage.ledger import LedgerShard, restore_ledger
 from tradepit.stage.loop import Fields, StageCore
 from tradepit.stage.marketdata import FeedKeys, decode_feed, decode_tops
@@ -57,6 +56,7 @@ from tradepit.stage.messages import (
     decode_events,
     decode_matcher_commands,
 )
+from tradepit.store.keys import ShardKeys, VenueConfig
 
 __all__ = [
     "Report",

@@ -8,8 +8,6 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
 from tradepit import admin
 from tradepit.client import VenueClient, init_config
 from tradepit.domain.ids import new_id
@@ -17,12 +15,13 @@ from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
 from tradepit.ledger import Ledger
 from tradepit.ledger.history import OrderRecord
 from tradepit.matcher import Matcher
-from tradepit.stage.keys import ShardKeys, VenueConfig, ledger_of, matcher_of
 from tradepit.stage.ledger import LedgerShard, load_ledger
 from tradepit.stage.loop import StageLoop
 from tradepit.stage.marketdata import MarketDataShard
 from tradepit.stage.matcher import MatcherShard, load_matcher
 from tradepit.stage.messages import PlaceOrder, Reply
+from tradepit.store.connection import Client, open_client
+from tradepit.store.keys import ShardKeys, VenueConfig, ledger_of, matcher_of
 from tradepit.verify import entries_in_flight
 
 
@@ -35,7 +34,7 @@ class Venue:
     tasks: list[asyncio.Task[None]]
 
     @property
-    def redis(self) -> aioredis.Redis:
+    def redis(self) -> Client:
         return self.client.redis
 
     async def settle(self, timeout: float = 10.0) -> None:
@@ -102,7 +101,7 @@ class Venue:
 async def running_venue(
     url: str, config: VenueConfig | None = None, symbols: tuple[str, ...] = ("ACME", "GLOBEX")
 ) -> AsyncIterator[Venue]:
-    redis = aioredis.Redis.from_url(url)
+    redis = await open_client(url)
     try:
         config = await init_config(redis, config or VenueConfig())
     finally:

@@ -13,11 +13,17 @@ from tradepit import admin
 from tradepit.domain.ids import VENUE_ACCOUNT_ID, new_id
 from tradepit.domain.orders import OrderType, Side, TimeInForce
 from tradepit.ledger import CASH
-from tradepit.stage.keys import ShardKeys, VenueConfig
 from tradepit.stage.messages import CancelOrder, ReplaceOrder, Transfer
+from tradepit.store.keys import ShardKeys, VenueConfig
 from tradepit.verify import verify
 
 Scenario = Callable[[Venue], Awaitable[None]]
+
+
+@pytest.fixture
+def redis_url(any_redis_url: str) -> str:
+    """Each test twice: on one server, and on a cluster of 3 primaries and 3 replicas."""
+    return any_redis_url
 
 
 def run(url: str, scenario: Scenario, config: VenueConfig | None = None) -> None:

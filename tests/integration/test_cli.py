@@ -22,7 +22,7 @@ import pytest
 from redis import Redis
 
 from tradepit.embedded import EmbeddedValkey, free_port
-from tradepit.stage.keys import CONFIG, VenueConfig
+from tradepit.store.keys import CONFIG, VenueConfig
 
 TRADEPIT = [sys.executable, "-m", "tradepit.cli"]
 

@@ -30,7 +30,6 @@ from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
 from tradepit.embedded import EmbeddedValkey
 from tradepit.ledger import CASH, Ledger
 from tradepit.matcher import Matcher
-from tradepit.stage.keys import ShardKeys, VenueConfig
 from tradepit.stage.ledger import load_ledger
 from tradepit.stage.matcher import load_matcher
 from tradepit.stage.messages import (
@@ -43,6 +42,7 @@ from tradepit.stage.messages import (
     decode_record,
     symbol_of,
 )
+from tradepit.store.keys import ShardKeys, VenueConfig
 from tradepit.verify import entries_in_flight, verify
 
 SYMBOLS = ("ACME", "GLOBEX")

@@ -12,7 +12,6 @@ from harness import Venue, running_venue
 
 from tradepit.domain.orders import OrderType, Side, TimeInForce
 from tradepit.marketdata.bars import MINUTE_NS
-from tradepit.stage.keys import ShardKeys, VenueConfig
 from tradepit.stage.marketdata import (
     MESSAGE,
     FeedKeys,
@@ -21,6 +20,7 @@ from tradepit.stage.marketdata import (
     load_feeds,
 )
 from tradepit.stage.matcher import top_of
+from tradepit.store.keys import ShardKeys, VenueConfig
 from tradepit.verify import verify
 
 SYMBOLS = ("ACME", "GLOBEX", "INITECH")

@@ -11,9 +11,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from tradepit.durability import DataLossError, ProgressRecorder, decode_progress
-from tradepit.stage.keys import COMMITS, ShardKeys
 from tradepit.stage.loop import Fields, StageCore, StageLoop
 from tradepit.stage.resp import CommandBuffer, pack
+from tradepit.store.keys import COMMITS, ShardKeys
 
 
 class Count(StageCore):

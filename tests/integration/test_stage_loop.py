@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from tradepit.stage.keys import ShardKeys
 from tradepit.stage.loop import Fields, StageCore, StageLoop
 from tradepit.stage.resp import CommandBuffer, pack
+from tradepit.store.keys import ShardKeys
 
 
 class Tally(StageCore):

@@ -15,9 +15,9 @@ from harness import Venue, running_venue
 from tradepit.domain.ids import new_id
 from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
 from tradepit.ledger import Account
-from tradepit.stage.keys import ShardKeys, VenueConfig, ledger_of, matcher_of
 from tradepit.stage.matcher import StoredOrder
 from tradepit.stage.messages import CancelOrder, LedgerCommand, PlaceOrder, ReplaceOrder, encode
+from tradepit.store.keys import ShardKeys, VenueConfig, ledger_of, matcher_of
 from tradepit.verify import Report, check, deliver, take_snapshot, verify
 
 CONFIG = VenueConfig(ledgers=2, matchers=2, maker_fee_bps=1, taker_fee_bps=2)

@@ -15,7 +15,6 @@ from builders import make
 from tradepit.domain.events import Accepted, Canceled, CancelRejected, Event, Triggered
 from tradepit.domain.orders import Side
 from tradepit.ledger import Ledger
-from tradepit.stage.keys import ShardKeys, VenueConfig
 from tradepit.stage.ledger import LedgerShard
 from tradepit.stage.messages import (
     COMMANDS,
@@ -28,6 +27,7 @@ from tradepit.stage.messages import (
     encode,
 )
 from tradepit.stage.resp import CommandBuffer
+from tradepit.store.keys import ShardKeys, VenueConfig
 
 ACCOUNT = 7
 KEYS = ShardKeys("l0")

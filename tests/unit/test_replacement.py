@@ -15,7 +15,6 @@ from tradepit.domain.orders import Order, OrderType, Side
 from tradepit.gateway.market import Listing
 from tradepit.gateway.orders import ReplaceRequest
 from tradepit.gateway.trading import replace_command, replacement_record
-from tradepit.stage.keys import ShardKeys, VenueConfig
 from tradepit.stage.ledger import LedgerShard
 from tradepit.stage.messages import (
     COMMANDS,
@@ -28,6 +27,7 @@ from tradepit.stage.messages import (
     encode,
     symbol_of,
 )
+from tradepit.store.keys import ShardKeys, VenueConfig
 
 ACCOUNT = 7
 KEYS = ShardKeys("l0")

@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 
 from tradepit.admin import ApiKey, hash_secret
 from tradepit.gateway.errors import ApiError
-from tradepit.stage.keys import API_KEYS
+from tradepit.store.keys import API_KEYS
 
 __all__ = [
     "Principal",

@@ -38,7 +38,7 @@ from tradepit.gateway.service import Gateway
 from tradepit.gateway.web import body_doc, gateway_of, json_response, public, read_body, trader
 from tradepit.ledger import Account
 from tradepit.portfolio import equity_of, market_prices
-from tradepit.stage.keys import ShardKeys
+from tradepit.store.keys import ShardKeys
 
 __all__ = [
     "router",

@@ -19,9 +19,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from tradepit.domain.symbols import Symbol
-from tradepit.stage.keys import REFERENCE_PRICES, SYMBOLS, ShardKeys, VenueConfig, matcher_of
 from tradepit.stage.matcher import BookCounters
 from tradepit.stage.messages import SymbolSpec, symbol_of
+from tradepit.store.keys import REFERENCE_PRICES, SYMBOLS, ShardKeys, VenueConfig, matcher_of
 
 __all__ = ["Listing", "Market", "asset_id_of"]
 

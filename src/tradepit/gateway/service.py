@@ -22,14 +22,14 @@ from tradepit.gateway.market import Market
 from tradepit.ledger import Account
 from tradepit.ledger.history import Fill, OrderRecord, OrderUpdate
 from tradepit.settings import GatewaySettings
-from tradepit.stage.keys import (
+from tradepit.stage.messages import Reply, decode_record
+from tradepit.store.keys import (
     ACCOUNT_NAMES,
     ShardKeys,
     account_range,
     index_payload,
     ledger_of,
 )
-from tradepit.stage.messages import Reply, decode_record
 
 __all__ = [
     "GatewaySettings",

@@ -28,8 +28,8 @@ from tradepit.gateway.market import Market
 from tradepit.gateway.shapes import trade_update_json
 from tradepit.gateway.web import gateway_of
 from tradepit.ledger.history import OrderUpdate
-from tradepit.stage.keys import ShardKeys, VenueConfig
 from tradepit.stage.messages import UPDATES
+from tradepit.store.keys import ShardKeys, VenueConfig
 
 __all__ = ["router", "TradeUpdates", "QUEUE_LIMIT", "MAX_FRAME_BYTES"]
 

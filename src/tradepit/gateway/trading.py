@@ -59,8 +59,8 @@ from tradepit.ledger.history import (
 )
 from tradepit.ledger.replacement import replacement_order
 from tradepit.portfolio import equity_key, holding_value
-from tradepit.stage.keys import account_range
 from tradepit.stage.messages import CancelOrder, PlaceOrder, ReplaceOrder
+from tradepit.store.keys import account_range
 
 __all__ = [
     "router",

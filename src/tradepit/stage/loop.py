@@ -19,6 +19,13 @@ memory, loads again, and retries.
 An entry that cannot be decoded is moved to the shard's dead-letter stream with the reason, in
 the same transaction as the checkpoint that skips it, and the stage goes on.
 
+On a Valkey Cluster (found by asking the URL's node) the same loop runs with three changes:
+the inboxes are read one by one and an idle stage sleeps on their doorbells
+(`tradepit.stage.inboxes`); the trims of other shards' streams go to their own nodes; and with
+replica acknowledgements on (`replica_acks`, by default 1 when every primary has a replica),
+each commit's EXEC is followed by a WAIT, and its replies, live events and doorbells go out
+only once a replica holds it. A failover then takes nothing that anyone was told of.
+
 Each commit also counts itself (the COMMITS field of the checkpoints hash), so that what was
 acknowledged can be told from what a server loaded: a `ProgressRecorder` (`serve` gives each
 shard one, `tradepit.durability`) keeps the count outside Redis after each commit, and refuses
@@ -33,13 +40,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, NamedTuple, Protocol
 
-import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tradepit.errors import TradepitError
-from tradepit.stage.keys import COMMITS, ShardKeys
+from tradepit.stage.inboxes import ClusterInboxes
 from tradepit.stage.resp import (
     CommandBuffer,
     RespConnection,
@@ -49,6 +55,9 @@ from tradepit.stage.resp import (
     xread_batch,
     xread_command,
 )
+from tradepit.stage.routing import ClusterRoutes
+from tradepit.store.connection import Client, connect, is_cluster
+from tradepit.store.keys import COMMITS, ShardKeys, hash_tag
 
 __all__ = ["BadEntryError", "StageCore", "StageLoop", "Fields", "ProgressRecorder"]
 
@@ -66,6 +75,8 @@ COMMIT_SEND_BUFFER = 4 * 1024 * 1024
 # while the stage works on the next, rather than alternating with it (bench/pipeline.py).
 ENTRIES_PER_READ = 4
 _FIRST_BACKOFF, _LAST_BACKOFF = 0.05, 1.0  # seconds between tries, after a failure
+# How long one WAIT for replicas lasts before the stage says it is still waiting and waits on.
+REPLICA_WAIT_MS = 1_000
 
 
 class BadEntryError(TradepitError):
@@ -82,7 +93,7 @@ class StageCore(ABC):
         """The streams this shard reads, in the order each batch applies them."""
 
     @abstractmethod
-    async def load(self, redis: aioredis.Redis) -> None:
+    async def load(self, redis: Client) -> None:
         """Replace all in-memory state with what Redis holds."""
 
     @abstractmethod
@@ -118,6 +129,10 @@ class _Commit(NamedTuple):
     number: int  # the shard's count of commits, this one included
     checkpoints: dict[str, bytes]
     dead: list[tuple[str, bytes, Fields, str]]
+    # With replica acks: the streams it appended to (and where in it), and its publishes, to
+    # mark and send once a replica holds it.
+    appended: list[tuple[str, int]]
+    publishes: list[tuple[str, bytes]]
 
 
 class StageLoop:
@@ -138,6 +153,7 @@ class StageLoop:
         block_ms: int = 100,
         trim_inputs: bool = True,
         progress: ProgressRecorder | None = None,
+        replica_acks: int | None = None,
     ) -> None:
         self.core = core
         self.redis_url = redis_url
@@ -145,6 +161,13 @@ class StageLoop:
         self.block_ms = block_ms
         self.trim_inputs = trim_inputs
         self.progress = progress
+        # Replicas each commit waits for (cluster only); None: 1 if every primary has one.
+        self.replica_acks = replica_acks
+        self._cluster: bool | None = None  # found out at the first connection
+        self._routes: ClusterRoutes | None = None
+        self._inboxes: ClusterInboxes | None = None
+        self._wire: RespConnection | None = None
+        self._acks = 0  # replicas each commit waits for, as decided for this connection
         self.checkpoints: dict[str, bytes] = {}  # as committed
         self.commits = 0  # as committed
         self._last_sent = 0  # the number of the last commit sent (== commits when none is out)
@@ -160,17 +183,49 @@ class StageLoop:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self._inboxes is not None:
+            self._inboxes.wake()
+
+    async def _connect(self) -> tuple[Client, RespConnection, RespConnection | None]:
+        """The client loads go on, the commits' connection, and (on one server) the reads'."""
+        if self._cluster is None:
+            self._cluster = await is_cluster(self.redis_url)
+        if not self._cluster:
+            redis = connect(self.redis_url, cluster=False, socket_connect_timeout=2)
+            wire = await RespConnection.open(self.redis_url, send_buffer=COMMIT_SEND_BUFFER)
+            return redis, wire, await RespConnection.open(self.redis_url)
+        if self._routes is None:
+            self._routes = ClusterRoutes(self.redis_url)
+        routes = self._routes
+        await routes.refresh()
+        keys = self.core.keys
+        own = routes.node_of(keys.checkpoints)
+        self._acks = (
+            self.replica_acks if self.replica_acks is not None else int(routes.has_replicas())
+        )
+        redis = connect(
+            self.redis_url, cluster=True, startup_nodes=routes.known, socket_connect_timeout=2
+        )
+        wire = await RespConnection.open(routes.url_of(own), send_buffer=COMMIT_SEND_BUFFER)
+        inboxes = ClusterInboxes(
+            routes, self.core.inboxes(), hash_tag(keys.checkpoints), replicated=self._acks > 0
+        )
+        self._inboxes = inboxes
+        await inboxes.open()
+        return redis, wire, None
 
     async def run(self) -> None:
         shard = self.core.keys.shard
         while not self._stopping.is_set():
-            redis = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=2)
+            redis: Client | None = None
             wire: RespConnection | None = None
             reader: RespConnection | None = None
             try:
-                wire = await RespConnection.open(self.redis_url, send_buffer=COMMIT_SEND_BUFFER)
-                reader = await RespConnection.open(self.redis_url)
+                redis, wire, reader = await self._connect()
+                self._wire = wire
                 await self._load(redis)
+                if self._acks:
+                    await self._mark_replicated(wire)
                 self.ready.set()
                 while not self._stopping.is_set():
                     await self.step(wire, reader)
@@ -195,14 +250,21 @@ class StageLoop:
                 for connection in (wire, reader):
                     if connection is not None:
                         connection.close()
-                await redis.aclose()
+                if self._inboxes is not None:
+                    self._inboxes.close()
+                    self._inboxes = None
+                if self._routes is not None:
+                    self._routes.close()
+                self._wire = None
+                if redis is not None:
+                    await redis.aclose()
 
     async def _pause(self) -> None:
         self.ready.clear()
         await asyncio.sleep(self._backoff)
         self._backoff = min(self._backoff * 2, _LAST_BACKOFF)
 
-    async def _load(self, redis: aioredis.Redis) -> None:
+    async def _load(self, redis: Client) -> None:
         stored: Any = await redis.hgetall(self.core.keys.checkpoints)
         self.checkpoints = {
             stream: stored.get(stream.encode(), _START) for stream in self.core.inboxes()
@@ -213,17 +275,24 @@ class StageLoop:
             self.progress.loaded(self.commits, self.checkpoints)
         await self.core.load(redis)
 
-    async def step(self, wire: RespConnection, reader: RespConnection) -> int:
+    def _request_read(
+        self, reader: RespConnection | None, read_to: dict[str, bytes], block: bool
+    ) -> asyncio.Future[list[Any]]:
+        if self._inboxes is not None:
+            return self._inboxes.read(read_to, self.max_entries, block)
+        assert reader is not None
+        command = xread_command(read_to, self.max_entries, self.block_ms if block else None)
+        return reader.request(command, 1)
+
+    async def step(self, wire: RespConnection, reader: RespConnection | None) -> int:
         """Read and apply one batch, and commit it once the last commit succeeded; return how
         many entries it held.
 
         The core queues its writes on a `CommandBuffer`, which packs them: they are sent on
-        `wire`, the thin connection; `reader` carries the XREADs."""
+        `wire`, the thin connection; `reader` carries the XREADs (on one server; on a cluster,
+        the inboxes' own connections do)."""
         if self._next_read is None:
-            block = None if self._stopping.is_set() else self.block_ms
-            self._next_read = reader.request(
-                xread_command(self._read_to, self.max_entries, block), 1
-            )
+            self._next_read = self._request_read(reader, self._read_to, not self._stopping.is_set())
         reading, self._next_read = self._next_read, None
         response = xread_batch((await reading)[0])
         if not response:
@@ -231,13 +300,12 @@ class StageLoop:
             return 0
         advanced = {stream.decode(): entries[-1][0] for stream, entries in response}
         read_to = {**self._read_to, **advanced}
-        next_read = xread_command(read_to, self.max_entries, self.block_ms)
         # A stream that filled the batch has more waiting: read it now, to apply while this
         # batch's commit is in Valkey. Otherwise the read rides the commit's write, as one
         # round trip (an idle stage's latency is its number of system calls and wake-ups).
         busy = any(len(entries) == self.max_entries for _stream, entries in response)
         if busy:
-            self._next_read = reader.request(next_read, 1)
+            self._next_read = self._request_read(reader, read_to, True)
         dead: list[tuple[str, bytes, Fields, str]] = []
         count = 0
         # XREAD answers the streams in the order asked, which is the core's order.
@@ -262,27 +330,43 @@ class StageLoop:
             tx.xadd(keys.dead_letters, record, maxlen=DEAD_LETTERS_KEPT, approximate=True)
         number = self._last_sent + 1
         tx.hset(keys.checkpoints, COMMITS, number, mapping=advanced)
-        # Published inside the transaction: subscribers get them once it is applied, and
-        # not before it is in the append-only file (Valkey writes the AOF before replies).
-        for channel, message in publishes:
-            tx.publish(channel, message)
+        after: list[bytes] = []
+        if self._acks:
+            # Sent once a replica holds the commit (`_committed`): the WAIT rides the EXEC.
+            after.append(pack(("WAIT", self._acks, REPLICA_WAIT_MS)))
+        else:
+            # Published inside the transaction: subscribers get them once it is applied, and
+            # not before it is in the append-only file (Valkey writes the AOF before replies).
+            for channel, message in publishes:
+                tx.publish(channel, message)
+            if self._inboxes is not None:
+                for stream in dict.fromkeys(name for name, _at in tx.appended):
+                    tx.spublish(stream, b"")
+            publishes = []
         commands = tx.packed
         # This batch was built on the last one: it may go only once that one is in.
         await self._committed()
-        trims = []
         if self.trim_inputs and (self.batches + 1) % 8 == 0:
             # What is committed is no longer needed in the inboxes. (Not this batch's entries:
             # the trims run after EXEC even if it fails.)
-            trims = [
-                pack(("XTRIM", stream, "MINID", "~", entry_id))
-                for stream, entry_id in self.checkpoints.items()
-                if entry_id != _START
-            ]
-        if busy:
-            replies = wire.request(*transaction(commands, trims))
+            if self._inboxes is not None:
+                self._inboxes.trim(self.checkpoints)
+            else:
+                after += [
+                    pack(("XTRIM", stream, "MINID", "~", entry_id))
+                    for stream, entry_id in self.checkpoints.items()
+                    if entry_id != _START
+                ]
+        if busy or self._inboxes is not None:
+            replies = wire.request(*transaction(commands, after))
+            if self._next_read is None:
+                self._next_read = self._request_read(reader, read_to, True)
         else:
-            replies, self._next_read = wire.send(transaction(commands, trims), (next_read, 1))
-        self._commit = _Commit(replies, len(commands), number, read_to, dead)
+            read = (xread_command(read_to, self.max_entries, self.block_ms), 1)
+            replies, self._next_read = wire.send(transaction(commands, after), read)
+        self._commit = _Commit(
+            replies, len(commands), number, read_to, dead, tx.appended, publishes
+        )
         self._last_sent = number
         self._read_to = read_to
         self.batches += 1
@@ -293,7 +377,12 @@ class StageLoop:
         commit, self._commit = self._commit, None
         if commit is None:
             return
-        executed(await commit.replies, commit.commands)
+        results = executed(await commit.replies, commit.commands)
+        if self._acks:
+            await self._replicated(results[commit.commands])
+            self._after_replicated(
+                {stream: results[at] for stream, at in commit.appended}, commit.publishes
+            )
         self._backoff = _FIRST_BACKOFF
         self.checkpoints = commit.checkpoints
         self.commits = commit.number
@@ -304,3 +393,73 @@ class StageLoop:
             log.warning(
                 "%s: dead-lettered %s %s: %s", self.core.keys.shard, stream, entry_id, reason
             )
+
+    async def _replicated(self, acknowledged: int) -> None:
+        """Return once `replica_acks` replicas hold what this connection wrote: until then,
+        nobody may be told of it (a failover could take it away)."""
+        wire = self._wire
+        assert wire is not None
+        while acknowledged < self._acks:
+            log.warning(
+                "%s: %d of %d replicas hold the last commit; its replies wait",
+                self.core.keys.shard,
+                acknowledged,
+                self._acks,
+            )
+            (acknowledged,) = await wire.call(pack(("WAIT", self._acks, REPLICA_WAIT_MS)), 1)
+
+    def _after_replicated(
+        self, appended: dict[str, bytes], publishes: list[tuple[str, bytes]]
+    ) -> None:
+        """Mark how far each stream is replicated, then send the replies, live events and
+        doorbells (readers wake once they may read)."""
+        wire = self._wire
+        assert wire is not None
+        commands = []
+        if appended:
+            commands.append(pack(("HSET", self.core.keys.replicated, *_flat(appended))))
+        commands += [pack(("PUBLISH", channel, message)) for channel, message in publishes]
+        commands += [pack(("SPUBLISH", stream, b"")) for stream in appended]
+        if commands:
+            # Nothing waits for these: a lost connection fails the next commit, and the stage
+            # loads again and marks what it holds (`_mark_replicated`).
+            wire.request(b"".join(commands), len(commands)).add_done_callback(_retrieve)
+
+    async def _mark_replicated(self, wire: RespConnection) -> None:
+        """After a load: mark every stream of this shard as far as it is, once a replica holds
+        it, and ring its doorbells. A stage stopped between a commit's WAIT and its marks would
+        otherwise leave its readers short of what it committed."""
+        keys = self.core.keys
+        streams: list[str] = []
+        cursor = b"0"
+        while True:
+            (reply,) = await wire.call(
+                pack(("SCAN", cursor, "MATCH", "{" + keys.shard + "}:*", "TYPE", "stream")), 1
+            )
+            cursor, found = reply
+            streams += [name.decode() for name in found]
+            if cursor == b"0":
+                break
+        last = await wire.call(
+            b"".join(pack(("XREVRANGE", name, "+", "-", "COUNT", 1)) for name in streams),
+            len(streams),
+        )
+        appended = {
+            name: entries[0][0] for name, entries in zip(streams, last, strict=True) if entries
+        }
+        # A write of this connection's own, for WAIT to wait on: the replicas' stream is in
+        # order, so once a replica has it, it has everything this shard committed before.
+        (_, acknowledged) = await wire.call(
+            pack(("HSET", keys.replicated, "loaded", self.commits))
+            + pack(("WAIT", self._acks, REPLICA_WAIT_MS)),
+            2,
+        )
+        await self._replicated(acknowledged)
+        self._after_replicated(appended, [])
+
+
+def _flat(mapping: dict[str, bytes]) -> list[str | bytes]:
+    pairs: list[str | bytes] = []
+    for name, value in mapping.items():
+        pairs += (name, value)
+    return pairs

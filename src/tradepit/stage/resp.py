@@ -84,10 +84,12 @@ class CommandBuffer:
     (It was a redis-py `Pipeline` that packed: with a stage batch per order at paced rates, its
     command builders were ~15% of the stages' CPU.)"""
 
-    __slots__ = ("packed",)
+    __slots__ = ("appended", "packed")
 
     def __init__(self) -> None:
         self.packed: list[bytes] = []
+        # Each XADD's stream and its place in `packed`: where EXEC's replies hold its id.
+        self.appended: list[tuple[str, int]] = []
 
     def xadd(
         self,
@@ -104,6 +106,7 @@ class CommandBuffer:
         args.append(id)
         for field in fields.items():
             args += field
+        self.appended.append((name, len(self.packed)))
         self.packed.append(pack_large(args))
 
     def hset(
@@ -143,6 +146,11 @@ class CommandBuffer:
 
     def publish(self, channel: str, message: bytes) -> None:
         self.packed.append(pack_large(("PUBLISH", channel, message)))
+
+    def spublish(self, channel: str, message: bytes) -> None:
+        """Publish on a shard channel: only the channel's slot's node (and its replicas) carry
+        it, where PUBLISH on a cluster goes to every node."""
+        self.packed.append(pack_large(("SPUBLISH", channel, message)))
 
 
 def raise_errors(replies: Iterable[Any]) -> None:
@@ -229,14 +237,18 @@ class _Protocol(asyncio.Protocol):
                 return
             if reply is False:
                 return
-            if (
-                self.on_message is not None
-                and type(reply) is list
-                and len(reply) == 3
-                and reply[0] == b"message"
-            ):
-                self.on_message(reply[1], reply[2])
-                continue
+            if self.on_message is not None and type(reply) is list and len(reply) == 3:
+                kind = reply[0]
+                if kind in (b"message", b"smessage"):
+                    self.on_message(reply[1], reply[2])
+                    continue
+                if kind == b"sunsubscribe" and not self.waiting:
+                    # The server dropped a shard channel: its slot moved (a failover, a
+                    # migration). What its subscriber waited for now rings elsewhere.
+                    if self.transport is not None:
+                        self.transport.abort()
+                    self._fail(RedisConnectionError(f"{reply[1]!r} moved to another node"))
+                    return
             if not self.waiting:
                 continue  # a reply nobody waits for: its caller gave up
             future, count, replies = self.waiting[0]
@@ -394,6 +406,28 @@ class RespSubscriber:
         await _open(url, protocol, timeout)
         try:
             confirmed = protocol.request(pack(("SUBSCRIBE", channel)), 1)
+            raise_errors(await asyncio.wait_for(confirmed, timeout))
+        except BaseException:
+            protocol.close()
+            raise
+        return cls(protocol)
+
+    @classmethod
+    async def open_sharded(
+        cls,
+        url: str,
+        channels: Sequence[str],
+        on_message: Callable[[bytes, bytes], None],
+        *,
+        timeout: float = 2.0,
+    ) -> RespSubscriber:
+        """Connected to the node `url` names and subscribed to its shard `channels` (SSUBSCRIBE
+        takes one slot at a time, so one command each)."""
+        protocol = _Protocol(on_message)
+        await _open(url, protocol, timeout)
+        try:
+            packed = b"".join(pack(("SSUBSCRIBE", channel)) for channel in channels)
+            confirmed = protocol.request(packed, len(channels))
             raise_errors(await asyncio.wait_for(confirmed, timeout))
         except BaseException:
             protocol.close()

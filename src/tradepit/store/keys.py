@@ -33,6 +33,8 @@ __all__ = [
     "index_member",
     "index_payload",
     "account_range",
+    "hash_tag",
+    "replicated_key",
 ]
 
 CONFIG = "tradepit:config"
@@ -99,6 +101,8 @@ class ShardKeys:
         # Inbox stream -> last entry id applied; and COMMITS -> how many batches committed.
         self.checkpoints = f"{tag}:checkpoints"
         self.dead_letters = f"{tag}:dead"  # entries that could not be decoded, with the reason
+        # On a cluster with replica acks: stream -> the last entry id a replica holds.
+        self.replicated = f"{tag}:replicated"
         self.state = f"{tag}:state"  # small scalars: counters, totals, symbols
         self.events = f"{tag}:events"  # a matcher's every event, for market data
         self.updates = f"{tag}:updates"  # a ledger's changed order records, for trade updates
@@ -123,6 +127,18 @@ class ShardKeys:
     def link_from(self, other: str) -> str:
         """Shard `other`'s outbox stream to this shard: one of this shard's inboxes."""
         return "{" + other + "}:to:" + self.shard
+
+
+def hash_tag(key: str) -> str:
+    """The `{tag}` a key's slot is hashed from (the whole key if it has none)."""
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    return key[start : end + 1] if start >= 0 and end > start + 1 else key
+
+
+def replicated_key(stream: str) -> str:
+    """Where the writer of `stream` marks how far a replica holds it."""
+    return hash_tag(stream) + ":replicated"
 
 
 # A per-account index is one sorted set per shard whose members all have score 0 and sort by
