@@ -60,7 +60,8 @@ import redis.asyncio as aioredis
 from launch import tradepit_command, wait_until_up
 from tradepit.client import load_config
 from tradepit.embedded import free_port
-from tradepit.store.keys import ShardKeys, ledger_name
+from tradepit.store.keys import ledger_name
+from tradepit.store.ledger import LedgerKeys
 
 # Run as a script, this file's directory is first on the path, where this file would shadow the
 # standard library's `http` for anything imported later: take the directory off the path.
@@ -387,7 +388,7 @@ class Venue:
             config = await load_config(redis)
             total = 0
             for index in range(config.ledgers):
-                total += await redis.hlen(ShardKeys(ledger_name(index)).orders)
+                total += await redis.hlen(LedgerKeys(ledger_name(index)).orders)
             return total
         finally:
             await redis.aclose()

@@ -54,14 +54,15 @@ from typing import Any, NamedTuple
 import msgspec
 import redis.asyncio as aioredis
 
-from tradepit import admin
+from tradepit import operations
 from tradepit.client import VenueClient, init_config
 from tradepit.domain.ids import new_id
 from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
 from tradepit.embedded import EmbeddedValkey
 from tradepit.stage.messages import UPDATES, PlaceOrder
-from tradepit.store.keys import ShardKeys, VenueConfig
-from tradepit.verify import entries_in_flight
+from tradepit.store.keys import VenueConfig
+from tradepit.store.ledger import LedgerKeys
+from tradepit.store.snapshot import entries_in_flight
 
 # Two symbols on each matcher shard when there are two (by `matcher_of`).
 SYMBOLS = ("ACME", "GLOBEX", "WAYNE", "SOYLENT")
@@ -171,7 +172,7 @@ async def watch_settlement(
 ) -> None:
     """Record, per order, when its ledger committed the book's answer to it."""
     redis = aioredis.Redis.from_url(url)
-    after: dict[Any, Any] = {ShardKeys(f"l{index}").updates: b"0-0" for index in range(shards)}
+    after: dict[Any, Any] = {LedgerKeys(f"l{index}").updates: b"0-0" for index in range(shards)}
     try:
         while not stop.is_set():
             response = await redis.xread(after, count=1000, block=100)
@@ -222,13 +223,13 @@ async def run(
         processes = start_stages(server.url, args.shards, data_dir, args.without_history)
         client = await VenueClient(server.url, reply_timeout=60).connect()
         for symbol in SYMBOLS:
-            await admin.add_symbol(client, symbol)
+            await operations.add_symbol(client, symbol)
         positions = {symbol: "100000000" for symbol in SYMBOLS}
         accounts: list[int] = []
         while len(accounts) < args.accounts:
             created = await asyncio.gather(
                 *(
-                    admin.create_account(client, "100000000000.00", positions)
+                    operations.create_account(client, "100000000000.00", positions)
                     for _ in range(min(50, args.accounts - len(accounts)))
                 )
             )
@@ -302,7 +303,7 @@ async def run(
             await asyncio.sleep(0.05)
         stored = 0
         for index in range(args.shards):
-            stored += await redis.hlen(ShardKeys(f"l{index}").orders)
+            stored += await redis.hlen(LedgerKeys(f"l{index}").orders)
         await client.close()
         latencies = [] if args.without_history else sorted(settled.values())
 

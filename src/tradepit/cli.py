@@ -16,11 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
-from redis.exceptions import BusyLoadingError, ResponseError
-from redis.exceptions import ConnectionError as RedisConnectionError
 
-from tradepit import admin, venue
+from tradepit import operations, venue
 from tradepit.access import NotPrivateError
 from tradepit.backup import BackupError, backup, restore
 from tradepit.client import ReplyTimeoutError, VenueClient
@@ -44,6 +41,8 @@ from tradepit.settings import (
     VenueSettings,
 )
 from tradepit.simulate import simulate
+from tradepit.store.connection import open_client
+from tradepit.store.errors import Loading, Refused, Unreachable
 from tradepit.venue import GatewayPortError
 from tradepit.verify import verify
 
@@ -214,24 +213,24 @@ async def _admin(args: argparse.Namespace, redis_url: str) -> Any:
         op = args.op
         if op == "create-account":
             positions = dict(args.position)
-            return await admin.create_account(client, args.cash, positions, args.name)
+            return await operations.create_account(client, args.cash, positions, args.name)
         if op in ("deposit", "withdraw"):
             if (args.cash is None) == (args.symbol is None):
-                raise admin.AdminError(
+                raise operations.AdminError(
                     Refusal.INVALID_REQUEST, "give either --cash or --symbol/--qty"
                 )
             asset, amount = (CASH, args.cash) if args.cash is not None else (args.symbol, args.qty)
             if amount is None:
-                raise admin.AdminError(Refusal.INVALID_REQUEST, "--symbol needs --qty")
+                raise operations.AdminError(Refusal.INVALID_REQUEST, "--symbol needs --qty")
             account_id = uuid_to_id(args.account)
             withdraw = op == "withdraw"
-            return await admin.transfer(
+            return await operations.transfer(
                 client, account_id, asset, amount, withdraw, args.transfer_id
             )
         if op == "list-accounts":
-            return await admin.list_accounts(client)
+            return await operations.list_accounts(client)
         if op == "add-symbol":
-            return await admin.add_symbol(
+            return await operations.add_symbol(
                 client,
                 args.symbol,
                 args.tick_size,
@@ -240,16 +239,16 @@ async def _admin(args: argparse.Namespace, redis_url: str) -> Any:
                 args.reference_price,
             )
         if op in ("halt", "resume"):
-            return await admin.set_halted(client, args.symbol, op == "halt")
-        return await admin.close_session(client)
+            return await operations.set_halted(client, args.symbol, op == "halt")
+        return await operations.close_session(client)
 
 
 async def _verify(redis_url: str) -> int:
-    redis = aioredis.Redis.from_url(redis_url)
+    client = await open_client(redis_url)
     try:
-        report = await verify(redis)
+        report = await verify(client)
     finally:
-        await redis.aclose()
+        await client.aclose()
     print(report.text())
     return 0 if report.ok else 1
 
@@ -259,14 +258,14 @@ def _run(main: Callable[[], Awaitable[Any]]) -> Any:
     return asyncio.run(main())  # type: ignore[arg-type]
 
 
-def _redis_problem(error: RedisConnectionError | ResponseError) -> tuple[str, str]:
+def _redis_problem(error: Unreachable | Refused) -> tuple[str, str]:
     """An error code and a readable message for what the server did."""
-    if isinstance(error, BusyLoadingError):  # a ConnectionError, to redis-py
+    if isinstance(error, Loading):  # an `Unreachable`, to redis-py
         return (
             "unreachable",
             "the server is loading its data (a large AOF takes seconds): try again soon",
         )
-    if isinstance(error, RedisConnectionError):
+    if isinstance(error, Unreachable):
         return (
             "unreachable",
             f"cannot reach Redis ({error}): is the venue running? (`tradepit serve`)",
@@ -294,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"tradepit: {error}") from None
     except ValkeyExitedError as error:
         raise SystemExit(f"tradepit: {exited_message(args.data_dir, error)}") from None
-    except (RedisConnectionError, ResponseError) as error:
+    except (Unreachable, Refused) as error:
         code, message = _redis_problem(error)
         if args.command == "admin":  # which answers in JSON lines
             print(json.dumps({"error": code, "message": message}))
@@ -360,13 +359,13 @@ def _command(args: argparse.Namespace) -> int:
         return code
     try:
         result = _run(lambda: _admin(args, redis_url))
-    except admin.AdminError as error:
+    except operations.AdminError as error:
         print(json.dumps({"error": error.code, "message": error.message}))
         return 1
     except (NumberError, SymbolError, IdError) as error:
         print(json.dumps({"error": "invalid_request", "message": str(error)}))
         return 1
-    except admin.AccountPendingError as error:
+    except operations.AccountPendingError as error:
         message = f"{error}: is the venue running? (`tradepit serve`)"
         print(json.dumps({"error": "no_reply", "message": message, **error.credentials}))
         return 1

@@ -23,20 +23,19 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-import msgspec
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from tradepit import admin
+from tradepit import operations
 from tradepit.client import VenueClient
 from tradepit.domain.symbols import Symbol, cents_to_cash
 from tradepit.marketdata.reference import RandomWalk
 from tradepit.settings import DemoSettings
-from tradepit.stage.messages import SymbolSpec, symbol_of
-from tradepit.store.keys import REFERENCE_PRICES, SYMBOLS
+from tradepit.stage.messages import symbol_of
+from tradepit.store import catalog
+from tradepit.store.connection import Client
+from tradepit.store.errors import StoreError
+from tradepit.store.prices import prices
 
 __all__ = [
-    "DEMO_ACCOUNTS",
     "ReferenceFeed",
     "run_demo",
     "demo_account",
@@ -45,17 +44,13 @@ __all__ = [
 
 log = logging.getLogger("tradepit.demo")
 
-DEMO_ACCOUNTS = "tradepit:demo"  # bot name -> its account's id and API key, as JSON
-_decode_spec = msgspec.json.Decoder(SymbolSpec).decode
 _MAKER_INVENTORY = 2_000  # lots each market maker starts with and leans back towards
 
 
 class ReferenceFeed:
     """The simulated reference price of each symbol, stepped every `interval` seconds."""
 
-    def __init__(
-        self, redis: aioredis.Redis, starts: dict[str, int], options: DemoSettings
-    ) -> None:
+    def __init__(self, redis: Client, starts: dict[str, int], options: DemoSettings) -> None:
         self.redis = redis
         self.options = options
         self.walks = {
@@ -75,9 +70,8 @@ class ReferenceFeed:
         while True:
             prices = {name: walk.step() for name, walk in self.walks.items()}
             try:
-                await self.redis.hset(REFERENCE_PRICES, mapping=prices)  # type: ignore[arg-type]
-                await self.redis.publish(REFERENCE_PRICES, msgspec.json.encode(prices))
-            except RedisError as error:
+                await catalog.publish_simulated_prices(self.redis, prices)
+            except StoreError as error:
                 log.warning("reference feed: %s", error)
             await asyncio.sleep(self.options.interval)
 
@@ -86,11 +80,11 @@ async def demo_account(
     client: VenueClient, name: str, cash: str, positions: dict[str, str]
 ) -> dict[str, str]:
     """The demo account called `name`: made on first use, the same one ever after."""
-    stored: Any = await client.redis.hget(DEMO_ACCOUNTS, name)
-    if stored:
-        return dict(msgspec.json.decode(stored))
-    made = await admin.create_account(client, cash, positions, name)
-    await client.redis.hset(DEMO_ACCOUNTS, name, msgspec.json.encode(made))
+    stored = await catalog.demo_account(client.redis, name)
+    if stored is not None:
+        return stored
+    made = await operations.create_account(client, cash, positions, name)
+    await catalog.save_demo_account(client.redis, name, made)
     return made
 
 
@@ -194,14 +188,13 @@ async def taker(
 
 async def _listed(client: VenueClient) -> dict[str, tuple[Symbol, int]]:
     """Every listed symbol that has a price to start from, and that price."""
-    specs: Any = await client.redis.hgetall(SYMBOLS)
-    listed: dict[str, tuple[Symbol, int]] = {}
-    for raw in specs.values():
-        spec = _decode_spec(raw)
-        start = await admin.price_of(client, spec.name)
-        if start > 0:
-            listed[spec.name] = (symbol_of(spec), start)
-    return listed
+    specs = await catalog.symbol_specs(client.redis)
+    now = await prices(client.redis, client.config, specs)
+    return {
+        name: (symbol_of(spec), now[name].ticks)
+        for name, spec in specs.items()
+        if name in now and now[name].ticks > 0
+    }
 
 
 async def person_account(redis_url: str) -> dict[str, str]:
@@ -263,6 +256,6 @@ async def _forever(bot: Callable[[], Awaitable[None]]) -> None:
     while True:
         try:
             await bot()
-        except (httpx.HTTPError, RedisError, KeyError, ValueError) as error:
+        except (httpx.HTTPError, StoreError, KeyError, ValueError) as error:
             log.warning("demo bot restarting after: %r", error)
             await asyncio.sleep(1.0)

@@ -34,15 +34,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 
 from tradepit import aof
 from tradepit.access import make_private_dir, write_private
 from tradepit.errors import TradepitError
-from tradepit.store.keys import COMMITS, VENUE_ID, ShardKeys
+from tradepit.store import catalog, server
+from tradepit.store.connection import Client, connect
+from tradepit.store.progress import committed as committed_by
 
 __all__ = [
     "IDENTITY_FILE",
@@ -355,17 +355,13 @@ def read_recorded(data_dir: Path) -> Recorded:
     return Recorded(venue_id, shards, unreadable)
 
 
-async def read_loaded(redis: aioredis.Redis, shards: Iterable[str]) -> Loaded:
-    raw_id: Any = await redis.get(VENUE_ID)
-    keys: Any = await redis.dbsize()
-    progress = {}
+async def read_loaded(client: Client, shards: Iterable[str]) -> Loaded:
+    found = {}
     for shard in shards:
-        stored: Any = await redis.hgetall(ShardKeys(shard).checkpoints)
-        count = stored.pop(COMMITS.encode(), None)
-        if count is not None:
-            inputs = {stream.decode(): entry.decode() for stream, entry in stored.items()}
-            progress[shard] = ShardProgress(int(count), inputs)
-    return Loaded(raw_id.decode() if raw_id is not None else None, int(keys), progress)
+        committed = await committed_by(client, shard)
+        if committed is not None:
+            found[shard] = ShardProgress(*committed)
+    return Loaded(await catalog.venue_id(client), await server.key_count(client), found)
 
 
 def check_aof_files(data_dir: Path, accept_data_loss: bool) -> None:
@@ -402,7 +398,8 @@ async def settle(redis_url: str, data_dir: Path, accept_data_loss: bool) -> None
     it, and start the files again from what Valkey holds), and fix the venue's id (a new
     venue's, or one adopted)."""
     recorded = read_recorded(data_dir)
-    redis = aioredis.Redis.from_url(redis_url)
+    # The embedded server: one server, never a cluster.
+    redis = connect(redis_url, cluster=False)
     try:
         loaded = await read_loaded(redis, recorded.shards)
         comparison = compare(recorded, loaded)
@@ -416,7 +413,7 @@ async def settle(redis_url: str, data_dir: Path, accept_data_loss: bool) -> None
             return
         venue_id = loaded.venue_id or new_venue_id()
         if loaded.venue_id is None:
-            await redis.set(VENUE_ID, venue_id)
+            await catalog.set_venue_id(redis, venue_id)
         # Valkey first: a crash between the two leaves data with an id and no file, which the
         # next start adopts, not a file that says data is missing.
         write_private(data_dir / IDENTITY_FILE, venue_id + "\n")

@@ -25,23 +25,25 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 
 from tradepit import durability
 from tradepit.access import Role, write_private
-from tradepit.admin import add_symbol, close_session, ensure_admin_key, next_session_close
-from tradepit.client import VenueClient, init_config, load_config, wait_for_server
+from tradepit.client import VenueClient
 from tradepit.demo import person_account, run_demo
+from tradepit.domain.session import next_session_close
 from tradepit.embedded import EmbeddedValkey
 from tradepit.errors import TradepitError
 from tradepit.gateway.server import listening_socket
+from tradepit.operations import add_symbol, close_session, ensure_admin_key
 from tradepit.portfolio import sample_forever
 from tradepit.settings import DemoSettings, GatewaySettings, VenueSettings
 from tradepit.stage.ledger import LedgerShard
 from tradepit.stage.loop import StageCore, StageLoop
 from tradepit.stage.marketdata import MarketDataShard, keep_feed_clock
 from tradepit.stage.matcher import MatcherShard
-from tradepit.store.keys import SYMBOLS, VenueConfig
+from tradepit.store.catalog import init_config, is_listed, load_config, wait_for_server
+from tradepit.store.connection import connect, open_client
+from tradepit.store.keys import VenueConfig
 
 __all__ = [
     "VENUE_FILE",
@@ -283,10 +285,10 @@ async def serve(
             the operator runs, with the credentials the operator gave."""
             return operator_url if embedded is None else embedded.url_for(role)
 
-        redis = aioredis.Redis.from_url(redis_url)
+        redis = await open_client(redis_url)
         try:
             config = await init_config(redis, config)
-            first_start = not await redis.exists(SYMBOLS)
+            first_start = not await is_listed(redis)
         finally:
             await redis.aclose()
 
@@ -413,9 +415,14 @@ async def _close_sessions_at_midnight(redis_url: str) -> None:
 
 async def _load_config_once_up(redis_url: str, who: str) -> VenueConfig:
     """The venue's configuration, once Redis answers."""
-    redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2)
+    # Any node answers a PING: whether it is a cluster's is asked once it is up.
+    probe = connect(redis_url, cluster=False, socket_connect_timeout=2)
     try:
-        await wait_for_server(redis, who)
+        await wait_for_server(probe, who)
+    finally:
+        await probe.aclose()
+    redis = await open_client(redis_url)
+    try:
         return await load_config(redis)
     finally:
         await redis.aclose()

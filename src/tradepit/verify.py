@@ -25,30 +25,24 @@ Commands from clients and the operator that no stage has applied yet (`{lN}:in`,
 not in flight between shards: they are inputs the venue had not taken at the cut, and are left
 out. A stopped venue is checked the same way as a running one.
 
-One transaction reads one server: on a Redis Cluster, whose shards' keys live in many slots,
-this would need another way (reading until two successive cuts agree), not written yet.
+The cut is read by `tradepit.store.snapshot`: one transaction on one server; on a Valkey
+Cluster, whose shards' keys live in many slots, reads bracketed by every shard's checkpoints,
+again until no shard committed meanwhile.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import msgspec
-import redis.asyncio as aioredis
 
-from tradepit.client import load_config
 from tradepit.domain.events import Event
 from tradepit.domain.orders import Side
 from tradepit.ledger import Ledger
-from tradepit.marketdata.feed import SymbolFeed
 from tradepit.matcher import Matcher
-from tradepit.stage.ledger import LedgerShard, restore_ledger
-from tradepit.stage.loop import Fields, StageCore
-from tradepit.stage.marketdata import FeedKeys, decode_feed, decode_tops
-from tradepit.stage.matcher import MatcherShard, restore_matcher, top_of
+from tradepit.stage.matcher import top_of
 from tradepit.stage.messages import (
     COMMANDS,
     DEPTH,
@@ -56,20 +50,12 @@ from tradepit.stage.messages import (
     decode_events,
     decode_matcher_commands,
 )
-from tradepit.store.keys import ShardKeys, VenueConfig
+from tradepit.store.connection import Client
+from tradepit.store.marketdata import decode_tops
+from tradepit.store.snapshot import Fields, Link, Snapshot, take_snapshot
 
-__all__ = [
-    "Report",
-    "Link",
-    "Snapshot",
-    "verify",
-    "take_snapshot",
-    "check",
-    "deliver",
-    "entries_in_flight",
-]
+__all__ = ["Report", "verify", "check", "deliver"]
 
-_START = b"0-0"
 _T = TypeVar("_T")
 
 
@@ -88,45 +74,6 @@ class Report:
         lines += [f"VIOLATION {problem}" for problem in self.problems]
         lines.append("OK: the venue balances" if self.ok else f"{len(self.problems)} violation(s)")
         return "\n".join(lines)
-
-
-class Link(NamedTuple):
-    """A stream one stage appends to and another reads, as it was at the cut."""
-
-    stream: str
-    applied: bytes  # the reader's checkpoint: the last entry it had applied
-    in_flight: list[tuple[bytes, Fields]]  # the entries after that one, oldest first
-    # The entry at `applied` was still in the stream (or nothing was in flight), so all after
-    # it were too: `in_flight` is complete. A capped stream (a matcher's events) drops its
-    # oldest entries, read or not; the links between ledgers and matchers are trimmed only up
-    # to what their reader committed (`stage/loop.py`), so they never lose one in flight.
-    kept: bool
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """The venue at one moment: every shard's committed state, and what was in flight."""
-
-    config: VenueConfig
-    ledgers: dict[str, Ledger]  # by shard name
-    matchers: dict[str, Matcher]
-    feeds: dict[str, SymbolFeed]  # the market data stage's, by symbol
-    links: dict[str, Link]  # between ledgers and matchers, both ways, by stream
-    events: dict[str, Link]  # each matcher's events, which the market data stage reads
-
-
-def _stream_id(entry_id: bytes) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition(b"-")
-    return int(ms), int(seq or 0)
-
-
-def link_at(stream: str, applied: bytes, entries: list[tuple[bytes, Fields]]) -> Link:
-    """`stream` at the cut, from its reader's checkpoint then, and its entries from some point
-    at or before that checkpoint on."""
-    after = _stream_id(applied)
-    in_flight = [(entry_id, fields) for entry_id, fields in entries if _stream_id(entry_id) > after]
-    kept = not in_flight or _stream_id(entries[0][0]) <= after
-    return Link(stream, applied, in_flight, kept)
 
 
 # The pure half: a snapshot in, a report out.
@@ -153,7 +100,7 @@ def check(snapshot: Snapshot) -> Report:
 def _describe_cut(snapshot: Snapshot, in_flight: int) -> list[str]:
     """Say where the cut was: each link's reader's checkpoint, and what came after it."""
     lines = [
-        f"consistent: every shard read in one MULTI/EXEC; {in_flight} link entries were in "
+        f"consistent: every shard read at one moment; {in_flight} link entries were in "
         "flight then, delivered before the cross-shard checks:"
     ]
     for link in snapshot.links.values():
@@ -180,7 +127,7 @@ def deliver(snapshot: Snapshot, report: Report) -> tuple[dict[str, Ledger], dict
     answers: dict[str, list[Event]] = {}
     for name, matcher in matchers.items():
         for ledger_name in ledgers:
-            link = snapshot.links[ShardKeys(ledger_name).link_to(name)]
+            link = snapshot.link(ledger_name, name)
             for entry_id, fields in link.in_flight:
                 commands = _decoded(
                     decode_matcher_commands, fields, COMMANDS, link, entry_id, report
@@ -189,7 +136,7 @@ def deliver(snapshot: Snapshot, report: Report) -> tuple[dict[str, Ledger], dict
         answers[name] = matcher.take_events()
     for name, ledger in ledgers.items():
         for matcher_name in matchers:
-            link = snapshot.links[ShardKeys(matcher_name).link_to(name)]
+            link = snapshot.link(matcher_name, name)
             events: list[Event] = []
             for entry_id, fields in link.in_flight:
                 events.extend(_decoded(decode_events, fields, EVENTS, link, entry_id, report))
@@ -287,84 +234,5 @@ def _check_feed(snapshot: Snapshot, report: Report) -> None:
 # The I/O half: one read.
 
 
-async def take_snapshot(redis: aioredis.Redis) -> Snapshot:
-    """Read the venue at one moment: every shard's state and checkpoints, and the link
-    entries after those checkpoints, in one MULTI/EXEC."""
-    config = await load_config(redis)  # fixed at the venue's first start
-    ledgers = [ShardKeys(name) for name in config.ledger_names()]
-    matchers = [ShardKeys(name) for name in config.matcher_names()]
-    feed = FeedKeys()
-    readers: list[ShardKeys] = [*ledgers, *matchers, feed]
-    # (stream, the shard that reads it)
-    links = [(lk.link_to(mk.shard), mk) for lk in ledgers for mk in matchers]
-    links += [(mk.link_to(lk.shard), lk) for mk in matchers for lk in ledgers]
-    events = [(matcher.events, feed) for matcher in matchers]
-    # Where each reader was a moment before: checkpoints only move forward, so all the cut
-    # will find in flight is at or after these, and the transaction reads streams from there.
-    async with redis.pipeline(transaction=False) as pipe:
-        for keys in readers:
-            pipe.hgetall(keys.checkpoints)
-        before: dict[str, Any] = dict(
-            zip([keys.shard for keys in readers], await pipe.execute(), strict=True)
-        )
-    async with redis.pipeline(transaction=True) as tx:
-        for keys in ledgers:
-            # Not the transfers and client order ids: no check needs them, and they grow with
-            # every transfer and order.
-            tx.hgetall(keys.state)
-            tx.hvals(keys.accounts)
-            tx.hvals(keys.open_orders)
-        for keys in matchers:
-            tx.hgetall(keys.books)
-            tx.hvals(keys.resting)
-        tx.hgetall(feed.feeds)
-        for keys in readers:
-            tx.hgetall(keys.checkpoints)
-        for stream, reader in links + events:
-            tx.xrange(stream, min=before[reader.shard].get(stream.encode(), _START))
-        replies: Iterator[Any] = iter(await tx.execute())
-    ledger_states = {
-        keys.shard: restore_ledger(config, next(replies), next(replies), next(replies), {}, {})
-        for keys in ledgers
-    }
-    matcher_states = {
-        keys.shard: restore_matcher(next(replies), next(replies))[0] for keys in matchers
-    }
-    feeds = {feed.symbol: feed for feed in map(decode_feed, next(replies).values())}
-    checkpoints = {keys.shard: next(replies) for keys in readers}
-
-    def read(stream: str, reader: ShardKeys) -> Link:
-        applied = checkpoints[reader.shard].get(stream.encode(), _START)
-        return link_at(stream, applied, next(replies))
-
-    return Snapshot(
-        config,
-        ledger_states,
-        matcher_states,
-        feeds,
-        {stream: read(stream, reader) for stream, reader in links},
-        {stream: read(stream, reader) for stream, reader in events},
-    )
-
-
-async def verify(redis: aioredis.Redis) -> Report:
-    return check(await take_snapshot(redis))
-
-
-async def entries_in_flight(redis: aioredis.Redis, config: VenueConfig) -> int:
-    """Entries appended to any stage's inbox that it has not applied yet (for tests and
-    benchmarks that wait for a venue to settle; `verify` needs no such wait).
-
-    The matchers first: once no client command is in flight, a matcher's last commit can add
-    to a ledger's inbox, never the other way round, so a count that saw the matchers empty
-    and then the ledgers empty is not fooled by a commit between the two."""
-    count = 0
-    shards: list[StageCore] = [MatcherShard(index, config) for index in range(config.matchers)]
-    shards += [LedgerShard(index, config) for index in range(config.ledgers)]
-    for shard in shards:
-        checkpoints: Any = await redis.hgetall(shard.keys.checkpoints)
-        for stream in shard.inboxes():
-            after = checkpoints.get(stream.encode(), b"0-0")
-            pending: Any = await redis.xrange(stream, min=b"(" + after, count=1000)
-            count += len(pending)
-    return count
+async def verify(client: Client) -> Report:
+    return check(await take_snapshot(client))

@@ -31,8 +31,8 @@ from live import Account, Venue, eventually
 from tradepit.client import VenueClient
 from tradepit.domain.ids import new_id
 from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
-from tradepit.stage.marketdata import FeedKeys
 from tradepit.stage.messages import PlaceOrder
+from tradepit.store.marketdata import FeedKeys
 
 
 def order(venue: Venue, account: Account, **body: Any) -> dict[str, Any]:

@@ -8,21 +8,23 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from tradepit import admin
+from tradepit import operations
 from tradepit.client import VenueClient, init_config
 from tradepit.domain.ids import new_id
 from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
 from tradepit.ledger import Ledger
 from tradepit.ledger.history import OrderRecord
 from tradepit.matcher import Matcher
-from tradepit.stage.ledger import LedgerShard, load_ledger
+from tradepit.stage.ledger import LedgerShard
 from tradepit.stage.loop import StageLoop
 from tradepit.stage.marketdata import MarketDataShard
-from tradepit.stage.matcher import MatcherShard, load_matcher
+from tradepit.stage.matcher import MatcherShard
 from tradepit.stage.messages import PlaceOrder, Reply
 from tradepit.store.connection import Client, open_client
-from tradepit.store.keys import ShardKeys, VenueConfig, ledger_of, matcher_of
-from tradepit.verify import entries_in_flight
+from tradepit.store.keys import VenueConfig, ledger_of, matcher_of
+from tradepit.store.ledger import LedgerKeys, load_ledger
+from tradepit.store.matcher import MatcherKeys, load_matcher
+from tradepit.store.snapshot import entries_in_flight
 
 
 @dataclass
@@ -47,11 +49,11 @@ class Venue:
 
     async def ledger(self, account_id: int) -> Ledger:
         shard = ledger_of(account_id, self.config)
-        ledger, _ = await load_ledger(self.redis, ShardKeys(shard), self.config)
+        ledger, _ = await load_ledger(self.redis, LedgerKeys(shard), self.config)
         return ledger
 
     async def matcher(self, symbol: str) -> Matcher:
-        matcher, _ = await load_matcher(self.redis, ShardKeys(matcher_of(symbol, self.config)))
+        matcher, _ = await load_matcher(self.redis, MatcherKeys(matcher_of(symbol, self.config)))
         return matcher
 
     async def record(self, account_id: int, order_id: int) -> OrderRecord:
@@ -60,7 +62,7 @@ class Venue:
         return record
 
     async def account(self, cash: str = "0", **positions: str) -> int:
-        created = await admin.create_account(self.client, cash, positions)
+        created = await operations.create_account(self.client, cash, positions)
         return int(created["id"].replace("-", ""), 16)
 
     async def place(
@@ -111,7 +113,7 @@ async def running_venue(
     venue.start_stages()
     try:
         for symbol in symbols:
-            await admin.add_symbol(client, symbol)
+            await operations.add_symbol(client, symbol)
         yield venue
     finally:
         await venue.stop_stages()

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from harness import Venue, running_venue
 
-from tradepit import admin
+from tradepit import operations
 from tradepit.domain.ids import VENUE_ACCOUNT_ID, new_id
 from tradepit.domain.orders import OrderType, Side, TimeInForce
 from tradepit.ledger import CASH
@@ -174,7 +174,7 @@ def test_session_close_expires_day_orders(redis_url: str) -> None:
         day_id, _ = await venue.place(seller, "ACME", Side.SELL, 4, PRICE, tif=TimeInForce.DAY)
         gtc_id, _ = await venue.place(seller, "ACME", Side.SELL, 6, PRICE + 1)
         await venue.settle()
-        await admin.close_session(venue.client)
+        await operations.close_session(venue.client)
         await venue.settle()
         assert (await venue.record(seller, day_id)).status == "expired"
         assert (await venue.record(seller, gtc_id)).status == "new"
@@ -211,7 +211,7 @@ def test_market_order_never_passes_its_protection_price(redis_url: str) -> None:
 def test_halted_symbol_rejects_orders_and_resumes(redis_url: str) -> None:
     async def scenario(venue: Venue) -> None:
         buyer = await venue.account("1000.00")
-        await admin.set_halted(venue.client, "ACME", True)
+        await operations.set_halted(venue.client, "ACME", True)
         await venue.settle()
         order_id, reply = await venue.place(buyer, "ACME", Side.BUY, 1, PRICE)
         assert reply.ok  # the ledger accepts; the book rejects, and the ledger releases
@@ -219,7 +219,7 @@ def test_halted_symbol_rejects_orders_and_resumes(redis_url: str) -> None:
         record = await venue.record(buyer, order_id)
         assert (record.status, record.reason) == ("rejected", "halted")
         assert (await venue.ledger(buyer)).accounts[buyer].cash_free == 1000_00
-        await admin.set_halted(venue.client, "ACME", False)
+        await operations.set_halted(venue.client, "ACME", False)
         await venue.settle()
         order_id, _ = await venue.place(buyer, "ACME", Side.BUY, 1, PRICE)
         await venue.settle()

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from tradepit import admin
+from tradepit import operations
 from tradepit.access import Role
 from tradepit.client import VenueClient, init_config
 from tradepit.domain.events import Accepted, Trade
@@ -30,8 +30,6 @@ from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
 from tradepit.embedded import EmbeddedValkey
 from tradepit.ledger import CASH, Ledger
 from tradepit.matcher import Matcher
-from tradepit.stage.ledger import load_ledger
-from tradepit.stage.matcher import load_matcher
 from tradepit.stage.messages import (
     AddSymbol,
     OpenAccount,
@@ -43,7 +41,10 @@ from tradepit.stage.messages import (
     symbol_of,
 )
 from tradepit.store.keys import ShardKeys, VenueConfig
-from tradepit.verify import entries_in_flight, verify
+from tradepit.store.ledger import LedgerKeys, load_ledger
+from tradepit.store.matcher import MatcherKeys, load_matcher
+from tradepit.store.snapshot import entries_in_flight
+from tradepit.verify import verify
 
 SYMBOLS = ("ACME", "GLOBEX")
 PRICE = 10_000
@@ -190,10 +191,10 @@ async def _crash_run(
             stage.start()
         client = await VenueClient(server.url_for(Role.GATEWAY), reply_timeout=30).connect()
         for symbol in SYMBOLS:
-            await admin.add_symbol(client, symbol)
+            await operations.add_symbol(client, symbol)
         accounts = []
         for _ in range(6):
-            created = await admin.create_account(
+            created = await operations.create_account(
                 client, "10000000.00", {symbol: "1000000" for symbol in SYMBOLS}
             )
             accounts.append(int(created["id"].replace("-", ""), 16))
@@ -235,12 +236,12 @@ async def _crash_run(
         assert report.ok, report.text()
 
         # Every acknowledged order exists exactly once: one record, one acceptance by a book.
-        records = await redis.hkeys(ShardKeys("l0").orders)
+        records = await redis.hkeys(LedgerKeys("l0").orders)
         assert acked <= {int(key) for key in records}
         accepted: Counter[int] = Counter()
         fills: Counter[int] = Counter()
         trades: Counter[tuple[str, int]] = Counter()
-        for _entry_id, fields in await redis.xrange(ShardKeys("m0").events):
+        for _entry_id, fields in await redis.xrange(MatcherKeys("m0").events):
             for event in decode_events(fields[b"e"]):
                 if isinstance(event, Accepted):
                     accepted[event.order_id] += 1
@@ -251,14 +252,14 @@ async def _crash_run(
         assert all(accepted[order_id] == 1 for order_id in acked)
         assert set(trades.values()) <= {1}
         # No fill settled twice: each order's filled quantity is what the books traded for it.
-        ledger, _ = await load_ledger(redis, ShardKeys("l0"), CONFIG)
-        for key, raw in (await redis.hgetall(ShardKeys("l0").orders)).items():
+        ledger, _ = await load_ledger(redis, LedgerKeys("l0"), CONFIG)
+        for key, raw in (await redis.hgetall(LedgerKeys("l0").orders)).items():
             record = decode_record(raw)
             assert record.filled_qty == fills[int(key)], record
 
         # The state equals a clean replay of the same inputs.
         replayed_ledger, replayed_matcher = await _replay(server.url)
-        matcher, _ = await load_matcher(redis, ShardKeys("m0"))
+        matcher, _ = await load_matcher(redis, MatcherKeys("m0"))
         assert matcher.state_hash() == replayed_matcher.state_hash()
         assert ledger.state_hash() == replayed_ledger.state_hash()
         await redis.aclose()
@@ -306,8 +307,8 @@ def test_a_stage_started_while_the_server_is_down_waits_for_it(tmp_path: Path) -
             server = EmbeddedValkey(tmp_path / "valkey", fsync="everysec", port=port)
             server.start()
             client = await VenueClient(server.url, reply_timeout=30).connect()
-            await admin.add_symbol(client, "ACME")
-            created = await admin.create_account(client, "100.00", {})
+            await operations.add_symbol(client, "ACME")
+            created = await operations.create_account(client, "100.00", {})
             assert created["id"]
         finally:
             await _tear_down(client, stages, server)

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from tradepit import admin
+from tradepit import operations
 from tradepit.aof import AOF_DIR, INCREMENTAL, read_manifest
 from tradepit.client import VenueClient
 from tradepit.domain.ids import new_id
@@ -83,7 +83,7 @@ async def _open_accounts(url: str, count: int) -> list[int]:
     async with VenueClient(url, reply_timeout=30) as client:
         accounts = []
         for _ in range(count):
-            created = await admin.create_account(client, "1000000.00", {"ACME": "100000"})
+            created = await operations.create_account(client, "1000000.00", {"ACME": "100000"})
             accounts.append(int(created["id"].replace("-", ""), 16))
         return accounts
 

@@ -12,15 +12,16 @@ from harness import Venue, running_venue
 
 from tradepit.domain.orders import OrderType, Side, TimeInForce
 from tradepit.marketdata.bars import MINUTE_NS
-from tradepit.stage.marketdata import (
+from tradepit.stage.matcher import top_of
+from tradepit.store.keys import VenueConfig
+from tradepit.store.marketdata import (
     MESSAGE,
     FeedKeys,
     decode_bar,
     decode_message,
     load_feeds,
 )
-from tradepit.stage.matcher import top_of
-from tradepit.store.keys import ShardKeys, VenueConfig
+from tradepit.store.matcher import MatcherKeys
 from tradepit.verify import verify
 
 SYMBOLS = ("ACME", "GLOBEX", "INITECH")
@@ -35,7 +36,7 @@ async def feed_caught_up(venue: Venue, timeout: float = 10.0) -> None:
         checkpoints: Any = await venue.redis.hgetall(keys.checkpoints)
         behind = False
         for name in venue.config.matcher_names():
-            stream = ShardKeys(name).events
+            stream = MatcherKeys(name).events
             newest: Any = await venue.redis.xrevrange(stream, count=1)
             if newest and checkpoints.get(stream.encode(), b"0-0") != newest[0][0]:
                 behind = True

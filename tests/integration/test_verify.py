@@ -15,10 +15,12 @@ from harness import Venue, running_venue
 from tradepit.domain.ids import new_id
 from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
 from tradepit.ledger import Account
-from tradepit.stage.matcher import StoredOrder
 from tradepit.stage.messages import CancelOrder, LedgerCommand, PlaceOrder, ReplaceOrder, encode
 from tradepit.store.keys import ShardKeys, VenueConfig, ledger_of, matcher_of
-from tradepit.verify import Report, check, deliver, take_snapshot, verify
+from tradepit.store.ledger import LedgerKeys
+from tradepit.store.matcher import MatcherKeys, StoredOrder
+from tradepit.store.snapshot import take_snapshot
+from tradepit.verify import Report, check, deliver, verify
 
 CONFIG = VenueConfig(ledgers=2, matchers=2, maker_fee_bps=1, taker_fee_bps=2)
 # One symbol on each matcher (`matcher_of`: a crc32 of the name, modulo 2).
@@ -217,13 +219,13 @@ def test_a_corrupt_balance_and_book_are_flagged_on_a_live_venue(redis_url: str) 
             report = await verify(venue.redis)
             assert report.ok, report.text()
             # A cent appears in the idle account, and the book loses a lot of its order.
-            shard = ShardKeys(ledger_of(idle, CONFIG))
+            shard = LedgerKeys(ledger_of(idle, CONFIG))
             account = msgspec.json.decode(
                 await venue.redis.hget(shard.accounts, idle), type=Account
             )
             account.cash_free += 1
             await venue.redis.hset(shard.accounts, idle, encode(account))
-            book = ShardKeys(matcher_of("ACME", CONFIG))
+            book = MatcherKeys(matcher_of("ACME", CONFIG))
             raw = await venue.redis.hget(book.resting, resting)
             stored = msgspec.json.decode(raw, type=StoredOrder)
             stored.order.leaves -= 1

@@ -8,11 +8,11 @@ import inspect
 from pathlib import Path
 
 import tradepit
-from tradepit.admin import AdminError
 from tradepit.client import ReplyTimeoutError
 from tradepit.domain.numbers import NumberError
 from tradepit.errors import RefusalError, TradepitError
 from tradepit.ledger import LedgerError
+from tradepit.operations import AdminError
 
 SOURCE = Path(tradepit.__file__).parent
 # A bot's `sitecustomize`, put on its PYTHONPATH: no module of the package.

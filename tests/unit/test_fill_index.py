@@ -6,9 +6,9 @@ from __future__ import annotations
 from builders import make
 
 from tradepit.domain.orders import Side
-from tradepit.gateway.service import decode_fill
 from tradepit.ledger.history import Fill, OrderStatus, OrderUpdate, TradeEvent, accepted_record
 from tradepit.stage.messages import encode
+from tradepit.store.ledger import decode_fill
 
 
 def partial_fill() -> OrderUpdate:

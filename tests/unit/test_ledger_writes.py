@@ -27,10 +27,11 @@ from tradepit.stage.messages import (
     encode,
 )
 from tradepit.stage.resp import CommandBuffer
-from tradepit.store.keys import ShardKeys, VenueConfig
+from tradepit.store.keys import VenueConfig
+from tradepit.store.ledger import LedgerKeys
 
 ACCOUNT = 7
-KEYS = ShardKeys("l0")
+KEYS = LedgerKeys("l0")
 FROM_MATCHER = KEYS.link_from("m0")
 
 

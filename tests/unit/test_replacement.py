@@ -27,10 +27,11 @@ from tradepit.stage.messages import (
     encode,
     symbol_of,
 )
-from tradepit.store.keys import ShardKeys, VenueConfig
+from tradepit.store.keys import VenueConfig
+from tradepit.store.ledger import LedgerKeys
 
 ACCOUNT = 7
-KEYS = ShardKeys("l0")
+KEYS = LedgerKeys("l0")
 SPEC = SymbolSpec("AAA", "0.01", "1", 1000)
 LISTING = Listing(symbol_of(SPEC), "asset-AAA", reference=10_000)
 NEW_ORDER_ID = 99

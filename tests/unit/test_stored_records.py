@@ -18,9 +18,9 @@ from tradepit.domain.events import (
     RejectReason,
     ReplaceRejected,
 )
-from tradepit.gateway.service import decode_fill
 from tradepit.ledger.history import TERMINAL_STATUSES, OrderStatus, OrderUpdate, TradeEvent
 from tradepit.stage.messages import decode_events, decode_record, decode_replies, encode
+from tradepit.store.ledger import decode_fill
 
 RECORD = (
     b'[7,3,"c1","ACME",1,1,1,10,1500,0,"canceled",100,200,4,6000,0,200,0,0,0,0,"ioc_remainder"]'

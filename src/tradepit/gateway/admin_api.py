@@ -9,7 +9,7 @@ import msgspec
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from tradepit import admin
+from tradepit import operations
 from tradepit.domain.ids import IdError, uuid_to_id
 from tradepit.gateway.auth import Principal
 from tradepit.gateway.docs import BODY_ERRORS, error_responses
@@ -49,7 +49,7 @@ class NewSymbol(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 async def _admin_call(call: Any) -> Response:
     try:
         return json_response(await call)
-    except admin.AdminError as error:
+    except operations.AdminError as error:
         status = 404 if error.code.startswith("unknown") else 422
         raise ApiError(status, f"{error.code}: {error.message}") from None
 
@@ -65,12 +65,14 @@ async def create_account(request: Request, _admin: Principal = Depends(operator)
     if len(body.name) > 64:
         raise ApiError.invalid("name is at most 64 characters")
     client = gateway_of(request).client
-    return await _admin_call(admin.create_account(client, body.cash, body.positions, body.name))
+    return await _admin_call(
+        operations.create_account(client, body.cash, body.positions, body.name)
+    )
 
 
 @router.get("/accounts")
 async def list_accounts(request: Request, _admin: Principal = Depends(operator)) -> Response:
-    return await _admin_call(admin.list_accounts(gateway_of(request).client))
+    return await _admin_call(operations.list_accounts(gateway_of(request).client))
 
 
 @router.post(
@@ -92,7 +94,7 @@ async def transfer(
     asset = CASH if body.asset.lower() in ("cash", CASH) else body.asset
     client = gateway_of(request).client
     return await _admin_call(
-        admin.transfer(
+        operations.transfer(
             client, account, asset, body.amount, body.direction == "withdraw", body.transfer_id
         )
     )
@@ -107,7 +109,7 @@ async def add_symbol(request: Request, _admin: Principal = Depends(operator)) ->
     body = decode_body(await read_body(request), NewSymbol)
     gateway = gateway_of(request)
     response = await _admin_call(
-        admin.add_symbol(
+        operations.add_symbol(
             gateway.client,
             body.symbol,
             body.tick_size,
@@ -123,15 +125,15 @@ async def add_symbol(request: Request, _admin: Principal = Depends(operator)) ->
 
 @router.post("/symbols/{symbol}/halt")
 async def halt(request: Request, symbol: str, _admin: Principal = Depends(operator)) -> Response:
-    return await _admin_call(admin.set_halted(gateway_of(request).client, symbol, True))
+    return await _admin_call(operations.set_halted(gateway_of(request).client, symbol, True))
 
 
 @router.post("/symbols/{symbol}/resume")
 async def resume(request: Request, symbol: str, _admin: Principal = Depends(operator)) -> Response:
-    return await _admin_call(admin.set_halted(gateway_of(request).client, symbol, False))
+    return await _admin_call(operations.set_halted(gateway_of(request).client, symbol, False))
 
 
 @router.post("/session/close")
 async def close_session(request: Request, _admin: Principal = Depends(operator)) -> Response:
     """Expire every DAY order now (serve also does it at each UTC midnight)."""
-    return await _admin_call(admin.close_session(gateway_of(request).client))
+    return await _admin_call(operations.close_session(gateway_of(request).client))

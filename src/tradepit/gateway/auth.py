@@ -20,12 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-import redis.asyncio as aioredis
-
-from tradepit.admin import ApiKey, hash_secret
 from tradepit.gateway.errors import ApiError
-from tradepit.store.keys import API_KEYS
+from tradepit.store import catalog
+from tradepit.store.catalog import ApiKey, hash_secret
+from tradepit.store.connection import Client
 
 __all__ = [
     "Principal",
@@ -37,7 +35,6 @@ __all__ = [
 ]
 
 KEY_CACHE_SECONDS = 5.0
-_decode_key = msgspec.json.Decoder(ApiKey).decode
 _MAX_KEY_LENGTH = 128
 
 
@@ -49,7 +46,7 @@ class Principal:
 
 
 class KeyStore:
-    def __init__(self, redis: aioredis.Redis, failures: RateLimiter | None = None) -> None:
+    def __init__(self, redis: Client, failures: RateLimiter | None = None) -> None:
         self.redis = redis
         # Failed authentications per client address (off if None).
         self.failures = failures if failures is not None else RateLimiter(0)
@@ -85,13 +82,7 @@ class KeyStore:
         cached = self._cache.get(key_id)
         if cached is not None and cached[0] > now:
             return cached[1]
-        raw = await self.redis.hget(API_KEYS, key_id)
-        key = None
-        if raw is not None:
-            try:
-                key = _decode_key(raw)
-            except msgspec.DecodeError:
-                key = None
+        key = await catalog.api_key(self.redis, key_id)
         if key is not None:  # unknown keys are not cached: a flood of them must not grow it
             if len(self._cache) > 100_000:
                 self._cache.clear()

@@ -27,7 +27,7 @@ import msgspec
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from tradepit import admin
+from tradepit import operations
 from tradepit.domain.ids import VENUE_ACCOUNT_ID
 from tradepit.domain.symbols import cents_to_cash
 from tradepit.gateway.auth import Principal, RateLimiter, client_address
@@ -36,14 +36,12 @@ from tradepit.gateway.errors import ApiError
 from tradepit.gateway.orders import decode_body
 from tradepit.gateway.service import Gateway
 from tradepit.gateway.web import body_doc, gateway_of, json_response, public, read_body, trader
-from tradepit.ledger import Account
-from tradepit.portfolio import equity_of, market_prices
-from tradepit.store.keys import ShardKeys
+from tradepit.store import ledger, preferences
+from tradepit.store.preferences import Profile
+from tradepit.store.prices import equity_of, prices
 
 __all__ = [
     "router",
-    "PROFILES",
-    "Profile",
     "DEMO_CASH",
     "DEMO_LOTS",
     "LEADERBOARD_SECONDS",
@@ -54,34 +52,15 @@ __all__ = [
 # Every route here can be rate limited: per client address, or per key for the profile.
 router = APIRouter(prefix="/v1", tags=["classroom"], responses=error_responses(429))
 
-PROFILES = "tradepit:profiles"  # account id -> Profile JSON
 DEMO_CASH = "100000.00"
 DEMO_LOTS = 100  # of each listed symbol
 LEADERBOARD_SECONDS = 1.0  # how long a gateway reuses one ranking: a public route must be cheap
 _MAX_NAME = 32
-_decode_account = msgspec.json.Decoder(Account).decode
-
-
-class Profile(msgspec.Struct, kw_only=True):
-    display_name: str = ""
-    show_on_leaderboard: bool = False
 
 
 class ProfileUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     display_name: str | None = None
     show_on_leaderboard: bool | None = None
-
-
-_decode_profile = msgspec.json.Decoder(Profile).decode
-
-
-def _profile_of(raw: bytes | str | None) -> Profile:
-    if raw is None:
-        return Profile()
-    try:
-        return _decode_profile(raw)
-    except msgspec.DecodeError:
-        return Profile()
 
 
 def _checked_name(name: str) -> str:
@@ -130,23 +109,21 @@ class Leaderboard:
     async def _compute(self) -> list[Ranked]:
         redis = self.gateway.redis
         config = self.gateway.client.config
-        prices = await market_prices(redis, config)
-        profiles: Any = await redis.hgetall(PROFILES)
+        now = await prices(redis, config)
+        profiles = await preferences.profiles(redis)
         ranked = []
-        for shard in config.ledger_names():
-            for raw in await redis.hvals(ShardKeys(shard).accounts):
-                account = _decode_account(raw)
-                if account.account_id == VENUE_ACCOUNT_ID:
-                    continue
-                profile = _profile_of(profiles.get(str(account.account_id).encode()))
-                shown = profile.show_on_leaderboard and profile.display_name
-                ranked.append(
-                    Ranked(
-                        account.account_id,
-                        equity_of(account, prices),
-                        profile.display_name if shown else None,
-                    )
+        for account in await ledger.all_accounts(redis, config):
+            if account.account_id == VENUE_ACCOUNT_ID:
+                continue
+            profile = profiles.get(account.account_id, Profile())
+            shown = profile.show_on_leaderboard and profile.display_name
+            ranked.append(
+                Ranked(
+                    account.account_id,
+                    equity_of(account, now),
+                    profile.display_name if shown else None,
                 )
+            )
         # Ties rank by account id, so that the order is the same on every gateway.
         ranked.sort(key=lambda entry: (-entry.equity, entry.account_id))
         return ranked
@@ -201,8 +178,8 @@ async def leaderboard(
 
 @router.get("/profile", responses=error_responses(401))
 async def get_profile(request: Request, principal: Principal = Depends(trader)) -> Response:
-    raw = await gateway_of(request).redis.hget(PROFILES, str(principal.account_id))
-    return json_response(_profile_json(_profile_of(raw)))
+    profile = await preferences.profile(gateway_of(request).redis, principal.account_id)
+    return json_response(_profile_json(profile))
 
 
 @router.patch(
@@ -214,15 +191,14 @@ async def update_profile(request: Request, principal: Principal = Depends(trader
     """Set how this account shows on the leaderboard; fields left out keep their values."""
     gateway = gateway_of(request)
     body = decode_body(await read_body(request), ProfileUpdate)
-    key = str(principal.account_id)
-    profile = _profile_of(await gateway.redis.hget(PROFILES, key))
+    profile = await preferences.profile(gateway.redis, principal.account_id)
     if body.display_name is not None:
         profile.display_name = _checked_name(body.display_name)
     if body.show_on_leaderboard is not None:
         profile.show_on_leaderboard = body.show_on_leaderboard
     if profile.show_on_leaderboard and not profile.display_name:
         raise ApiError.invalid("set a display_name to show on the leaderboard")
-    await gateway.redis.hset(PROFILES, key, msgspec.json.encode(profile))
+    await preferences.save_profile(gateway.redis, principal.account_id, profile)
     return json_response(_profile_json(profile))
 
 
@@ -270,7 +246,7 @@ async def create_demo_account(request: Request) -> Response:
         if not listing.halted
     }
     try:
-        made = await admin.create_account(gateway.client, DEMO_CASH, positions, "demo")
-    except admin.AdminError as error:  # a symbol delisted meanwhile, say
+        made = await operations.create_account(gateway.client, DEMO_CASH, positions, "demo")
+    except operations.AdminError as error:  # a symbol delisted meanwhile, say
         raise ApiError(503, f"could not open a demo account: {error.message}") from None
     return json_response(made)

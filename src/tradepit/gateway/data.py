@@ -36,13 +36,7 @@ from tradepit.marketdata.bars import (
     parse_timeframe,
 )
 from tradepit.marketdata.feed import SymbolFeed
-from tradepit.stage.marketdata import (
-    MESSAGE,
-    FeedKeys,
-    decode_bar,
-    decode_feed,
-    decode_message,
-)
+from tradepit.store import marketdata
 
 __all__ = ["router", "data_response"]
 
@@ -51,7 +45,6 @@ router = APIRouter(
 )
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
-_KEYS = FeedKeys()
 _MAX_SYMBOLS = 200
 _MAX_LIMIT = 10_000
 _DEFAULT_LIMIT = 1_000
@@ -167,9 +160,7 @@ def _timeframe(text: str | None) -> TimeFrame:
 async def _feeds(request: Request, names: list[str]) -> dict[str, SymbolFeed]:
     if not names:
         return {}
-    redis = gateway_of(request).redis
-    raws: Any = await redis.hmget(_KEYS.feeds, names)
-    return {name: decode_feed(raw) for name, raw in zip(names, raws, strict=True) if raw}
+    return await marketdata.feeds(gateway_of(request).redis, names)
 
 
 # Pages of history. A reader returns up to `count` of one symbol's items after `after` (a
@@ -205,32 +196,32 @@ async def _page(
 
 
 async def _read_tape(
-    request: Request, key: str, window: _Range, after: str, count: int
+    request: Request, name: str, quotes: bool, window: _Range, after: str, count: int
 ) -> list[tuple[str, Any]]:
     """Entries of a trade or quote stream within the window (to the millisecond)."""
-    redis = gateway_of(request).redis
-    low, high = str(window.start // 1_000_000), str(window.end // 1_000_000)
-    entries: Any
-    if window.descending:
-        entries = await redis.xrevrange(
-            key, max="(" + after if after else high, min=low, count=count
-        )
-    else:
-        entries = await redis.xrange(key, min="(" + after if after else low, max=high, count=count)
-    return [(entry_id.decode(), decode_message(fields[MESSAGE])) for entry_id, fields in entries]
+    return await marketdata.tape(
+        gateway_of(request).redis,
+        name,
+        quotes=quotes,
+        start_ms=window.start // 1_000_000,
+        end_ms=window.end // 1_000_000,
+        after=after,
+        count=count,
+        descending=window.descending,
+    )
 
 
 async def _read_trades(
     request: Request, name: str, symbol: Symbol, window: _Range, after: str, count: int
 ) -> list[Item]:
-    entries = await _read_tape(request, _KEYS.trades(name), window, after, count)
+    entries = await _read_tape(request, name, False, window, after, count)
     return [(position, trade_json(symbol, trade)) for position, trade in entries]
 
 
 async def _read_quotes(
     request: Request, name: str, symbol: Symbol, window: _Range, after: str, count: int
 ) -> list[Item]:
-    entries = await _read_tape(request, _KEYS.quotes(name), window, after, count)
+    entries = await _read_tape(request, name, True, window, after, count)
     return [(position, quote_json(symbol, quote)) for position, quote in entries]
 
 
@@ -245,7 +236,6 @@ def _bar_reader(timeframe: TimeFrame) -> Reader:
         request: Request, name: str, symbol: Symbol, window: _Range, after: str, count: int
     ) -> list[Item]:
         redis = gateway_of(request).redis
-        key = _KEYS.days(name) if daily else _KEYS.bars(name)
         descending = window.descending
         # A bar counts if its period starts within the window, and after the last page's.
         low = -(-window.start // unit) if stored_as_is else timeframe.bucket(window.start) // unit
@@ -257,13 +247,16 @@ def _bar_reader(timeframe: TimeFrame) -> Reader:
             low = max(low, mark // unit + 1)
         if low > high:
             return []
-        stored: Any
-        if stored_as_is and descending:
-            stored = await redis.zrevrangebyscore(key, high, low, start=0, num=count)
-        else:
-            num = count if stored_as_is else _MAX_MINUTE_BARS
-            stored = await redis.zrangebyscore(key, low, high, start=0, num=num)
-        bars = aggregate((decode_bar(raw).bar for raw in stored), timeframe)
+        stored = await marketdata.bars(
+            redis,
+            name,
+            daily=daily,
+            low=low,
+            high=high,
+            count=count if stored_as_is else _MAX_MINUTE_BARS,
+            descending=stored_as_is and descending,
+        )
+        bars = aggregate((update.bar for update in stored), timeframe)
         if descending and not stored_as_is:
             bars.reverse()
         bars = [
@@ -364,8 +357,8 @@ async def _last_minute_bar(request: Request, name: str, feed: SymbolFeed) -> Bar
     """The symbol's latest minute bar: the one in progress, else the last one stored."""
     if feed.minute is not None:
         return feed.minute
-    stored: Any = await gateway_of(request).redis.zrevrange(_KEYS.bars(name), 0, 0)
-    return decode_bar(stored[0]).bar if stored else None
+    newest = await marketdata.newest_bar(gateway_of(request).redis, name)
+    return newest.bar if newest is not None else None
 
 
 async def _snapshot(request: Request, symbol: Symbol, feed: SymbolFeed) -> dict[str, Any]:

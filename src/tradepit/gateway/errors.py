@@ -12,7 +12,6 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -21,6 +20,7 @@ from tradepit.domain.numbers import NumberError
 from tradepit.domain.refusals import Refusal
 from tradepit.errors import TradepitError
 from tradepit.stage.messages import encode
+from tradepit.store.errors import StoreError
 
 __all__ = [
     "ApiError",
@@ -101,7 +101,7 @@ def error_of(error: Exception, request_id: str | None = None) -> tuple[int, byte
         # Gone, or cut for sending its body too slowly (connections.py): nobody reads this,
         # and a traceback a time would let a slow client fill the log.
         status, code, message = 400, alpaca_code(400), "the client went away before its body"
-    elif isinstance(error, RedisError):
+    elif isinstance(error, StoreError):
         log.warning("redis unavailable (request %s): %s", request_id, error)
         status, code, message = 503, alpaca_code(503), "the venue's database is unavailable"
     else:

@@ -12,23 +12,20 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any
-
-import msgspec
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from tradepit.domain.symbols import Symbol
-from tradepit.stage.matcher import BookCounters
-from tradepit.stage.messages import SymbolSpec, symbol_of
-from tradepit.store.keys import REFERENCE_PRICES, SYMBOLS, ShardKeys, VenueConfig, matcher_of
+from tradepit.stage.messages import symbol_of
+from tradepit.store import catalog
+from tradepit.store.connection import Client
+from tradepit.store.errors import StoreError
+from tradepit.store.keys import VenueConfig
+from tradepit.store.matcher import book_counters
+from tradepit.store.prices import price_of
 
 __all__ = ["Listing", "Market", "asset_id_of"]
 
 log = logging.getLogger("tradepit.gateway")
 
-_decode_spec = msgspec.json.Decoder(SymbolSpec).decode
-_decode_counters = msgspec.json.Decoder(BookCounters).decode
 # Asset ids are stable UUIDs derived from the symbol, the same in every gateway.
 _ASSET_NAMESPACE = uuid.UUID("6f1d3c2e-8a4b-4c5d-9e6f-7a8b9c0d1e2f")
 
@@ -48,13 +45,13 @@ class Listing:
 
     def reference_price(self) -> int:
         """The price bands and market orders are measured from: the simulated reference where
-        one runs (a demo market), else the last trade, else the symbol's listed reference; 0
-        when none exists."""
-        return self.simulated or self.last_price or self.reference
+        one runs (a demo market), else the symbol's price (`tradepit.store.prices`); 0 when
+        none exists. What holdings are worth is the price alone."""
+        return self.simulated or price_of(self.last_price, self.reference)
 
 
 class Market:
-    def __init__(self, redis: aioredis.Redis, config: VenueConfig, refresh: float = 0.25) -> None:
+    def __init__(self, redis: Client, config: VenueConfig, refresh: float = 0.25) -> None:
         self.redis = redis
         self.config = config
         self.refresh = refresh
@@ -75,14 +72,12 @@ class Market:
         return self.listings.get(name)
 
     async def load(self) -> None:
-        specs: Any = await self.redis.hgetall(SYMBOLS)
         listings = {}
-        for raw in specs.values():
+        for spec in (await catalog.symbol_specs(self.redis)).values():
             try:
-                spec = _decode_spec(raw)
                 symbol = symbol_of(spec)
-            except (msgspec.DecodeError, ValueError, ArithmeticError):
-                log.warning("skipping an unreadable symbol: %r", raw[:80])
+            except (ValueError, ArithmeticError):
+                log.warning("skipping an unreadable symbol: %r", spec)
                 continue
             old = self.listings.get(spec.name)
             listing = Listing(symbol, asset_id_of(spec.name), spec.reference)
@@ -96,25 +91,17 @@ class Market:
     async def load_prices(self, names: list[str] | None = None) -> None:
         """Read the books' last prices and halts (of `names`, or all) into the listings."""
         wanted = list(self.listings) if names is None else names
-        by_shard: dict[str, list[str]] = {}
-        for name in wanted:
-            by_shard.setdefault(matcher_of(name, self.config), []).append(name)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for shard, shard_names in by_shard.items():
-                pipe.hmget(ShardKeys(shard).books, shard_names)
-            pipe.hgetall(REFERENCE_PRICES)
-            *results, simulated = await pipe.execute()
-        for raw_name, raw_price in simulated.items():
-            listing = self.listings.get(raw_name.decode())
-            if listing is not None and raw_price.isdigit():
-                listing.simulated = int(raw_price)
-        for shard_names, raws in zip(by_shard.values(), results, strict=True):
-            for name, raw in zip(shard_names, raws, strict=True):
-                listing = self.listings.get(name)
-                if raw is None or listing is None:
-                    continue
-                counters = _decode_counters(raw)
-                listing.last_price, listing.halted = counters.last_price, counters.halted
+        counters, simulated = await asyncio.gather(
+            book_counters(self.redis, self.config, wanted), catalog.simulated_prices(self.redis)
+        )
+        for name, price in simulated.items():
+            listing = self.listings.get(name)
+            if listing is not None:
+                listing.simulated = price
+        for name, book in counters.items():
+            listing = self.listings.get(name)
+            if listing is not None:
+                listing.last_price, listing.halted = book.last_price, book.halted
 
     async def _refresh_forever(self) -> None:
         ticks = 0
@@ -126,5 +113,5 @@ class Market:
                     await self.load()  # new symbols are rare: look for them now and then
                 else:
                     await self.load_prices()
-            except RedisError as error:
+            except StoreError as error:
                 log.warning("market refresh failed: %s", error)

@@ -17,8 +17,8 @@ import msgspec
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from tradepit.admin import next_session_close
 from tradepit.domain.ids import id_to_uuid
+from tradepit.domain.session import next_session_close
 from tradepit.gateway.auth import Principal
 from tradepit.gateway.docs import BODY_ERRORS, error_responses
 from tradepit.gateway.errors import ApiError
@@ -26,6 +26,8 @@ from tradepit.gateway.orders import decode_body
 from tradepit.gateway.service import Gateway
 from tradepit.gateway.shapes import asset_json, rfc3339
 from tradepit.gateway.web import gateway_of, json_response, read_body, trader
+from tradepit.store import preferences
+from tradepit.store.preferences import Watchlist
 
 __all__ = ["router"]
 
@@ -182,21 +184,6 @@ class WatchlistSymbol(msgspec.Struct, kw_only=True):
     symbol: str
 
 
-class Watchlist(msgspec.Struct, kw_only=True):
-    id: str
-    name: str
-    created_at: int
-    updated_at: int
-    symbols: list[str]
-
-
-_decode_watchlist = msgspec.json.Decoder(Watchlist).decode
-
-
-def _watchlists_key(account_id: int) -> str:
-    return f"tradepit:watchlists:{account_id}"
-
-
 def _watchlist_json(gateway: Gateway, account_id: int, watchlist: Watchlist) -> dict[str, Any]:
     assert gateway.market is not None
     assets = []
@@ -231,25 +218,22 @@ def _checked_name(name: str | None) -> str:
 
 
 async def _load_watchlist(gateway: Gateway, account_id: int, watchlist_id: str) -> Watchlist:
-    raw = await gateway.redis.hget(_watchlists_key(account_id), watchlist_id[:64])
-    if raw is None:
+    found = await preferences.watchlist(gateway.redis, account_id, watchlist_id[:64])
+    if found is None:
         raise ApiError.not_found("watchlist not found")
-    return _decode_watchlist(raw)
+    return found
 
 
 async def _save_watchlist(gateway: Gateway, account_id: int, watchlist: Watchlist) -> Response:
     """Store the watchlist as it now is, and answer with it."""
-    await gateway.redis.hset(
-        _watchlists_key(account_id), watchlist.id, msgspec.json.encode(watchlist)
-    )
+    await preferences.save_watchlist(gateway.redis, account_id, watchlist)
     return json_response(_watchlist_json(gateway, account_id, watchlist))
 
 
 @router.get("/watchlists")
 async def list_watchlists(request: Request, principal: Principal = Depends(trader)) -> Response:
     gateway = gateway_of(request)
-    raws: Any = await gateway.redis.hvals(_watchlists_key(principal.account_id))
-    watchlists = sorted((_decode_watchlist(raw) for raw in raws), key=lambda w: w.created_at)
+    watchlists = await preferences.watchlists(gateway.redis, principal.account_id)
     return json_response(
         [_watchlist_json(gateway, principal.account_id, watchlist) for watchlist in watchlists]
     )
@@ -259,11 +243,10 @@ async def list_watchlists(request: Request, principal: Principal = Depends(trade
 async def create_watchlist(request: Request, principal: Principal = Depends(trader)) -> Response:
     gateway = gateway_of(request)
     body = decode_body(await read_body(request), WatchlistBody)
-    key = _watchlists_key(principal.account_id)
-    if await gateway.redis.hlen(key) >= _MAX_WATCHLISTS:
+    if await preferences.watchlist_count(gateway.redis, principal.account_id) >= _MAX_WATCHLISTS:
         raise ApiError.invalid(f"an account has at most {_MAX_WATCHLISTS} watchlists")
-    for raw in await gateway.redis.hvals(key):
-        if _decode_watchlist(raw).name == body.name:
+    for existing in await preferences.watchlists(gateway.redis, principal.account_id):
+        if existing.name == body.name:
             raise ApiError.invalid("a watchlist with this name exists")
     now = time.time_ns()
     watchlist = Watchlist(
@@ -331,5 +314,5 @@ async def delete_watchlist(
 ) -> Response:
     gateway = gateway_of(request)
     await _load_watchlist(gateway, principal.account_id, watchlist_id)
-    await gateway.redis.hdel(_watchlists_key(principal.account_id), watchlist_id)
+    await preferences.delete_watchlist(gateway.redis, principal.account_id, watchlist_id)
     return Response(status_code=204)

@@ -7,70 +7,22 @@ from the hashes and indexes the shards commit, so the API shows what is durable.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable
 
-import msgspec
-import redis.asyncio as aioredis
-
-from tradepit.admin import decode_profile
-from tradepit.client import VenueClient, wait_for_server
+from tradepit.client import VenueClient
 from tradepit.domain.refusals import Refusal
 from tradepit.gateway.auth import KeyStore, RateLimiter
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.market import Market
 from tradepit.ledger import Account
-from tradepit.ledger.history import Fill, OrderRecord, OrderUpdate
+from tradepit.ledger.history import Fill, OrderRecord
 from tradepit.settings import GatewaySettings
-from tradepit.stage.messages import Reply, decode_record
-from tradepit.store.keys import (
-    ACCOUNT_NAMES,
-    ShardKeys,
-    account_range,
-    index_payload,
-    ledger_of,
-)
+from tradepit.stage.messages import Reply
+from tradepit.store import catalog, ledger, preferences
+from tradepit.store.connection import Client
+from tradepit.store.preferences import AccountSettings
 
-__all__ = [
-    "GatewaySettings",
-    "Gateway",
-    "AccountSettings",
-    "ledger_error",
-    "decode_fill",
-    "ACCOUNT_SETTINGS",
-]
-
-ACCOUNT_SETTINGS = "tradepit:account_settings"  # account id -> AccountSettings JSON
-_decode_account = msgspec.json.Decoder(Account).decode
-_decode_fill = msgspec.json.Decoder(Fill).decode
-_decode_update = msgspec.json.Decoder(OrderUpdate).decode
-_SCAN_PAGE = 200
-
-
-class AccountSettings(msgspec.Struct, kw_only=True):
-    """Alpaca's account configurations; tradepit enforces `suspend_trade`."""
-
-    dtbp_check: str = "entry"
-    trade_confirm_email: str = "none"
-    suspend_trade: bool = False
-    no_shorting: bool = True
-    fractional_trading: bool = False
-    max_margin_multiplier: str = "1"
-    max_options_trading_level: int = 0
-    pdt_check: str = "entry"
-    ptp_no_exception_entry: bool = False
-
-
-_decode_settings = msgspec.json.Decoder(AccountSettings).decode
-
-
-def decode_fill(raw: bytes) -> Fill:
-    """A fill index entry: a `Fill`, or the whole `OrderUpdate` that venues before the compact
-    index wrote (their data directories still hold those)."""
-    try:
-        return _decode_fill(raw)
-    except msgspec.ValidationError:
-        return Fill.of_update(_decode_update(raw))
+__all__ = ["GatewaySettings", "Gateway", "AccountSettings", "ledger_error"]
 
 
 def ledger_error(reply: Reply) -> ApiError:
@@ -85,7 +37,7 @@ class Gateway:
     def __init__(self, redis_url: str, settings: GatewaySettings) -> None:
         self.settings = settings
         self.client = VenueClient(redis_url, reply_timeout=settings.reply_timeout)
-        self.redis: aioredis.Redis = self.client.redis
+        self.redis: Client = self.client.redis
         failures = RateLimiter(
             settings.auth_failure_rate,
             settings.auth_failure_burst,
@@ -100,7 +52,7 @@ class Gateway:
         self._settings_cache: dict[int, tuple[float, AccountSettings]] = {}
 
     async def start(self) -> None:
-        await wait_for_server(self.redis, "gateway")
+        await catalog.wait_for_server(self.redis, "gateway")
         await self.client.connect()
         self.market = Market(self.redis, self.client.config)
         await self.market.start()
@@ -110,51 +62,46 @@ class Gateway:
             await self.market.stop()
         await self.client.close()
 
-    def shard_keys(self, account_id: int) -> ShardKeys:
-        return ShardKeys(ledger_of(account_id, self.client.config))
-
     # Accounts.
 
     async def account(self, account_id: int) -> Account:
-        raw = await self.redis.hget(self.shard_keys(account_id).accounts, str(account_id))
-        if raw is None:
+        found = await ledger.account(self.redis, self.client.config, account_id)
+        if found is None:
             raise ApiError(403, "account not found: it may still be opening")
-        return _decode_account(raw)
+        return found
 
     async def account_created_at(self, account_id: int) -> int:
-        raw: Any = await self.redis.hget(ACCOUNT_NAMES, str(account_id))
-        return decode_profile(raw).created_at
+        return (await catalog.account_profile(self.redis, account_id)).created_at
 
     async def account_settings(self, account_id: int, *, fresh: bool = False) -> AccountSettings:
         now = time.monotonic()
         cached = self._settings_cache.get(account_id)
         if cached is not None and cached[0] > now and not fresh:
             return cached[1]
-        raw = await self.redis.hget(ACCOUNT_SETTINGS, str(account_id))
-        settings = _decode_settings(raw) if raw is not None else AccountSettings()
+        settings = await preferences.account_settings(self.redis, account_id)
         self._settings_cache[account_id] = (now + 1.0, settings)
         return settings
 
     async def save_account_settings(self, account_id: int, settings: AccountSettings) -> None:
-        await self.redis.hset(ACCOUNT_SETTINGS, str(account_id), msgspec.json.encode(settings))
+        await preferences.save_account_settings(self.redis, account_id, settings)
         self._settings_cache.pop(account_id, None)
 
     # Orders.
 
     async def order(self, account_id: int, order_id: int) -> OrderRecord:
         """The account's order, or 404: another account's order is as unknown as no order."""
-        raw = await self.redis.hget(self.shard_keys(account_id).orders, str(order_id))
-        record = decode_record(raw) if raw is not None else None
+        record = await ledger.order_record(self.redis, self.client.config, account_id, order_id)
         if record is None or record.account_id != account_id:
             raise ApiError.not_found("order not found")
         return record
 
     async def order_id_by_client_id(self, account_id: int, client_order_id: str) -> int:
-        keys = self.shard_keys(account_id)
-        raw = await self.redis.hget(keys.client_order_ids, f"{account_id}:{client_order_id}")
-        if raw is None:
+        order_id = await ledger.order_id_by_client_id(
+            self.redis, self.client.config, account_id, client_order_id
+        )
+        if order_id is None:
             raise ApiError.not_found("order not found")
-        return int(raw)
+        return order_id
 
     async def orders(
         self,
@@ -169,45 +116,33 @@ class Gateway:
     ) -> list[OrderRecord]:
         """The account's orders created after `after` and until `until` (ns), newest first if
         `descending`, that `keep` accepts, at most `limit` of them."""
-        keys = self.shard_keys(account_id)
-        index = keys.open_index if open_only else keys.order_index
         found: list[OrderRecord] = []
-        async for members in self._scan(index, account_id, after, until, descending):
-            ids = [str(int(index_payload(member), 16)) for member in members]
-            raws = await self.redis.hmget(keys.orders, ids)
-            for raw in raws:
-                if raw is None:
-                    continue
-                record = decode_record(raw)
+        pages = ledger.orders(
+            self.redis,
+            self.client.config,
+            account_id,
+            open_only=open_only,
+            after=after,
+            until=until,
+            descending=descending,
+        )
+        async for records in pages:
+            for record in records:
                 if keep(record):
                     found.append(record)
                     if len(found) == limit:
                         return found
         return found
 
-    async def fills(
+    def fills(
         self, account_id: int, *, after: int, until: int | None, descending: bool
-    ) -> Any:
+    ) -> AsyncIterator[list[Fill]]:
         """The account's fills in time order (an async iterator of pages)."""
-        keys = self.shard_keys(account_id)
-        async for members in self._scan(keys.fills, account_id, after, until, descending):
-            yield [decode_fill(index_payload(member)) for member in members]
-
-    async def _scan(
-        self, key: str, account_id: int, after: int, until: int | None, descending: bool
-    ) -> Any:
-        low, high = account_range(account_id, after, until)
-        offset = 0
-        while True:
-            if descending:
-                page: Any = await self.redis.zrevrangebylex(
-                    key, high, low, start=offset, num=_SCAN_PAGE
-                )
-            else:
-                page = await self.redis.zrangebylex(key, low, high, start=offset, num=_SCAN_PAGE)
-            if not page:
-                return
-            yield page
-            if len(page) < _SCAN_PAGE:
-                return
-            offset += len(page)
+        return ledger.fills(
+            self.redis,
+            self.client.config,
+            account_id,
+            after=after,
+            until=until,
+            descending=descending,
+        )

@@ -18,7 +18,7 @@ from tradepit.domain.symbols import Symbol, cents_to_cash
 from tradepit.gateway.order_names import ORDER_TYPE_NAMES, SIDE_NAMES, TIME_IN_FORCE_NAMES
 from tradepit.ledger import Account
 from tradepit.ledger.history import Fill, OrderRecord, OrderUpdate
-from tradepit.portfolio import holding_value
+from tradepit.store.prices import holding_value
 
 __all__ = [
     "EXCHANGE",

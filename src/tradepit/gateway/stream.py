@@ -17,9 +17,7 @@ import logging
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from redis.exceptions import RedisError
 
 from tradepit.gateway.auth import RateLimitError, client_address
 from tradepit.gateway.decoding import TooDeep, decode_frame
@@ -27,9 +25,11 @@ from tradepit.gateway.errors import ApiError
 from tradepit.gateway.market import Market
 from tradepit.gateway.shapes import trade_update_json
 from tradepit.gateway.web import gateway_of
-from tradepit.ledger.history import OrderUpdate
-from tradepit.stage.messages import UPDATES
-from tradepit.store.keys import ShardKeys, VenueConfig
+from tradepit.store import ledger
+from tradepit.store.connection import Client
+from tradepit.store.errors import StoreError
+from tradepit.store.keys import VenueConfig
+from tradepit.store.ledger import decode_updates
 
 __all__ = ["router", "TradeUpdates", "QUEUE_LIMIT", "MAX_FRAME_BYTES"]
 
@@ -37,7 +37,6 @@ log = logging.getLogger("tradepit.gateway.stream")
 
 QUEUE_LIMIT = 10_000  # frames waiting for one client before it is cut off
 MAX_FRAME_BYTES = 64 * 1024
-_decode_updates = msgspec.json.Decoder(list[OrderUpdate]).decode
 
 router = APIRouter(tags=["streaming"])
 
@@ -47,7 +46,7 @@ Frame = dict[str, Any]
 class TradeUpdates:
     """Tails every ledger shard's updates and hands each to the queues of its account."""
 
-    def __init__(self, redis: aioredis.Redis, config: VenueConfig, market: Market) -> None:
+    def __init__(self, redis: Client, config: VenueConfig, market: Market) -> None:
         self.redis = redis
         self.config = config
         self.market = market
@@ -55,7 +54,7 @@ class TradeUpdates:
         self._tasks: list[asyncio.Task[None]] = []
         # Set while anyone listens: a gateway with no stream clients reads no updates at all.
         self._wanted = asyncio.Event()
-        self._streams = [ShardKeys(name).updates for name in config.ledger_names()]
+        self._streams = ledger.update_streams(config)
         self._positions: dict[str, bytes] = {}
 
     async def start(self) -> None:
@@ -76,8 +75,7 @@ class TradeUpdates:
         if not self._wanted.is_set():
             # Idle until now: start each tail at its stream's newest entry, before answering.
             for stream in self._streams:
-                newest: Any = await self.redis.xrevrange(stream, count=1)
-                self._positions[stream] = newest[0][0] if newest else b"0-0"
+                self._positions[stream] = await ledger.newest_update(self.redis, stream)
         queue: asyncio.Queue[Frame | None] = asyncio.Queue(QUEUE_LIMIT)
         self.listeners.setdefault(account_id, set()).add(queue)
         self._wanted.set()
@@ -96,23 +94,22 @@ class TradeUpdates:
         while True:
             await self._wanted.wait()
             try:
-                response: Any = await self.redis.xread(
-                    {stream: self._positions[stream]}, count=100, block=1000
+                entries = await ledger.read_updates(
+                    self.redis, stream, self._positions[stream], count=100, block_ms=1000
                 )
-            except RedisError as error:
+            except StoreError as error:
                 log.warning("trade updates: %s; retrying", error)
                 await asyncio.sleep(0.2)
                 continue
-            for _stream, entries in response or ():
-                for entry_id, fields in entries:
-                    self._positions[stream] = entry_id
-                    self._dispatch(fields.get(UPDATES, b"[]"))
+            for entry_id, updates in entries:
+                self._positions[stream] = entry_id
+                self._dispatch(updates)
 
     def _dispatch(self, raw: bytes) -> None:
         if not self.listeners:
             return
         try:
-            updates = _decode_updates(raw)
+            updates = decode_updates(raw)
         except msgspec.DecodeError:
             log.warning("undecodable order updates: %r", raw[:80])
             return

@@ -58,9 +58,10 @@ from tradepit.ledger.history import (
     accepted_record,
 )
 from tradepit.ledger.replacement import replacement_order
-from tradepit.portfolio import equity_key, holding_value
 from tradepit.stage.messages import CancelOrder, PlaceOrder, ReplaceOrder
-from tradepit.store.keys import account_range
+from tradepit.store import ledger
+from tradepit.store.portfolio import equity_samples
+from tradepit.store.prices import holding_value, prices
 
 __all__ = [
     "router",
@@ -343,24 +344,22 @@ def replacement_record(old: OrderRecord, command: ReplaceOrder) -> OrderRecord:
 
 
 async def _priced_positions(gateway: Gateway, account: Account) -> tuple[list[dict[str, Any]], int]:
-    """The account's open positions at the last prices, and their market value in cents."""
+    """The account's open positions at their prices (`tradepit.store.prices`), and their market
+    value in cents."""
     assert gateway.market is not None
     names = [name for name, holding in account.holdings.items() if holding.free + holding.reserved]
-    await gateway.market.load_prices(names)
+    now = await prices(gateway.redis, gateway.client.config, names)
     positions = []
     market_value = 0
     for name in sorted(names):
         listing = gateway.market.get(name)
-        if listing is None:
+        price = now.get(name)
+        if listing is None or price is None:
             continue
-        position = position_json(
-            account, name, listing.symbol, listing.asset_id, listing.reference_price()
-        )
+        position = position_json(account, name, listing.symbol, listing.asset_id, price.ticks)
         if position is not None:
             positions.append(position)
-            market_value += holding_value(
-                account.holdings[name], listing.reference_price(), listing.symbol.cash_per_tick_lot
-            )
+            market_value += holding_value(account.holdings[name], *price)
     return positions, market_value
 
 
@@ -476,10 +475,8 @@ async def close_all_positions(
 
 async def _wait_until_no_open_orders(gateway: Gateway, account_id: int) -> None:
     """Cancels settle through the book: wait (a little) until their reservations are free."""
-    keys = gateway.shard_keys(account_id)
-    low, high = account_range(account_id)
     for _ in range(50):
-        if not await gateway.redis.zrangebylex(keys.open_index, low, high, start=0, num=1):
+        if not await ledger.has_open_orders(gateway.redis, gateway.client.config, account_id):
             return
         await asyncio.sleep(0.02)
 
@@ -679,14 +676,14 @@ async def get_portfolio_history(
         start_ns = parse_time(start, "start") or 0
     else:
         start_ns = end_ns - _seconds_of_period(period or "1M") * 10**9
-    raw: Any = await gateway.redis.xrange(
-        equity_key(principal.account_id), start_ns // 10**6, end_ns // 10**6, count=100_000
+    samples = await equity_samples(
+        gateway.redis, principal.account_id, start_ns // 10**6, end_ns // 10**6, count=100_000
     )
     step = _TIMEFRAMES[frame]
     buckets: dict[int, int] = {}
-    for entry_id, fields in raw:
-        seconds = int(entry_id.split(b"-")[0]) // 1000
-        buckets[seconds - seconds % step] = int(fields[b"e"])
+    for ms, cents in samples:
+        seconds = ms // 1000
+        buckets[seconds - seconds % step] = cents
     if end_ns >= now_ns - 60 * 10**9:  # the window reaches now: end on the live value
         account = await gateway.account(principal.account_id)
         _, market_value = await _priced_positions(gateway, account)

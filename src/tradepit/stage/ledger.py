@@ -14,7 +14,6 @@ In Redis, each table is a hash keyed by id, and only what a batch changed is wri
 from __future__ import annotations
 
 import msgspec
-import redis.asyncio as aioredis
 
 from tradepit.domain.events import (
     Canceled,
@@ -28,7 +27,7 @@ from tradepit.domain.ids import VENUE_ACCOUNT_ID
 from tradepit.domain.orders import Order
 from tradepit.domain.refusals import Refusal
 from tradepit.domain.symbols import SymbolError
-from tradepit.ledger import Account, Ledger, LedgerError, LedgerState, OpenOrder
+from tradepit.ledger import Ledger, LedgerError, OpenOrder
 from tradepit.ledger.history import (
     TERMINAL_STATUSES,
     Fill,
@@ -39,7 +38,6 @@ from tradepit.ledger.history import (
     TradeEvent,
 )
 from tradepit.ledger.replacement import replacement_order
-from tradepit.stage.keys import ShardKeys, VenueConfig, index_member, matcher_of
 from tradepit.stage.loop import BadEntryError, Fields, StageCore
 from tradepit.stage.messages import (
     COMMANDS,
@@ -57,44 +55,39 @@ from tradepit.stage.messages import (
     ReplaceOrder,
     Reply,
     Submit,
-    SymbolSpec,
     Transfer,
     decode_events,
     decode_ledger_commands,
-    decode_record,
     encode,
     spec_of,
     symbol_of,
 )
 from tradepit.stage.resp import CommandBuffer
+from tradepit.store.connection import Client
+from tradepit.store.keys import VenueConfig, index_member, matcher_of
+from tradepit.store.ledger import LedgerKeys, load_ledger
 
-__all__ = ["LedgerShard", "load_ledger", "restore_ledger", "UPDATES_KEPT"]
+__all__ = ["LedgerShard", "UPDATES_KEPT"]
 
 UPDATES_KEPT = 1_000  # batches of order updates kept in `{lN}:updates` for catching up
 # The matcher's events other than trades that change an account or an open order.
 _RELEASES = (Canceled, Expired, Rejected, Replaced, ReplaceRejected)
 
-_decode_account = msgspec.json.Decoder(Account).decode
-_decode_open_order = msgspec.json.Decoder(OpenOrder).decode
-_decode_transfer = msgspec.json.Decoder(tuple[int, str, int, int]).decode
-_decode_totals = msgspec.json.Decoder(dict[str, int]).decode
-_decode_specs = msgspec.json.Decoder(list[SymbolSpec]).decode
-
 
 class LedgerShard(StageCore):
+    keys: LedgerKeys
+
     def __init__(self, index: int, config: VenueConfig) -> None:
         self.index = index
         self.config = config
-        self.keys = ShardKeys(f"l{index}")
+        self.keys = LedgerKeys(f"l{index}")
         self.ledger = Ledger((), config.maker_fee_bps, config.taker_fee_bps)
         self.history = OrderHistory(self.ledger.symbols)
         self._matcher_of: dict[str, str] = {}
         self._reset_batch()
 
     def inboxes(self) -> list[str]:
-        return [self.keys.link_from(name) for name in self.config.matcher_names()] + [
-            self.keys.inbox
-        ]
+        return self.keys.inboxes(self.config)
 
     def owns(self, account_id: int) -> bool:
         return account_id % self.config.ledgers == self.index
@@ -116,7 +109,7 @@ class LedgerShard(StageCore):
 
     # Loading.
 
-    async def load(self, redis: aioredis.Redis) -> None:
+    async def load(self, redis: Client) -> None:
         self.ledger, self.history = await load_ledger(redis, self.keys, self.config)
         self._reset_batch()
 
@@ -416,55 +409,3 @@ class LedgerShard(StageCore):
             publishes.append((channel.decode(), encode(replies)))
         self._reset_batch()
         return publishes
-
-
-async def load_ledger(
-    redis: aioredis.Redis, keys: ShardKeys, config: VenueConfig
-) -> tuple[Ledger, OrderHistory]:
-    """A shard's ledger and its live order records, as committed in Redis."""
-    async with redis.pipeline(transaction=True) as tx:
-        tx.hgetall(keys.state)
-        tx.hvals(keys.accounts)
-        tx.hvals(keys.open_orders)
-        tx.hgetall(keys.transfers)
-        tx.hgetall(keys.client_order_ids)
-        state, accounts, open_orders, transfers, client_order_ids = await tx.execute()
-    ledger = restore_ledger(config, state, accounts, open_orders, transfers, client_order_ids)
-    history = OrderHistory(ledger.symbols)
-    if ledger.open_orders:
-        raws = await redis.hmget(keys.orders, list(ledger.open_orders))
-        for raw in raws:
-            if raw is not None:
-                record = decode_record(raw)
-                history.records[record.order_id] = record
-    return ledger, history
-
-
-def restore_ledger(
-    config: VenueConfig,
-    state: dict[bytes, bytes],
-    accounts: list[bytes],
-    open_orders: list[bytes],
-    transfers: dict[bytes, bytes],
-    client_order_ids: dict[bytes, bytes],
-) -> Ledger:
-    """A ledger from its stored hashes: `state`, and the values of `accounts` and `open`, and
-    all of `transfers` and `coids`."""
-    coids: dict[int, dict[str, int]] = {}
-    for key, order_id in client_order_ids.items():
-        account_id, _, coid = key.decode().partition(":")
-        coids.setdefault(int(account_id), {})[coid] = int(order_id)
-    ledger_state = LedgerState(
-        config.maker_fee_bps,
-        config.taker_fee_bps,
-        [_decode_account(raw) for raw in accounts],
-        [_decode_open_order(raw) for raw in open_orders],
-        {key.decode(): _decode_transfer(raw) for key, raw in transfers.items()},
-        coids,
-        _decode_totals(state.get(b"net_deposits", b"{}")),
-        _decode_totals(state.get(b"trade_flow", b"{}")),
-    )
-    symbols = [symbol_of(spec) for spec in _decode_specs(state.get(b"symbols", b"[]"))]
-    ledger = Ledger.restore(ledger_state, symbols)
-    ledger.open_account(VENUE_ACCOUNT_ID)
-    return ledger

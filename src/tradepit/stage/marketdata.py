@@ -1,5 +1,5 @@
 """The price feed on the bus: one stage that reads every matcher's `{mK}:events` and keeps the
-market's data in Redis, under the hash tag `{d0}`.
+market's data in Redis, under the hash tag `{d0}` (its layout: `tradepit.store.marketdata`).
 
 Inboxes: `{d0}:in` (the clock: `serve` appends the time every second, so minute bars close
 when nobody trades) and each matcher's events. Each batch commits, in one MULTI/EXEC:
@@ -19,93 +19,37 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from tradepit.domain.events import Event
 from tradepit.marketdata.bars import DAY_NS, MINUTE_NS
-from tradepit.marketdata.feed import (
-    AnyFeedMessage,
-    BarUpdate,
-    BookTop,
-    MarketData,
-    Print,
-    Quote,
-    SymbolFeed,
-)
-from tradepit.stage.keys import ShardKeys, VenueConfig
+from tradepit.marketdata.feed import AnyFeedMessage, BarUpdate, MarketData, Print, Quote
 from tradepit.stage.loop import BadEntryError, Fields, StageCore
 from tradepit.stage.messages import COMMANDS, DEPTH, EVENTS, decode_events, encode
 from tradepit.stage.resp import CommandBuffer
+from tradepit.store.connection import Client, open_client
+from tradepit.store.errors import StoreError
+from tradepit.store.keys import VenueConfig
+from tradepit.store.marketdata import (
+    MESSAGE,
+    FeedBatch,
+    FeedKeys,
+    append_clock,
+    decode_clocks,
+    decode_tops,
+    load_feeds,
+)
+from tradepit.store.matcher import event_streams
 
-__all__ = [
-    "FEED_SHARD",
-    "TAPE_KEPT",
-    "FEED_KEPT",
-    "MINUTE_BARS_DAYS",
-    "MESSAGE",
-    "Clock",
-    "FeedBatch",
-    "FeedKeys",
-    "MarketDataShard",
-    "decode_batch",
-    "decode_feed",
-    "decode_message",
-    "decode_bar",
-    "decode_tops",
-    "load_feeds",
-    "keep_feed_clock",
-]
+__all__ = ["TAPE_KEPT", "FEED_KEPT", "MINUTE_BARS_DAYS", "MarketDataShard", "keep_feed_clock"]
 
 log = logging.getLogger("tradepit.stage")
 
-FEED_SHARD = "d0"
 TAPE_KEPT = 100_000  # trades (and quotes) kept per symbol
 FEED_KEPT = 10_000  # batches kept in `{d0}:feed` for gateways to fill gaps from
 MINUTE_BARS_DAYS = 30
-MESSAGE = b"m"  # the field that holds a message (or a batch) in the feed's streams
-
-
-class Clock(msgspec.Struct, array_like=True, tag="clock"):
-    """The time, in ns, appended to the feed's inbox by whoever runs it."""
-
-    ts: int
-
-
-class FeedBatch(msgspec.Struct, array_like=True):
-    seq: int  # gapless across the feed's batches
-    messages: list[AnyFeedMessage]
-
-
-_decode_clocks = msgspec.json.Decoder(list[Clock]).decode
-decode_tops = msgspec.json.Decoder(list[BookTop]).decode
-decode_batch = msgspec.json.Decoder(FeedBatch).decode
-decode_feed = msgspec.json.Decoder(SymbolFeed).decode
-decode_message = msgspec.json.Decoder(AnyFeedMessage).decode
-decode_bar = msgspec.json.Decoder(BarUpdate).decode
-
-
-class FeedKeys(ShardKeys):
-    def __init__(self, shard: str = FEED_SHARD) -> None:
-        super().__init__(shard)
-        tag = "{" + shard + "}"
-        self.feeds = f"{tag}:feeds"  # symbol -> SymbolFeed
-        self.feed = f"{tag}:feed"  # every batch of messages, by batch seq
-
-    def trades(self, symbol: str) -> str:
-        return "{" + self.shard + "}:trades:" + symbol
-
-    def quotes(self, symbol: str) -> str:
-        return "{" + self.shard + "}:quotes:" + symbol
-
-    def bars(self, symbol: str) -> str:
-        return "{" + self.shard + "}:bars:" + symbol
-
-    def days(self, symbol: str) -> str:
-        return "{" + self.shard + "}:days:" + symbol
+CLOCK_KEPT = 1_000  # clock ticks kept in the feed's inbox
 
 
 def tape_id(message: AnyFeedMessage) -> str:
@@ -114,6 +58,8 @@ def tape_id(message: AnyFeedMessage) -> str:
 
 
 class MarketDataShard(StageCore):
+    keys: FeedKeys
+
     def __init__(self, config: VenueConfig) -> None:
         self.config = config
         self.feed_keys = FeedKeys()
@@ -122,16 +68,16 @@ class MarketDataShard(StageCore):
         self.batch_seq = 0
 
     def inboxes(self) -> list[str]:
-        return [self.keys.inbox] + [ShardKeys(name).events for name in self.config.matcher_names()]
+        return [self.keys.inbox, *event_streams(self.config)]
 
-    async def load(self, redis: aioredis.Redis) -> None:
+    async def load(self, redis: Client) -> None:
         feeds, self.batch_seq = await load_feeds(redis, self.feed_keys)
         self.core = MarketData(feeds)
 
     def apply(self, stream: str, fields: Fields) -> None:
         if stream == self.keys.inbox:
             try:
-                clocks = _decode_clocks(fields[COMMANDS])
+                clocks = decode_clocks(fields[COMMANDS])
             except (KeyError, msgspec.DecodeError) as error:
                 raise BadEntryError(f"not a list of clock ticks: {error}") from None
             for clock in clocks:
@@ -195,35 +141,16 @@ class MarketDataShard(StageCore):
             tx.zremrangebyscore(key, "-inf", f"({number - MINUTE_BARS_DAYS * 24 * 60}")
 
 
-async def load_feeds(
-    redis: aioredis.Redis, keys: FeedKeys | None = None
-) -> tuple[dict[str, SymbolFeed], int]:
-    """Every symbol's feed state and the last batch seq, as committed together."""
-    keys = keys or FeedKeys()
-    async with redis.pipeline(transaction=True) as tx:
-        tx.hgetall(keys.feeds)
-        tx.hget(keys.state, "batch_seq")
-        stored, batch_seq = await tx.execute()
-    feeds: dict[str, SymbolFeed] = {}
-    raw: Any
-    for raw in stored.values():
-        feed = decode_feed(raw)
-        feeds[feed.symbol] = feed
-    return feeds, int(batch_seq or 0)
-
-
 async def keep_feed_clock(redis_url: str, every: float = 1.0) -> None:
     """Append the time to the feed's inbox every `every` seconds, for as long as it runs: the
     feed reads no clock, so this is how its minute bars close in a quiet market."""
-    keys = FeedKeys()
-    redis = aioredis.Redis.from_url(redis_url)
+    client = await open_client(redis_url)
     try:
         while True:
             try:
-                entry: Any = {COMMANDS: encode([Clock(time.time_ns())])}
-                await redis.xadd(keys.inbox, entry, maxlen=1_000, approximate=True)
-            except RedisError as error:
+                await append_clock(client, time.time_ns(), CLOCK_KEPT)
+            except StoreError as error:
                 log.warning("feed clock: %s", error)
             await asyncio.sleep(every)
     finally:
-        await redis.aclose()
+        await client.aclose()

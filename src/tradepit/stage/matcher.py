@@ -6,16 +6,15 @@ to each ledger shard, the events about its accounts' orders; to `{mK}:events` an
 channel, every event, for market data, and beside them (field `d`) the top levels of each book
 the batch touched (`BookTop`): the feed's L2 book is exactly the matcher's.
 
-In Redis, `{mK}:books` holds each book's counters and `{mK}:resting` each open order with its
-place in the queue. An order's place is the sequence number of the event that put it at the
-back of its level (accepted, triggered, or replaced at a new price or size); a replace that
-keeps priority keeps it. Loading sorts by that rank, which rebuilds every queue exactly.
+In Redis (`tradepit.store.matcher`), `{mK}:books` holds each book's counters and `{mK}:resting`
+each open order with its place in the queue: the sequence number of the event that put it at
+the back of its level (accepted, triggered, or replaced at a new price or size); a replace
+that keeps priority keeps it.
 """
 
 from __future__ import annotations
 
 import msgspec
-import redis.asyncio as aioredis
 
 from tradepit.domain.events import (
     Accepted,
@@ -25,11 +24,10 @@ from tradepit.domain.events import (
     TradingStatus,
     Triggered,
 )
-from tradepit.domain.orders import Order, OrderType, Side
+from tradepit.domain.orders import Side
 from tradepit.marketdata.feed import DEPTH_LEVELS, BookTop
-from tradepit.matcher import Matcher, MatcherState
-from tradepit.matcher.book import Book, BookState
-from tradepit.stage.keys import ShardKeys, VenueConfig
+from tradepit.matcher import Matcher
+from tradepit.matcher.book import Book
 from tradepit.stage.loop import BadEntryError, Fields, StageCore
 from tradepit.stage.messages import (
     COMMANDS,
@@ -40,53 +38,30 @@ from tradepit.stage.messages import (
     encode,
 )
 from tradepit.stage.resp import CommandBuffer
+from tradepit.store.connection import Client
+from tradepit.store.keys import VenueConfig
+from tradepit.store.matcher import BookCounters, MatcherKeys, StoredOrder, load_matcher
 
-__all__ = [
-    "MatcherShard",
-    "BookCounters",
-    "StoredOrder",
-    "load_matcher",
-    "restore_matcher",
-    "top_of",
-    "EVENTS_KEPT",
-]
+__all__ = ["MatcherShard", "top_of", "EVENTS_KEPT"]
 
 EVENTS_KEPT = 1_000  # batches of events kept in `{mK}:events` for market data to catch up
 
 
-class BookCounters(msgspec.Struct, array_like=True):
-    seq: int
-    last_price: int
-    halted: bool
-    arrival: int
-
-
-class StoredOrder(msgspec.Struct, array_like=True, gc=False):
-    """An open order and its rank: its queue rank if resting, its stop arrival if waiting."""
-
-    rank: int
-    order: Order
-
-
-_decode_counters = msgspec.json.Decoder(BookCounters).decode
-_decode_stored = msgspec.json.Decoder(StoredOrder).decode
-
-
 class MatcherShard(StageCore):
+    keys: MatcherKeys
+
     def __init__(self, index: int, config: VenueConfig) -> None:
         self.index = index
         self.config = config
-        self.keys = ShardKeys(f"m{index}")
+        self.keys = MatcherKeys(f"m{index}")
         self.matcher = Matcher()
         self.ranks: dict[int, int] = {}  # resting order id -> queue rank
         self.new_books: set[str] = set()
 
     def inboxes(self) -> list[str]:
-        return [self.keys.inbox] + [
-            self.keys.link_from(name) for name in self.config.ledger_names()
-        ]
+        return self.keys.inboxes(self.config)
 
-    async def load(self, redis: aioredis.Redis) -> None:
+    async def load(self, redis: Client) -> None:
         self.matcher, self.ranks = await load_matcher(redis, self.keys)
         self.new_books = set()
 
@@ -199,42 +174,3 @@ def top_of(book: Book, ts: int) -> BookTop:
     bids = [level for level in book.depth(Side.BUY, DEPTH_LEVELS) if level[1]]
     asks = [level for level in book.depth(Side.SELL, DEPTH_LEVELS) if level[1]]
     return BookTop(book.symbol, book.seq, ts, bids, asks)
-
-
-async def load_matcher(redis: aioredis.Redis, keys: ShardKeys) -> tuple[Matcher, dict[int, int]]:
-    """A shard's books as committed in Redis, and the queue ranks of their resting orders."""
-    async with redis.pipeline(transaction=True) as tx:
-        tx.hgetall(keys.books)
-        tx.hvals(keys.resting)
-        counters, stored = await tx.execute()
-    return restore_matcher(counters, stored)
-
-
-def restore_matcher(
-    counters: dict[bytes, bytes], stored: list[bytes]
-) -> tuple[Matcher, dict[int, int]]:
-    """A matcher from its stored hashes, all of `books` and the values of `resting`; and the
-    queue ranks of its resting orders."""
-    orders = sorted((_decode_stored(raw) for raw in stored), key=lambda entry: entry.rank)
-    ranks: dict[int, int] = {}
-    by_symbol: dict[str, BookState] = {}
-    for raw_symbol, raw_counters in counters.items():
-        symbol = raw_symbol.decode()
-        book = _decode_counters(raw_counters)
-        by_symbol[symbol] = BookState(
-            symbol, book.seq, book.last_price, book.halted, book.arrival, [], [], [], []
-        )
-    for entry in orders:
-        order = entry.order
-        state = by_symbol[order.symbol]
-        waiting = order.type in (OrderType.STOP, OrderType.STOP_LIMIT)
-        if waiting and order.side is Side.BUY:
-            state.buy_stops.append((entry.rank, order))
-        elif waiting:
-            state.sell_stops.append((entry.rank, order))
-        else:
-            ranks[order.order_id] = entry.rank
-            (state.bids if order.side is Side.BUY else state.asks).append(order)
-    matcher = Matcher()
-    matcher.restore(MatcherState([by_symbol[symbol] for symbol in sorted(by_symbol)]))
-    return matcher, ranks

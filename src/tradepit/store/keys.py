@@ -1,4 +1,4 @@
-"""Key names, hash tags and shard routing: the one place that knows how Redis is laid out.
+"""Key names, hash tags and shard routing: the layout every module of `tradepit.store` shares.
 
 Every key a shard writes carries the shard's hash tag (`{l0}`, `{m1}`), so that one MULTI/EXEC
 can commit all of a batch's writes, on Redis Cluster too. A link from one shard to another is
@@ -92,7 +92,8 @@ def matcher_of(symbol: str, config: VenueConfig) -> str:
 
 
 class ShardKeys:
-    """The keys of one shard, named `l0`, `m1`, ..."""
+    """The keys every shard has, named `l0`, `m1`, `d0`, ...; each stage's own are in its store
+    module (`LedgerKeys`, `MatcherKeys`, `FeedKeys`)."""
 
     def __init__(self, shard: str) -> None:
         self.shard = shard
@@ -104,21 +105,9 @@ class ShardKeys:
         # On a cluster with replica acks: stream -> the last entry id a replica holds.
         self.replicated = f"{tag}:replicated"
         self.state = f"{tag}:state"  # small scalars: counters, totals, symbols
-        self.events = f"{tag}:events"  # a matcher's every event, for market data
-        self.updates = f"{tag}:updates"  # a ledger's changed order records, for trade updates
-        self.channel = f"{tag}:live"  # Pub/Sub: the live copy of what was committed
-        # The stage's own tables, in hashes keyed by id.
-        self.accounts = f"{tag}:accounts"
-        self.open_orders = f"{tag}:open"
+        # A ledger's order records (`LedgerKeys.orders`), here until `tradepit.client` reads
+        # them through `tradepit.store.ledger.order_record`.
         self.orders = f"{tag}:orders"
-        self.transfers = f"{tag}:transfers"
-        self.client_order_ids = f"{tag}:coids"
-        # Per-account listings, as lexicographically sorted sets (see `index_member`).
-        self.order_index = f"{tag}:orders_by_account"  # every order, by creation time
-        self.open_index = f"{tag}:open_by_account"  # the orders still open
-        self.fills = f"{tag}:fills"  # every fill (a `Fill`), by time
-        self.books = f"{tag}:books"
-        self.resting = f"{tag}:resting"
 
     def link_to(self, other: str) -> str:
         """This shard's outbox stream to shard `other`."""

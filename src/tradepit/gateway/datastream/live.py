@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-import redis.asyncio as aioredis
-
 from tradepit.gateway.datastream.backpressure import DataClient, cut_stalled
 from tradepit.gateway.datastream.protocol import Encoded
 from tradepit.gateway.datastream.recovery import GaplessFeed
@@ -16,19 +14,20 @@ from tradepit.gateway.datastream.subscriptions import Subscriptions
 from tradepit.gateway.market import Market
 from tradepit.gateway.service import GatewaySettings
 from tradepit.marketdata.feed import Depth, SymbolFeed
-from tradepit.stage.marketdata import FeedBatch, FeedKeys
+from tradepit.store.connection import Client
+from tradepit.store.marketdata import FeedBatch
 
 __all__ = ["LiveFeed"]
 
 
 class LiveFeed:
     def __init__(
-        self, redis: aioredis.Redis, market: Market, settings: GatewaySettings | None = None
+        self, redis: Client, market: Market, settings: GatewaySettings | None = None
     ) -> None:
         self.market = market
         self.settings = settings or GatewaySettings()
         self.subscriptions = Subscriptions()
-        self.feed = GaplessFeed(redis, FeedKeys(), self._send_batch, self._send_books_afresh)
+        self.feed = GaplessFeed(redis, self._send_batch, self._send_books_afresh)
         self.delivered = 0  # messages handed to clients, counted once per client
         self._tasks: list[asyncio.Task[None]] = []
 

@@ -14,17 +14,16 @@ reads no feed, and the first client after a quiet spell waits for the state to r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from tradepit.marketdata.feed import Depth, SymbolFeed
-from tradepit.stage.marketdata import MESSAGE, FeedBatch, FeedKeys, decode_batch, load_feeds
+from tradepit.store import marketdata
+from tradepit.store.connection import Client
+from tradepit.store.errors import StoreError
+from tradepit.store.marketdata import FeedBatch, decode_batch
 
 __all__ = ["GaplessFeed"]
 
@@ -37,13 +36,11 @@ class GaplessFeed:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
-        keys: FeedKeys,
+        redis: Client,
         on_batch: Callable[[FeedBatch], None],
         on_reload: Callable[[], None],
     ) -> None:
         self.redis = redis
-        self.keys = keys
         self.on_batch = on_batch
         self.on_reload = on_reload
         self.feeds: dict[str, SymbolFeed] = {}  # each symbol's state: books for snapshots
@@ -54,31 +51,27 @@ class GaplessFeed:
     async def run(self) -> None:
         while True:
             await self.wanted.wait()
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self.keys.channel)
-                await self._catch_up(reload=not self.ready.is_set())
-                self.ready.set()
-                while True:
-                    if not self.wanted.is_set():
-                        # Nobody listens: stop reading; the next one reloads the state.
-                        self.ready.clear()
-                        break
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is None:
-                        continue
-                    batch = decode_batch(message["data"])
-                    if batch.seq > self.batch_seq + 1:
-                        await self._catch_up(reload=False, before=batch.seq)
-                    self._apply(batch)
-            except (RedisError, OSError) as error:
+                async with marketdata.subscribe(self.redis) as live:
+                    await self._catch_up(reload=not self.ready.is_set())
+                    self.ready.set()
+                    while True:
+                        if not self.wanted.is_set():
+                            # Nobody listens: stop reading; the next one reloads the state.
+                            self.ready.clear()
+                            break
+                        raw = await live.next(timeout=1.0)
+                        if raw is None:
+                            continue
+                        batch = decode_batch(raw)
+                        if batch.seq > self.batch_seq + 1:
+                            await self._catch_up(reload=False, before=batch.seq)
+                        self._apply(batch)
+            except (StoreError, OSError) as error:
                 log.warning("live feed: %s; reconnecting", error)
                 await asyncio.sleep(0.2)
             except msgspec.DecodeError as error:
                 log.warning("live feed: undecodable batch (%s); resyncing", error)
-            finally:
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _catch_up(self, *, reload: bool, before: int | None = None) -> None:
         """Apply the batches after the last one seen from the durable stream (all of them up to
@@ -86,20 +79,20 @@ class GaplessFeed:
         if reload:
             await self._reload()
             return
-        low = f"{self.batch_seq + 1}-0"
-        high = f"{before - 1}-1" if before is not None else "+"
-        entries: Any = await self.redis.xrange(self.keys.feed, min=low, max=high)
         expected = self.batch_seq + 1
-        if entries and int(entries[0][0].split(b"-")[0]) != expected:
+        found = await marketdata.batches(
+            self.redis, expected, before - 1 if before is not None else None
+        )
+        if found and found[0].seq != expected:
             await self._reload()  # the gap is older than the stream keeps
             return
-        for _entry_id, fields in entries:
-            self._apply(decode_batch(fields[MESSAGE]))
+        for batch in found:
+            self._apply(batch)
         if before is not None and self.batch_seq != before - 1:
             await self._reload()
 
     async def _reload(self) -> None:
-        self.feeds, self.batch_seq = await load_feeds(self.redis, self.keys)
+        self.feeds, self.batch_seq = await marketdata.load_feeds(self.redis)
         self.on_reload()
 
     def _apply(self, batch: FeedBatch) -> None:

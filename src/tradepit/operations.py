@@ -1,19 +1,17 @@
-"""The operator's commands against a running venue: accounts, transfers, symbols, halts.
+"""The venue's operations beyond trading: accounts, transfers, symbols, halts, the session
+close. `tradepit admin` runs them, and so do the gateway's operator routes and demo accounts.
 
 Each goes through the stages' inboxes like any other command, so it is ordered with the
 trading around it and survives a crash like it. API keys are the exception: they live in the
-`tradepit:keys` hash, where only a SHA-256 of the secret is kept (the secret is 240 random bits,
-so a fast hash is as safe as a slow one and cheap to check on every request).
+catalogue (`tradepit.store.catalog`), where only a SHA-256 of the secret is kept.
 """
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import string
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -24,8 +22,7 @@ from tradepit.domain.numbers import parse_units, to_decimal
 from tradepit.domain.refusals import Refusal
 from tradepit.domain.symbols import CASH_UNIT, Symbol, cash_to_cents, cents_to_cash
 from tradepit.errors import RefusalError, TradepitError
-from tradepit.ledger import CASH, Account
-from tradepit.stage.matcher import BookCounters
+from tradepit.ledger import CASH
 from tradepit.stage.messages import (
     AddBook,
     AddSymbol,
@@ -33,28 +30,17 @@ from tradepit.stage.messages import (
     OpenAccount,
     Reply,
     SetHalted,
-    SymbolSpec,
     Transfer,
-    encode,
     spec_of,
     symbol_of,
 )
-from tradepit.store.keys import (
-    ACCOUNT_NAMES,
-    ADMIN_KEY,
-    API_KEYS,
-    SYMBOLS,
-    ShardKeys,
-    matcher_of,
-)
+from tradepit.store import catalog, ledger, prices
+from tradepit.store.catalog import AccountProfile, ApiKey, hash_secret
+from tradepit.store.keys import matcher_of
 
 __all__ = [
     "AdminError",
     "AccountPendingError",
-    "ApiKey",
-    "AccountProfile",
-    "decode_profile",
-    "hash_secret",
     "price_of",
     "create_account",
     "transfer",
@@ -64,13 +50,9 @@ __all__ = [
     "list_accounts",
     "set_halted",
     "close_session",
-    "next_session_close",
 ]
 
 _KEY_ALPHABET = string.ascii_uppercase + string.digits
-_decode_spec = msgspec.json.Decoder(SymbolSpec).decode
-_decode_counters = msgspec.json.Decoder(BookCounters).decode
-_decode_account = msgspec.json.Decoder(Account).decode
 
 
 # An operator's command refused: by the command itself, or by the ledger that carried it out
@@ -87,35 +69,6 @@ class AccountPendingError(ReplyTimeoutError):
         self.credentials = credentials
 
 
-class AccountProfile(msgspec.Struct, frozen=True):
-    """What the venue knows of an account beyond its balances."""
-
-    name: str = ""
-    created_at: int = 0  # ns
-
-
-_decode_profile = msgspec.json.Decoder(AccountProfile).decode
-
-
-def decode_profile(raw: bytes | None) -> AccountProfile:
-    if raw is None:
-        return AccountProfile()
-    try:
-        return _decode_profile(raw)
-    except msgspec.DecodeError:  # a venue from before profiles kept the bare name
-        return AccountProfile(raw.decode(errors="replace"))
-
-
-class ApiKey(msgspec.Struct, frozen=True):
-    account_id: int
-    secret_sha256: str
-    admin: bool = False
-
-
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 def _check(reply: Reply) -> None:
     if reply.ok:
         return
@@ -129,26 +82,21 @@ def _check(reply: Reply) -> None:
 
 
 async def list_symbols(client: VenueClient) -> dict[str, Symbol]:
-    raw: Any = await client.redis.hgetall(SYMBOLS)
-    return {name.decode(): symbol_of(_decode_spec(spec)) for name, spec in raw.items()}
+    specs = await catalog.symbol_specs(client.redis)
+    return {name: symbol_of(spec) for name, spec in specs.items()}
 
 
 async def _symbol(client: VenueClient, name: str) -> Symbol:
-    raw = await client.redis.hget(SYMBOLS, name)
-    if raw is None:
+    spec = await catalog.symbol_spec(client.redis, name)
+    if spec is None:
         raise AdminError(Refusal.UNKNOWN_SYMBOL, f"unknown symbol {name}")
-    return symbol_of(_decode_spec(raw))
+    return symbol_of(spec)
 
 
 async def price_of(client: VenueClient, name: str) -> int:
-    """A symbol's price in ticks: its last trade, else its listed reference (0 if neither)."""
-    raw: Any = await client.redis.hget(ShardKeys(matcher_of(name, client.config)).books, name)
-    if raw is not None:
-        last = _decode_counters(raw).last_price
-        if last:
-            return last
-    spec: Any = await client.redis.hget(SYMBOLS, name)
-    return _decode_spec(spec).reference if spec is not None else 0
+    """A symbol's price in ticks (`tradepit.store.prices`; 0 if it has none)."""
+    found = (await prices.prices(client.redis, client.config, [name])).get(name)
+    return found.ticks if found is not None else 0
 
 
 async def create_account(
@@ -172,10 +120,13 @@ async def create_account(
     credentials = {"id": id_to_uuid(account_id), "key_id": key_id, "secret_key": secret}
     # The key before the account: if the ledger is slow to answer, the account still opens
     # with a key its owner has. (Until it opens, the API answers that it may still be opening.)
-    async with client.redis.pipeline(transaction=True) as tx:
-        tx.hset(API_KEYS, key_id, encode(ApiKey(account_id, hash_secret(secret))))
-        tx.hset(ACCOUNT_NAMES, str(account_id), encode(AccountProfile(name, time.time_ns())))
-        await tx.execute()
+    await catalog.add_account_keys(
+        client.redis,
+        key_id,
+        ApiKey(account_id, hash_secret(secret)),
+        account_id,
+        AccountProfile(name, time.time_ns()),
+    )
     futures = [client.send(account_id, OpenAccount(0, account_id))]
     if cents:
         futures.append(
@@ -207,10 +158,7 @@ async def create_account(
         for reply in replies:
             _check(reply)
     except AdminError:  # refused: no account, so no key for it
-        async with client.redis.pipeline(transaction=True) as tx:
-            tx.hdel(API_KEYS, key_id)
-            tx.hdel(ACCOUNT_NAMES, str(account_id))
-            await tx.execute()
+        await catalog.remove_account_keys(client.redis, key_id, account_id)
         raise
     return credentials
 
@@ -258,7 +206,7 @@ async def add_symbol(
     await client.send_to_matcher(matcher_of(name, client.config), [AddBook(name)])
     for reply in await client.request_each_ledger(lambda: AddSymbol(0, spec)):
         _check(reply)
-    await client.redis.hset(SYMBOLS, name, encode(spec))
+    await catalog.list_symbol(client.redis, spec)
     return {
         "symbol": name,
         "tick_size": spec.tick_size,
@@ -272,11 +220,10 @@ async def ensure_admin_key(client: VenueClient) -> dict[str, str] | None:
     """Create the venue's admin key on its first start; None if it has one already."""
     key_id = "AK" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(18))
     secret = secrets.token_urlsafe(30)
-    created = await client.redis.hsetnx(ADMIN_KEY, "key_id", key_id)
-    if not created:
+    if not await catalog.claim_admin_key(client.redis, key_id):
         return None
-    await client.redis.hset(
-        API_KEYS, key_id, encode(ApiKey(VENUE_ACCOUNT_ID, hash_secret(secret), admin=True))
+    await catalog.add_api_key(
+        client.redis, key_id, ApiKey(VENUE_ACCOUNT_ID, hash_secret(secret), admin=True)
     )
     return {"key_id": key_id, "secret_key": secret}
 
@@ -286,11 +233,6 @@ async def set_halted(client: VenueClient, name: str, halted: bool) -> dict[str, 
     command = SetHalted(name, halted, time.time_ns())
     await client.send_to_matcher(matcher_of(name, client.config), [command])
     return {"symbol": name, "halted": halted}
-
-
-def next_session_close(now: datetime) -> datetime:
-    """The session is the UTC day: it closes at the next UTC midnight after `now`."""
-    return datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
 
 
 async def close_session(client: VenueClient) -> dict[str, Any]:
@@ -303,22 +245,21 @@ async def close_session(client: VenueClient) -> dict[str, Any]:
 
 async def list_accounts(client: VenueClient) -> list[dict[str, Any]]:
     symbols = await list_symbols(client)
-    names: Any = await client.redis.hgetall(ACCOUNT_NAMES)
+    profiles = await catalog.account_profiles(client.redis)
     accounts = []
-    for shard in client.config.ledger_names():
-        for raw in await client.redis.hvals(ShardKeys(shard).accounts):
-            account = _decode_account(raw)
-            accounts.append(
-                {
-                    "id": id_to_uuid(account.account_id),
-                    "name": decode_profile(names.get(str(account.account_id).encode())).name,
-                    "cash": cents_to_cash(account.cash_free + account.cash_reserved),
-                    "cash_reserved": cents_to_cash(account.cash_reserved),
-                    "positions": {
-                        name: symbols[name].lots_to_qty(holding.free + holding.reserved)
-                        for name, holding in account.holdings.items()
-                        if name in symbols
-                    },
-                }
-            )
+    for account in await ledger.all_accounts(client.redis, client.config):
+        profile = profiles.get(account.account_id, AccountProfile())
+        accounts.append(
+            {
+                "id": id_to_uuid(account.account_id),
+                "name": profile.name,
+                "cash": cents_to_cash(account.cash_free + account.cash_reserved),
+                "cash_reserved": cents_to_cash(account.cash_reserved),
+                "positions": {
+                    name: symbols[name].lots_to_qty(holding.free + holding.reserved)
+                    for name, holding in account.holdings.items()
+                    if name in symbols
+                },
+            }
+        )
     return sorted(accounts, key=lambda entry: entry["id"])
