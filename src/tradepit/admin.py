@@ -172,7 +172,9 @@ async def create_account(
     credentials = {"id": id_to_uuid(account_id), "key_id": key_id, "secret_key": secret}
     # The key before the account: if the ledger is slow to answer, the account still opens
     # with a key its owner has. (Until it opens, the API answers that it may still be opening.)
-    async with client.redis.pipeline(transaction=True) as tx:
+    # Not one MULTI: the two hashes live in different slots of a cluster, and a key without a
+    # profile is harmless (the account shows no display name).
+    async with client.redis.pipeline(transaction=False) as tx:
         tx.hset(API_KEYS, key_id, encode(ApiKey(account_id, hash_secret(secret))))
         tx.hset(ACCOUNT_NAMES, str(account_id), encode(AccountProfile(name, time.time_ns())))
         await tx.execute()
@@ -207,7 +209,7 @@ async def create_account(
         for reply in replies:
             _check(reply)
     except AdminError:  # refused: no account, so no key for it
-        async with client.redis.pipeline(transaction=True) as tx:
+        async with client.redis.pipeline(transaction=False) as tx:
             tx.hdel(API_KEYS, key_id)
             tx.hdel(ACCOUNT_NAMES, str(account_id))
             await tx.execute()

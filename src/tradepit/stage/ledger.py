@@ -39,7 +39,6 @@ from tradepit.ledger.history import (
     TradeEvent,
 )
 from tradepit.ledger.replacement import replacement_order
-from tradepit.stage.keys import ShardKeys, VenueConfig, index_member, matcher_of
 from tradepit.stage.loop import BadEntryError, Fields, StageCore
 from tradepit.stage.messages import (
     COMMANDS,
@@ -67,6 +66,7 @@ from tradepit.stage.messages import (
     symbol_of,
 )
 from tradepit.stage.resp import CommandBuffer
+from tradepit.store.keys import ShardKeys, VenueConfig, index_member, matcher_of
 
 __all__ = ["LedgerShard", "load_ledger", "restore_ledger", "UPDATES_KEPT"]
 

@@ -36,10 +36,10 @@ from tradepit.marketdata.feed import (
     Quote,
     SymbolFeed,
 )
-from tradepit.stage.keys import ShardKeys, VenueConfig
 from tradepit.stage.loop import BadEntryError, Fields, StageCore
 from tradepit.stage.messages import COMMANDS, DEPTH, EVENTS, decode_events, encode
 from tradepit.stage.resp import CommandBuffer
+from tradepit.store.keys import ShardKeys, VenueConfig
 
 __all__ = [
     "FEED_SHARD",

@@ -29,7 +29,6 @@ from tradepit.domain.orders import Order, OrderType, Side
 from tradepit.marketdata.feed import DEPTH_LEVELS, BookTop
 from tradepit.matcher import Matcher, MatcherState
 from tradepit.matcher.book import Book, BookState
-from tradepit.stage.keys import ShardKeys, VenueConfig
 from tradepit.stage.loop import BadEntryError, Fields, StageCore
 from tradepit.stage.messages import (
     COMMANDS,
@@ -40,6 +39,7 @@ from tradepit.stage.messages import (
     encode,
 )
 from tradepit.stage.resp import CommandBuffer
+from tradepit.store.keys import ShardKeys, VenueConfig
 
 __all__ = [
     "MatcherShard",
