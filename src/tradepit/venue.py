@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 
 from tradepit import durability
 from tradepit.access import Role, write_private
@@ -41,6 +40,7 @@ from tradepit.stage.ledger import LedgerShard
 from tradepit.stage.loop import StageCore, StageLoop
 from tradepit.stage.marketdata import MarketDataShard, keep_feed_clock
 from tradepit.stage.matcher import MatcherShard
+from tradepit.store.connection import connect, open_client
 from tradepit.store.keys import SYMBOLS, VenueConfig
 
 __all__ = [
@@ -283,7 +283,7 @@ async def serve(
             the operator runs, with the credentials the operator gave."""
             return operator_url if embedded is None else embedded.url_for(role)
 
-        redis = aioredis.Redis.from_url(redis_url)
+        redis = await open_client(redis_url)
         try:
             config = await init_config(redis, config)
             first_start = not await redis.exists(SYMBOLS)
@@ -413,16 +413,26 @@ async def _close_sessions_at_midnight(redis_url: str) -> None:
 
 async def _load_config_once_up(redis_url: str, who: str) -> VenueConfig:
     """The venue's configuration, once Redis answers."""
-    redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2)
+    probe = connect(redis_url, cluster=False, socket_connect_timeout=2)
     try:
-        await wait_for_server(redis, who)
+        await wait_for_server(probe, who)
+    finally:
+        await probe.aclose()
+    redis = await open_client(redis_url, socket_connect_timeout=2)
+    try:
         return await load_config(redis)
     finally:
         await redis.aclose()
 
 
 async def run_shard(
-    kind: str, index: int, count: int, redis_url: str, *, keep_inputs: bool = False
+    kind: str,
+    index: int,
+    count: int,
+    redis_url: str,
+    *,
+    keep_inputs: bool = False,
+    replica_acks: int | None = None,
 ) -> None:
     config = await _load_config_once_up(redis_url, f"{kind} {index}/{count}")
     expected = {"ledger": config.ledgers, "matcher": config.matchers}.get(kind, 1)
@@ -430,7 +440,12 @@ async def run_shard(
         raise SystemExit(f"this venue runs {expected} {kind} shard(s), not {count}")
     stop = asyncio.Event()
     _stop_on_signals(stop)
-    loop = StageLoop(shard_core(kind, index, config), redis_url, trim_inputs=not keep_inputs)
+    loop = StageLoop(
+        shard_core(kind, index, config),
+        redis_url,
+        trim_inputs=not keep_inputs,
+        replica_acks=replica_acks,
+    )
     clock = asyncio.create_task(keep_feed_clock(redis_url)) if kind == "marketdata" else None
     try:
         await run_loops([loop], stop)

@@ -37,11 +37,11 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 import msgspec
-import redis.asyncio as aioredis
 
 from tradepit.client import load_config
 from tradepit.domain.events import Event
 from tradepit.domain.orders import Side
+from tradepit.errors import TradepitError
 from tradepit.ledger import Ledger
 from tradepit.marketdata.feed import SymbolFeed
 from tradepit.matcher import Matcher
@@ -56,7 +56,8 @@ from tradepit.stage.messages import (
     decode_events,
     decode_matcher_commands,
 )
-from tradepit.store.keys import ShardKeys, VenueConfig
+from tradepit.store.connection import Client, is_cluster_client
+from tradepit.store.keys import COMMITS, ShardKeys, VenueConfig
 
 __all__ = [
     "Report",
@@ -71,6 +72,14 @@ __all__ = [
 
 _START = b"0-0"
 _T = TypeVar("_T")
+
+
+class UnsettledError(TradepitError):
+    """No consistent moment to read: the venue kept committing (a cluster only)."""
+
+
+# Passes at reading a cluster's shards between two unchanged counts of their commits.
+_CLUSTER_TRIES = 20
 
 
 class Report:
@@ -287,7 +296,7 @@ def _check_feed(snapshot: Snapshot, report: Report) -> None:
 # The I/O half: one read.
 
 
-async def take_snapshot(redis: aioredis.Redis) -> Snapshot:
+async def take_snapshot(redis: Client) -> Snapshot:
     """Read the venue at one moment: every shard's state and checkpoints, and the link
     entries after those checkpoints, in one MULTI/EXEC."""
     config = await load_config(redis)  # fixed at the venue's first start
@@ -307,22 +316,35 @@ async def take_snapshot(redis: aioredis.Redis) -> Snapshot:
         before: dict[str, Any] = dict(
             zip([keys.shard for keys in readers], await pipe.execute(), strict=True)
         )
-    async with redis.pipeline(transaction=True) as tx:
-        for keys in ledgers:
-            # Not the transfers and client order ids: no check needs them, and they grow with
-            # every transfer and order.
-            tx.hgetall(keys.state)
-            tx.hvals(keys.accounts)
-            tx.hvals(keys.open_orders)
-        for keys in matchers:
-            tx.hgetall(keys.books)
-            tx.hvals(keys.resting)
-        tx.hgetall(feed.feeds)
-        for keys in readers:
-            tx.hgetall(keys.checkpoints)
-        for stream, reader in links + events:
-            tx.xrange(stream, min=before[reader.shard].get(stream.encode(), _START))
-        replies: Iterator[Any] = iter(await tx.execute())
+    # One MULTI on one server. A cluster has no transaction across slots: there the same
+    # reads are taken between two counts of every shard's commits, until a pass finds them
+    # unchanged (nothing committed meanwhile, so the reads are one moment's).
+    cluster = is_cluster_client(redis)
+    for _attempt in range(_CLUSTER_TRIES if cluster else 1):
+        counted = await _commit_counts(redis, readers) if cluster else None
+        async with redis.pipeline(transaction=not cluster) as tx:
+            for keys in ledgers:
+                # Not the transfers and client order ids: no check needs them, and they grow
+                # with every transfer and order.
+                tx.hgetall(keys.state)
+                tx.hvals(keys.accounts)
+                tx.hvals(keys.open_orders)
+            for keys in matchers:
+                tx.hgetall(keys.books)
+                tx.hvals(keys.resting)
+            tx.hgetall(feed.feeds)
+            for keys in readers:
+                tx.hgetall(keys.checkpoints)
+            for stream, reader in links + events:
+                tx.xrange(stream, min=before[reader.shard].get(stream.encode(), _START))
+            replies: Iterator[Any] = iter(await tx.execute())
+        if counted is None or counted == await _commit_counts(redis, readers):
+            break
+    else:
+        raise UnsettledError(
+            f"the venue committed during each of {_CLUSTER_TRIES} reads: on a cluster, verify "
+            "needs a moment when no stage commits (stop the traffic, or try again)"
+        )
     ledger_states = {
         keys.shard: restore_ledger(config, next(replies), next(replies), next(replies), {}, {})
         for keys in ledgers
@@ -347,11 +369,18 @@ async def take_snapshot(redis: aioredis.Redis) -> Snapshot:
     )
 
 
-async def verify(redis: aioredis.Redis) -> Report:
+async def _commit_counts(redis: Client, readers: list[ShardKeys]) -> list[Any]:
+    async with redis.pipeline(transaction=False) as pipe:
+        for keys in readers:
+            pipe.hget(keys.checkpoints, COMMITS)
+        return list(await pipe.execute())
+
+
+async def verify(redis: Client) -> Report:
     return check(await take_snapshot(redis))
 
 
-async def entries_in_flight(redis: aioredis.Redis, config: VenueConfig) -> int:
+async def entries_in_flight(redis: Client, config: VenueConfig) -> int:
     """Entries appended to any stage's inbox that it has not applied yet (for tests and
     benchmarks that wait for a venue to settle; `verify` needs no such wait).
 

@@ -39,6 +39,7 @@ from tradepit.marketdata.feed import (
 from tradepit.stage.loop import BadEntryError, Fields, StageCore
 from tradepit.stage.messages import COMMANDS, DEPTH, EVENTS, decode_events, encode
 from tradepit.stage.resp import CommandBuffer
+from tradepit.store.connection import is_cluster_client, open_client
 from tradepit.store.keys import ShardKeys, VenueConfig
 
 __all__ = [
@@ -216,12 +217,14 @@ async def keep_feed_clock(redis_url: str, every: float = 1.0) -> None:
     """Append the time to the feed's inbox every `every` seconds, for as long as it runs: the
     feed reads no clock, so this is how its minute bars close in a quiet market."""
     keys = FeedKeys()
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = await open_client(redis_url)
     try:
         while True:
             try:
                 entry: Any = {COMMANDS: encode([Clock(time.time_ns())])}
                 await redis.xadd(keys.inbox, entry, maxlen=1_000, approximate=True)
+                if is_cluster_client(redis):
+                    await redis.spublish(keys.inbox, b"")  # the feed sleeps on its doorbell
             except RedisError as error:
                 log.warning("feed clock: %s", error)
             await asyncio.sleep(every)
