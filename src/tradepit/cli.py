@@ -351,8 +351,17 @@ def _command(args: argparse.Namespace) -> int:
     if args.command == "run":
         stage = settings_from(StageSettings, args)
         index, count = stage.index_and_count()
-        keep = stage.keep_inputs
-        _run(lambda: venue.run_shard(args.stage, index, count, redis_url, keep_inputs=keep))
+        keep, acks = stage.keep_inputs, stage.replica_acks
+        _run(
+            lambda: venue.run_shard(
+                args.stage,
+                index,
+                count,
+                redis_url,
+                keep_inputs=keep,
+                replica_acks=None if acks < 0 else acks,
+            )
+        )
         return 0
     if args.command == "verify":
         code: int = _run(lambda: _verify(redis_url))

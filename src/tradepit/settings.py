@@ -182,6 +182,15 @@ class StageSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         bool,
         Meta(description="never trim applied inbox entries (for audits and replay tests)"),
     ] = False
+    replica_acks: Annotated[
+        int,
+        Meta(
+            ge=-1,
+            le=16,
+            description="on a cluster, the replicas each commit waits for before its replies "
+            "go out; -1: one if every primary has a replica, else none",
+        ),
+    ] = -1
 
     def __post_init__(self) -> None:
         index, count = self.index_and_count()

@@ -429,7 +429,13 @@ async def _load_config_once_up(redis_url: str, who: str) -> VenueConfig:
 
 
 async def run_shard(
-    kind: str, index: int, count: int, redis_url: str, *, keep_inputs: bool = False
+    kind: str,
+    index: int,
+    count: int,
+    redis_url: str,
+    *,
+    keep_inputs: bool = False,
+    replica_acks: int | None = None,
 ) -> None:
     config = await _load_config_once_up(redis_url, f"{kind} {index}/{count}")
     expected = {"ledger": config.ledgers, "matcher": config.matchers}.get(kind, 1)
@@ -437,7 +443,12 @@ async def run_shard(
         raise SystemExit(f"this venue runs {expected} {kind} shard(s), not {count}")
     stop = asyncio.Event()
     _stop_on_signals(stop)
-    loop = StageLoop(shard_core(kind, index, config), redis_url, trim_inputs=not keep_inputs)
+    loop = StageLoop(
+        shard_core(kind, index, config),
+        redis_url,
+        trim_inputs=not keep_inputs,
+        replica_acks=replica_acks,
+    )
     clock = asyncio.create_task(keep_feed_clock(redis_url)) if kind == "marketdata" else None
     try:
         await run_loops([loop], stop)

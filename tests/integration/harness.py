@@ -20,8 +20,8 @@ from tradepit.stage.loop import StageLoop
 from tradepit.stage.marketdata import MarketDataShard
 from tradepit.stage.matcher import MatcherShard
 from tradepit.stage.messages import PlaceOrder, Reply
-from tradepit.store.connection import Client, open_client
-from tradepit.store.keys import VenueConfig, ledger_of, matcher_of
+from tradepit.store.connection import Client, is_cluster_client, open_client
+from tradepit.store.keys import ShardKeys, VenueConfig, ledger_of, matcher_of
 from tradepit.store.ledger import LedgerKeys, load_ledger
 from tradepit.store.matcher import MatcherKeys, load_matcher
 from tradepit.store.snapshot import entries_in_flight
@@ -46,6 +46,16 @@ class Venue:
             if time.monotonic() > deadline:
                 raise TimeoutError("the venue did not settle")
             await asyncio.sleep(0.01)
+
+    async def append_as_stage(
+        self, writer: ShardKeys, stream: str, fields: dict[bytes, bytes]
+    ) -> None:
+        """Append to a stage's outbox as the stage would: on a cluster, marked as replicated
+        and with its doorbell rung (readers of other shards' streams wait for both)."""
+        entry_id = await self.redis.xadd(stream, fields)  # type: ignore[arg-type]
+        if is_cluster_client(self.redis):
+            await self.redis.hset(writer.replicated, stream, entry_id)
+            await self.redis.spublish(stream, b"")
 
     async def ledger(self, account_id: int) -> Ledger:
         shard = ledger_of(account_id, self.config)

@@ -14,6 +14,7 @@ from tradepit.domain.ids import VENUE_ACCOUNT_ID, new_id
 from tradepit.domain.orders import OrderType, Side, TimeInForce
 from tradepit.ledger import CASH
 from tradepit.stage.messages import CancelOrder, ReplaceOrder, Transfer
+from tradepit.store.connection import is_cluster_client
 from tradepit.store.keys import ShardKeys, VenueConfig
 from tradepit.verify import verify
 
@@ -329,7 +330,7 @@ def test_malformed_entries_are_dead_lettered_and_the_stage_goes_on(redis_url: st
 def test_any_garbage_is_dead_lettered_or_ignored(redis_url: str, garbage: bytes) -> None:
     async def scenario(venue: Venue) -> None:
         await venue.redis.xadd(ShardKeys("l0").inbox, {b"c": garbage})
-        await venue.redis.xadd(ShardKeys("m0").link_to("l0"), {b"e": garbage})
+        await venue.append_as_stage(ShardKeys("m0"), ShardKeys("m0").link_to("l0"), {b"e": garbage})
         account = await venue.account("10.00")
         await venue.settle()
         assert (await venue.ledger(account)).accounts[account].cash_free == 10_00
@@ -346,14 +347,16 @@ def test_a_commit_the_server_refuses_is_retried_and_lands_once(redis_url: str) -
         # write (MISCONF), while the inbox still takes the order.
         # The user the stages sign in as (on the embedded server: the operator, in these tests).
         user = (await venue.redis.execute_command("ACL", "WHOAMI")).decode()
-        await venue.redis.execute_command("ACL", "SETUSER", user, "-hset")
+        # (On a cluster, each node keeps its own users: every node is told.)
+        everywhere = {"target_nodes": "all"} if is_cluster_client(venue.redis) else {}
+        await venue.redis.execute_command("ACL", "SETUSER", user, "-hset", **everywhere)
         try:
             selling = asyncio.ensure_future(venue.place(seller, "ACME", Side.SELL, 5, PRICE))
             await asyncio.sleep(1.0)
             assert not selling.done()  # refused: not accepted yet, so no answer
             assert not any(task.done() for task in venue.tasks)  # every stage goes on
         finally:
-            await venue.redis.execute_command("ACL", "SETUSER", user, "+hset")
+            await venue.redis.execute_command("ACL", "SETUSER", user, "+hset", **everywhere)
         _, reply = await selling
         assert reply.ok, reply
         _, reply = await venue.place(buyer, "ACME", Side.BUY, 5, PRICE)

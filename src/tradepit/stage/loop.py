@@ -35,6 +35,7 @@ a load that holds fewer.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -51,6 +52,7 @@ from tradepit.stage.resp import (
     RespConnection,
     executed,
     pack,
+    raise_errors,
     transaction,
     xread_batch,
     xread_command,
@@ -81,6 +83,10 @@ REPLICA_WAIT_MS = 1_000
 
 class BadEntryError(TradepitError):
     """An inbox entry that cannot be applied as it is: it goes to the dead-letter stream."""
+
+
+class _StoppedWaitingError(TradepitError):
+    """Told to stop while a commit waits for its replicas."""
 
 
 class StageCore(ABC):
@@ -129,10 +135,9 @@ class _Commit(NamedTuple):
     number: int  # the shard's count of commits, this one included
     checkpoints: dict[str, bytes]
     dead: list[tuple[str, bytes, Fields, str]]
-    # With replica acks: the streams it appended to (and where in it), and its publishes, to
-    # mark and send once a replica holds it.
-    appended: list[tuple[str, int]]
-    publishes: list[tuple[str, bytes]]
+    # With replica acks: what sends its replies, live events and marks once a replica holds
+    # it, as soon as one does (not when the stage next looks: an idle stage sleeps).
+    replicated: asyncio.Future[None] | None
 
 
 class StageLoop:
@@ -230,6 +235,8 @@ class StageLoop:
                 while not self._stopping.is_set():
                     await self.step(wire, reader)
                 await self._committed()
+            except _StoppedWaitingError:
+                pass
             except (RedisConnectionError, RedisTimeoutError, OSError) as error:
                 # Whatever this batch did in memory was not committed: load it all again.
                 log.warning("%s: redis unavailable (%s); reloading", shard, error)
@@ -243,7 +250,9 @@ class StageLoop:
                 await self._pause()
             finally:
                 # What was in flight on the lost connections fails with them: nobody waits.
-                for pending in (self._next_read, self._commit and self._commit.replies):
+                commit = self._commit
+                in_flight = (commit.replies, commit.replicated) if commit else ()
+                for pending in (self._next_read, *in_flight):
                     if pending is not None:
                         pending.add_done_callback(_retrieve)
                 self._next_read, self._commit = None, None
@@ -364,9 +373,17 @@ class StageLoop:
         else:
             read = (xread_command(read_to, self.max_entries, self.block_ms), 1)
             replies, self._next_read = wire.send(transaction(commands, after), read)
-        self._commit = _Commit(
-            replies, len(commands), number, read_to, dead, tx.appended, publishes
-        )
+        replicated = None
+        if self._acks:
+            replicated = asyncio.ensure_future(
+                self._publish_once_replicated(replies, len(commands), tx.appended, publishes)
+            )
+        if self._inboxes is not None:
+            # An idle stage sleeps on its doorbells, not on a read that returns by itself: a
+            # commit that fails wakes it, to load again and retry.
+            watched = replicated if replicated is not None else replies
+            watched.add_done_callback(functools.partial(self._wake_if_failed, len(commands)))
+        self._commit = _Commit(replies, len(commands), number, read_to, dead, replicated)
         self._last_sent = number
         self._read_to = read_to
         self.batches += 1
@@ -377,12 +394,10 @@ class StageLoop:
         commit, self._commit = self._commit, None
         if commit is None:
             return
-        results = executed(await commit.replies, commit.commands)
-        if self._acks:
-            await self._replicated(results[commit.commands])
-            self._after_replicated(
-                {stream: results[at] for stream, at in commit.appended}, commit.publishes
-            )
+        if commit.replicated is not None:
+            await commit.replicated
+        else:
+            executed(await commit.replies, commit.commands)
         self._backoff = _FIRST_BACKOFF
         self.checkpoints = commit.checkpoints
         self.commits = commit.number
@@ -394,12 +409,37 @@ class StageLoop:
                 "%s: dead-lettered %s %s: %s", self.core.keys.shard, stream, entry_id, reason
             )
 
+    def _wake_if_failed(self, commands: int, done: asyncio.Future[Any]) -> None:
+        failed = done.cancelled() or done.exception() is not None
+        if not failed and isinstance(done.result(), list):
+            try:
+                executed(done.result(), commands)
+            except ResponseError:
+                failed = True
+        if failed and self._inboxes is not None:
+            self._inboxes.wake()
+
+    async def _publish_once_replicated(
+        self,
+        replies: asyncio.Future[list[Any]],
+        commands: int,
+        appended: list[tuple[str, int]],
+        publishes: list[tuple[str, bytes]],
+    ) -> None:
+        results = executed(await replies, commands)
+        await self._replicated(results[commands])  # WAIT's reply, right after EXEC's
+        self._after_replicated({stream: results[at] for stream, at in appended}, publishes)
+
     async def _replicated(self, acknowledged: int) -> None:
         """Return once `replica_acks` replicas hold what this connection wrote: until then,
         nobody may be told of it (a failover could take it away)."""
         wire = self._wire
         assert wire is not None
         while acknowledged < self._acks:
+            if self._stopping.is_set():
+                # Stopping with a commit no replica holds yet: it stays committed, and nobody
+                # is told of it (its callers time out and look it up).
+                raise _StoppedWaitingError
             log.warning(
                 "%s: %d of %d replicas hold the last commit; its replies wait",
                 self.core.keys.shard,
@@ -436,24 +476,31 @@ class StageLoop:
             (reply,) = await wire.call(
                 pack(("SCAN", cursor, "MATCH", "{" + keys.shard + "}:*", "TYPE", "stream")), 1
             )
+            raise_errors((reply,))
             cursor, found = reply
             streams += [name.decode() for name in found]
             if cursor == b"0":
                 break
-        last = await wire.call(
-            b"".join(pack(("XREVRANGE", name, "+", "-", "COUNT", 1)) for name in streams),
-            len(streams),
+        last = (
+            await wire.call(
+                b"".join(pack(("XREVRANGE", name, "+", "-", "COUNT", 1)) for name in streams),
+                len(streams),
+            )
+            if streams
+            else []
         )
         appended = {
             name: entries[0][0] for name, entries in zip(streams, last, strict=True) if entries
         }
         # A write of this connection's own, for WAIT to wait on: the replicas' stream is in
         # order, so once a replica has it, it has everything this shard committed before.
-        (_, acknowledged) = await wire.call(
+        raise_errors(last)
+        (marked, acknowledged) = await wire.call(
             pack(("HSET", keys.replicated, "loaded", self.commits))
             + pack(("WAIT", self._acks, REPLICA_WAIT_MS)),
             2,
         )
+        raise_errors((marked, acknowledged))
         await self._replicated(acknowledged)
         self._after_replicated(appended, [])
 

@@ -18,7 +18,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ResponseError
 
-__all__ = ["Client", "connect", "is_cluster", "open_client", "ClusterAddress"]
+__all__ = ["Client", "connect", "is_cluster", "is_cluster_client", "open_client", "ClusterAddress"]
 
 # A client of either kind: single-key commands, and pipelines of them, work the same on both.
 Client: TypeAlias = aioredis.Redis | RedisCluster
@@ -80,3 +80,8 @@ def connect(
 async def open_client(url: str, **options: Any) -> Client:
     """A client of the right kind for what `url` names, found by asking it."""
     return connect(url, cluster=await is_cluster(url), **options)
+
+
+def is_cluster_client(client: Client) -> bool:
+    """Whether `client` talks to a cluster (which has no transaction across slots)."""
+    return isinstance(client, RedisCluster)

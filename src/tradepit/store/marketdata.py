@@ -24,7 +24,7 @@ import msgspec
 
 from tradepit.marketdata.feed import AnyFeedMessage, BarUpdate, BookTop, SymbolFeed
 from tradepit.stage.messages import COMMANDS, encode
-from tradepit.store.connection import Client
+from tradepit.store.connection import Client, is_cluster_client
 from tradepit.store.errors import StoreError
 from tradepit.store.keys import ShardKeys
 
@@ -213,3 +213,5 @@ async def append_clock(client: Client, ts: int, kept: int) -> None:
     """Append the time `ts` (ns) to the feed's inbox, which keeps about `kept` ticks."""
     entry: Any = {COMMANDS: encode([Clock(ts)])}
     await client.xadd(_KEYS.inbox, entry, maxlen=kept, approximate=True)
+    if is_cluster_client(client):
+        await client.spublish(_KEYS.inbox, b"")  # the feed sleeps on its doorbell
