@@ -29,7 +29,6 @@ from typing import Any
 import msgspec
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tradepit.errors import TradepitError
 from tradepit.ledger.history import OrderRecord
@@ -39,14 +38,15 @@ from tradepit.stage.messages import (
     LedgerCommand,
     MatcherCommand,
     Reply,
-    decode_record,
     decode_replies,
     encode,
 )
 from tradepit.stage.resp import RespConnection, RespSubscriber, pack, pack_large, raise_errors
 from tradepit.stage.routing import ClusterRoutes, Node
+from tradepit.store.catalog import init_config, load_config, wait_for_server
 from tradepit.store.connection import Client, connect, is_cluster
-from tradepit.store.keys import CONFIG, ShardKeys, VenueConfig, ledger_of
+from tradepit.store.keys import ShardKeys, VenueConfig, ledger_of
+from tradepit.store.ledger import order_record as stored_order_record
 
 __all__ = ["VenueClient", "ReplyTimeoutError", "init_config", "load_config", "wait_for_server"]
 
@@ -54,41 +54,12 @@ log = logging.getLogger("tradepit.client")
 
 MAX_COMMANDS_PER_ENTRY = 500
 POOL_CONNECTIONS = 100  # Redis connections per client process, at most
-_decode_config = msgspec.json.Decoder(VenueConfig).decode
 # What a cluster answers an append whose slot is elsewhere, or nowhere for now: not appended.
 _MOVED = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
 
 
 class ReplyTimeoutError(TradepitError, TimeoutError):
     """No reply came in time. The command may still have been applied: look its result up."""
-
-
-async def init_config(redis: Client, config: VenueConfig) -> VenueConfig:
-    """Fix the venue's configuration on its first start; later starts get what was fixed."""
-    await redis.set(CONFIG, encode(config), nx=True)
-    return await load_config(redis)
-
-
-async def load_config(redis: Client) -> VenueConfig:
-    raw = await redis.get(CONFIG)
-    if raw is None:
-        raise RuntimeError("this Redis holds no tradepit venue: start one with `tradepit serve`")
-    return _decode_config(raw)
-
-
-async def wait_for_server(redis: Client, who: str) -> None:
-    """Return once the server answers, trying again meanwhile with a growing pause: a process
-    started (or restarted by a supervisor) while the server is down or still loading its data
-    waits for it rather than exit."""
-    backoff = 0.05
-    while True:
-        try:
-            await redis.ping()
-            return
-        except (RedisConnectionError, RedisTimeoutError, OSError) as error:
-            log.warning("%s: redis unavailable (%s); trying again", who, error)
-        await asyncio.sleep(backoff)
-        backoff = min(backoff * 2, 1.0)
 
 
 class VenueClient:
@@ -367,6 +338,4 @@ class VenueClient:
     # Reading what the stages committed.
 
     async def order_record(self, account_id: int, order_id: int) -> OrderRecord | None:
-        keys = ShardKeys(ledger_of(account_id, self.config))
-        raw = await self.redis.hget(keys.orders, str(order_id))
-        return None if raw is None else decode_record(raw)
+        return await stored_order_record(self.redis, self.config, account_id, order_id)
