@@ -287,6 +287,54 @@ class LocalCluster:
             wait_until(promoted, deadline, f"{replica} to be promoted")
             self._wait_ready(deadline, every_node=False)
 
+    def migrate(self, slot: int, target: str, timeout: float = 120.0) -> None:
+        """Move one slot, keys and all, to the primary `target`, by Valkey's atomic slot
+        migration (CLUSTER MIGRATESLOTS on the slot's owner): the keys are copied while the
+        owner still serves them, then the slot changes hands at once; clients that ask the
+        old owner afterwards are told MOVED. Returns once every running node sees the move."""
+        with self._operation():
+            deadline = time.monotonic() + timeout
+            nodes = self.nodes()
+            owner = next(
+                (
+                    node
+                    for node in nodes
+                    if node.role == "primary" and any(lo <= slot <= hi for lo, hi in node.slots)
+                ),
+                None,
+            )
+            destination = next((node for node in nodes if node.name == target), None)
+            if owner is None or destination is None or destination.role != "primary":
+                raise ClusterError(f"slot {slot} has no owner, or {target} is not a primary")
+            if owner.name == target:
+                return
+            source = self._process(self.layout.node(owner.name))
+            with contextlib.closing(self._connect(source)) as connection:
+                try:
+                    command(
+                        connection,
+                        "CLUSTER",
+                        "MIGRATESLOTS",
+                        "SLOTSRANGE",
+                        slot,
+                        slot,
+                        "NODE",
+                        destination.id,
+                    )
+                except ResponseError as error:
+                    raise ClusterError(f"{owner.name} refused to migrate {slot}: {error}") from None
+
+            def moved() -> str | None:
+                for node in self.nodes():
+                    if node.running and node.role == "primary":
+                        holds = any(lo <= slot <= hi for lo, hi in node.slots)
+                        if holds != (node.name == target):
+                            return f"{node.name} does not see slot {slot} on {target} yet"
+                return None
+
+            wait_until(moved, deadline, f"slot {slot} to move to {target}")
+            self._wait_ready(deadline, every_node=False)
+
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Wait until the running nodes make a ready cluster: after a `kill`, until the killed
         primary's replica has taken over its slots."""
