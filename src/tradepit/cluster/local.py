@@ -304,8 +304,10 @@ class LocalCluster:
                 None,
             )
             destination = next((node for node in nodes if node.name == target), None)
-            if owner is None or destination is None or destination.role != "primary":
-                raise ClusterError(f"slot {slot} has no owner, or {target} is not a primary")
+            if owner is None or destination is None or destination.id is None:
+                raise ClusterError(f"slot {slot} has no owner, or {target} is not running")
+            if destination.role != "primary":
+                raise ClusterError(f"{target} is not a primary")
             if owner.name == target:
                 return
             source = self._process(self.layout.node(owner.name))
