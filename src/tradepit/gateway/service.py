@@ -54,6 +54,8 @@ class Gateway:
     async def start(self) -> None:
         await catalog.wait_for_server(self.redis, "gateway")
         await self.client.connect()
+        # On a cluster, connecting found it and made a client of its kind: read through that.
+        self.redis = self.keys.redis = self.client.redis
         self.market = Market(self.redis, self.client.config)
         await self.market.start()
 
