@@ -2,6 +2,7 @@
 
     python bench/pipeline.py [--fsync everysec|always] [--shards 1|2] [--orders N]
                              [--rate R] [--without-history] [--quick]
+    python bench/pipeline.py --cluster [--replica-acks N] [--quick]
 
 The venue runs as it does in production: an embedded Valkey (AOF on, the `--fsync` policy) and
 the stages in their own processes, either `tradepit serve` (one process, one ledger and one
@@ -23,6 +24,14 @@ orders sent but absent from the ledgers' order tables at the end; it must be 0.
 clients and the settlement watcher) and the whole machine (everything on it, other users
 included) spent from the first send to the last order settled, per order settled: on a shared
 machine, the figure to compare. The last line is one JSON object.
+
+`--cluster` runs the venue on a Valkey Cluster of its own (`LocalCluster`: 3 primaries, 1
+replica each, in a temporary directory, AOF with the `--fsync` policy), 2 ledgers and 2 matchers
+in their own processes (as the operator; the clients as the gateway). Each stage WAITs for
+`--replica-acks` replicas after each commit before its replies go out; without the flag both
+variants run, a fresh cluster each: 1 (the default with replicas; its figures at top level) and
+0 (under `"without_replica_acks"`), but `--quick` runs 1 alone (20k orders). `lost` counts the
+orders acknowledged (reply ok) whose record is not in their ledger's order table at the end.
 
 `--without-history` runs the stages through bench/no_history.py: the ledger keeps no order
 records, updates or per-account indexes (what the Alpaca API lists and streams), so this
@@ -55,13 +64,16 @@ import msgspec
 import redis.asyncio as aioredis
 
 from tradepit import operations
+from tradepit.access import Role
 from tradepit.client import VenueClient, init_config
+from tradepit.cluster import LocalCluster
 from tradepit.domain.ids import new_id
 from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
 from tradepit.embedded import EmbeddedValkey
 from tradepit.stage.messages import UPDATES, PlaceOrder
+from tradepit.store.connection import Client, open_client
 from tradepit.store.keys import VenueConfig
-from tradepit.store.ledger import LedgerKeys
+from tradepit.store.ledger import LedgerKeys, keys_of_account
 from tradepit.store.snapshot import entries_in_flight
 
 # Two symbols on each matcher shard when there are two (by `matcher_of`).
@@ -121,19 +133,31 @@ def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
 
 
 def start_stages(
-    url: str, shards: int, log_dir: Path, without_history: bool = False
+    url: str,
+    shards: int,
+    log_dir: Path,
+    without_history: bool = False,
+    *,
+    stage_urls: dict[str, str] | None = None,
+    replica_acks: int | None = None,
 ) -> list[subprocess.Popen[bytes]]:
-    if without_history:
-        # -P: not this directory first on the path, where http.py would shadow the stdlib's.
-        script = str(Path(__file__).with_name("no_history.py"))
-        base = [sys.executable, "-P", script, "--redis-url", url]
-    else:
-        base = [sys.executable, "-m", "tradepit.cli", "--redis-url", url]
+    """The stage processes; `stage_urls` gives a stage its own URL (its role's credentials on
+    a cluster), `replica_acks` is passed on as `--replica-acks`."""
+
+    def base(stage: str) -> list[str]:
+        stage_url = (stage_urls or {}).get(stage, url)
+        if without_history:
+            # -P: not this directory first on the path, where http.py would shadow the stdlib's.
+            script = str(Path(__file__).with_name("no_history.py"))
+            return [sys.executable, "-P", script, "--redis-url", stage_url]
+        return [sys.executable, "-m", "tradepit.cli", "--redis-url", stage_url]
+
+    acks = [] if replica_acks is None else ["--replica-acks", str(replica_acks)]
     if shards == 1:
-        commands = [[*base, "serve", "--no-gateway"]]
+        commands = [[*base("serve"), "serve", "--no-gateway"]]
     else:
         commands = [
-            [*base, "run", stage, "--shard", f"{index}/{shards}"]
+            [*base(stage), "run", stage, "--shard", f"{index}/{shards}", *acks]
             for stage in ("ledger", "matcher")
             for index in range(shards)
         ]
@@ -168,11 +192,17 @@ def make_orders(accounts: list[int], count: int, seed: int) -> list[Order]:
 
 
 async def watch_settlement(
-    url: str, shards: int, settled: dict[int, int], stop: asyncio.Event
+    url: str,
+    shards: int,
+    settled: dict[int, int],
+    stop: asyncio.Event,
+    only: int | None = None,
 ) -> None:
-    """Record, per order, when its ledger committed the book's answer to it."""
-    redis = aioredis.Redis.from_url(url)
-    after: dict[Any, Any] = {LedgerKeys(f"l{index}").updates: b"0-0" for index in range(shards)}
+    """Record, per order, when its ledger committed the book's answer to it (`only`: that
+    shard's updates alone, as on a cluster, where one XREAD reads one slot)."""
+    redis: Client = aioredis.Redis.from_url(url) if only is None else await open_client(url)
+    indexes = range(shards) if only is None else (only,)
+    after: dict[Any, Any] = {LedgerKeys(f"l{index}").updates: b"0-0" for index in indexes}
     try:
         while not stop.is_set():
             response = await redis.xread(after, count=1000, block=100)
@@ -190,10 +220,10 @@ async def watch_settlement(
 
 
 class Venue(NamedTuple):
-    """The running venue, as `run` hands it to its hooks."""
+    """The running venue, as `run` hands it to its hooks (`server` is None on a cluster)."""
 
-    server: EmbeddedValkey
-    redis: aioredis.Redis
+    server: EmbeddedValkey | None
+    redis: Client
     config: VenueConfig
     processes: list[subprocess.Popen[bytes]]
     data_dir: Path
@@ -212,16 +242,38 @@ async def run(
     """One run; `before` is awaited as the clock starts, `after` once every order is settled
     and counted (the stages still running): what they return joins the result. The venue is
     torn down and its directory removed after that."""
+    setup_started = time.perf_counter()
     data_dir = Path(tempfile.mkdtemp(prefix="tradepit-bench-"))
-    server = server_class(data_dir, fsync=args.fsync)
-    server.start()
+    on_cluster = getattr(args, "cluster", False)
+    server: EmbeddedValkey | None = None
+    local: LocalCluster | None = None
     processes: list[subprocess.Popen[bytes]] = []
-    redis = aioredis.Redis.from_url(server.url)
+    stage_urls: dict[str, str] | None = None
+    if on_cluster:
+        local = LocalCluster(data_dir / "cluster", primaries=3, replicas=1, fsync=args.fsync)
+        local.start()
+        url = local.url_for(Role.OPERATOR)
+        client_url = local.url_for(Role.GATEWAY)
+        # The stages as the operator: with their roles' own credentials (Role.LEDGER,
+        # Role.MATCHER) the matchers' commits are refused NOPERM on a cluster (2026-12-04).
+        stage_urls = None
+    else:
+        server = server_class(data_dir, fsync=args.fsync)
+        server.start()
+        url = client_url = server.url
+    redis: Client = await open_client(url)
     try:
         config = VenueConfig(ledgers=args.shards, matchers=args.shards, taker_fee_bps=2)
         await init_config(redis, config)
-        processes = start_stages(server.url, args.shards, data_dir, args.without_history)
-        client = await VenueClient(server.url, reply_timeout=60).connect()
+        processes = start_stages(
+            url,
+            args.shards,
+            data_dir,
+            args.without_history,
+            stage_urls=stage_urls,
+            replica_acks=getattr(args, "replica_acks", None) if on_cluster else None,
+        )
+        client = await VenueClient(client_url, reply_timeout=60).connect()
         for symbol in SYMBOLS:
             await operations.add_symbol(client, symbol)
         positions = {symbol: "100000000" for symbol in SYMBOLS}
@@ -234,6 +286,7 @@ async def run(
                 )
             )
             accounts += [int(entry["id"].replace("-", ""), 16) for entry in created]
+        accounts_made = time.perf_counter()
         orders = make_orders(accounts, args.orders, args.seed)
         # Let the setup drain before the clock starts.
         while await entries_in_flight(redis, config):
@@ -241,31 +294,44 @@ async def run(
 
         settled: dict[int, int] = {}
         stop_watching = asyncio.Event()
-        watcher = None
+        watchers = []
         if not args.without_history:
-            watcher = asyncio.create_task(
-                watch_settlement(server.url, args.shards, settled, stop_watching)
-            )
+            for only in range(args.shards) if on_cluster else (None,):
+                watchers.append(
+                    asyncio.create_task(
+                        watch_settlement(url, args.shards, settled, stop_watching, only)
+                    )
+                )
         await asyncio.sleep(0.2)
         # The window as a count and an event, not an asyncio.Semaphore, whose acquire (Python
         # 3.11) builds a generator over its waiters every time: ~1 us of CPU per order here.
         in_flight = refused = 0
         room = asyncio.Event()
+        acknowledged: list[Order] = []
 
-        def done(future: asyncio.Future[Any]) -> None:
+        def done(future: asyncio.Future[Any], order: Order) -> None:
             nonlocal in_flight, refused
             in_flight -= 1
             if in_flight < args.window:
                 room.set()
             if future.cancelled() or future.exception() is not None or not future.result().ok:
                 refused += 1
+            else:
+                acknowledged.append(order)
 
-        pids = {"stages": [process.pid for process in processes], "valkey": [server_pid(server)]}
+        if local is not None:
+            valkey_pids = [node.pid for node in local.nodes() if node.pid is not None]
+        else:
+            assert server is not None
+            valkey_pids = [server_pid(server)]
+        pids = {"stages": [process.pid for process in processes], "valkey": valkey_pids}
         pids["bench client"] = [os.getpid()]
         venue = Venue(server, redis, config, processes, data_dir)
         before_result = await before(venue) if before is not None else {}
         cpu_before = cpu_seconds(pids)
         started = time.perf_counter()
+        setup_s = {"accounts": round(accounts_made - setup_started, 1)}
+        setup_s["total"] = round(started - setup_started, 1)
         tick = 0.001
         per_tick = max(1, round(args.rate * tick)) if args.rate else 0
         next_tick = started
@@ -280,7 +346,8 @@ async def run(
                 if delay > 0:
                     await asyncio.sleep(delay)
             order.ts = time.time_ns()
-            client.send(order.account_id, PlaceOrder(0, order, "")).add_done_callback(done)
+            future = client.send(order.account_id, PlaceOrder(0, order, ""))
+            future.add_done_callback(lambda future, order=order: done(future, order))
         sent_at = time.perf_counter()
         deadline = time.monotonic() + 120
         if args.without_history:
@@ -297,13 +364,14 @@ async def run(
         elapsed = time.perf_counter() - started
         cpu_used = {name: seconds - cpu_before[name] for name, seconds in cpu_seconds(pids).items()}
         stop_watching.set()
-        if watcher is not None:
+        for watcher in watchers:
             await watcher
         while await entries_in_flight(redis, config):
             await asyncio.sleep(0.05)
         stored = 0
         for index in range(args.shards):
             stored += await redis.hlen(LedgerKeys(f"l{index}").orders)
+        missing = None if args.without_history else await count_missing(redis, config, acknowledged)
         await client.close()
         latencies = [] if args.without_history else sorted(settled.values())
 
@@ -319,9 +387,11 @@ async def run(
             "orders_per_s": round(len(settled) / elapsed),
             "p50_ms": round(statistics.median(latencies) / 1e6, 3) if latencies else None,
             "p99_ms": percentile(0.99),
-            "lost": None if args.without_history else len(orders) - stored,
+            "lost": missing,
             "refused": refused,
             "orders": len(orders),
+            "acknowledged": len(acknowledged),
+            "stored": stored,
             "settled": len(settled),
             "send_s": round(sent_at - started, 3),
             "cpu_us_per_order": {
@@ -329,6 +399,7 @@ async def run(
                 for name, seconds in cpu_used.items()
             },
             "elapsed_s": round(elapsed, 3),
+            "setup_s": setup_s,
             "fsync": args.fsync,
             "shards": f"{args.shards}+{args.shards}",
             "rate": args.rate or "flat out",
@@ -338,17 +409,43 @@ async def run(
             "cpus": os.cpu_count(),
             **before_result,
         }
+        if local is not None:
+            result["cluster"] = {"primaries": local.primaries, "replicas": local.replicas}
+            result["replica_acks"] = getattr(args, "replica_acks", None)
+            result["shards"] = f"{args.shards}+{args.shards}"
         if after is not None:
             result.update(await after(venue))
         return result
+    except BaseException:
+        for log in sorted(data_dir.glob("stage*.log")):  # what the stages said, before it goes
+            sys.stderr.write(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}\n")
+        raise
     finally:
         for process in processes:
             process.terminate()
         for process in processes:
             process.wait(timeout=30)
         await redis.aclose()
-        server.stop()
+        if server is not None:
+            server.stop()
+        if local is not None:
+            local.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def count_missing(redis: Client, config: VenueConfig, orders: list[Order]) -> int:
+    """How many of `orders` have no record in their ledger's order table."""
+    by_table: dict[str, list[str]] = {}
+    for order in orders:
+        by_table.setdefault(keys_of_account(order.account_id, config).orders, []).append(
+            str(order.order_id)
+        )
+    missing = 0
+    for table, ids in by_table.items():
+        for start in range(0, len(ids), 1000):
+            raws: Any = await redis.hmget(table, ids[start : start + 1000])
+            missing += sum(raw is None for raw in raws)
+    return missing
 
 
 def main() -> None:
@@ -365,18 +462,45 @@ def main() -> None:
         action="store_true",
         help="the ledger keeps no order records, updates or indexes (bench/no_history.py)",
     )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="on a LocalCluster of its own (3 primaries, 1 replica each), 2+2 shards",
+    )
+    parser.add_argument(
+        "--replica-acks",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --cluster: replicas each commit waits for; default: run 1, then 0",
+    )
     parser.add_argument("--quick", action="store_true", help="100k orders: under 30 s")
     args = parser.parse_args()
+    if args.cluster:
+        args.shards = 2
+        if "--orders" not in sys.argv:
+            args.orders = 200_000
     if args.quick:
-        args.orders = min(args.orders, 100_000)
+        args.orders = min(args.orders, 20_000 if args.cluster else 100_000)
         args.accounts = min(args.accounts, 200)
+        if args.cluster and args.replica_acks is None:
+            # One variant: a cluster's setup (cluster, stages, accounts) takes ~15 s alone.
+            args.replica_acks = 1
     try:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:
         pass
-    result = asyncio.run(run(args))
+    if not args.cluster or args.replica_acks is not None:
+        result = asyncio.run(run(args))
+    else:
+        result = asyncio.run(run(argparse.Namespace(**{**vars(args), "replica_acks": 1})))
+        print(json.dumps(result))  # the variant alone, as it comes
+        without = asyncio.run(run(argparse.Namespace(**{**vars(args), "replica_acks": 0})))
+        print(json.dumps(without))
+        result["without_replica_acks"] = without
+        result["acks_cost"] = round(without["orders_per_s"] / max(1, result["orders_per_s"]), 2)
     print(json.dumps(result))
 
 
