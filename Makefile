@@ -68,6 +68,8 @@ bench: $(STAMP) $(JEMALLOC_STAMP)
 	$(BIN)/python bench/pipeline.py --fsync always --shards 2
 	$(BIN)/python bench/pipeline.py --fsync everysec --shards 2 --rate 10000
 	$(BIN)/python bench/pipeline.py --fsync everysec --shards 2 --without-history
+	$(BIN)/python bench/pipeline.py --cluster
+	$(BIN)/python bench/failover.py
 	$(BIN)/python bench/restart.py
 	$(BIN)/python bench/http_protocol.py
 	$(BIN)/python bench/chain.py
@@ -78,6 +80,8 @@ bench: $(STAMP) $(JEMALLOC_STAMP)
 bench-quick: $(STAMP) $(JEMALLOC_STAMP)
 	$(BIN)/python bench/matcher.py --quick
 	$(BIN)/python bench/pipeline.py --quick
+	$(BIN)/python bench/pipeline.py --cluster --quick
+	$(BIN)/python bench/failover.py --quick
 	$(BIN)/python bench/restart.py --quick
 	$(BIN)/python bench/http_protocol.py --quick
 	$(BIN)/python bench/chain.py --quick
