@@ -23,7 +23,7 @@ import functools
 import itertools
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -41,7 +41,7 @@ from tradepit.stage.messages import (
     decode_replies,
     encode,
 )
-from tradepit.stage.resp import RespConnection, RespSubscriber, pack, pack_large, raise_errors
+from tradepit.stage.resp import RespConnection, RespSubscriber, pack, pack_large
 from tradepit.stage.routing import ClusterRoutes, Node
 from tradepit.store.catalog import init_config, load_config, wait_for_server
 from tradepit.store.connection import Client, connect, is_cluster
@@ -54,6 +54,8 @@ log = logging.getLogger("tradepit.client")
 
 MAX_COMMANDS_PER_ENTRY = 500
 POOL_CONNECTIONS = 100  # Redis connections per client process, at most
+# One stream entry's worth of a shard's commands.
+_Append = tuple[str, list[LedgerCommand]]
 # What a cluster answers an append whose slot is elsewhere, or nowhere for now: not appended.
 _MOVED = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
 
@@ -226,21 +228,23 @@ class VenueClient:
                 self._connecting = asyncio.create_task(self._reconnect(), name="connect")
             return  # flushed once connected
         self._pending = {}
-        for wire, shards, commands, count in writes:
+        for wire, appends in writes:
+            packed = b"".join(self._append_command(shard, chunk) for shard, chunk in appends)
+            per_append = 1 if self.routes is None else 2
             try:
-                appended = wire.request(b"".join(commands), count)
+                appended = wire.request(packed, per_append * len(appends))
             except Exception as error:
-                self._fail(shards, error)
+                self._fail(appends, error)
                 continue
             self._appends_in_flight += 1
-            appended.add_done_callback(functools.partial(self._appended, shards))
+            appended.add_done_callback(functools.partial(self._appended, appends))
 
     def _writes(
         self, pending: dict[str, list[LedgerCommand]]
-    ) -> list[tuple[RespConnection, dict[str, list[LedgerCommand]], list[bytes], int]] | None:
-        """Each connection's share of the appends: its shards' commands, their packed appends
-        and how many replies they get; None if a connection is missing."""
-        by_wire: dict[int, tuple[RespConnection, dict[str, list[LedgerCommand]]]] = {}
+    ) -> list[tuple[RespConnection, list[_Append]]] | None:
+        """Each connection's appends: one per shard and up to MAX_COMMANDS_PER_ENTRY commands;
+        None if a connection is missing."""
+        by_wire: dict[int, tuple[RespConnection, list[_Append]]] = {}
         for shard, commands in pending.items():
             if self.routes is None:
                 wire = self._wire
@@ -248,47 +252,49 @@ class VenueClient:
                 wire = self._wires.get(self.routes.node_of(ShardKeys(shard).inbox))
             if wire is None or wire.closed:
                 return None
-            by_wire.setdefault(id(wire), (wire, {}))[1][shard] = commands
-        writes = []
-        for wire, shards in by_wire.values():
-            packed: list[bytes] = []
-            for shard, commands in shards.items():
-                packed += self._append_commands(ShardKeys(shard).inbox, commands)
-            writes.append((wire, shards, packed, len(packed)))
-        return writes
+            appends = by_wire.setdefault(id(wire), (wire, []))[1]
+            for start in range(0, len(commands), MAX_COMMANDS_PER_ENTRY):
+                appends.append((shard, commands[start : start + MAX_COMMANDS_PER_ENTRY]))
+        return list(by_wire.values())
 
-    def _append_commands(self, inbox: str, commands: list[LedgerCommand]) -> list[bytes]:
-        appends = []
-        for start in range(0, len(commands), MAX_COMMANDS_PER_ENTRY):
-            chunk = encode(commands[start : start + MAX_COMMANDS_PER_ENTRY])
-            appends.append(
-                pack_large(("XADD", inbox, "*", COMMANDS, chunk, REPLY_TO, self.reply_channel))
-            )
-            if self.routes is not None:
-                # Rung after the entry, on the same connection: once the stage hears it, the
-                # entry is there to read.
-                appends.append(pack(("SPUBLISH", inbox, b"")))
-        return appends
+    def _append_command(self, shard: str, commands: list[LedgerCommand]) -> bytes:
+        inbox = ShardKeys(shard).inbox
+        append = pack_large(
+            ("XADD", inbox, "*", COMMANDS, encode(commands), REPLY_TO, self.reply_channel)
+        )
+        if self.routes is None:
+            return append
+        # Rung after the entry, on the same connection: once the stage hears it, the entry is
+        # there to read.
+        return append + pack(("SPUBLISH", inbox, b""))
 
-    def _appended(
-        self, shards: dict[str, list[LedgerCommand]], appended: asyncio.Future[list[Any]]
-    ) -> None:
+    def _appended(self, appends: list[_Append], appended: asyncio.Future[list[Any]]) -> None:
         self._appends_in_flight -= 1
         try:
-            raise_errors(appended.result())
-        except ResponseError as error:
-            if self.routes is not None and str(error).startswith(_MOVED):
+            replies = appended.result()
+        except Exception as error:
+            self._fail(appends, error)
+            return
+        if self.routes is not None:
+            # Each XADD's reply, then its doorbell's: only the XADDs say what was appended (a
+            # doorbell refused leaves the entry there, read at the stage's next wake).
+            replies, doorbells = replies[::2], replies[1::2]
+            for refused in (reply for reply in doorbells if isinstance(reply, Exception)):
+                log.warning("a doorbell was refused: %s", refused)
+        moved = False
+        for (shard, commands), reply in zip(appends, replies, strict=True):
+            if not isinstance(reply, ResponseError):
+                continue
+            if self.routes is not None and str(reply).startswith(_MOVED):
                 # Not appended: its slot is elsewhere now. Send it again once we know where
                 # (what nobody waits for any more stays unsent).
-                for shard, commands in shards.items():
-                    waited = [c for c in commands if c.request_id in self._waiting]
-                    self._pending.setdefault(shard, []).extend(waited)
-                if self._connecting is None or self._connecting.done():
-                    self._connecting = asyncio.create_task(self._reconnect(), name="connect")
-                return
-            self._fail(shards, error)
-        except Exception as error:
-            self._fail(shards, error)
+                waited = [command for command in commands if command.request_id in self._waiting]
+                self._pending.setdefault(shard, []).extend(waited)
+                moved = True
+            else:
+                self._fail([(shard, commands)], reply)
+        if moved and (self._connecting is None or self._connecting.done()):
+            self._connecting = asyncio.create_task(self._reconnect(), name="connect")
 
     async def _reconnect(self) -> None:
         try:
@@ -297,13 +303,13 @@ class VenueClient:
             await self._open_wires()
         except Exception as error:
             pending, self._pending = self._pending, {}
-            self._fail(pending, error)
+            self._fail(pending.items(), error)
         else:
             self._flush()
 
-    def _fail(self, pending: dict[str, list[LedgerCommand]], error: BaseException) -> None:
+    def _fail(self, appends: Iterable[_Append], error: BaseException) -> None:
         """Not appended (or not known to be): fail the callers, who may retry."""
-        for commands in pending.values():
+        for _shard, commands in appends:
             for command in commands:
                 future = self._waiting.pop(command.request_id, None)
                 if future is not None and not future.done():
