@@ -4,10 +4,15 @@ test session on free ports, with its gateway process and its embedded Valkey (or
 
 Tests share the venue, so each makes its own accounts and, where orders could meet, its own
 symbol: `venue.account()` and `venue.symbol()`.
+
+`cluster_venue` is another: `tradepit serve --redis-url` on a local Valkey Cluster of 3
+primaries with a replica each (`tradepit.cluster.LocalCluster`), started once per session on
+first use; a test module parametrizes its tests over both by a `venue` fixture of its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -23,7 +28,12 @@ import pytest
 import redis
 from live import Venue
 
+from tradepit.cluster import LocalCluster
 from tradepit.embedded import free_port
+
+# As the integration tests' cluster: failovers within seconds, yet well above what a busy
+# 2-core machine stalls a node for.
+CLUSTER_NODE_TIMEOUT = 2.0
 
 
 def _start_serve(data_dir: Path, port: int, redis_url: str | None) -> subprocess.Popen[str]:
@@ -44,7 +54,13 @@ def _start_serve(data_dir: Path, port: int, redis_url: str | None) -> subprocess
 
 
 @pytest.fixture(scope="session")
-def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venue]:
+def venue(server_venue: Venue) -> Venue:
+    return server_venue
+
+
+@pytest.fixture(scope="session")
+def server_venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venue]:
+    """The venue on its embedded Valkey, or on `REDIS_URL`'s server."""
     data_dir = tmp_path_factory.mktemp("venue")
     external = os.environ.get("REDIS_URL")
     redis_url = None
@@ -55,6 +71,25 @@ def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venue]:
         scratch = redis.Redis.from_url(redis_url)
         scratch.flushdb()
         scratch.close()
+    with _serving(data_dir, redis_url) as serving:
+        yield serving
+
+
+@pytest.fixture(scope="session")
+def cluster_venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venue]:
+    """The venue on a Valkey Cluster of its own (3 primaries, a replica each)."""
+    directory = tmp_path_factory.mktemp("cluster")
+    with LocalCluster(
+        directory, primaries=3, replicas=1, node_timeout=CLUSTER_NODE_TIMEOUT
+    ) as cluster:
+        data_dir = tmp_path_factory.mktemp("cluster-venue")
+        with _serving(data_dir, cluster.url) as serving:
+            yield serving
+
+
+@contextlib.contextmanager
+def _serving(data_dir: Path, redis_url: str | None) -> Iterator[Venue]:
+    """`tradepit serve` on `redis_url` (by default, its embedded Valkey), until the end."""
     port = free_port()
     process = _start_serve(data_dir, port, redis_url)
     assert process.stdout is not None

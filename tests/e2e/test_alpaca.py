@@ -36,6 +36,13 @@ from alpaca.trading.stream import TradingStream
 from live import Account, Venue, eventually
 
 
+@pytest.fixture(params=["server", "cluster"])
+def venue(request: pytest.FixtureRequest) -> Venue:
+    """Each test twice: on the venue's own Valkey, and on a Valkey Cluster (`cluster_venue`)."""
+    shared: Venue = request.getfixturevalue(f"{request.param}_venue")
+    return shared
+
+
 def client(venue: Venue, account: Account) -> TradingClient:
     return TradingClient(account.key_id, account.secret_key, paper=True, url_override=venue.url)
 

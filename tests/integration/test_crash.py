@@ -1,5 +1,6 @@
 """Crash tests: stages in their own processes, killed with SIGKILL at random moments while
-orders pour in, and the Valkey server too (append-only file, fsync every second).
+orders pour in, and the Valkey server too (append-only file, fsync every second), or, on a
+Valkey Cluster, the primary that serves a stage's slot (its replica takes over: a failover).
 
 After it all, what must hold: every order whose acceptance was acknowledged exists exactly
 once; no trade was applied twice; `tradepit verify` passes; and the state in Redis hashes equal
@@ -16,14 +17,18 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
-import redis.asyncio as aioredis
+import redis as sync_redis
+from redis.crc import key_slot
 
 from tradepit import operations
 from tradepit.access import Role
 from tradepit.client import VenueClient, init_config
+from tradepit.cluster import LocalCluster
 from tradepit.domain.events import Accepted, Trade
 from tradepit.domain.ids import new_id
 from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
@@ -40,7 +45,8 @@ from tradepit.stage.messages import (
     decode_record,
     symbol_of,
 )
-from tradepit.store.keys import ShardKeys, VenueConfig
+from tradepit.store.connection import open_client
+from tradepit.store.keys import ShardKeys, VenueConfig, replicated_key
 from tradepit.store.ledger import LedgerKeys, load_ledger
 from tradepit.store.matcher import MatcherKeys, load_matcher
 from tradepit.store.snapshot import entries_in_flight
@@ -49,12 +55,103 @@ from tradepit.verify import verify
 SYMBOLS = ("ACME", "GLOBEX")
 PRICE = 10_000
 CONFIG = VenueConfig(maker_fee_bps=1, taker_fee_bps=2)
+# As the session's cluster (conftest): failovers within seconds, yet well above what a busy
+# 2-core machine stalls a node for.
+CLUSTER_NODE_TIMEOUT = 2.0
+
+
+class Store(Protocol):
+    """Where the venue keeps its state: one server, or a cluster; `crash` kills the part of it
+    that serves the stages (kill -9) and brings it back."""
+
+    crashes: int
+
+    def url_for(self, role: Role) -> str: ...
+
+    async def crash(self, rng: random.Random) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class ServerStore:
+    """One embedded Valkey (append-only file, fsync every second), killed and started again."""
+
+    def __init__(self, directory: Path) -> None:
+        self.server = EmbeddedValkey(directory, fsync="everysec")
+        self.server.start()
+        self.crashes = 0
+
+    def url_for(self, role: Role) -> str:
+        return self.server.url_for(role)
+
+    async def crash(self, rng: random.Random) -> None:
+        assert self.server.process is not None
+        self.server.process.send_signal(signal.SIGKILL)
+        self.server.process.wait()
+        await asyncio.sleep(rng.uniform(0, 0.3))
+        await asyncio.to_thread(self.server.restart_if_dead)
+        self.crashes += 1
+        assert self.server.restarts == self.crashes
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+class ClusterStore:
+    """A Valkey Cluster of primaries with a replica each. A crash kills -9 the primary that
+    serves the ledger's or the matcher's slot (`{l0}`, `{m0}`), waits until its replica has
+    taken over, and starts it again (as the new primary's replica)."""
+
+    def __init__(
+        self, cluster: LocalCluster, *, owned: bool = False, stage_roles: bool = False
+    ) -> None:
+        self.cluster = cluster
+        self.owned = owned  # stopped at the end if this store started it
+        # The stages sign in as the operator, as `serve --redis-url` runs them on a cluster;
+        # as their own roles only with `stage_roles` (their ACLs lack the other shards'
+        # `{..}:replicated` hashes: see test_failover.py).
+        self.stage_roles = stage_roles
+        self.crashes = 0
+        self.victims: list[tuple[str, str]] = []  # (the tag, the node killed)
+
+    def url_for(self, role: Role) -> str:
+        if role in (Role.LEDGER, Role.MATCHER, Role.MARKETDATA) and not self.stage_roles:
+            role = Role.OPERATOR
+        return self.cluster.url_for(role)
+
+    def primary_serving(self, tag: str) -> str:
+        slot = key_slot(tag.encode())
+        return next(
+            node.name
+            for node in self.cluster.nodes()
+            if node.role == "primary"
+            and node.running
+            and any(low <= slot <= high for low, high in node.slots)
+        )
+
+    async def crash(self, rng: random.Random) -> None:
+        tag = rng.choice(("{l0}", "{m0}"))
+        victim = await asyncio.to_thread(self.primary_serving, tag)
+        await asyncio.to_thread(self.cluster.kill, victim)
+        self.victims.append((tag, victim))
+        await asyncio.to_thread(self.cluster.wait_ready)  # its replica took its slots
+        assert await asyncio.to_thread(self.primary_serving, tag) != victim
+        await asyncio.sleep(rng.uniform(0, 0.5))
+        await asyncio.to_thread(self.cluster.restart, victim)
+        # Back as a replica, and caught up: the next crash has a replica to fail over to.
+        await asyncio.to_thread(self.cluster.wait_replicated)
+        self.crashes += 1
+
+    def stop(self) -> None:
+        if self.owned:
+            self.cluster.stop()
 
 
 class Stage:
-    """One `tradepit run` process, which the test kills and starts again."""
+    """One `tradepit run` process, which the test kills and starts again. `url` is asked at
+    each start (on a cluster, the node it names must be one that runs)."""
 
-    def __init__(self, kind: str, url: str, log_dir: Path) -> None:
+    def __init__(self, kind: str, url: Callable[[], str], log_dir: Path) -> None:
         self.kind = kind
         self.url = url
         self.log = log_dir / f"{kind}.log"
@@ -64,7 +161,7 @@ class Stage:
     def start(self) -> None:
         command = [sys.executable, "-m", "tradepit.cli", "run"]
         command += [self.kind, "--shard", "0/1", "--keep-inputs"]
-        environment = {**os.environ, "REDIS_URL": self.url}
+        environment = {**os.environ, "REDIS_URL": self.url()}
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=log, env=environment)
 
@@ -133,7 +230,7 @@ async def _feed(
 
 async def _replay(redis_url: str) -> tuple[Ledger, Matcher]:
     """The inputs as the stages received them, through the pure cores, with no crash."""
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = await open_client(redis_url)
     try:
         entries = await redis.xrange(ShardKeys("l0").inbox)
     finally:
@@ -163,7 +260,7 @@ async def _replay(redis_url: str) -> tuple[Ledger, Matcher]:
 
 
 async def _tear_down(
-    client: VenueClient | None, stages: list[Stage], server: EmbeddedValkey
+    client: VenueClient | None, stages: list[Stage], server: EmbeddedValkey | Store
 ) -> None:
     if client is not None:
         await client.close()
@@ -172,24 +269,32 @@ async def _tear_down(
     server.stop()
 
 
-async def _crash_run(
-    tmp_path: Path, *, orders: int, stage_kills: int, server_kills: int, seed: int
+async def crash_run(
+    store: Store,
+    log_dir: Path,
+    *,
+    orders: int,
+    stage_kills: int,
+    store_kills: int,
+    seed: int,
 ) -> None:
+    """Trade `orders` (acknowledged) through stage processes on `store` while `stage_kills`
+    stage processes and `store_kills` times the store are killed -9 at random moments; then
+    check that nothing acknowledged was lost or applied twice. Stops `store` at the end."""
     rng = random.Random(seed)
-    server = EmbeddedValkey(tmp_path / "valkey", fsync="everysec")
-    server.start()
     # Each signed in as its role, as `serve` runs them: the ACLs hold through every crash.
     stages = [
-        Stage("ledger", server.url_for(Role.LEDGER), tmp_path),
-        Stage("matcher", server.url_for(Role.MATCHER), tmp_path),
+        Stage("ledger", lambda: store.url_for(Role.LEDGER), log_dir),
+        Stage("matcher", lambda: store.url_for(Role.MATCHER), log_dir),
     ]
     client = None
     try:
-        redis = aioredis.Redis.from_url(server.url)
+        operator_url = store.url_for(Role.OPERATOR)
+        redis = await open_client(operator_url)
         await init_config(redis, CONFIG)
         for stage in stages:
             stage.start()
-        client = await VenueClient(server.url_for(Role.GATEWAY), reply_timeout=30).connect()
+        client = await VenueClient(store.url_for(Role.GATEWAY), reply_timeout=30).connect()
         for symbol in SYMBOLS:
             await operations.add_symbol(client, symbol)
         accounts = []
@@ -203,7 +308,7 @@ async def _crash_run(
 
         async def chaos() -> None:
             kills = [("stage", index) for index in range(stage_kills)]
-            kills += [("server", index) for index in range(server_kills)]
+            kills += [("store", index) for index in range(store_kills)]
             rng.shuffle(kills)
             for what, _ in kills:
                 await asyncio.sleep(rng.uniform(0.3, 1.0))
@@ -213,24 +318,23 @@ async def _crash_run(
                     await asyncio.sleep(rng.uniform(0, 0.3))
                     stage.start()
                 else:
-                    assert server.process is not None
-                    server.process.send_signal(signal.SIGKILL)
-                    server.process.wait()
-                    await asyncio.sleep(rng.uniform(0, 0.3))
-                    await asyncio.to_thread(server.restart_if_dead)
+                    await store.crash(rng)
             chaos_over.set()
 
         feed = _feed(client, accounts, orders, rng, chaos_over)
         acked, _ = await asyncio.gather(feed, chaos())
         assert len(acked) >= orders
         assert sum(stage.kills for stage in stages) == stage_kills
-        assert server.restarts == server_kills
+        assert store.crashes == store_kills
         await redis.aclose()  # its connection may have died with the server
-        redis = aioredis.Redis.from_url(server.url)
+        redis = await open_client(store.url_for(Role.OPERATOR))
 
         deadline = time.monotonic() + 60
         while await entries_in_flight(redis, CONFIG):
-            assert time.monotonic() < deadline, "the stages did not catch up"
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    "the stages did not catch up:\n" + await _stuck(redis, store, stages)
+                )
             await asyncio.sleep(0.1)
         report = await verify(redis)
         assert report.ok, report.text()
@@ -258,44 +362,110 @@ async def _crash_run(
             assert record.filled_qty == fills[int(key)], record
 
         # The state equals a clean replay of the same inputs.
-        replayed_ledger, replayed_matcher = await _replay(server.url)
+        replayed_ledger, replayed_matcher = await _replay(store.url_for(Role.OPERATOR))
         matcher, _ = await load_matcher(redis, MatcherKeys("m0"))
         assert matcher.state_hash() == replayed_matcher.state_hash()
         assert ledger.state_hash() == replayed_ledger.state_hash()
         await redis.aclose()
     finally:
-        await _tear_down(client, stages, server)
+        await _tear_down(client, stages, store)
         for stage in stages:
             if stage.log.exists():
                 sys.stderr.write(stage.log.read_text()[-3000:])
 
 
-def test_killed_stages_lose_nothing(tmp_path: Path) -> None:
-    asyncio.run(_crash_run(tmp_path, orders=3000, stage_kills=4, server_kills=0, seed=1))
+async def _stuck(redis: Any, store: EmbeddedValkey | Store, stages: list[Stage]) -> str:
+    """Where each inbox stands, for the report of stages that did not catch up."""
+    lines = []
+    shards: list[LedgerKeys | MatcherKeys] = [MatcherKeys("m0"), LedgerKeys("l0")]
+    for keys in shards:
+        checkpoints = await redis.hgetall(keys.checkpoints)
+        lines.append(f"{keys.shard}: checkpoints {checkpoints}")
+        for stream in keys.inboxes(CONFIG):
+            last = await redis.xrevrange(stream, count=1)
+            marked = await redis.hget(replicated_key(stream), stream)
+            lines.append(
+                f"  {stream}: last {last[0][0] if last else None}, replicated mark {marked}"
+            )
+    for stage in stages:
+        assert stage.process is not None
+        lines.append(f"{stage.kind}: pid {stage.process.pid}, exit {stage.process.poll()}")
+    if isinstance(store, ClusterStore):
+        lines.append(f"victims {store.victims}")
+        for node in store.cluster.nodes():
+            lines.append(f"  {node.name} {node.role} running={node.running} {node.slots}")
+    return "\n".join(lines)
+
+
+def empty_cluster(cluster: LocalCluster) -> None:
+    """Flush every running primary (their replicas follow)."""
+    for node in cluster.nodes():
+        if node.role == "primary" and node.running:
+            client = sync_redis.Redis.from_url(cluster.url_for(Role.OPERATOR, node.name))
+            try:
+                client.flushall()
+            finally:
+                client.close()
+    cluster.wait_replicated()
+
+
+def own_cluster(directory: Path) -> ClusterStore:
+    """A cluster of this test's own, of 3 primaries with a replica each: its kills disturb
+    no other test."""
+    cluster = LocalCluster(directory, primaries=3, replicas=1, node_timeout=CLUSTER_NODE_TIMEOUT)
+    cluster.start()
+    return ClusterStore(cluster, owned=True)
+
+
+@pytest.fixture(params=["server", "cluster"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def test_killed_stages_lose_nothing(
+    tmp_path: Path, store_kind: str, request: pytest.FixtureRequest
+) -> None:
+    if store_kind == "server":
+        store: Store = ServerStore(tmp_path / "valkey")
+    else:  # only stages are killed: the session's cluster is not disturbed
+        cluster = request.getfixturevalue("session_cluster")
+        empty_cluster(cluster)
+        store = ClusterStore(cluster)
+    run = crash_run(store, tmp_path, orders=3000, stage_kills=4, store_kills=0, seed=1)
+    asyncio.run(run)
 
 
 def test_killed_valkey_loses_nothing(tmp_path: Path) -> None:
-    asyncio.run(_crash_run(tmp_path, orders=3000, stage_kills=0, server_kills=2, seed=2))
+    store = ServerStore(tmp_path / "valkey")
+    asyncio.run(crash_run(store, tmp_path, orders=3000, stage_kills=0, store_kills=2, seed=2))
+
+
+# The cluster's own variant of the Valkey kills, the failovers, is in test_failover.py.
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [11, 12, 13])
-def test_many_crashes_lose_nothing(tmp_path: Path, seed: int) -> None:
-    asyncio.run(_crash_run(tmp_path, orders=20_000, stage_kills=8, server_kills=4, seed=seed))
+def test_many_crashes_lose_nothing(tmp_path: Path, seed: int, store_kind: str) -> None:
+    if store_kind == "server":
+        store: Store = ServerStore(tmp_path / "valkey")
+    else:
+        store = own_cluster(tmp_path / "cluster")
+    run = crash_run(store, tmp_path, orders=20_000, stage_kills=8, store_kills=4, seed=seed)
+    asyncio.run(run)
 
 
 def test_a_stage_started_while_the_server_is_down_waits_for_it(tmp_path: Path) -> None:
     async def scenario() -> None:
         server = EmbeddedValkey(tmp_path / "valkey", fsync="everysec")
         server.start()
-        redis = aioredis.Redis.from_url(server.url)
+        redis = await open_client(server.url)
         await init_config(redis, CONFIG)
         await redis.aclose()
         port = server.port
         server.stop()
         stages = [
-            Stage("ledger", server.url_for(Role.LEDGER), tmp_path),
-            Stage("matcher", server.url_for(Role.MATCHER), tmp_path),
+            Stage("ledger", lambda: server.url_for(Role.LEDGER), tmp_path),
+            Stage("matcher", lambda: server.url_for(Role.MATCHER), tmp_path),
         ]
         client = None
         try:
