@@ -59,11 +59,14 @@ _CATALOGUE_READ = "%R~tradepit:*"
 
 RULES: dict[Role, str] = {
     Role.OPERATOR: "+@all ~* &*",
-    # Its shards' keys; its inboxes from the matchers, which it trims once applied.
-    Role.LEDGER: f"{_PROGRAM} ~{{l*}}:* ~{{m*}}:to:l* {_CATALOGUE_READ}",
-    Role.MATCHER: f"{_PROGRAM} ~{{m*}}:* ~{{l*}}:to:m* {_CATALOGUE_READ}",
-    # Its own shard; the matchers' event streams it reads and trims.
-    Role.MARKETDATA: f"{_PROGRAM} ~{{d*}}:* ~{{m*}}:events {_CATALOGUE_READ}",
+    # Its shards' keys; its inboxes from the matchers, which it trims once applied, and (on a
+    # cluster with replica acks) how far the matchers have marked them replicated.
+    Role.LEDGER: f"{_PROGRAM} ~{{l*}}:* ~{{m*}}:to:l* %R~{{m*}}:replicated {_CATALOGUE_READ}",
+    Role.MATCHER: f"{_PROGRAM} ~{{m*}}:* ~{{l*}}:to:m* %R~{{l*}}:replicated {_CATALOGUE_READ}",
+    # Its own shard; the matchers' event streams it reads and trims, and their marks.
+    Role.MARKETDATA: (
+        f"{_PROGRAM} ~{{d*}}:* ~{{m*}}:events %R~{{m*}}:replicated {_CATALOGUE_READ}"
+    ),
     # Reads anything; writes the catalogue it manages (API keys, profiles, watchlists, account
     # settings) and appends commands to the stages' inboxes, never their state.
     Role.GATEWAY: f"{_PROGRAM} %R~* ~tradepit:* %W~{{l*}}:in %W~{{m*}}:in",

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from tradepit import operations
+from tradepit.access import Role
 from tradepit.client import VenueClient, init_config
 from tradepit.domain.ids import new_id
 from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
@@ -34,6 +35,7 @@ class Venue:
     client: VenueClient
     loops: list[StageLoop]
     tasks: list[asyncio.Task[None]]
+    role_url: Callable[[Role], str] | None = None
 
     @property
     def redis(self) -> Client:
@@ -94,14 +96,20 @@ class Venue:
 
     def start_stages(self) -> None:
         loops = [
-            StageLoop(LedgerShard(i, self.config), self.url) for i in range(self.config.ledgers)
+            StageLoop(LedgerShard(i, self.config), self.url_of(Role.LEDGER))
+            for i in range(self.config.ledgers)
         ]
         loops += [
-            StageLoop(MatcherShard(i, self.config), self.url) for i in range(self.config.matchers)
+            StageLoop(MatcherShard(i, self.config), self.url_of(Role.MATCHER))
+            for i in range(self.config.matchers)
         ]
-        loops.append(StageLoop(MarketDataShard(self.config), self.url))
+        loops.append(StageLoop(MarketDataShard(self.config), self.url_of(Role.MARKETDATA)))
         self.loops = loops
         self.tasks = [asyncio.create_task(loop.run()) for loop in loops]
+
+    def url_of(self, role: Role) -> str:
+        """The URL a part of the venue signs in with: its role's, where the server has them."""
+        return self.url if self.role_url is None else self.role_url(role)
 
     async def stop_stages(self) -> None:
         for loop in self.loops:
@@ -111,15 +119,22 @@ class Venue:
 
 @contextlib.asynccontextmanager
 async def running_venue(
-    url: str, config: VenueConfig | None = None, symbols: tuple[str, ...] = ("ACME", "GLOBEX")
+    url: str,
+    config: VenueConfig | None = None,
+    symbols: tuple[str, ...] = ("ACME", "GLOBEX"),
+    *,
+    role_url: Callable[[Role], str] | None = None,
 ) -> AsyncIterator[Venue]:
+    """The venue's stages as tasks, on `url`; with `role_url`, each stage signs in as its role
+    and the client as the gateway (`url` is then the operator's, for the first start)."""
     redis = await open_client(url)
     try:
         config = await init_config(redis, config or VenueConfig())
     finally:
         await redis.aclose()
-    client = await VenueClient(url, reply_timeout=10).connect()
-    venue = Venue(url, config, client, [], [])
+    client_url = url if role_url is None else role_url(Role.GATEWAY)
+    client = await VenueClient(client_url, reply_timeout=10).connect()
+    venue = Venue(url, config, client, [], [], role_url)
     venue.start_stages()
     try:
         for symbol in symbols:

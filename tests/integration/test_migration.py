@@ -87,7 +87,8 @@ def test_slots_moved_while_trading_lose_nothing(cluster: LocalCluster) -> None:
 
     async def main() -> None:
         config = VenueConfig(ledgers=2, matchers=2, maker_fee_bps=1, taker_fee_bps=2)
-        async with running_venue(url, config) as venue:
+        # Each stage signs in as its role, as `serve` has them do: a cluster's ACLs hold too.
+        async with running_venue(url, config, role_url=cluster.url_for) as venue:
             accounts = [
                 await venue.account(f"{CASH_EACH // 100}.00", ACME="1000", GLOBEX="1000")
                 for _ in range(ACCOUNTS)
