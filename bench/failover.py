@@ -61,11 +61,13 @@ PRICE = 10_000
 TARGETS = ("{l0}", "{m0}", "{l1}", "{m1}")
 
 
-def start_stages(url: str, log_dir: Path) -> list[subprocess.Popen[bytes]]:
+def start_stages(local: LocalCluster, log_dir: Path) -> list[subprocess.Popen[bytes]]:
+    """The 2+2 stage processes, each signed in as its role."""
     processes = []
-    for stage in ("ledger", "matcher"):
+    for stage, role in (("ledger", Role.LEDGER), ("matcher", Role.MATCHER)):
         for index in range(2):
             log = (log_dir / f"{stage}{index}.log").open("ab")
+            url = local.url_for(role)
             command = [sys.executable, "-m", "tradepit.cli", "--redis-url", url]
             command += ["run", stage, "--shard", f"{index}/2"]
             processes.append(subprocess.Popen(command, stdout=log, stderr=log))
@@ -216,9 +218,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         config = VenueConfig(ledgers=2, matchers=2, taker_fee_bps=2)
         await init_config(redis, config)
-        # As the operator: with Role.LEDGER / Role.MATCHER credentials the matchers' commits
-        # are refused NOPERM on a cluster (see bench/RESULTS.md, 2026-12-04).
-        processes = start_stages(url, data_dir)
+        processes = start_stages(local, data_dir)
         setup_started = time.perf_counter()
         # A long wait for the first replies (the stages start meanwhile), a short one later.
         client = await VenueClient(local.url_for(Role.GATEWAY), reply_timeout=60).connect()

@@ -27,7 +27,7 @@ machine, the figure to compare. The last line is one JSON object.
 
 `--cluster` runs the venue on a Valkey Cluster of its own (`LocalCluster`: 3 primaries, 1
 replica each, in a temporary directory, AOF with the `--fsync` policy), 2 ledgers and 2 matchers
-in their own processes (as the operator; the clients as the gateway). Each stage WAITs for
+in their own processes (each as its role; the clients as the gateway). Each stage WAITs for
 `--replica-acks` replicas after each commit before its replies go out; without the flag both
 variants run, a fresh cluster each: 1 (the default with replicas; its figures at top level) and
 0 (under `"without_replica_acks"`), but `--quick` runs 1 alone (20k orders). `lost` counts the
@@ -254,9 +254,11 @@ async def run(
         local.start()
         url = local.url_for(Role.OPERATOR)
         client_url = local.url_for(Role.GATEWAY)
-        # The stages as the operator: with their roles' own credentials (Role.LEDGER,
-        # Role.MATCHER) the matchers' commits are refused NOPERM on a cluster (2026-12-04).
-        stage_urls = None
+        # Each stage signs in as its role, as `serve` has them do.
+        stage_urls = {
+            "ledger": local.url_for(Role.LEDGER),
+            "matcher": local.url_for(Role.MATCHER),
+        }
     else:
         server = server_class(data_dir, fsync=args.fsync)
         server.start()
