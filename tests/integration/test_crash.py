@@ -103,13 +103,12 @@ class ClusterStore:
     taken over, and starts it again (as the new primary's replica)."""
 
     def __init__(
-        self, cluster: LocalCluster, *, owned: bool = False, stage_roles: bool = False
+        self, cluster: LocalCluster, *, owned: bool = False, stage_roles: bool = True
     ) -> None:
         self.cluster = cluster
         self.owned = owned  # stopped at the end if this store started it
-        # The stages sign in as the operator, as `serve --redis-url` runs them on a cluster;
-        # as their own roles only with `stage_roles` (their ACLs lack the other shards'
-        # `{..}:replicated` hashes: see test_failover.py).
+        # The stages sign in as their own roles, or, without `stage_roles`, as the operator,
+        # as `serve --redis-url` runs them on a cluster.
         self.stage_roles = stage_roles
         self.crashes = 0
         self.victims: list[tuple[str, str]] = []  # (the tag, the node killed)

@@ -80,12 +80,6 @@ def test_many_failovers_lose_nothing(store: ClusterStore, tmp_path: Path, seed: 
     assert {tag for tag, _ in store.victims} == {"{l0}", "{m0}"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the ledger's and matcher's ACLs (tradepit.access.RULES) do not let them read the "
-    "other stage's `{..}:replicated` hash, so on a cluster with replicas every stage signed in "
-    "as its role gets NOPERM on its first read and reloads forever",
-)
 def test_stages_signed_in_as_their_roles_work_on_a_cluster(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
