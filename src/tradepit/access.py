@@ -60,7 +60,7 @@ _CATALOGUE_READ = "%R~tradepit:*"
 RULES: dict[Role, str] = {
     Role.OPERATOR: "+@all ~* &*",
     # Its shards' keys; its inboxes from the matchers, which it trims once applied, and (on a
-    # cluster with replica acks) how far the matchers have marked them replicated.
+    # cluster) how far the matchers have marked them readable.
     Role.LEDGER: f"{_PROGRAM} ~{{l*}}:* ~{{m*}}:to:l* %R~{{m*}}:replicated {_CATALOGUE_READ}",
     Role.MATCHER: f"{_PROGRAM} ~{{m*}}:* ~{{l*}}:to:m* %R~{{l*}}:replicated {_CATALOGUE_READ}",
     # Its own shard; the matchers' event streams it reads and trims, and their marks.

@@ -131,7 +131,13 @@ class VenueClient:
         for node in self.routes.primaries:
             wire = self._wires.get(node)
             if wire is None or wire.closed:
-                self._wires[node] = await RespConnection.open(self.routes.url_of(node))
+                try:
+                    self._wires[node] = await RespConnection.open(
+                        self.routes.url_of(node), timeout=1.0
+                    )
+                except (RedisConnectionError, OSError) as error:
+                    # Its shards' appends fail for now; the other nodes' go on.
+                    log.warning("cannot reach %s:%d (%s)", *node, error)
 
     async def close(self) -> None:
         if self._connecting is not None:
@@ -186,6 +192,11 @@ class VenueClient:
             async with asyncio.timeout(self.reply_timeout):
                 return list(await asyncio.gather(*futures))
         except TimeoutError:
+            # Nobody waits for them now: not sent again should their slot move.
+            given_up = set(futures)
+            for request_id, future in list(self._waiting.items()):
+                if future in given_up:
+                    del self._waiting[request_id]
             raise ReplyTimeoutError(f"no reply from the ledger in {self.reply_timeout} s") from None
 
     async def request_each_ledger(self, make: Any) -> list[Reply]:
@@ -213,20 +224,14 @@ class VenueClient:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
-    def _flush(self) -> None:
+    def _flush(self, *, give_up: bool = False) -> None:
         """Append what was sent since the last flush: one write (per node, on a cluster), the
-        appends pipelined."""
+        appends pipelined. What has no connection now waits for one to be made, unless
+        `give_up` (one was just tried): then its callers fail, and may retry."""
         self._flush_scheduled = False
         if not self._pending:
             return
-        try:
-            writes = self._writes(self._pending)
-        except RedisConnectionError:
-            writes = None  # a slot's node is not known now: learn the layout again
-        if writes is None:
-            if self._connecting is None or self._connecting.done():
-                self._connecting = asyncio.create_task(self._reconnect(), name="connect")
-            return  # flushed once connected
+        writes, unreachable = self._writes(self._pending)
         self._pending = {}
         for wire, appends in writes:
             packed = b"".join(self._append_command(shard, chunk) for shard, chunk in appends)
@@ -238,24 +243,40 @@ class VenueClient:
                 continue
             self._appends_in_flight += 1
             appended.add_done_callback(functools.partial(self._appended, appends))
+        if not unreachable:
+            return
+        if give_up:
+            self._fail(unreachable.items(), RedisConnectionError("no connection to its node"))
+            return
+        for shard, commands in unreachable.items():
+            self._pending.setdefault(shard, []).extend(commands)
+        if self._connecting is None or self._connecting.done():
+            self._connecting = asyncio.create_task(self._reconnect(), name="connect")
 
     def _writes(
         self, pending: dict[str, list[LedgerCommand]]
-    ) -> list[tuple[RespConnection, list[_Append]]] | None:
-        """Each connection's appends: one per shard and up to MAX_COMMANDS_PER_ENTRY commands;
-        None if a connection is missing."""
+    ) -> tuple[list[tuple[RespConnection, list[_Append]]], dict[str, list[LedgerCommand]]]:
+        """Each connection's appends (one per shard and up to MAX_COMMANDS_PER_ENTRY commands),
+        and the shards whose node has no connection now."""
         by_wire: dict[int, tuple[RespConnection, list[_Append]]] = {}
+        unreachable: dict[str, list[LedgerCommand]] = {}
         for shard, commands in pending.items():
-            if self.routes is None:
-                wire = self._wire
-            else:
-                wire = self._wires.get(self.routes.node_of(ShardKeys(shard).inbox))
+            wire = self._wire_of(shard)
             if wire is None or wire.closed:
-                return None
+                unreachable[shard] = commands
+                continue
             appends = by_wire.setdefault(id(wire), (wire, []))[1]
             for start in range(0, len(commands), MAX_COMMANDS_PER_ENTRY):
                 appends.append((shard, commands[start : start + MAX_COMMANDS_PER_ENTRY]))
-        return list(by_wire.values())
+        return list(by_wire.values()), unreachable
+
+    def _wire_of(self, shard: str) -> RespConnection | None:
+        if self.routes is None:
+            return self._wire
+        try:
+            return self._wires.get(self.routes.node_of(ShardKeys(shard).inbox))
+        except RedisConnectionError:  # no node serves its slot for now
+            return None
 
     def _append_command(self, shard: str, commands: list[LedgerCommand]) -> bytes:
         inbox = ShardKeys(shard).inbox
@@ -305,7 +326,7 @@ class VenueClient:
             pending, self._pending = self._pending, {}
             self._fail(pending.items(), error)
         else:
-            self._flush()
+            self._flush(give_up=True)
 
     def _fail(self, appends: Iterable[_Append], error: BaseException) -> None:
         """Not appended (or not known to be): fail the callers, who may retry."""

@@ -188,7 +188,8 @@ class StageSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
             ge=-1,
             le=16,
             description="on a cluster, the replicas each commit waits for before its replies "
-            "go out; -1: one if every primary has a replica, else none",
+            "go out; -1: one once the cluster is seen to keep replicas (a primary left without one "
+            "then holds its shards' replies until one is back), else none",
         ),
     ] = -1
 

@@ -43,6 +43,7 @@ from tradepit.stage.marketdata import MarketDataShard, keep_feed_clock
 from tradepit.stage.matcher import MatcherShard
 from tradepit.store.catalog import init_config, is_listed, load_config, wait_for_server
 from tradepit.store.connection import connect, open_client
+from tradepit.store.errors import StoreError
 from tradepit.store.keys import VenueConfig
 
 __all__ = [
@@ -414,18 +415,27 @@ async def _close_sessions_at_midnight(redis_url: str) -> None:
 
 
 async def _load_config_once_up(redis_url: str, who: str) -> VenueConfig:
-    """The venue's configuration, once Redis answers."""
-    # Any node answers a PING: whether it is a cluster's is asked once it is up.
-    probe = connect(redis_url, cluster=False, socket_connect_timeout=2)
-    try:
-        await wait_for_server(probe, who)
-    finally:
-        await probe.aclose()
-    redis = await open_client(redis_url)
-    try:
-        return await load_config(redis)
-    finally:
-        await redis.aclose()
+    """The venue's configuration, once Redis answers. On a cluster the node the URL names can
+    answer while the one that holds the configuration is down (a failover under way): that is
+    waited out too, as a server still starting is."""
+    backoff = 0.05
+    while True:
+        # Any node answers a PING: whether it is a cluster's is asked once it is up.
+        probe = connect(redis_url, cluster=False, socket_connect_timeout=2)
+        try:
+            await wait_for_server(probe, who)
+        finally:
+            await probe.aclose()
+        try:
+            redis = await open_client(redis_url, socket_connect_timeout=2)
+            try:
+                return await load_config(redis)
+            finally:
+                await redis.aclose()
+        except (StoreError, OSError) as error:  # CLUSTERDOWN and MOVED too, for a moment
+            log.warning("%s: redis unavailable (%s); trying again", who, error)
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, 1.0)
 
 
 async def run_shard(

@@ -444,18 +444,10 @@ def test_killed_valkey_loses_nothing(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [11, 12, 13])
-def test_many_crashes_lose_nothing(
-    tmp_path: Path, seed: int, store_kind: str, request: pytest.FixtureRequest
-) -> None:
+def test_many_crashes_lose_nothing(tmp_path: Path, seed: int, store_kind: str) -> None:
     if store_kind == "server":
         store: Store = ServerStore(tmp_path / "valkey")
     else:
-        # Failed on seeds 11 and 12: the stages stop catching up, or the venue stops
-        # acknowledging, after failovers (see test_failover.py's STAGE_STARVED); stage
-        # processes started during a failover also exit ("cannot reach Redis ... refused").
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="stages starve or exit after failovers")
-        )
         store = own_cluster(tmp_path / "cluster")
     run = crash_run(store, tmp_path, orders=20_000, stage_kills=8, store_kills=4, seed=seed)
     asyncio.run(run)

@@ -6,14 +6,16 @@ read with an XREAD of its own, those on one node pipelined into one request, eve
 once. An idle stage then sleeps until a doorbell rings: each writer publishes on the shard
 channel named as the stream it appended to (SPUBLISH, in the stream's own slot) once the entry
 can be read, and the stage subscribed to its inboxes' channels before its first read, so that
-no entry appended after a read goes unnoticed.
+no entry appended after a read goes unnoticed. (A doorbell lost with its writer, stopped
+between an append and its ring, delays that entry by `DOORBELL_FALLBACK` at most.)
 
-With replica acknowledgements on, an entry is only read once its writer has seen a replica hold
-it: a writer marks, in its `replicated` hash, how far each of its streams is replicated, and a
-reader applies nothing past the mark. Otherwise a reader could apply what a failover then takes
-away from its writer (an order the ledger no longer reserved for, a fill the matcher no longer
-made). A stage's own inbox lives in its own slot, on its own primary, and needs no mark: a
-failover takes it and the stage's commits together.
+Another shard's entry is only read once its writer has marked it: after each commit a writer
+marks, in its `replicated` hash, how far each of its streams is in (with replica acks: how far
+a replica holds it), and rings the doorbells after the marks; a reader applies nothing past
+the mark. Otherwise a reader could apply what a failover then takes away from its writer (an
+order the ledger no longer reserved for, a fill the matcher no longer made). A stage's own
+inbox lives in its own slot, on its own primary, and needs no mark: a failover takes it and
+the stage's commits together.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from tradepit.store.keys import hash_tag, replicated_key
 
 __all__ = ["ClusterInboxes", "entry_order"]
 
+DOORBELL_FALLBACK = 5.0  # seconds an idle stage sleeps, at most, before it reads anyway
+READ_TIMEOUT = 10.0  # seconds a node has to answer a read
+
 
 def entry_order(entry_id: bytes) -> tuple[int, int]:
     """A stream entry id as two numbers, which compare as the stream orders them."""
@@ -41,15 +46,14 @@ def entry_order(entry_id: bytes) -> tuple[int, int]:
 class ClusterInboxes:
     """Reads a stage's `streams` (in their order) on the cluster `routes` knows."""
 
-    def __init__(
-        self, routes: ClusterRoutes, streams: Sequence[str], own_tag: str, *, replicated: bool
-    ) -> None:
+    def __init__(self, routes: ClusterRoutes, streams: Sequence[str], own_tag: str) -> None:
         self.routes = routes
         self.streams = list(streams)
         # The inboxes other shards write, read only as far as their writers' marks.
-        self.marked = {s for s in self.streams if replicated and hash_tag(s) != own_tag}
+        self.marked = {stream for stream in self.streams if hash_tag(stream) != own_tag}
         self._bell = asyncio.Event()
         self._woken = False
+        self._closed = False
         self._subscribers: list[RespSubscriber] = []
         self._watchers: list[asyncio.Task[Exception]] = []
         self._trims: set[asyncio.Future[None]] = set()
@@ -82,16 +86,20 @@ class ClusterInboxes:
         while True:
             self._bell.clear()
             batch = await self._read_each(read_to, count)
-            if batch or not block:
-                return [batch]
-            self._raise_if_lost()
-            await self._bell.wait()
-            self._raise_if_lost()
-            if self._woken:
+            if batch or not block or self._woken:
                 self._woken = False
                 return [batch]
+            self._raise_if_lost()
+            # A doorbell lost on its way (its writer stopped between an append and its ring)
+            # costs at most this long: no read waits for one for ever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DOORBELL_FALLBACK):
+                    await self._bell.wait()
+            self._raise_if_lost()
 
     def _raise_if_lost(self) -> None:
+        if self._closed:
+            raise RedisConnectionError("the stage's inboxes were closed")
         for subscriber in self._subscribers:
             if subscriber.closed:
                 raise RedisConnectionError("a doorbell subscription was lost")
@@ -116,7 +124,10 @@ class ClusterInboxes:
                 commands.append(pack(("HGET", replicated_key(stream), stream)))
             commands.append(pack(("XREAD", "COUNT", count, "STREAMS", stream, read_to[stream])))
         connection = await self.routes.connection(node)
-        replies = iter(await connection.call(b"".join(commands), len(commands)))
+        # A node cut off (not reset) answers nothing: its heir takes over in seconds, and the
+        # stage loads again from there rather than wait for TCP to give up.
+        async with asyncio.timeout(READ_TIMEOUT):
+            replies = iter(await connection.call(b"".join(commands), len(commands)))
         found: dict[str, Any] = {}
         for stream in streams:
             mark = next(replies) if stream in self.marked else None
@@ -153,6 +164,9 @@ class ClusterInboxes:
             await connection.call(b"".join(packed), len(packed))
 
     def close(self) -> None:
+        self._closed = True
+        for trim in self._trims:
+            trim.cancel()
         for watcher in self._watchers:
             watcher.cancel()
         for subscriber in self._subscribers:

@@ -21,10 +21,13 @@ the same transaction as the checkpoint that skips it, and the stage goes on.
 
 On a Valkey Cluster (found by asking the URL's node) the same loop runs with three changes:
 the inboxes are read one by one and an idle stage sleeps on their doorbells
-(`tradepit.stage.inboxes`); the trims of other shards' streams go to their own nodes; and with
-replica acknowledgements on (`replica_acks`, by default 1 when every primary has a replica),
-each commit's EXEC is followed by a WAIT, and its replies, live events and doorbells go out
-only once a replica holds it. A failover then takes nothing that anyone was told of.
+(`tradepit.stage.inboxes`); the trims of other shards' streams go to their own nodes; and
+after each EXEC the stage marks how far each of its streams is in (`{l0}:replicated`, which
+its readers stop at), then sends its replies, live events and doorbells. With replica
+acknowledgements (`replica_acks`: by default 1 once the stage has seen the cluster keep
+replicas) the EXEC is followed by a WAIT, and all of that waits until a replica holds the
+commit. A failover then takes nothing that anyone was told of, nor anything another shard
+applied.
 
 Each commit also counts itself (the COMMITS field of the checkpoints hash), so that what was
 acknowledged can be told from what a server loaded: a `ProgressRecorder` (`serve` gives each
@@ -35,7 +38,6 @@ a load that holds fewer.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -77,6 +79,8 @@ COMMIT_SEND_BUFFER = 4 * 1024 * 1024
 # while the stage works on the next, rather than alternating with it (bench/pipeline.py).
 ENTRIES_PER_READ = 4
 _FIRST_BACKOFF, _LAST_BACKOFF = 0.05, 1.0  # seconds between tries, after a failure
+# What a cluster says when a slot is elsewhere, or nowhere for the moment.
+_MOVED = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
 # How long one WAIT for replicas lasts before the stage says it is still waiting and waits on.
 REPLICA_WAIT_MS = 1_000
 
@@ -135,8 +139,9 @@ class _Commit(NamedTuple):
     number: int  # the shard's count of commits, this one included
     checkpoints: dict[str, bytes]
     dead: list[tuple[str, bytes, Fields, str]]
-    # With replica acks: what sends its replies, live events and marks once a replica holds
-    # it, as soon as one does (not when the stage next looks: an idle stage sleeps).
+    # On a cluster: what sends its marks, replies, live events and doorbells once it is in (and
+    # with replica acks, once a replica holds it), as soon as it is (not when the stage next
+    # looks: an idle stage sleeps).
     replicated: asyncio.Future[None] | None
 
 
@@ -166,7 +171,9 @@ class StageLoop:
         self.block_ms = block_ms
         self.trim_inputs = trim_inputs
         self.progress = progress
-        # Replicas each commit waits for (cluster only); None: 1 if every primary has one.
+        # Replicas each commit waits for (cluster only); None: 1 once the cluster is seen to
+        # keep replicas (and from then on: a primary just promoted has none until its old one
+        # is back, and its commits wait for that rather than be acknowledged on one copy).
         self.replica_acks = replica_acks
         self._cluster: bool | None = None  # found out at the first connection
         self._routes: ClusterRoutes | None = None
@@ -196,27 +203,37 @@ class StageLoop:
         if self._cluster is None:
             self._cluster = await is_cluster(self.redis_url)
         if not self._cluster:
-            redis = connect(self.redis_url, cluster=False, socket_connect_timeout=2)
             wire = await RespConnection.open(self.redis_url, send_buffer=COMMIT_SEND_BUFFER)
-            return redis, wire, await RespConnection.open(self.redis_url)
+            try:
+                reader = await RespConnection.open(self.redis_url)
+            except BaseException:
+                wire.close()
+                raise
+            return connect(self.redis_url, cluster=False, socket_connect_timeout=2), wire, reader
         if self._routes is None:
             self._routes = ClusterRoutes(self.redis_url)
         routes = self._routes
         await routes.refresh()
         keys = self.core.keys
         own = routes.node_of(keys.checkpoints)
-        self._acks = (
-            self.replica_acks if self.replica_acks is not None else int(routes.has_replicas())
-        )
+        if self.replica_acks is not None:
+            self._acks = self.replica_acks
+        elif routes.has_replicas():
+            # Once a stage has seen replicas it keeps waiting for one, even while a promoted
+            # primary has none yet: its commits then wait (and say so) until one is back,
+            # rather than be acknowledged on a single copy.
+            self._acks = 1
+        wire = await RespConnection.open(routes.url_of(own), send_buffer=COMMIT_SEND_BUFFER)
+        inboxes = ClusterInboxes(routes, self.core.inboxes(), hash_tag(keys.checkpoints))
+        self._inboxes = inboxes
+        try:
+            await inboxes.open()
+        except BaseException:
+            wire.close()  # (`run` closes the inboxes)
+            raise
         redis = connect(
             self.redis_url, cluster=True, startup_nodes=routes.known, socket_connect_timeout=2
         )
-        wire = await RespConnection.open(routes.url_of(own), send_buffer=COMMIT_SEND_BUFFER)
-        inboxes = ClusterInboxes(
-            routes, self.core.inboxes(), hash_tag(keys.checkpoints), replicated=self._acks > 0
-        )
-        self._inboxes = inboxes
-        await inboxes.open()
         return redis, wire, None
 
     async def run(self) -> None:
@@ -229,7 +246,7 @@ class StageLoop:
                 redis, wire, reader = await self._connect()
                 self._wire = wire
                 await self._load(redis)
-                if self._acks:
+                if self._inboxes is not None:
                     await self._mark_replicated(wire)
                 self.ready.set()
                 while not self._stopping.is_set():
@@ -242,6 +259,11 @@ class StageLoop:
                 log.warning("%s: redis unavailable (%s); reloading", shard, error)
                 await self._pause()
             except ResponseError as error:
+                if str(error).startswith(_MOVED):
+                    # A cluster's slot moved (a failover, a migration): routine.
+                    log.warning("%s: %s; reloading from its new node", shard, error)
+                    await self._pause()
+                    continue
                 # Refused rather than lost: a full disk (MISCONF), a replica (READONLY), memory
                 # (OOM), a missing permission, or a command of ours. The same way back: none
                 # of the batch is in, so load again and retry it. A cause that passes heals
@@ -251,10 +273,14 @@ class StageLoop:
             finally:
                 # What was in flight on the lost connections fails with them: nobody waits.
                 commit = self._commit
-                in_flight = (commit.replies, commit.replicated) if commit else ()
-                for pending in (self._next_read, *in_flight):
+                for pending in (commit.replies, commit.replicated) if commit else ():
                     if pending is not None:
                         pending.add_done_callback(_retrieve)
+                if self._next_read is not None:
+                    # A read changes nothing: one in flight is dropped (a cluster's would
+                    # otherwise go on waiting, on connections closed here).
+                    self._next_read.add_done_callback(_retrieve)
+                    self._next_read.cancel()
                 self._next_read, self._commit = None, None
                 for connection in (wire, reader):
                     if connection is not None:
@@ -340,18 +366,16 @@ class StageLoop:
         number = self._last_sent + 1
         tx.hset(keys.checkpoints, COMMITS, number, mapping=advanced)
         after: list[bytes] = []
-        if self._acks:
-            # Sent once a replica holds the commit (`_committed`): the WAIT rides the EXEC.
-            after.append(pack(("WAIT", self._acks, REPLICA_WAIT_MS)))
-        else:
+        if self._inboxes is None:
             # Published inside the transaction: subscribers get them once it is applied, and
             # not before it is in the append-only file (Valkey writes the AOF before replies).
             for channel, message in publishes:
                 tx.publish(channel, message)
-            if self._inboxes is not None:
-                for stream in dict.fromkeys(name for name, _at in tx.appended):
-                    tx.spublish(stream, b"")
             publishes = []
+        elif self._acks:
+            # On a cluster they go once the commit is in (and, with replica acks, once a
+            # replica holds it: the WAIT rides the EXEC), after the marks its readers stop at.
+            after.append(pack(("WAIT", self._acks, REPLICA_WAIT_MS)))
         commands = tx.packed
         # This batch was built on the last one: it may go only once that one is in.
         await self._committed()
@@ -374,15 +398,14 @@ class StageLoop:
             read = (xread_command(read_to, self.max_entries, self.block_ms), 1)
             replies, self._next_read = wire.send(transaction(commands, after), read)
         replicated = None
-        if self._acks:
+        if self._inboxes is not None:
             replicated = asyncio.ensure_future(
                 self._publish_once_replicated(replies, len(commands), tx.appended, publishes)
             )
-        if self._inboxes is not None:
+        if replicated is not None:
             # An idle stage sleeps on its doorbells, not on a read that returns by itself: a
             # commit that fails wakes it, to load again and retry.
-            watched = replicated if replicated is not None else replies
-            watched.add_done_callback(functools.partial(self._wake_if_failed, len(commands)))
+            replicated.add_done_callback(self._wake_if_failed)
         self._commit = _Commit(replies, len(commands), number, read_to, dead, replicated)
         self._last_sent = number
         self._read_to = read_to
@@ -409,14 +432,8 @@ class StageLoop:
                 "%s: dead-lettered %s %s: %s", self.core.keys.shard, stream, entry_id, reason
             )
 
-    def _wake_if_failed(self, commands: int, done: asyncio.Future[Any]) -> None:
-        failed = done.cancelled() or done.exception() is not None
-        if not failed and isinstance(done.result(), list):
-            try:
-                executed(done.result(), commands)
-            except ResponseError:
-                failed = True
-        if failed and self._inboxes is not None:
+    def _wake_if_failed(self, done: asyncio.Future[None]) -> None:
+        if (done.cancelled() or done.exception() is not None) and self._inboxes is not None:
             self._inboxes.wake()
 
     async def _publish_once_replicated(
@@ -427,7 +444,9 @@ class StageLoop:
         publishes: list[tuple[str, bytes]],
     ) -> None:
         results = executed(await replies, commands)
-        await self._replicated(results[commands])  # WAIT's reply, right after EXEC's
+        if self._acks:
+            raise_errors(results[commands : commands + 1])  # a demoted node refuses WAIT
+            await self._replicated(results[commands])  # WAIT's reply, right after EXEC's
         self._after_replicated({stream: results[at] for stream, at in appended}, publishes)
 
     async def _replicated(self, acknowledged: int) -> None:
@@ -446,7 +465,9 @@ class StageLoop:
                 acknowledged,
                 self._acks,
             )
-            (acknowledged,) = await wire.call(pack(("WAIT", self._acks, REPLICA_WAIT_MS)), 1)
+            replies = await wire.call(pack(("WAIT", self._acks, REPLICA_WAIT_MS)), 1)
+            raise_errors(replies)
+            (acknowledged,) = replies
 
     def _after_replicated(
         self, appended: dict[str, bytes], publishes: list[tuple[str, bytes]]
@@ -474,7 +495,19 @@ class StageLoop:
         cursor = b"0"
         while True:
             (reply,) = await wire.call(
-                pack(("SCAN", cursor, "MATCH", "{" + keys.shard + "}:*", "TYPE", "stream")), 1
+                pack(
+                    (
+                        "SCAN",
+                        cursor,
+                        "MATCH",
+                        "{" + keys.shard + "}:*",
+                        "COUNT",
+                        1000,
+                        "TYPE",
+                        "stream",
+                    )
+                ),
+                1,
             )
             raise_errors((reply,))
             cursor, found = reply
@@ -489,19 +522,20 @@ class StageLoop:
             if streams
             else []
         )
+        raise_errors(last)
         appended = {
             name: entries[0][0] for name, entries in zip(streams, last, strict=True) if entries
         }
-        # A write of this connection's own, for WAIT to wait on: the replicas' stream is in
-        # order, so once a replica has it, it has everything this shard committed before.
-        raise_errors(last)
-        (marked, acknowledged) = await wire.call(
-            pack(("HSET", keys.replicated, "loaded", self.commits))
-            + pack(("WAIT", self._acks, REPLICA_WAIT_MS)),
-            2,
-        )
-        raise_errors((marked, acknowledged))
-        await self._replicated(acknowledged)
+        if self._acks:
+            # A write of this connection's own, for WAIT to wait on: the replicas' stream is in
+            # order, so once a replica has it, it has everything this shard committed before.
+            (marked, acknowledged) = await wire.call(
+                pack(("HSET", keys.replicated, "loaded", self.commits))
+                + pack(("WAIT", self._acks, REPLICA_WAIT_MS)),
+                2,
+            )
+            raise_errors((marked, acknowledged))
+            await self._replicated(acknowledged)
         self._after_replicated(appended, [])
 
 

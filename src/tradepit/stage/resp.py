@@ -147,11 +147,6 @@ class CommandBuffer:
     def publish(self, channel: str, message: bytes) -> None:
         self.packed.append(pack_large(("PUBLISH", channel, message)))
 
-    def spublish(self, channel: str, message: bytes) -> None:
-        """Publish on a shard channel: only the channel's slot's node (and its replicas) carry
-        it, where PUBLISH on a cluster goes to every node."""
-        self.packed.append(pack_large(("SPUBLISH", channel, message)))
-
 
 def raise_errors(replies: Iterable[Any]) -> None:
     for reply in replies:

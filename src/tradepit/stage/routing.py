@@ -11,6 +11,7 @@ know whether a command may be sent again, so they call `refresh` and decide.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import logging
 from collections.abc import Iterable
@@ -66,8 +67,9 @@ class ClusterRoutes:
                 last = error
                 continue
             try:
-                (reply,) = await connection.call(pack(("CLUSTER", "SLOTS")), 1)
-            except (RedisConnectionError, OSError) as error:
+                async with asyncio.timeout(2.0):
+                    (reply,) = await connection.call(pack(("CLUSTER", "SLOTS")), 1)
+            except (RedisConnectionError, OSError) as error:  # TimeoutError is an OSError
                 last = error
                 continue
             finally:
@@ -105,8 +107,9 @@ class ClusterRoutes:
         return list(dict.fromkeys(node for _start, _end, node in self._ranges))
 
     def has_replicas(self) -> bool:
-        """Whether every primary has at least one replica."""
-        return bool(self.replicas) and all(self.replicas.values())
+        """Whether the cluster keeps replicas (any primary has one: a primary just promoted
+        has none until its old one comes back)."""
+        return any(self.replicas.values())
 
     def node_of(self, key: str | bytes) -> Node:
         """The primary that holds `key`'s slot, as last learned."""
@@ -125,8 +128,12 @@ class ClusterRoutes:
         """This process's connection to `node`, opened on first use or once lost."""
         connection = self._connections.get(node)
         if connection is None or connection.closed:
-            connection = await RespConnection.open(self.url_of(node))
-            self._connections[node] = connection
+            opened = await RespConnection.open(self.url_of(node))
+            connection = self._connections.get(node)
+            if connection is not None and not connection.closed:
+                opened.close()  # another caller opened one meanwhile
+            else:
+                self._connections[node] = connection = opened
         return connection
 
     def group(self, keys: Iterable[str]) -> dict[Node, list[str]]:

@@ -102,7 +102,8 @@ class ShardKeys:
         # Inbox stream -> last entry id applied; and COMMITS -> how many batches committed.
         self.checkpoints = f"{tag}:checkpoints"
         self.dead_letters = f"{tag}:dead"  # entries that could not be decoded, with the reason
-        # On a cluster with replica acks: stream -> the last entry id a replica holds.
+        # On a cluster: stream -> the last entry id its readers may apply (committed, and
+        # with replica acks held by a replica).
         self.replicated = f"{tag}:replicated"
         self.state = f"{tag}:state"  # small scalars: counters, totals, symbols
         # A ledger's order records (`LedgerKeys.orders`), here until `tradepit.client` reads
