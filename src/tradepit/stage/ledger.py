@@ -89,6 +89,9 @@ class LedgerShard(StageCore):
     def inboxes(self) -> list[str]:
         return self.keys.inboxes(self.config)
 
+    def outboxes(self) -> list[str]:
+        return [self.keys.link_to(name) for name in self.config.matcher_names()]
+
     def owns(self, account_id: int) -> bool:
         return account_id % self.config.ledgers == self.index
 

@@ -102,6 +102,11 @@ class StageCore(ABC):
     def inboxes(self) -> list[str]:
         """The streams this shard reads, in the order each batch applies them."""
 
+    def outboxes(self) -> list[str] | None:
+        """This shard's streams that other shards read: on a cluster, what it marks after each
+        commit and rings the doorbells of. None: every stream it appends to."""
+        return None
+
     @abstractmethod
     async def load(self, redis: Client) -> None:
         """Replace all in-memory state with what Redis holds."""
@@ -180,6 +185,7 @@ class StageLoop:
         self._inboxes: ClusterInboxes | None = None
         self._wire: RespConnection | None = None
         self._acks = 0  # replicas each commit waits for, as decided for this connection
+        self._outboxes: set[str] | None = None  # what other shards read (None: everything)
         self.checkpoints: dict[str, bytes] = {}  # as committed
         self.commits = 0  # as committed
         self._last_sent = 0  # the number of the last commit sent (== commits when none is out)
@@ -226,6 +232,8 @@ class StageLoop:
         wire = await RespConnection.open(routes.url_of(own), send_buffer=COMMIT_SEND_BUFFER)
         inboxes = ClusterInboxes(routes, self.core.inboxes(), hash_tag(keys.checkpoints))
         self._inboxes = inboxes
+        outboxes = self.core.outboxes()
+        self._outboxes = None if outboxes is None else set(outboxes)
         try:
             await inboxes.open()
         except BaseException:
@@ -447,7 +455,9 @@ class StageLoop:
         if self._acks:
             raise_errors(results[commands : commands + 1])  # a demoted node refuses WAIT
             await self._replicated(results[commands])  # WAIT's reply, right after EXEC's
-        self._after_replicated({stream: results[at] for stream, at in appended}, publishes)
+        read = self._outboxes
+        marks = {stream: results[at] for stream, at in appended if read is None or stream in read}
+        self._after_replicated(marks, publishes)
 
     async def _replicated(self, acknowledged: int) -> None:
         """Return once `replica_acks` replicas hold what this connection wrote: until then,
@@ -487,33 +497,13 @@ class StageLoop:
             wire.request(b"".join(commands), len(commands)).add_done_callback(_retrieve)
 
     async def _mark_replicated(self, wire: RespConnection) -> None:
-        """After a load: mark every stream of this shard as far as it is, once a replica holds
-        it, and ring its doorbells. A stage stopped between a commit's WAIT and its marks would
+        """After a load: mark each of this shard's outboxes as far as it is, once a replica
+        holds it, and ring its doorbells. A stage stopped between a commit's WAIT and its marks would
         otherwise leave its readers short of what it committed."""
         keys = self.core.keys
-        streams: list[str] = []
-        cursor = b"0"
-        while True:
-            (reply,) = await wire.call(
-                pack(
-                    (
-                        "SCAN",
-                        cursor,
-                        "MATCH",
-                        "{" + keys.shard + "}:*",
-                        "COUNT",
-                        1000,
-                        "TYPE",
-                        "stream",
-                    )
-                ),
-                1,
-            )
-            raise_errors((reply,))
-            cursor, found = reply
-            streams += [name.decode() for name in found]
-            if cursor == b"0":
-                break
+        streams = self.core.outboxes()
+        if streams is None:  # every stream of the shard's
+            streams = await self._streams_of_shard(wire)
         last = (
             await wire.call(
                 b"".join(pack(("XREVRANGE", name, "+", "-", "COUNT", 1)) for name in streams),
@@ -537,6 +527,19 @@ class StageLoop:
             raise_errors((marked, acknowledged))
             await self._replicated(acknowledged)
         self._after_replicated(appended, [])
+
+    async def _streams_of_shard(self, wire: RespConnection) -> list[str]:
+        streams: list[str] = []
+        cursor = b"0"
+        pattern = "{" + self.core.keys.shard + "}:*"
+        while True:
+            scan = ("SCAN", cursor, "MATCH", pattern, "COUNT", 1000, "TYPE", "stream")
+            (reply,) = await wire.call(pack(scan), 1)
+            raise_errors((reply,))
+            cursor, found = reply
+            streams += [name.decode() for name in found]
+            if cursor == b"0":
+                return streams
 
 
 def _flat(mapping: dict[str, bytes]) -> list[str | bytes]:

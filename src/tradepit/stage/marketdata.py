@@ -70,6 +70,9 @@ class MarketDataShard(StageCore):
     def inboxes(self) -> list[str]:
         return [self.keys.inbox, *event_streams(self.config)]
 
+    def outboxes(self) -> list[str]:
+        return []  # no stage reads the feed: the gateways do, live
+
     async def load(self, redis: Client) -> None:
         feeds, self.batch_seq = await load_feeds(redis, self.feed_keys)
         self.core = MarketData(feeds)

@@ -61,6 +61,10 @@ class MatcherShard(StageCore):
     def inboxes(self) -> list[str]:
         return self.keys.inboxes(self.config)
 
+    def outboxes(self) -> list[str]:
+        links = [self.keys.link_to(name) for name in self.config.ledger_names()]
+        return [*links, self.keys.events]  # the market data stage reads the events
+
     async def load(self, redis: Client) -> None:
         self.matcher, self.ranks = await load_matcher(redis, self.keys)
         self.new_books = set()
