@@ -51,15 +51,8 @@ def session_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalC
 
 
 def empty_cluster(cluster: LocalCluster) -> str:
-    """Flush every primary (their replicas follow); the operator's URL of the cluster."""
-    for node in cluster.nodes():
-        if node.role == "primary" and node.running:
-            client = redis.Redis.from_url(cluster.url_for(Role.OPERATOR, node.name))
-            try:
-                client.flushall()
-            finally:
-                client.close()
-    cluster.wait_replicated()
+    """Flush the cluster (`LocalCluster.flush`); the operator's URL of it."""
+    cluster.flush()
     return cluster.url_for(Role.OPERATOR)
 
 

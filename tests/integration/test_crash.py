@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
-import redis as sync_redis
 from redis.crc import key_slot
 
 from tradepit import operations
@@ -396,18 +395,6 @@ async def _stuck(redis: Any, store: EmbeddedValkey | Store, stages: list[Stage])
     return "\n".join(lines)
 
 
-def empty_cluster(cluster: LocalCluster) -> None:
-    """Flush every running primary (their replicas follow)."""
-    for node in cluster.nodes():
-        if node.role == "primary" and node.running:
-            client = sync_redis.Redis.from_url(cluster.url_for(Role.OPERATOR, node.name))
-            try:
-                client.flushall()
-            finally:
-                client.close()
-    cluster.wait_replicated()
-
-
 def own_cluster(directory: Path) -> ClusterStore:
     """A cluster of this test's own, of 3 primaries with a replica each: its kills disturb
     no other test."""
@@ -428,7 +415,7 @@ def test_killed_stages_lose_nothing(
         store: Store = ServerStore(tmp_path / "valkey")
     else:  # only stages are killed: the session's cluster is not disturbed
         cluster = request.getfixturevalue("session_cluster")
-        empty_cluster(cluster)
+        cluster.flush()
         store = ClusterStore(cluster)
     run = crash_run(store, tmp_path, orders=3000, stage_kills=4, store_kills=0, seed=1)
     asyncio.run(run)

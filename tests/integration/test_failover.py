@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_crash import CLUSTER_NODE_TIMEOUT, CONFIG, ClusterStore, Stage, crash_run, empty_cluster
+from test_crash import CLUSTER_NODE_TIMEOUT, CONFIG, ClusterStore, Stage, crash_run
 
 from tradepit import operations
 from tradepit.access import Role
@@ -51,7 +51,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 @pytest.fixture
 def store(cluster: LocalCluster) -> ClusterStore:
     cluster.wait_ready()
-    empty_cluster(cluster)
+    cluster.flush()
     return ClusterStore(cluster)
 
 
@@ -73,7 +73,7 @@ def test_stages_signed_in_as_their_roles_work_on_a_cluster(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
     cluster.wait_ready()
-    empty_cluster(cluster)
+    cluster.flush()
 
     async def scenario() -> None:
         redis = await open_client(cluster.url)

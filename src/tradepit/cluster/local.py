@@ -337,6 +337,18 @@ class LocalCluster:
             wait_until(moved, deadline, f"slot {slot} to move to {target}")
             self._wait_ready(deadline, every_node=False)
 
+    def flush(self) -> None:
+        """Empty the cluster: FLUSHALL on every running primary, then wait until their replicas
+        have followed (for tests and benchmarks that start anew on a running cluster)."""
+        with self._operation():
+            for node in self.layout.nodes:
+                process = self._process(node)
+                report = self._report(process) if process.running() else None
+                if report is not None and report.myself.is_primary:
+                    with contextlib.closing(self._connect(process)) as connection:
+                        command(connection, "FLUSHALL")
+        self.wait_replicated()
+
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Wait until the running nodes make a ready cluster: after a `kill`, until the killed
         primary's replica has taken over its slots."""

@@ -498,8 +498,8 @@ class StageLoop:
 
     async def _mark_replicated(self, wire: RespConnection) -> None:
         """After a load: mark each of this shard's outboxes as far as it is, once a replica
-        holds it, and ring its doorbells. A stage stopped between a commit's WAIT and its marks would
-        otherwise leave its readers short of what it committed."""
+        holds it, and ring its doorbells. A stage stopped between a commit's WAIT and its
+        marks would otherwise leave its readers short of what it committed."""
         keys = self.core.keys
         streams = self.core.outboxes()
         if streams is None:  # every stream of the shard's
