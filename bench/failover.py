@@ -41,12 +41,12 @@ from typing import Any
 
 from redis.cluster import key_slot
 
+from pipeline import SYMBOLS, random_order, start_stages
 from tradepit import operations
 from tradepit.access import Role
 from tradepit.client import VenueClient, init_config
 from tradepit.cluster import LocalCluster
-from tradepit.domain.ids import new_id
-from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
+from tradepit.domain.orders import Order
 from tradepit.stage.messages import PlaceOrder
 from tradepit.store.connection import Client, open_client
 from tradepit.store.keys import VenueConfig
@@ -55,23 +55,8 @@ from tradepit.store.ledger import orders as stored_orders
 from tradepit.store.snapshot import entries_in_flight
 from tradepit.verify import verify
 
-SYMBOLS = ("ACME", "GLOBEX", "WAYNE", "SOYLENT")
-PRICE = 10_000
 # The shards' hash tags, whose primaries are killed in turn.
 TARGETS = ("{l0}", "{m0}", "{l1}", "{m1}")
-
-
-def start_stages(local: LocalCluster, log_dir: Path) -> list[subprocess.Popen[bytes]]:
-    """The 2+2 stage processes, each signed in as its role."""
-    processes = []
-    for stage, role in (("ledger", Role.LEDGER), ("matcher", Role.MATCHER)):
-        for index in range(2):
-            log = (log_dir / f"{stage}{index}.log").open("ab")
-            url = local.url_for(role)
-            command = [sys.executable, "-m", "tradepit.cli", "--redis-url", url]
-            command += ["run", stage, "--shard", f"{index}/2"]
-            processes.append(subprocess.Popen(command, stdout=log, stderr=log))
-    return processes
 
 
 def primary_serving(local: LocalCluster, tag: str) -> str:
@@ -111,19 +96,7 @@ async def trade(
 ) -> None:
     rng = random.Random(seed)
     while not stop.is_set():
-        side = rng.choice((Side.BUY, Side.SELL))
-        offset = rng.randint(-3, 2)
-        price = PRICE + offset if side is Side.BUY else PRICE - offset
-        order = Order(
-            new_id(),
-            account,
-            rng.choice(SYMBOLS),
-            side,
-            OrderType.LIMIT,
-            TimeInForce.GTC,
-            rng.randint(1, 5),
-            price,
-        )
+        order = random_order(rng, (account,))
         order.ts = time.time_ns()
         try:
             reply = await client.request(account, PlaceOrder(0, order, ""))
@@ -218,7 +191,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         config = VenueConfig(ledgers=2, matchers=2, taker_fee_bps=2)
         await init_config(redis, config)
-        processes = start_stages(local, data_dir)
+        # Each stage signed in as its role.
+        roles = {"ledger": local.url_for(Role.LEDGER), "matcher": local.url_for(Role.MATCHER)}
+        processes = start_stages(url, 2, data_dir, stage_urls=roles)
         setup_started = time.perf_counter()
         # A long wait for the first replies (the stages start meanwhile), a short one later.
         client = await VenueClient(local.url_for(Role.GATEWAY), reply_timeout=60).connect()

@@ -56,7 +56,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -168,27 +168,27 @@ def start_stages(
     return processes
 
 
+def random_order(rng: random.Random, accounts: Sequence[int]) -> Order:
+    """A limit order of one of `accounts`: buys a little below to a little above the price,
+    sells the mirror, so that about half cross."""
+    side = rng.choice((Side.BUY, Side.SELL))
+    offset = rng.randint(-3, 2)
+    price = PRICE + offset if side is Side.BUY else PRICE - offset
+    return Order(
+        new_id(),
+        rng.choice(accounts),
+        rng.choice(SYMBOLS),
+        side,
+        OrderType.LIMIT,
+        TimeInForce.GTC,
+        rng.randint(1, 5),
+        price,
+    )
+
+
 def make_orders(accounts: list[int], count: int, seed: int) -> list[Order]:
     rng = random.Random(seed)
-    orders = []
-    for _ in range(count):
-        side = rng.choice((Side.BUY, Side.SELL))
-        # Buys a little below to a little above the price, sells the mirror: about half cross.
-        offset = rng.randint(-3, 2)
-        price = PRICE + offset if side is Side.BUY else PRICE - offset
-        orders.append(
-            Order(
-                new_id(),
-                rng.choice(accounts),
-                rng.choice(SYMBOLS),
-                side,
-                OrderType.LIMIT,
-                TimeInForce.GTC,
-                rng.randint(1, 5),
-                price,
-            )
-        )
-    return orders
+    return [random_order(rng, accounts) for _ in range(count)]
 
 
 async def watch_settlement(
