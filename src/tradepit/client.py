@@ -42,7 +42,7 @@ from tradepit.stage.messages import (
     encode,
 )
 from tradepit.stage.resp import RespConnection, RespSubscriber, pack, pack_large
-from tradepit.stage.routing import ClusterRoutes, Node
+from tradepit.stage.routing import ClusterRoutes, Node, slot_moved
 from tradepit.store.catalog import init_config, load_config, wait_for_server
 from tradepit.store.connection import Client, connect, is_cluster
 from tradepit.store.keys import ShardKeys, VenueConfig, ledger_of
@@ -56,8 +56,6 @@ MAX_COMMANDS_PER_ENTRY = 500
 POOL_CONNECTIONS = 100  # Redis connections per client process, at most
 # One stream entry's worth of a shard's commands.
 _Append = tuple[str, list[LedgerCommand]]
-# What a cluster answers an append whose slot is elsewhere, or nowhere for now: not appended.
-_MOVED = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
 
 
 class ReplyTimeoutError(TradepitError, TimeoutError):
@@ -306,7 +304,7 @@ class VenueClient:
         for (shard, commands), reply in zip(appends, replies, strict=True):
             if not isinstance(reply, ResponseError):
                 continue
-            if self.routes is not None and str(reply).startswith(_MOVED):
+            if self.routes is not None and slot_moved(reply):
                 # Not appended: its slot is elsewhere now. Send it again once we know where
                 # (what nobody waits for any more stays unsent).
                 waited = [command for command in commands if command.request_id in self._waiting]

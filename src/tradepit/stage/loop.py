@@ -59,7 +59,7 @@ from tradepit.stage.resp import (
     xread_batch,
     xread_command,
 )
-from tradepit.stage.routing import ClusterRoutes
+from tradepit.stage.routing import ClusterRoutes, slot_moved
 from tradepit.store.connection import Client, connect, is_cluster
 from tradepit.store.keys import COMMITS, ShardKeys, hash_tag
 
@@ -79,8 +79,6 @@ COMMIT_SEND_BUFFER = 4 * 1024 * 1024
 # while the stage works on the next, rather than alternating with it (bench/pipeline.py).
 ENTRIES_PER_READ = 4
 _FIRST_BACKOFF, _LAST_BACKOFF = 0.05, 1.0  # seconds between tries, after a failure
-# What a cluster says when a slot is elsewhere, or nowhere for the moment.
-_MOVED = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
 # How long one WAIT for replicas lasts before the stage says it is still waiting and waits on.
 REPLICA_WAIT_MS = 1_000
 
@@ -267,7 +265,7 @@ class StageLoop:
                 log.warning("%s: redis unavailable (%s); reloading", shard, error)
                 await self._pause()
             except ResponseError as error:
-                if str(error).startswith(_MOVED):
+                if slot_moved(error):
                     # A cluster's slot moved (a failover, a migration): routine.
                     log.warning("%s: %s; reloading from its new node", shard, error)
                     await self._pause()

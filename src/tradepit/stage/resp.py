@@ -397,15 +397,7 @@ class RespSubscriber:
         timeout: float = 2.0,
     ) -> RespSubscriber:
         """Connected and subscribed to `channel`: nothing published from now on is missed."""
-        protocol = _Protocol(on_message)
-        await _open(url, protocol, timeout)
-        try:
-            confirmed = protocol.request(pack(("SUBSCRIBE", channel)), 1)
-            raise_errors(await asyncio.wait_for(confirmed, timeout))
-        except BaseException:
-            protocol.close()
-            raise
-        return cls(protocol)
+        return await cls._subscribed(url, "SUBSCRIBE", [channel], on_message, timeout)
 
     @classmethod
     async def open_sharded(
@@ -418,10 +410,21 @@ class RespSubscriber:
     ) -> RespSubscriber:
         """Connected to the node `url` names and subscribed to its shard `channels` (SSUBSCRIBE
         takes one slot at a time, so one command each)."""
+        return await cls._subscribed(url, "SSUBSCRIBE", channels, on_message, timeout)
+
+    @classmethod
+    async def _subscribed(
+        cls,
+        url: str,
+        subscribe: str,
+        channels: Sequence[str],
+        on_message: Callable[[bytes, bytes], None],
+        timeout: float,
+    ) -> RespSubscriber:
         protocol = _Protocol(on_message)
         await _open(url, protocol, timeout)
         try:
-            packed = b"".join(pack(("SSUBSCRIBE", channel)) for channel in channels)
+            packed = b"".join(pack((subscribe, channel)) for channel in channels)
             confirmed = protocol.request(packed, len(channels))
             raise_errors(await asyncio.wait_for(confirmed, timeout))
         except BaseException:

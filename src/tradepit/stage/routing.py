@@ -24,11 +24,18 @@ from redis.exceptions import ResponseError
 
 from tradepit.stage.resp import RespConnection, pack
 
-__all__ = ["ClusterRoutes", "Node", "node_url", "slot_of"]
+__all__ = ["ClusterRoutes", "Node", "node_url", "slot_moved", "slot_of"]
 
 log = logging.getLogger("tradepit.routing")
 
 Node = tuple[str, int]  # host, port
+
+
+def slot_moved(error: Exception) -> bool:
+    """Whether a refusal says the key's slot is elsewhere, or nowhere for the moment (MOVED,
+    ASK, TRYAGAIN, CLUSTERDOWN): the command was not applied, and may be sent again once the
+    slot's new owner is known."""
+    return str(error).startswith(("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN"))
 
 
 def slot_of(key: str | bytes) -> int:
