@@ -83,11 +83,15 @@ class VenueClient:
         self._appends_in_flight = 0  # written, and their replies not yet read
         self._connecting: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        # The loop connect() ran on, kept: on Python 3.11 asyncio.get_running_loop() makes a
+        # getpid() system call each time, and a gateway sends a command per order.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._subscriber: RespSubscriber | None = None
         self._wire: RespConnection | None = None  # the inboxes' appends (one server)
         self._wires: dict[Node, RespConnection] = {}  # the same, per primary (a cluster)
 
     async def connect(self) -> VenueClient:
+        self._loop = asyncio.get_running_loop()
         if await is_cluster(self.redis_url):
             self.routes = ClusterRoutes(self.redis_url)
             await self.routes.refresh()
@@ -167,7 +171,7 @@ class VenueClient:
         """Queue a command for the ledger that owns `account_id`; the future gets its reply."""
         if not command.request_id:
             command.request_id = self.next_request_id()
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Reply] = (self._loop or asyncio.get_running_loop()).create_future()
         self._waiting[command.request_id] = future
         self._pending.setdefault(ledger_of(account_id, self.config), []).append(command)
         self._flush_soon()
@@ -175,13 +179,24 @@ class VenueClient:
 
     async def request(self, account_id: int, command: LedgerCommand) -> Reply:
         future = self.send(account_id, command)
+        # A timer that fails the future, rather than asyncio.timeout (two coroutines, the
+        # current task and the loop looked up, a handle of its own) or wait_for (more again):
+        # this is paid by every order a gateway takes.
+        timer = (self._loop or asyncio.get_running_loop()).call_later(
+            self.reply_timeout, self._time_out, command.request_id, future
+        )
         try:
-            # (asyncio.timeout rather than wait_for, which wraps the future in more of its own.)
-            async with asyncio.timeout(self.reply_timeout):
-                return await future
-        except TimeoutError:
-            self._waiting.pop(command.request_id, None)
-            raise ReplyTimeoutError(f"no reply from the ledger in {self.reply_timeout} s") from None
+            return await future
+        finally:
+            timer.cancel()
+
+    def _time_out(self, request_id: int, future: asyncio.Future[Reply]) -> None:
+        if self._waiting.get(request_id) is future:
+            del self._waiting[request_id]
+        if not future.done():
+            future.set_exception(
+                ReplyTimeoutError(f"no reply from the ledger in {self.reply_timeout} s")
+            )
 
     async def replies(self, futures: Sequence[asyncio.Future[Reply]]) -> list[Reply]:
         """The replies to commands `send` queued, in their order; `ReplyTimeoutError` if they
@@ -220,7 +235,7 @@ class VenueClient:
                 self._flush()
                 return
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            (self._loop or asyncio.get_running_loop()).call_soon(self._flush)
 
     def _flush(self, *, give_up: bool = False) -> None:
         """Append what was sent since the last flush: one write (per node, on a cluster), the

@@ -53,6 +53,11 @@ def test_keys_are_checked(http: httpx.Client, trader: Account) -> None:
     assert_error(http.get("/v2/account", headers={"APCA-API-KEY-ID": trader.key_id}), 401)
     wrong = {**trader.headers, "APCA-API-SECRET-KEY": trader.secret_key + "x"}
     assert_error(http.get("/v2/account", headers=wrong), 401)
+    # The key just seen is checked from the gateway's cache: a wrong secret is as wrong there.
+    assert http.get("/v2/account", headers=trader.headers).status_code == 200
+    assert_error(http.get("/v2/account", headers=wrong), 401)
+    too_long = {**trader.headers, "APCA-API-SECRET-KEY": trader.secret_key + "x" * 5000}
+    assert_error(http.get("/v2/account", headers=too_long), 401)
     unknown = {**trader.headers, "APCA-API-KEY-ID": "PK" + "0" * 18}
     assert_error(http.get("/v2/account", headers=unknown), 401)
     assert_error(

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tradepit.domain import ids
 from tradepit.domain.ids import VENUE_ACCOUNT_ID, IdError, id_to_uuid, new_id, uuid_to_id
 from tradepit.domain.numbers import NumberError, format_units, parse_units, to_decimal
 from tradepit.domain.symbols import (
@@ -443,3 +444,30 @@ def test_venue_account_is_the_nil_uuid() -> None:
 def test_uuid_to_id_rejects_junk(text: object) -> None:
     with pytest.raises(IdError):
         uuid_to_id(text)  # type: ignore[arg-type]
+
+
+@given(st.binary(min_size=16, max_size=16))
+def test_new_id_sets_uuid4s_bits_as_uuid_does(random_bytes: bytes) -> None:
+    made = uuid.UUID(bytes=random_bytes, version=4).int
+    raw = int.from_bytes(random_bytes, "big")
+    assert raw & ids._CLEARED | ids._VERSION_4 == made
+
+
+@given(st.uuids())
+def test_uuid_to_id_reads_every_form_uuid_reads(value: uuid.UUID) -> None:
+    for text in (str(value), str(value).upper(), value.hex, f"{{{value}}}", value.urn):
+        assert uuid_to_id(text) == value.int
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "not-a-uuid",
+        "6f1c2f4e-3a5b-4c8d-9e0f-11223344556",
+        "6f1c2f4e_3a5b_4c8d_9e0f_112233445566",
+    ],
+)
+def test_uuid_to_id_refuses_what_is_not_a_uuid(text: str) -> None:
+    with pytest.raises(IdError):
+        uuid_to_id(text)

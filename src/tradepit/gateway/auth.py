@@ -50,43 +50,69 @@ class KeyStore:
         self.redis = redis
         # Failed authentications per client address (off if None).
         self.failures = failures if failures is not None else RateLimiter(0)
-        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        # Keys seen lately, by id: until when, the key, and its owner as a Principal.
+        self._cache: dict[str, tuple[float, ApiKey, Principal]] = {}
 
     async def authenticate(self, key_id: str | None, secret: str | None, address: str) -> Principal:
         """The key's owner, or ApiError: 401 for a key missing or wrong, 429 (before the key is
         looked at) while `address` has failed too often. A request that sends no key guesses
         nothing, and is not counted."""
+        key_id, secret = self._admit(key_id, secret, address)
+        key = await self._lookup(key_id) if self._plausible(key_id, secret) else None
+        return self._judge(key_id, secret, address, key)
+
+    def authenticate_cached(
+        self, key_id: str | None, secret: str | None, address: str
+    ) -> Principal | None:
+        """`authenticate`, without waiting: the same answer when the key was seen lately, None
+        when it must be looked up (then await `authenticate`). The busy path, a bot's every
+        request, costs no coroutine."""
+        key_id, secret = self._admit(key_id, secret, address)
+        cached = self._cache.get(key_id)
+        if cached is None or cached[0] <= time.monotonic():
+            return None
+        _, key, principal = cached
+        return self._judge(key_id, secret, address, key, principal)
+
+    def _admit(self, key_id: str | None, secret: str | None, address: str) -> tuple[str, str]:
         if not key_id or not secret:
             raise ApiError(
                 401, "request is not authorized: send APCA-API-KEY-ID and APCA-API-SECRET-KEY"
             )
         self.failures.refuse_if_empty(address)
-        principal = await self._verify(key_id, secret)
-        if principal is None:
-            self.failures.charge(address)
-            raise ApiError(401, "request is not authorized")
-        return principal
+        return key_id, secret
 
-    async def _verify(self, key_id: str, secret: str) -> Principal | None:
-        if len(key_id) > _MAX_KEY_LENGTH or len(secret) > _MAX_KEY_LENGTH:
-            return None
-        key = await self._lookup(key_id)
+    @staticmethod
+    def _plausible(key_id: str, secret: str) -> bool:
+        return len(key_id) <= _MAX_KEY_LENGTH and len(secret) <= _MAX_KEY_LENGTH
+
+    def _judge(
+        self,
+        key_id: str,
+        secret: str,
+        address: str,
+        key: ApiKey | None,
+        principal: Principal | None = None,
+    ) -> Principal:
         # Compared in constant time whether or not the key exists, so timing tells nothing.
         expected = key.secret_sha256 if key is not None else "0" * 64
-        if not hmac.compare_digest(hash_secret(secret), expected) or key is None:
-            return None
-        return Principal(key_id, key.account_id, key.admin)
+        right = hmac.compare_digest(hash_secret(secret), expected)
+        if not right or key is None or not self._plausible(key_id, secret):
+            self.failures.charge(address)
+            raise ApiError(401, "request is not authorized")
+        return principal if principal is not None else Principal(key_id, key.account_id, key.admin)
 
     async def _lookup(self, key_id: str) -> ApiKey | None:
-        now = time.monotonic()
         cached = self._cache.get(key_id)
+        now = time.monotonic()
         if cached is not None and cached[0] > now:
             return cached[1]
         key = await catalog.api_key(self.redis, key_id)
         if key is not None:  # unknown keys are not cached: a flood of them must not grow it
             if len(self._cache) > 100_000:
                 self._cache.clear()
-            self._cache[key_id] = (now + KEY_CACHE_SECONDS, key)
+            principal = Principal(key_id, key.account_id, key.admin)
+            self._cache[key_id] = (now + KEY_CACHE_SECONDS, key, principal)
         return key
 
 

@@ -41,11 +41,12 @@ class Authenticate:
         if access is Access.KEY or access is Access.ADMIN:
             headers = headers_of(scope)
             key_id, secret = headers.get(_KEY_ID), headers.get(_SECRET)
-            principal = await self.keys.authenticate(
-                key_id.decode("latin-1") if key_id is not None else None,
-                secret.decode("latin-1") if secret is not None else None,
-                client_address(scope),
-            )
+            sent_id = key_id.decode("latin-1") if key_id is not None else None
+            sent_secret = secret.decode("latin-1") if secret is not None else None
+            address = client_address(scope)
+            principal = self.keys.authenticate_cached(
+                sent_id, sent_secret, address
+            ) or await self.keys.authenticate(sent_id, sent_secret, address)
             self.per_key.check(principal.key_id)
             if access is Access.ADMIN and not principal.admin:
                 raise ApiError.forbidden("this route needs the venue's admin key")
