@@ -5,7 +5,9 @@ test session on free ports, with its gateway process and its embedded Valkey (or
 Tests share the venue, so each makes its own accounts and, where orders could meet, its own
 symbol: `venue.account()` and `venue.symbol()`.
 
-`cluster_venue` is another: `tradepit serve --redis-url` on a local Valkey Cluster of 3
+`browser` is a headless Chromium for the page tests (chromium.py), one a test module.
+
+`cluster_venue` is another venue: `tradepit serve --redis-url` on a local Valkey Cluster of 3
 primaries with a replica each (`tradepit.cluster.LocalCluster`), started once per session on
 first use; a test module parametrizes its tests over both by a `venue` fixture of its own.
 """
@@ -26,7 +28,9 @@ from pathlib import Path
 
 import pytest
 import redis
+from chromium import CHROMIUM, CHROMIUM_ARGS
 from live import Venue
+from playwright.sync_api import Browser, sync_playwright
 
 from tradepit.cluster import LocalCluster
 from tradepit.embedded import free_port
@@ -117,3 +121,15 @@ def _serving(data_dir: Path, redis_url: str | None) -> Iterator[Venue]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()

@@ -7,33 +7,18 @@ show: two security schemes, one per header, and every route's errors in Alpaca's
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
+from chromium import needs_chromium
 from live import Venue
-from playwright.sync_api import Browser, Route, expect, sync_playwright
-from test_page import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, WIDE
+from playwright.sync_api import Browser, Route, expect
+from test_page import ARTIFACTS, TIMEOUT_MS, WIDE
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's chromium: `make test` installs it"
-)
+pytestmark = needs_chromium
 
 KEY_ID, SECRET = "APCA-API-KEY-ID", "APCA-API-SECRET-KEY"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def test_the_docs_work_offline_and_try_it_out_sends_both_keys(
