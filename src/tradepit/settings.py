@@ -126,6 +126,21 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
             "capped at the descriptor limit less 256 for its own use"
         ),
     ] = 0
+    metrics: Annotated[
+        bool,
+        Meta(
+            description="count requests, orders and stream clients for Prometheus, at /metrics "
+            "(off: /metrics answers 404)"
+        ),
+    ] = True
+    ready_lag: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description="seconds a stage's oldest unapplied input may wait before /readyz "
+            "answers 503",
+        ),
+    ] = 5.0
 
 
 class VenueSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -154,6 +169,15 @@ class VenueSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
             "what is lost)"
         ),
     ] = False
+    metrics_port: Annotated[
+        int,
+        Meta(
+            ge=-1,
+            le=65535,
+            description="the port of the stages' /metrics, for Prometheus (-1: the API's port "
+            "+ 1; 0: off)",
+        ),
+    ] = -1
 
 
 class DemoSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -192,6 +216,12 @@ class StageSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
             "then holds its shards' replies until one is back), else none",
         ),
     ] = -1
+    metrics_port: Annotated[
+        int,
+        Meta(
+            ge=0, le=65535, description="the port of this stage's /metrics, for Prometheus (0: off)"
+        ),
+    ] = 0
 
     def __post_init__(self) -> None:
         index, count = self.index_and_count()

@@ -40,7 +40,6 @@ from tradepit.store.marketdata import (
     decode_tops,
     load_feeds,
 )
-from tradepit.store.matcher import event_streams
 
 __all__ = ["TAPE_KEPT", "FEED_KEPT", "MINUTE_BARS_DAYS", "MarketDataShard", "keep_feed_clock"]
 
@@ -68,7 +67,7 @@ class MarketDataShard(StageCore):
         self.batch_seq = 0
 
     def inboxes(self) -> list[str]:
-        return [self.keys.inbox, *event_streams(self.config)]
+        return self.feed_keys.inboxes(self.config)
 
     def outboxes(self) -> list[str]:
         return []  # no stage reads the feed: the gateways do, live

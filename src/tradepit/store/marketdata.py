@@ -26,7 +26,8 @@ from tradepit.marketdata.feed import AnyFeedMessage, BarUpdate, BookTop, SymbolF
 from tradepit.stage.messages import COMMANDS, encode
 from tradepit.store.connection import Client, is_cluster_client
 from tradepit.store.errors import StoreError
-from tradepit.store.keys import ShardKeys
+from tradepit.store.keys import ShardKeys, VenueConfig
+from tradepit.store.matcher import event_streams
 
 __all__ = [
     "FEED_SHARD",
@@ -83,6 +84,10 @@ class FeedKeys(ShardKeys):
         self.channel = f"{tag}:live"  # Pub/Sub: each batch as committed
         self.feeds = f"{tag}:feeds"  # symbol -> SymbolFeed
         self.feed = f"{tag}:feed"  # every batch of messages, by batch seq
+
+    def inboxes(self, config: VenueConfig) -> list[str]:
+        """What the stage reads: the operator's commands, then every matcher shard's events."""
+        return [self.inbox, *event_streams(config)]
 
     def trades(self, symbol: str) -> str:
         return "{" + self.shard + "}:trades:" + symbol
