@@ -1,4 +1,4 @@
-"""The `tradepit` command: serve, run, admin, verify, simulate.
+"""The `tradepit` command: serve, run, admin, verify, status, simulate.
 
 Admin commands print one JSON line each, so that scripts can read what they did.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from tradepit import operations, venue
+from tradepit import operations, status, venue
 from tradepit.access import NotPrivateError
 from tradepit.backup import BackupError, backup, restore
 from tradepit.client import ReplyTimeoutError, VenueClient
@@ -38,6 +38,7 @@ from tradepit.settings import (
     DemoSettings,
     GatewaySettings,
     StageSettings,
+    StatusSettings,
     VenueSettings,
 )
 from tradepit.simulate import simulate
@@ -137,6 +138,10 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("verify", help="check the venue's books balance")
+    add_settings_options(
+        commands.add_parser("status", help="the venue's stages, gateways and Valkey, live"),
+        StatusSettings,
+    )
 
     adm = commands.add_parser("admin", help="operate a running venue")
     adm.add_argument(
@@ -365,6 +370,13 @@ def _command(args: argparse.Namespace) -> int:
         return 0
     if args.command == "verify":
         code: int = _run(lambda: _verify(redis_url))
+        return code
+    if args.command == "status":
+        shown = settings_from(StatusSettings, args)
+        try:
+            code = _run(lambda: status.status(redis_url, shown))
+        except KeyboardInterrupt:  # how a live view is left
+            return 0
         return code
     try:
         result = _run(lambda: _admin(args, redis_url))

@@ -14,7 +14,14 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-__all__ = ["GatewaySettings", "VenueSettings", "DemoSettings", "StageSettings", "ClusterSettings"]
+__all__ = [
+    "GatewaySettings",
+    "VenueSettings",
+    "DemoSettings",
+    "StageSettings",
+    "ClusterSettings",
+    "StatusSettings",
+]
 
 Seconds = Annotated[float, Meta(ge=0)]
 Count = Annotated[int, Meta(ge=0)]
@@ -266,3 +273,21 @@ class ClusterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         float,
         Meta(gt=0, description="seconds to wait for the cluster to be ready"),
     ] = 120.0
+
+
+class StatusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`status`: the venue's stages, gateways and Valkey, as a view that refreshes."""
+
+    interval: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=3600,
+            description="seconds between two reads of the venue; the rates shown are over it",
+        ),
+    ] = 1.0
+    once: Annotated[bool, Meta(description="print one view (of two reads) and exit")] = False
+    json: Annotated[
+        bool,
+        Meta(description="print one view as a JSON object, for scripts (implies --once)"),
+    ] = False

@@ -13,7 +13,13 @@ import pytest
 
 from tradepit.cli import _parser
 from tradepit.options import SettingsError, option_name, settings_from
-from tradepit.settings import DemoSettings, GatewaySettings, StageSettings, VenueSettings
+from tradepit.settings import (
+    DemoSettings,
+    GatewaySettings,
+    StageSettings,
+    StatusSettings,
+    VenueSettings,
+)
 from tradepit.venue import GatewayProcess
 
 _COMMANDS: dict[tuple[str, ...], tuple[type[msgspec.Struct], ...]] = {
@@ -21,6 +27,7 @@ _COMMANDS: dict[tuple[str, ...], tuple[type[msgspec.Struct], ...]] = {
     ("demo",): (VenueSettings, GatewaySettings, DemoSettings),
     ("run", "gateway"): (GatewaySettings,),
     ("run", "ledger"): (StageSettings,),
+    ("status",): (StatusSettings,),
 }
 # What `demo` fixes rather than offers.
 _DEMO_FIXED = {"ledgers", "matchers", "maker_fee_bps", "taker_fee_bps", "no_gateway", "demo"}
