@@ -84,6 +84,9 @@ class LedgerShard(StageCore):
         self.ledger = Ledger((), config.maker_fee_bps, config.taker_fee_bps)
         self.history = OrderHistory(self.ledger.symbols)
         self._matcher_of: dict[str, str] = {}
+        # When each order the batch written last filled was submitted (ns), one per fill: for
+        # the metrics' order-to-fill time (`made`).
+        self.filled_submitted: list[int] = []
         self._reset_batch()
 
     def inboxes(self) -> list[str]:
@@ -103,6 +106,7 @@ class LedgerShard(StageCore):
         self.new_orders: list[bytes] = []  # index members of orders placed this batch
         self.closed_orders: list[bytes] = []  # ... and of orders that ended
         self.fills: list[bytes] = []
+        self.fill_submitted: list[int] = []
         self.new_transfers: list[str] = []
         self.new_client_order_ids: list[tuple[int, str, int]] = []
         self.totals_changed = False
@@ -180,6 +184,7 @@ class LedgerShard(StageCore):
             encoded = encode(update)
             fill = encode(Fill.of_update(update))
             self.fills.append(index_member(record.account_id, event.ts, fill))
+            self.fill_submitted.append(record.created_at)
         else:
             encoded = encode(OrderUpdate(name, record.updated_at, record))
         self.updates.append(encoded)
@@ -410,5 +415,10 @@ class LedgerShard(StageCore):
             tx.hset(keys.state, "symbols", encode(symbols))
         for channel, replies in self.replies.items():
             publishes.append((channel.decode(), encode(replies)))
+        self.filled_submitted = self.fill_submitted
         self._reset_batch()
         return publishes
+
+    def made(self) -> list[int]:
+        """When each order the batch written last filled was submitted (ns), one per fill."""
+        return self.filled_submitted

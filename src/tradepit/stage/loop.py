@@ -33,12 +33,16 @@ Each commit also counts itself (the COMMITS field of the checkpoints hash), so t
 acknowledged can be told from what a server loaded: a `ProgressRecorder` (`serve` gives each
 shard one, `tradepit.durability`) keeps the count outside Redis after each commit, and refuses
 a load that holds fewer.
+
+A `StageObserver` (`tradepit.metrics.stage`) is told of each batch, commit, dead letter, reload
+and retried commit; the loop reads the clock twice a batch for it, and nothing per entry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, NamedTuple, Protocol
@@ -63,7 +67,15 @@ from tradepit.stage.routing import ClusterRoutes, slot_moved
 from tradepit.store.connection import Client, connect, is_cluster
 from tradepit.store.keys import COMMITS, ShardKeys, hash_tag
 
-__all__ = ["BadEntryError", "StageCore", "StageLoop", "Fields", "ProgressRecorder"]
+__all__ = [
+    "BadEntryError",
+    "StageCore",
+    "StageLoop",
+    "Fields",
+    "ProgressRecorder",
+    "StageObserver",
+    "Reload",
+]
 
 log = logging.getLogger("tradepit.stage")
 
@@ -81,6 +93,14 @@ ENTRIES_PER_READ = 4
 _FIRST_BACKOFF, _LAST_BACKOFF = 0.05, 1.0  # seconds between tries, after a failure
 # How long one WAIT for replicas lasts before the stage says it is still waiting and waits on.
 REPLICA_WAIT_MS = 1_000
+
+
+class Reload:
+    """Why a stage loads again: the three ways a batch fails to commit."""
+
+    UNAVAILABLE = "unavailable"  # the connection was lost, or the server did not answer
+    MOVED = "moved"  # a cluster's slot moved to another node
+    REFUSED = "refused"  # the server refused a command (a full disk, a replica, memory)
 
 
 class BadEntryError(TradepitError):
@@ -117,6 +137,12 @@ class StageCore(ABC):
     def write(self, tx: CommandBuffer) -> list[tuple[str, bytes]]:
         """Queue the batch's outputs and changed state on `tx`; return what to publish after."""
 
+    def made(self) -> Any:
+        """What the batch `write` just queued made, for a `StageObserver`, which is given it
+        once that batch is committed (so that a batch applied again is not told twice): the
+        matcher's trades, the ledger's fills. None: nothing to tell."""
+        return None
+
 
 class ProgressRecorder(Protocol):
     """Where a shard's progress is kept outside Redis, told of each load and commit."""
@@ -126,6 +152,27 @@ class ProgressRecorder(Protocol):
 
     def committed(self, commits: int, checkpoints: Mapping[str, bytes]) -> None:
         """A commit succeeded: the shard's `commits`-th, with these checkpoints."""
+
+
+class StageObserver(Protocol):
+    """Told what a shard's loop does, for its metrics: each call runs in the loop, once a batch
+    at most, and must be cheap."""
+
+    def applied(self, entries: int, seconds: float) -> None:
+        """A batch of `entries` inbox entries was applied and written in `seconds`."""
+
+    def committed(self, seconds: float, made: Any) -> None:
+        """A batch's commit is in: `seconds` from its EXEC sent to its reply (on a cluster, to
+        its WAIT's); `made` is what the core's `made()` said of it."""
+
+    def dead_lettered(self, entries: int) -> None:
+        """A commit moved `entries` undecodable entries to the dead-letter stream."""
+
+    def reloading(self, reason: str) -> None:
+        """The stage is about to load again, for a `Reload` reason."""
+
+    def retried(self, batches: int) -> None:
+        """A load found `batches` sent commits missing: their entries are applied again."""
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -142,6 +189,8 @@ class _Commit(NamedTuple):
     number: int  # the shard's count of commits, this one included
     checkpoints: dict[str, bytes]
     dead: list[tuple[str, bytes, Fields, str]]
+    sent: float  # perf_counter() when its EXEC went (0 without an observer)
+    made: Any  # the core's `made()` (None without an observer)
     # On a cluster: what sends its marks, replies, live events and doorbells once it is in (and
     # with replica acks, once a replica holds it), as soon as it is (not when the stage next
     # looks: an idle stage sleeps).
@@ -167,6 +216,7 @@ class StageLoop:
         trim_inputs: bool = True,
         progress: ProgressRecorder | None = None,
         replica_acks: int | None = None,
+        metrics: StageObserver | None = None,
     ) -> None:
         self.core = core
         self.redis_url = redis_url
@@ -174,6 +224,12 @@ class StageLoop:
         self.block_ms = block_ms
         self.trim_inputs = trim_inputs
         self.progress = progress
+        self.metrics = metrics
+        self._replied = 0.0  # perf_counter() when the commit in flight was answered
+        # The number of the last commit sent when a failure stopped the loop, if it had not
+        # been answered: the next load tells how many of those are to be applied again.
+        self._unanswered: int | None = None
+        self._loads = 0
         # Replicas each commit waits for (cluster only); None: 1 once the cluster is seen to
         # keep replicas (and from then on: a primary just promoted has none until its old one
         # is back, and its commits wait for that rather than be acknowledged on one copy).
@@ -262,19 +318,37 @@ class StageLoop:
                 pass
             except (RedisConnectionError, RedisTimeoutError, OSError) as error:
                 # Whatever this batch did in memory was not committed: load it all again.
-                log.warning("%s: redis unavailable (%s); reloading", shard, error)
+                self._failed(Reload.UNAVAILABLE)
+                log.warning(
+                    "%s: redis unavailable (%s); reloading (committed: %d)",
+                    shard,
+                    error,
+                    self.commits,
+                )
                 await self._pause()
             except ResponseError as error:
                 if slot_moved(error):
                     # A cluster's slot moved (a failover, a migration): routine.
-                    log.warning("%s: %s; reloading from its new node", shard, error)
+                    self._failed(Reload.MOVED)
+                    log.warning(
+                        "%s: %s; reloading from its new node (committed: %d)",
+                        shard,
+                        error,
+                        self.commits,
+                    )
                     await self._pause()
                     continue
                 # Refused rather than lost: a full disk (MISCONF), a replica (READONLY), memory
                 # (OOM), a missing permission, or a command of ours. The same way back: none
                 # of the batch is in, so load again and retry it. A cause that passes heals
                 # itself; one that lasts is in the log once a second, and the venue stays up.
-                log.error("%s: redis refused the stage's commands (%s); reloading", shard, error)
+                self._failed(Reload.REFUSED)
+                log.error(
+                    "%s: redis refused the stage's commands (%s); reloading (committed: %d)",
+                    shard,
+                    error,
+                    self.commits,
+                )
                 await self._pause()
             finally:
                 # What was in flight on the lost connections fails with them: nobody waits.
@@ -300,6 +374,12 @@ class StageLoop:
                 if redis is not None:
                     await redis.aclose()
 
+    def _failed(self, reason: str) -> None:
+        if self._last_sent > self.commits:  # sent, and never answered
+            self._unanswered = self._last_sent
+        if self.metrics is not None:
+            self.metrics.reloading(reason)
+
     async def _pause(self) -> None:
         self.ready.clear()
         await asyncio.sleep(self._backoff)
@@ -315,6 +395,23 @@ class StageLoop:
         if self.progress is not None:
             self.progress.loaded(self.commits, self.checkpoints)
         await self.core.load(redis)
+        # Commits sent before a failure and not found now: their batches are applied again.
+        # (Found: the commit went in, and only its reply was lost.)
+        lost, self._unanswered = (self._unanswered or 0) - self.commits, None
+        if lost > 0 and self.metrics is not None:
+            self.metrics.retried(lost)
+        self._loads += 1
+        resumes = ", ".join(
+            f"{stream} after {entry_id.decode()}" for stream, entry_id in self.checkpoints.items()
+        )
+        log.info(
+            "%s: %s at commit %d%s; reading %s",
+            self.core.keys.shard,
+            "started" if self._loads == 1 else "loaded again",
+            self.commits,
+            f" ({lost} sent commit(s) not in: applying them again)" if lost > 0 else "",
+            resumes,
+        )
 
     def _request_read(
         self, reader: RespConnection | None, read_to: dict[str, bytes], block: bool
@@ -347,6 +444,8 @@ class StageLoop:
         busy = any(len(entries) == self.max_entries for _stream, entries in response)
         if busy:
             self._next_read = self._request_read(reader, read_to, True)
+        metrics = self.metrics
+        started = time.perf_counter() if metrics is not None else 0.0
         dead: list[tuple[str, bytes, Fields, str]] = []
         count = 0
         # XREAD answers the streams in the order asked, which is the core's order.
@@ -383,6 +482,10 @@ class StageLoop:
             # replica holds it: the WAIT rides the EXEC), after the marks its readers stop at.
             after.append(pack(("WAIT", self._acks, REPLICA_WAIT_MS)))
         commands = tx.packed
+        made = None
+        if metrics is not None:
+            made = self.core.made()
+            metrics.applied(count, time.perf_counter() - started)
         # This batch was built on the last one: it may go only once that one is in.
         await self._committed()
         if self.trim_inputs and (self.batches + 1) % 8 == 0:
@@ -396,6 +499,7 @@ class StageLoop:
                     for stream, entry_id in self.checkpoints.items()
                     if entry_id != _START
                 ]
+        sent = time.perf_counter() if metrics is not None else 0.0
         if busy or self._inboxes is not None:
             replies = wire.request(*transaction(commands, after))
             if self._next_read is None:
@@ -412,7 +516,14 @@ class StageLoop:
             # An idle stage sleeps on its doorbells, not on a read that returns by itself: a
             # commit that fails wakes it, to load again and retry.
             replicated.add_done_callback(self._wake_if_failed)
-        self._commit = _Commit(replies, len(commands), number, read_to, dead, replicated)
+        if metrics is not None:
+            # When the reply came, not when the stage looked (an idle one looks after its next
+            # read returns). Only one commit is in flight at a time.
+            self._replied = 0.0
+            (replies if replicated is None else replicated).add_done_callback(self._answered)
+        self._commit = _Commit(
+            replies, len(commands), number, read_to, dead, sent, made, replicated
+        )
         self._last_sent = number
         self._read_to = read_to
         self.batches += 1
@@ -433,10 +544,19 @@ class StageLoop:
         if self.progress is not None:
             self.progress.committed(commit.number, commit.checkpoints)
         self.dead_letters += len(commit.dead)
+        if self.metrics is not None:
+            # (Answered before its callback ran: now is as good.)
+            replied = self._replied or time.perf_counter()
+            self.metrics.committed(replied - commit.sent, commit.made)
+            if commit.dead:
+                self.metrics.dead_lettered(len(commit.dead))
         for stream, entry_id, _fields, reason in commit.dead:
             log.warning(
                 "%s: dead-lettered %s %s: %s", self.core.keys.shard, stream, entry_id, reason
             )
+
+    def _answered(self, _done: asyncio.Future[Any]) -> None:
+        self._replied = time.perf_counter()
 
     def _wake_if_failed(self, done: asyncio.Future[None]) -> None:
         if (done.cancelled() or done.exception() is not None) and self._inboxes is not None:

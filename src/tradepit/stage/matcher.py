@@ -57,6 +57,7 @@ class MatcherShard(StageCore):
         self.matcher = Matcher()
         self.ranks: dict[int, int] = {}  # resting order id -> queue rank
         self.new_books: set[str] = set()
+        self.trades = 0  # made by the batch written last, for the metrics (`made`)
 
     def inboxes(self) -> list[str]:
         return self.keys.inboxes(self.config)
@@ -84,6 +85,7 @@ class MatcherShard(StageCore):
         events = self.matcher.take_events()
         symbols, self.new_books = self.new_books, set()
         keys = self.keys
+        self.trades = 0
         if not events:
             self._write_counters(tx, symbols)
             return []
@@ -91,9 +93,11 @@ class MatcherShard(StageCore):
         per_ledger: list[list[Event]] = [[] for _ in range(ledgers)]
         touched: dict[int, str] = {}  # order id -> symbol
         ranks = self.ranks
+        trades = 0
         for event in events:
             symbols.add(event.symbol)
             if isinstance(event, Trade):
+                trades += 1
                 # Both owners settle it: once each, or once if one shard holds both.
                 touched[event.maker_order_id] = touched[event.taker_order_id] = event.symbol
                 maker_shard = event.maker_account_id % ledgers
@@ -113,6 +117,7 @@ class MatcherShard(StageCore):
                 touched[event.new_order_id] = event.symbol
                 rank = ranks.pop(order_id, event.seq)
                 ranks[event.new_order_id] = rank if event.kept_priority else event.seq
+        self.trades = trades
         all_events = encode(events)
         books = self.matcher.books
         ts = events[-1].ts
@@ -132,6 +137,10 @@ class MatcherShard(StageCore):
         self._write_orders(tx, touched)
         self._write_counters(tx, symbols)
         return [(keys.channel, all_events)]
+
+    def made(self) -> int:
+        """The trades of the batch written last."""
+        return self.trades
 
     def _write_counters(self, tx: CommandBuffer, symbols: set[str]) -> None:
         books = self.matcher.books
