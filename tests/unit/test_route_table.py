@@ -15,7 +15,16 @@ from tradepit.gateway.web import ACCESS_MARKERS, public
 # Never connected: building the app opens nothing.
 APP = build_app("redis://127.0.0.1:1")
 
-PUBLIC = {"/v1/leaderboard", "/v1/demo", "/v1/demo/accounts", "/openapi.json", "/docs"}
+PUBLIC = {
+    "/v1/leaderboard",
+    "/v1/demo",
+    "/v1/demo/accounts",
+    "/openapi.json",
+    "/docs",
+    "/livez",
+    "/readyz",
+    "/metrics",
+}
 ADMIN_PREFIX = "/admin/"
 
 

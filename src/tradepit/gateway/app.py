@@ -19,6 +19,7 @@ from tradepit.gateway import (
     data,
     datastream,
     docs,
+    health,
     page,
     reference,
     stream,
@@ -26,6 +27,7 @@ from tradepit.gateway import (
 )
 from tradepit.gateway.chain import RouteTable, build_chain, routes_of
 from tradepit.gateway.errors import install_error_handlers
+from tradepit.gateway.heartbeat import Heartbeat
 from tradepit.gateway.hot import HotRoutes
 from tradepit.gateway.service import Gateway
 from tradepit.gateway.web import ACCESS_MARKERS
@@ -92,6 +94,8 @@ def build_app(redis_url: str, settings: GatewaySettings | None = None) -> Gatewa
         await live_feed.start()
         app.state.live_feed = live_feed
         hot.live_feed = live_feed
+        heartbeat = Heartbeat(gateway)
+        heartbeat.start()
         # What start-up made (FastAPI's routes and models, the market) lives as long as the
         # process: out of the cyclic GC's sight, its full collections walk only what came since.
         gc.collect()
@@ -99,6 +103,7 @@ def build_app(redis_url: str, settings: GatewaySettings | None = None) -> Gatewa
         try:
             yield
         finally:
+            await heartbeat.stop()
             await live_feed.stop()
             await updates.stop()
             await gateway.stop()
@@ -121,6 +126,7 @@ def build_app(redis_url: str, settings: GatewaySettings | None = None) -> Gatewa
     api.include_router(admin_api.router)
     api.include_router(data.router)
     api.include_router(community.router)
+    api.include_router(health.router)
     page.install(api)
     docs.install(api)
     routes = routes_of(

@@ -146,6 +146,7 @@ class RateLimiter:
         self.off = rate <= 0 or self.burst <= 0
         self._buckets: dict[str, tuple[float, float]] = {}
         self._checks = 0
+        self.refused = 0  # requests refused since the start (the gateway's metrics read it)
 
     def check(self, key: str, now: float | None = None) -> None:
         """Take a token, or raise RateLimitError saying when there will be one."""
@@ -188,6 +189,7 @@ class RateLimiter:
     def _refusal(self, tokens: float) -> RateLimitError:
         # HTTP's Retry-After is whole seconds: rounded up, so that a client that waits as told
         # finds a token.
+        self.refused += 1
         return RateLimitError(self.message, max(1, math.ceil((1 - tokens) / self.rate)))
 
     def _prune(self, now: float) -> None:

@@ -47,6 +47,7 @@ class ApiError(TradepitError):
         self.code = code if code is not None else alpaca_code(status)
         self.message = message
         self.headers = headers or {}  # sent with the answer: a 429's Retry-After
+        self.refusal: Refusal | None = None  # the stage's or operator's refusal it says, if any
 
     @classmethod
     def bad_request(cls, message: str) -> ApiError:
@@ -69,7 +70,9 @@ class ApiError(TradepitError):
         """A stage's or the operator's refusal, as Alpaca says it: its status and message, and
         the refuser's `detail` where it reads well to a client (`Refusal.shows_detail`)."""
         shown = detail and refusal.shows_detail
-        return cls(refusal.status, f"{refusal.message}: {detail}" if shown else refusal.message)
+        error = cls(refusal.status, f"{refusal.message}: {detail}" if shown else refusal.message)
+        error.refusal = refusal
+        return error
 
 
 def alpaca_code(status: int) -> int:

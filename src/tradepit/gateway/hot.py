@@ -11,6 +11,7 @@ at /docs and declares its access; the chain dispatches it here instead.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from starlette.requests import ClientDisconnect
@@ -18,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tradepit.gateway.chain.scope import principal_of
 from tradepit.gateway.datastream import STREAM_PATHS, LiveFeed, serve_stream
+from tradepit.gateway.order_names import ORDER_TYPE_NAMES
 from tradepit.gateway.orders import OrderRequest, decode_body
 from tradepit.gateway.service import Gateway
 from tradepit.gateway.trading import order_view, place_order, request_cancel
@@ -48,8 +50,19 @@ class HotRoutes:
 
     async def submit(self, scope: Scope, receive: Receive, send: Send) -> None:
         principal = principal_of(scope)
-        request = decode_body(await _body(receive), OrderRequest)
-        record = await place_order(self.gateway, principal.account_id, request)
+        metrics = self.gateway.metrics
+        started = time.perf_counter()
+        try:
+            request = decode_body(await _body(receive), OrderRequest)
+            record = await place_order(self.gateway, principal.account_id, request)
+        except ClientDisconnect:
+            raise  # no order, and no answer: not a refusal
+        except Exception as error:
+            if metrics is not None:
+                metrics.order_refused(error)
+            raise
+        if metrics is not None:
+            metrics.order_accepted(ORDER_TYPE_NAMES[record.type], time.perf_counter() - started)
         await _answer(send, 200, encode(order_view(self.gateway, record)))
 
     async def cancel(self, scope: Scope, receive: Receive, send: Send) -> None:

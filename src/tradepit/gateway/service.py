@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from tradepit.client import VenueClient
 from tradepit.domain.refusals import Refusal
@@ -16,6 +17,7 @@ from tradepit.gateway.errors import ApiError
 from tradepit.gateway.market import Market
 from tradepit.ledger import Account
 from tradepit.ledger.history import Fill, OrderRecord
+from tradepit.metrics.gateway import GatewayMetrics
 from tradepit.settings import GatewaySettings
 from tradepit.stage.messages import Reply
 from tradepit.store import catalog, ledger, preferences
@@ -49,7 +51,17 @@ class Gateway:
             settings.public_rate_limit, message="rate limit exceeded for this address"
         )
         self.market: Market | None = None
+        self.metrics = GatewayMetrics(self.rate_limited) if settings.metrics else None
+        self.readiness_cache: tuple[float, dict[str, Any]] | None = None  # (when, /readyz's body)
         self._settings_cache: dict[int, tuple[float, AccountSettings]] = {}
+
+    def rate_limited(self) -> dict[str, int]:
+        """Requests refused with a 429 since the start, by the limit they met."""
+        return {
+            "key": self.limiter.refused,
+            "address": self.public_limiter.refused,
+            "auth_failures": self.keys.failures.refused,
+        }
 
     async def start(self) -> None:
         await catalog.wait_for_server(self.redis, "gateway")

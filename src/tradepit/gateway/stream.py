@@ -25,6 +25,7 @@ from tradepit.gateway.errors import ApiError
 from tradepit.gateway.market import Market
 from tradepit.gateway.shapes import trade_update_json
 from tradepit.gateway.web import gateway_of
+from tradepit.metrics.gateway import GatewayMetrics
 from tradepit.store import ledger
 from tradepit.store.connection import Client
 from tradepit.store.errors import StoreError
@@ -228,7 +229,7 @@ async def trade_stream(websocket: WebSocket) -> None:
                 listening = [name for name in wanted if name == "trade_updates"]
                 if listening and queue is None:
                     queue = await updates.listen(account_id)
-                    sender = asyncio.create_task(_send_updates(connection, queue))
+                    sender = asyncio.create_task(_send_updates(connection, queue, gateway.metrics))
                 elif not listening and queue is not None and sender is not None:
                     updates.forget(account_id, queue)
                     sender.cancel()
@@ -249,11 +250,15 @@ async def trade_stream(websocket: WebSocket) -> None:
                 await sender
 
 
-async def _send_updates(connection: _Connection, queue: asyncio.Queue[Frame | None]) -> None:
+async def _send_updates(
+    connection: _Connection, queue: asyncio.Queue[Frame | None], metrics: GatewayMetrics | None
+) -> None:
     with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
         while True:
             frame = await queue.get()
             if frame is None:
+                if metrics is not None:
+                    metrics.cut_off("/stream", "queue_full")
                 await connection.error("too slow: updates were dropped; reconnect and resync")
                 await connection.websocket.close(1008)
                 return

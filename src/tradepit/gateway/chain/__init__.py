@@ -8,7 +8,8 @@ WebSocket passes, each concern one small module, outermost first:
 2. `MatchRoute` (routes.py): which route this is, once, for the layers beneath;
 3. `AccessLog` (access_log.py): one line per request or WebSocket session, if sampled (when
    its setting is 0, the layer is left out);
-4. metrics (issue 22): its layer goes here, where it sees every answer, refusals included;
+4. `CountRequests` (metrics.py): each request's duration by route and status, each stream's
+   clients and frames (when metrics are off, the layer is left out);
 5. `RenderErrors` (render_errors.py): anything raised beneath becomes Alpaca's error shape;
 6. `BodyLimit` (body_limit.py): a body over the cap is a 413;
 7. `Authenticate` (authentication.py): the key, its rate limit, the admin key, the limits per
@@ -32,6 +33,7 @@ from tradepit.gateway.chain.access_log import AccessLog
 from tradepit.gateway.chain.authentication import Authenticate
 from tradepit.gateway.chain.body_limit import BodyLimit
 from tradepit.gateway.chain.dispatch import Dispatch
+from tradepit.gateway.chain.metrics import CountRequests
 from tradepit.gateway.chain.render_errors import RenderErrors
 from tradepit.gateway.chain.request_id import RequestId
 from tradepit.gateway.chain.routes import Access, MatchRoute, Route, RouteTable, routes_of
@@ -50,7 +52,7 @@ def build_chain(gateway: Gateway, routes: RouteTable, api: ASGIApp) -> ASGIApp:
         partial(MatchRoute, routes=routes),
         # Off, the access log is left out: a layer that does nothing still costs every request.
         *([partial(AccessLog, sample=settings.access_log_sample)] if logging_access else []),
-        # metrics (issue 22): here.
+        *([partial(CountRequests, metrics=gateway.metrics)] if gateway.metrics else []),
         RenderErrors,
         partial(BodyLimit, limit=settings.max_body_bytes),
         partial(

@@ -27,6 +27,7 @@ from starlette.types import Send
 
 from tradepit.gateway.datastream.protocol import Batch, Encoded, Outgoing, control_frame, frame_of
 from tradepit.gateway.service import GatewaySettings
+from tradepit.metrics.gateway import GatewayMetrics
 
 __all__ = ["FRAME_SINK", "FrameSink", "DataClient", "cut_stalled"]
 
@@ -57,10 +58,21 @@ class DataClient:
     """
 
     def __init__(
-        self, send: Send, msgpack: bool, limits: GatewaySettings, sink: FrameSink | None = None
+        self,
+        send: Send,
+        msgpack: bool,
+        limits: GatewaySettings,
+        sink: FrameSink | None = None,
+        *,
+        metrics: GatewayMetrics | None = None,
+        stream: str = "",
     ) -> None:
         self.send = send
         self.sink = sink
+        # Frames sent through `send` are counted by the chain (chain/metrics.py); those written
+        # to the sink, past ASGI, here.
+        self.metrics = metrics
+        self.stream = stream  # the metrics' label: the stream's path
         self.msgpack = msgpack
         self.queue_limit = limits.stream_queue_limit
         self.queue_bytes = limits.stream_queue_bytes
@@ -106,7 +118,8 @@ class DataClient:
         if len(self.pending.messages) > self.queue_limit or self.pending_bytes > self.queue_bytes:
             self.cut(
                 f"slow client: more than {self.queue_limit} messages or "
-                f"{self.queue_bytes} bytes were waiting; they were dropped"
+                f"{self.queue_bytes} bytes were waiting; they were dropped",
+                "queue_full",
             )
 
     def _flush(self) -> None:
@@ -118,9 +131,12 @@ class DataClient:
     def _start(self, frame: Outgoing) -> None:
         sink = self.sink
         if sink is not None:
-            if not sink.write_frame(frame.wire()):  # the connection is gone
+            wire = frame.wire()
+            if not sink.write_frame(wire):  # the connection is gone
                 self.end()
                 return
+            if self.metrics is not None:
+                self.metrics.frame_sent(self.stream, len(wire))
             if not sink.write_paused:
                 return
             future: asyncio.Future[Any] = asyncio.ensure_future(sink.write_resumed())
@@ -146,12 +162,14 @@ class DataClient:
         if self.pending.messages and not self.cut_off:
             self._flush()
 
-    def cut(self, reason: str) -> None:
+    def cut(self, reason: str, kind: str) -> None:
         """Stop sending to this client and end its connection; it is told `reason` on the way
-        out (connection.py)."""
+        out (connection.py). `kind` is why in a word, for the metrics."""
         if self.cut_off:
             return
         self.cut_off = reason
+        if self.metrics is not None:
+            self.metrics.cut_off(self.stream, kind)
         self.close_code = 1008
         self.pending.take()
         self.pending_bytes = 0
@@ -168,8 +186,12 @@ class DataClient:
         frame = control_frame(messages, self.msgpack)
         if self.sink is None:
             await self.send(frame.asgi())
-        elif not self.sink.write_frame(frame.wire()):
+            return
+        wire = frame.wire()
+        if not self.sink.write_frame(wire):
             raise ConnectionError("the stream connection is closed")
+        if self.metrics is not None:
+            self.metrics.frame_sent(self.stream, len(wire))
 
 
 async def cut_stalled(clients: Iterable[DataClient], timeout: float) -> None:
@@ -180,4 +202,4 @@ async def cut_stalled(clients: Iterable[DataClient], timeout: float) -> None:
         now = time.monotonic()
         for client in [c for c in clients if c.sending_since]:
             if now - client.sending_since > timeout:
-                client.cut(f"slow client: nothing was read for {timeout:g} s")
+                client.cut(f"slow client: nothing was read for {timeout:g} s", "send_timeout")

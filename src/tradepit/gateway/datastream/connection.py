@@ -40,7 +40,14 @@ async def serve_stream(
         if name == b"content-type":
             content_type = value.lower()
     sink = scope.get("extensions", {}).get(FRAME_SINK)
-    client = DataClient(send, b"msgpack" in content_type, live.settings, sink)
+    client = DataClient(
+        send,
+        b"msgpack" in content_type,
+        live.settings,
+        sink,
+        metrics=gateway.metrics,
+        stream=scope["path"],
+    )
     address = client_address(scope)
     reader = asyncio.create_task(_read_requests(client, receive, gateway, live, address))
     client.reader = reader
