@@ -44,7 +44,7 @@ from tradepit.settings import (
 from tradepit.simulate import simulate
 from tradepit.store.connection import open_client
 from tradepit.store.errors import Loading, Refused, Unreachable
-from tradepit.venue import GatewayPortError
+from tradepit.venue import GatewayPortError, MetricsPortError
 from tradepit.verify import verify
 
 try:
@@ -289,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     except (
         DataDirInUseError,
         GatewayPortError,
+        MetricsPortError,
         DataLossError,
         BackupError,
         SettingsError,
@@ -365,6 +366,7 @@ def _command(args: argparse.Namespace) -> int:
                 redis_url,
                 keep_inputs=keep,
                 replica_acks=None if acks < 0 else acks,
+                metrics_port=stage.metrics_port,
             )
         )
         return 0

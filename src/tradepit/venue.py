@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from tradepit import durability
 from tradepit.access import Role, write_private
@@ -34,6 +35,9 @@ from tradepit.domain.session import next_session_close
 from tradepit.embedded import EmbeddedValkey
 from tradepit.errors import TradepitError
 from tradepit.gateway.server import listening_socket
+from tradepit.metrics.exporter import Exporter
+from tradepit.metrics.stage import StageMetrics, sample_lag
+from tradepit.metrics.valkey import ValkeyMetrics
 from tradepit.operations import add_symbol, close_session, ensure_admin_key
 from tradepit.portfolio import sample_forever
 from tradepit.settings import DemoSettings, GatewaySettings, VenueSettings
@@ -55,6 +59,7 @@ __all__ = [
     "serve",
     "run_shard",
     "find_redis_url",
+    "StageExporter",
 ]
 
 log = logging.getLogger("tradepit.venue")
@@ -228,6 +233,62 @@ async def run_loops(loops: list[StageLoop], stop: asyncio.Event) -> None:
     stopper.cancel()
 
 
+class StageExporter:
+    """The stages' metrics of one process, served on a port of their own (`tradepit.metrics`):
+    an observer per loop, and the samplers of their inbox lag (and of Valkey, in `serve`)."""
+
+    def __init__(self, port: int, host: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        # The process's CPU, memory and descriptors: what the stages cost, beside what they do.
+        ProcessCollector(registry=self.registry)
+        self.stages = StageMetrics(self.registry)
+        self.valkey: ValkeyMetrics | None = None
+        self.exporter = Exporter(self.registry, port, host)
+        self.samplers: list[asyncio.Task[None]] = []
+
+    @classmethod
+    def start(cls, port: int, host: str, *, implicit: bool = False) -> StageExporter | None:
+        """Serve on `port`, or raise `MetricsPortError`; an `implicit` port (the API's + 1,
+        not asked for) that is taken only logs so, and the venue runs without."""
+        try:
+            return cls(port, host)
+        except OSError as error:
+            if implicit:
+                log.warning(
+                    "no stage metrics: cannot listen on %s:%d (%s); choose a port with "
+                    "--metrics-port",
+                    host,
+                    port,
+                    error.strerror,
+                )
+                return None
+            raise MetricsPortError(
+                f"cannot serve the stages' metrics on {host}:{port} ({error.strerror}): "
+                "choose another with --metrics-port (0: none)"
+            ) from None
+
+    def observe(self, loop: StageLoop) -> StageLoop:
+        loop.metrics = self.stages.observer(loop.core)
+        return loop
+
+    def sample(self, redis_url: str, loops: list[StageLoop], valkey: bool = False) -> None:
+        """Sample the lag of `loops`' shards (and with `valkey`, Valkey's INFO) on `redis_url`."""
+        shards = {loop.core.keys.shard: loop.core.inboxes() for loop in loops}
+        self.samplers.append(asyncio.create_task(sample_lag(self.stages, redis_url, shards)))
+        if valkey:
+            self.valkey = ValkeyMetrics(self.registry)
+            self.samplers.append(asyncio.create_task(self.valkey.sample(redis_url)))
+
+    def stop(self) -> None:
+        for sampler in self.samplers:
+            sampler.cancel()
+        self.exporter.stop()
+
+
+class MetricsPortError(TradepitError, RuntimeError):
+    """The stages' metrics port cannot be listened on."""
+
+
 def _stop_on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -261,6 +322,7 @@ async def serve(
     venue_file: Path | None = None  # written once this venue's server is up
     runner: asyncio.Task[None] | None = None
     progress: durability.ProgressFiles | None = None
+    metrics: StageExporter | None = None
     try:
         # What could be in the way first: the data directory, then the port.
         if embedded is not None:
@@ -268,6 +330,7 @@ async def serve(
         if gateway is not None:
             gateway_process = GatewayProcess(gateway)
             await asyncio.to_thread(gateway_process.listen)
+        metrics = _serve_metrics(settings.metrics_port, gateway)
         if embedded is not None:
             await asyncio.to_thread(durability.check_aof_files, embedded.data_dir, accept_data_loss)
             await asyncio.to_thread(embedded.start)
@@ -296,7 +359,8 @@ async def serve(
         def stage(core: StageCore, role: Role) -> StageLoop:
             # On the embedded server, each shard keeps its progress in the data directory.
             recorder = progress.recorder(core.keys.shard) if progress is not None else None
-            return StageLoop(core, url_of(role), progress=recorder)
+            loop = StageLoop(core, url_of(role), progress=recorder)
+            return loop if metrics is None else metrics.observe(loop)
 
         loops = [stage(LedgerShard(i, config), Role.LEDGER) for i in range(config.ledgers)]
         loops += [stage(MatcherShard(i, config), Role.MATCHER) for i in range(config.matchers)]
@@ -322,12 +386,16 @@ async def serve(
         helpers.append(asyncio.create_task(_close_sessions_at_midnight(redis_url)))
         helpers.append(asyncio.create_task(sample_forever(redis_url, config)))
         helpers.append(asyncio.create_task(keep_feed_clock(url_of(Role.MARKETDATA))))
+        if metrics is not None:
+            metrics.sample(operator_url, loops, valkey=True)
         where = f"unix://{embedded.socket_path}" if embedded is not None else _public(redis_url)
         print(
             f"tradepit: venue up on {where} ({config.ledgers} ledger and "
             f"{config.matchers} matcher shard(s), market data)",
             flush=True,
         )
+        if metrics is not None:
+            print(f"tradepit: the stages' metrics on {metrics.exporter.url}", flush=True)
         if gateway_process is not None:
             await gateway_process.start(url_of(Role.GATEWAY))
             helpers.append(asyncio.create_task(gateway_process.supervise()))
@@ -368,6 +436,8 @@ async def serve(
                 await runner
         if gateway_process is not None:
             await asyncio.to_thread(gateway_process.stop)
+        if metrics is not None:
+            await asyncio.to_thread(metrics.stop)
         if venue_file is not None:  # not another venue's, if this one could not start
             with contextlib.suppress(OSError):
                 venue_file.unlink()
@@ -375,6 +445,17 @@ async def serve(
             progress.close()
         if embedded is not None:  # last: it releases the directory
             await asyncio.to_thread(embedded.stop)
+
+
+def _serve_metrics(port: int, gateway: GatewaySettings | None) -> StageExporter | None:
+    """`serve`'s stage metrics: on `port`; -1: beside the API, on its port + 1 (or the default
+    API port's, with no gateway), if that is free; 0: none."""
+    api = gateway if gateway is not None else GatewaySettings()
+    if port > 0:
+        return StageExporter.start(port, api.host)
+    if port == 0 or api.port == 0:  # (an API on any free port has no port + 1)
+        return None
+    return StageExporter.start(api.port + 1, api.host, implicit=True)
 
 
 def _raise_if_failed(supervisor: asyncio.Task[None] | None) -> None:
@@ -446,7 +527,11 @@ async def run_shard(
     *,
     keep_inputs: bool = False,
     replica_acks: int | None = None,
+    metrics_port: int = 0,
 ) -> None:
+    """Run one shard until SIGINT or SIGTERM; with a `metrics_port`, serve its metrics there
+    (on every interface: a shard of its own is scraped from elsewhere)."""
+    metrics = StageExporter.start(metrics_port, "0.0.0.0") if metrics_port else None
     config = await _load_config_once_up(redis_url, f"{kind} {index}/{count}")
     expected = {"ledger": config.ledgers, "matcher": config.matchers}.get(kind, 1)
     if count != expected:
@@ -461,7 +546,12 @@ async def run_shard(
     )
     clock = asyncio.create_task(keep_feed_clock(redis_url)) if kind == "marketdata" else None
     try:
+        if metrics is not None:
+            metrics.observe(loop)
+            metrics.sample(redis_url, [loop])
         await run_loops([loop], stop)
     finally:
         if clock is not None:
             clock.cancel()
+        if metrics is not None:
+            await asyncio.to_thread(metrics.stop)
