@@ -10,6 +10,8 @@ WEB := src/tradepit/web
 NODE_STAMP := $(WEB)/node_modules/.installed-stamp
 # The browser the page's tests drive: Debian's chromium (Playwright's download is unreachable).
 CHROMIUM := /usr/bin/chromium
+# The Prometheus server the metrics' end-to-end test scrapes the venue with: Debian's.
+PROMETHEUS := /usr/bin/prometheus
 # The allocator the embedded Valkey runs with where the system has it (optional: without it,
 # the C library's malloc: Valkey spends ~20% less CPU per order with jemalloc).
 JEMALLOC_STAMP := $(VENV)/.jemalloc-stamp
@@ -38,16 +40,20 @@ $(CHROMIUM):
 	$(SUDO) apt-get update
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium
 
+$(PROMETHEUS):
+	$(SUDO) apt-get update
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends prometheus
+
 # The whole venue in one process, on an embedded Valkey kept under ./data, with a demo market
 # trading on it (`tradepit serve` runs the venue alone).
 run: $(STAMP) $(NODE_STAMP) $(JEMALLOC_STAMP)
 	$(BIN)/tradepit demo $(ARGS)
 
-test: $(STAMP) $(NODE_STAMP) $(CHROMIUM) $(JEMALLOC_STAMP)
+test: $(STAMP) $(NODE_STAMP) $(CHROMIUM) $(PROMETHEUS) $(JEMALLOC_STAMP)
 	$(BIN)/pytest
 
 # The slow variants too (long Hypothesis runs, long crash tests).
-test-all: $(STAMP) $(NODE_STAMP) $(CHROMIUM) $(JEMALLOC_STAMP)
+test-all: $(STAMP) $(NODE_STAMP) $(CHROMIUM) $(PROMETHEUS) $(JEMALLOC_STAMP)
 	$(BIN)/pytest -m ''
 
 lint: $(STAMP)
