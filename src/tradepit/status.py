@@ -10,8 +10,10 @@ lays them out as tables, and `watch` reads, summarizes and redraws every interva
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 import time
+from collections import deque
 
 import msgspec
 from rich import box
@@ -203,18 +205,21 @@ def _stages_table(stages: list[StageStatus]) -> Table:
 
 def _gateways_table(listed: list[GatewayStatus]) -> Table:
     table = _table("Gateways")
-    for column in ("gateway", "state", "up for", "req/s", "requests", "clients", "accepted"):
-        table.add_column(column, justify="left" if column in ("gateway", "clients") else "right")
-    table.add_column("refused", justify="right")
+    table.add_column("gateway", no_wrap=True)
+    for column in ("pid", "state", "req/s", "reqs", "clients", "orders", "refused"):
+        table.add_column(column, justify="left" if column == "clients" else "right")
     for gateway in listed:
-        state = Text("up", style="green") if gateway.up else Text("gone", style="bold red")
+        if gateway.up:
+            state = Text(f"up {_duration(gateway.uptime_seconds)}", style="green")
+        else:
+            state = Text(f"gone {_ago(gateway.beat_seconds_ago)}", style="bold red")
         clients = ", ".join(
             f"{n} {stream}" for stream, n in sorted(gateway.websocket_clients.items())
         )
         table.add_row(
-            f"{gateway.host}:{gateway.port} (pid {gateway.pid})",
+            f"{gateway.host}:{gateway.port}",
+            str(gateway.pid),
             state,
-            _duration(gateway.uptime_seconds),
             "-" if gateway.requests_per_s is None else f"{gateway.requests_per_s:.1f}",
             str(gateway.requests),
             clients or "none",
@@ -299,20 +304,23 @@ async def snapshot(client: Client, config: VenueConfig, interval: float) -> Stat
 
 async def watch(client: Client, config: VenueConfig, interval: float, console: Console) -> None:
     """Redraw the view every `interval` seconds, until interrupted. A server that cannot be
-    reached is said so in place of the view, and read again at the next interval."""
-    before = await read_sample(client, config)
+    reached is said so in place of the view, and read again at the next interval.
+
+    The rates are over the last few samples, at least two beats of a gateway: over one interval
+    of a second, a gateway's rate would be there one time in two (it beats every 2 s)."""
+    kept = max(2, math.ceil(2 * BEAT_SECONDS / interval) + 1)
+    samples = deque([await read_sample(client, config)], maxlen=kept)
     waiting = Text(f"reading the venue again in {interval:.1f} s...")
     with Live(waiting, console=console, auto_refresh=False, vertical_overflow="visible") as live:
         while True:
             await asyncio.sleep(interval)
             try:
-                after = await read_sample(client, config)
+                samples.append(await read_sample(client, config))
             except (Unreachable, TimedOut, Refused) as error:
                 live.update(Text(f"cannot read the venue: {error}; trying again", "bold red"))
                 live.refresh()
                 continue
-            live.update(render(summarize(before, after)), refresh=True)
-            before = after
+            live.update(render(summarize(samples[0], samples[-1])), refresh=True)
 
 
 async def status(redis_url: str, settings: StatusSettings) -> int:
