@@ -1,17 +1,20 @@
 """Orders through the REST gateway: POST /v2/orders then DELETE /v2/orders/{id}, as clients do.
 
     python bench/http.py [--fsync everysec|always] [--rate R] [--paced-seconds S]
-                         [--flat-seconds S] [--clients N] [--repeat K] [--quick]
+                         [--flat-seconds S] [--clients N] [--repeat K] [--no-metrics]
+                         [--quick]
 
 Each repetition starts a fresh venue as production runs it, `tradepit --data-dir TMP serve
---rate-limit 0 --fsync F` (an embedded Valkey with AOF on, the stages in the serve process, the
-gateway, uvicorn, in its child process), opens `--clients` accounts through the admin API with
-ample cash and shares, and connects one HTTP/1.1 keep-alive connection per account. An order is
-a buy limit of 1 ACME at 95.00 (below the 100.00 reference, no sellers: it rests, never trades)
-followed, after its 200, by its cancel (204). The venue answers the 200 once the ledger shard
-has committed the order to Valkey: a durable ack. This process is the clients, on one event loop
-(uvloop), with a minimal HTTP/1.1 client (a Protocol per connection; httpx would be the
-bottleneck); everything, Valkey included, shares the machine's cores.
+--rate-limit 0 --fsync F --metrics-port P` (an embedded Valkey with AOF on, the stages in the
+serve process, the gateway, uvicorn, in its child process; with `--no-metrics`, serve's
+`--no-metrics --metrics-port 0` instead: the difference is what the metrics cost), opens `--clients`
+accounts through the admin API with ample cash and shares, and connects one HTTP/1.1 keep-alive
+connection per account. An order is a buy limit of 1 ACME at 95.00 (below the 100.00 reference,
+no sellers: it rests, never trades) followed, after its 200, by its cancel (204). The venue
+answers the 200 once the ledger shard has committed the order to Valkey: a durable ack. This
+process is the clients, on one event loop (uvloop), with a minimal HTTP/1.1 client (a Protocol
+per connection; httpx would be the bottleneck); everything, Valkey included, shares the
+machine's cores.
 
 - paced: an open-loop schedule of `--rate` orders/s for `--paced-seconds`; each order is sent
   at its scheduled time (in 1 ms ticks) on an idle connection, whatever the earlier ones do.
@@ -320,8 +323,9 @@ async def flat_out(connections: list[Connection], seconds: float) -> dict[str, A
 class Venue:
     """`tradepit serve` as a subprocess on a fresh data directory."""
 
-    def __init__(self, fsync: str) -> None:
+    def __init__(self, fsync: str, metrics: bool = True) -> None:
         self.fsync = fsync
+        self.metrics = metrics
         self.data_dir = Path(tempfile.mkdtemp(prefix="tradepit-bench-http-"))
         self.log = self.data_dir / "serve.log"
         self.port = free_port()
@@ -331,6 +335,10 @@ class Venue:
     def start(self, timeout: float = 60.0) -> None:
         command = tradepit_command(self.data_dir / "data", "serve", "--port", str(self.port))
         command += ["--rate-limit", "0", "--fsync", self.fsync]
+        if self.metrics:  # the gateway's /metrics, and the stages' on a port of their own
+            command += ["--metrics-port", str(free_port())]
+        else:
+            command += ["--no-metrics", "--metrics-port", "0"]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         self.admin = wait_until_up(self.process, self.log, "APCA-API-KEY-ID=", "serve", timeout)
@@ -437,7 +445,7 @@ async def with_cpu(pids: dict[str, int], phase: Coroutine[Any, Any, dict[str, An
 
 
 async def run_once(args: argparse.Namespace, number: int) -> dict[str, Any]:
-    venue = Venue(args.fsync)
+    venue = Venue(args.fsync, metrics=args.metrics)
     connections: list[Connection] = []
     try:
         started = time.perf_counter()
@@ -555,6 +563,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "errors": errors,
         "lost": sum(run["lost"] for run in runs),
         "fsync": args.fsync,
+        "metrics": args.metrics,
         "paced": paced,
         "flat": flat,
         "repeat": args.repeat,
@@ -580,6 +589,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32, help="connections, an account each")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds flat out, unmeasured")
     parser.add_argument("--repeat", type=int, default=3, help="fresh venues; medians reported")
+    parser.add_argument(
+        "--no-metrics",
+        dest="metrics",
+        action="store_false",
+        help="the venue without its Prometheus metrics (serve --no-metrics)",
+    )
     parser.add_argument("--quick", action="store_true", help="one run of 5 s + 5 s: under 30 s")
     args = parser.parse_args()
     if args.quick:
