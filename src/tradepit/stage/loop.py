@@ -41,6 +41,7 @@ and retried commit; the loop reads the clock twice a batch for it, and nothing p
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -516,14 +517,16 @@ class StageLoop:
             # An idle stage sleeps on its doorbells, not on a read that returns by itself: a
             # commit that fails wakes it, to load again and retry.
             replicated.add_done_callback(self._wake_if_failed)
+        commit = _Commit(replies, len(commands), number, read_to, dead, sent, made, replicated)
         if metrics is not None:
-            # When the reply came, not when the stage looked (an idle one looks after its next
-            # read returns). Only one commit is in flight at a time.
-            self._replied = 0.0
-            (replies if replicated is None else replicated).add_done_callback(self._answered)
-        self._commit = _Commit(
-            replies, len(commands), number, read_to, dead, sent, made, replicated
-        )
+            # Timed when the reply came, not when the stage looks (after its next read).
+            if replicated is None:
+                self._replied = 0.0  # (only one commit is in flight at a time)
+                replies.add_done_callback(self._answered)
+            else:
+                # Told from here: an idle stage on a cluster sleeps until its next input.
+                replicated.add_done_callback(functools.partial(self._replicated_in, commit))
+        self._commit = commit
         self._last_sent = number
         self._read_to = read_to
         self.batches += 1
@@ -544,12 +547,10 @@ class StageLoop:
         if self.progress is not None:
             self.progress.committed(commit.number, commit.checkpoints)
         self.dead_letters += len(commit.dead)
-        if self.metrics is not None:
+        if self.metrics is not None and commit.replicated is None:
             # (Answered before its callback ran: now is as good.)
             replied = self._replied or time.perf_counter()
-            self.metrics.committed(replied - commit.sent, commit.made)
-            if commit.dead:
-                self.metrics.dead_lettered(len(commit.dead))
+            self._tell(commit, replied - commit.sent)
         for stream, entry_id, _fields, reason in commit.dead:
             log.warning(
                 "%s: dead-lettered %s %s: %s", self.core.keys.shard, stream, entry_id, reason
@@ -557,6 +558,17 @@ class StageLoop:
 
     def _answered(self, _done: asyncio.Future[Any]) -> None:
         self._replied = time.perf_counter()
+
+    def _replicated_in(self, commit: _Commit, done: asyncio.Future[None]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            self._tell(commit, time.perf_counter() - commit.sent)
+
+    def _tell(self, commit: _Commit, seconds: float) -> None:
+        metrics = self.metrics
+        assert metrics is not None
+        metrics.committed(seconds, commit.made)
+        if commit.dead:
+            metrics.dead_lettered(len(commit.dead))
 
     def _wake_if_failed(self, done: asyncio.Future[None]) -> None:
         if (done.cancelled() or done.exception() is not None) and self._inboxes is not None:
