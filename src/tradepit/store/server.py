@@ -73,6 +73,7 @@ async def node_health(client: Client) -> list[NodeHealth]:
     """Each node's memory and AOF: the one server's, or every node's of a cluster (replicas
     too: each keeps an AOF of its own)."""
     if isinstance(client, RedisCluster):
+        await client.initialize()  # a client that has sent nothing yet knows of no node
         found = []
         for node in sorted(client.get_nodes(), key=lambda node: node.name):
             info = await client.info("memory", "persistence", target_nodes=node)
