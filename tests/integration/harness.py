@@ -16,6 +16,7 @@ from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
 from tradepit.ledger import Ledger
 from tradepit.ledger.history import OrderRecord
 from tradepit.matcher import Matcher
+from tradepit.metrics.stage import StageMetrics
 from tradepit.stage.ledger import LedgerShard
 from tradepit.stage.loop import StageLoop
 from tradepit.stage.marketdata import MarketDataShard
@@ -36,6 +37,7 @@ class Venue:
     loops: list[StageLoop]
     tasks: list[asyncio.Task[None]]
     role_url: Callable[[Role], str] | None = None
+    metrics: StageMetrics | None = None  # each stage loop's observer's
 
     @property
     def redis(self) -> Client:
@@ -104,6 +106,9 @@ class Venue:
             for i in range(self.config.matchers)
         ]
         loops.append(StageLoop(MarketDataShard(self.config), self.url_of(Role.MARKETDATA)))
+        if self.metrics is not None:
+            for loop in loops:
+                loop.metrics = self.metrics.observer(loop.core)
         self.loops = loops
         self.tasks = [asyncio.create_task(loop.run()) for loop in loops]
 
@@ -124,9 +129,11 @@ async def running_venue(
     symbols: tuple[str, ...] = ("ACME", "GLOBEX"),
     *,
     role_url: Callable[[Role], str] | None = None,
+    metrics: StageMetrics | None = None,
 ) -> AsyncIterator[Venue]:
     """The venue's stages as tasks, on `url`; with `role_url`, each stage signs in as its role
-    and the client as the gateway (`url` is then the operator's, for the first start)."""
+    and the client as the gateway (`url` is then the operator's, for the first start); with
+    `metrics`, each stage loop has an observer of them."""
     redis = await open_client(url)
     try:
         config = await init_config(redis, config or VenueConfig())
@@ -134,7 +141,7 @@ async def running_venue(
         await redis.aclose()
     client_url = url if role_url is None else role_url(Role.GATEWAY)
     client = await VenueClient(client_url, reply_timeout=10).connect()
-    venue = Venue(url, config, client, [], [], role_url)
+    venue = Venue(url, config, client, [], [], role_url, metrics)
     venue.start_stages()
     try:
         for symbol in symbols:
