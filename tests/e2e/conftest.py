@@ -46,6 +46,7 @@ def _start_serve(data_dir: Path, port: int, redis_url: str | None) -> subprocess
         command += ["--redis-url", redis_url]
     # In demo mode, as `tradepit demo` runs it, so that the page's demo button can be tested.
     command += ["serve", "--port", str(port), "--rate-limit", "0", "--demo"]
+    command += ["--metrics-port", str(free_port())]  # not the API's + 1: it may be taken
     env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
     return subprocess.Popen(
         command,
@@ -99,12 +100,16 @@ def _serving(data_dir: Path, redis_url: str | None) -> Iterator[Venue]:
     assert process.stdout is not None
     output = []
     admin_key: dict[str, str] = {}
+    stage_metrics: str | None = None
     deadline = time.monotonic() + 60
     for line in process.stdout:
         output.append(line)
         found = re.search(r"APCA-API-KEY-ID=(\S+) APCA-API-SECRET-KEY=(\S+)", line)
         if found:
             admin_key = {"APCA-API-KEY-ID": found[1], "APCA-API-SECRET-KEY": found[2]}
+        metrics = re.search(r"the stages' metrics on (\S+)", line)
+        if metrics:
+            stage_metrics = metrics[1]
         if "Ctrl-C stops it" in line or time.monotonic() > deadline:
             break
     assert admin_key, "".join(output)
@@ -113,7 +118,7 @@ def _serving(data_dir: Path, redis_url: str | None) -> Iterator[Venue]:
     if redis_url is None:
         redis_url = json.loads((data_dir / "venue.json").read_text())["redis_url"]
     try:
-        yield Venue(f"http://127.0.0.1:{port}", redis_url, data_dir, admin_key)
+        yield Venue(f"http://127.0.0.1:{port}", redis_url, data_dir, admin_key, stage_metrics)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:

@@ -38,6 +38,7 @@ class Venue:
     redis_url: str
     data_dir: Path
     admin_headers: dict[str, str]
+    stage_metrics_url: str | None = None  # the stages' /metrics, where serve said it is
 
     def admin(self, method: str, path: str, body: Any = None) -> Any:
         response = httpx.request(

@@ -1,5 +1,6 @@
 """A real Prometheus server (Debian's `prometheus`, which `make test` installs) scrapes the running
-venue, as the README's scrape config has it, and its query API answers with the venue's counts."""
+venue, its gateway and its stages, as the README's scrape config has it, and its query API
+answers with the venue's counts."""
 
 from __future__ import annotations
 
@@ -75,12 +76,13 @@ def query(url: str, expression: str) -> list[dict[str, Any]]:
     return result
 
 
-def test_prometheus_scrapes_the_gateway_and_sees_the_orders(venue: Venue, tmp_path: Path) -> None:
-    gateway = urlsplit(venue.url).netloc
-    with prometheus(tmp_path, [gateway]) as url:
-        assert eventually(lambda: any(t["health"] == "up" for t in _targets(url)), timeout=20), (
-            _targets(url)
-        )
+def test_prometheus_scrapes_the_venue_and_sees_the_orders(venue: Venue, tmp_path: Path) -> None:
+    assert venue.stage_metrics_url is not None, "serve did not say where the stages' metrics are"
+    gateway, stages = urlsplit(venue.url).netloc, urlsplit(venue.stage_metrics_url).netloc
+    with prometheus(tmp_path, [gateway, stages]) as url:
+        assert eventually(
+            lambda: [t["health"] for t in _targets(url)] == ["up", "up"], timeout=20
+        ), _targets(url)
         trader = venue.account()
         symbol = venue.symbol()
         before = _accepted(url)
@@ -96,6 +98,9 @@ def test_prometheus_scrapes_the_gateway_and_sees_the_orders(venue: Venue, tmp_pa
             '(tradepit_http_request_duration_seconds_bucket{route="/v2/orders"}))',
         )
         assert latency and 0 < float(latency[0]["value"][1]) < 10, latency
+        # The stages' own: the ledger shard committed those orders in batches.
+        batches = query(url, 'tradepit_stage_batches_total{shard="l0"}')
+        assert batches and float(batches[0]["value"][1]) > 0, batches
 
 
 def _targets(url: str) -> list[dict[str, Any]]:
