@@ -14,9 +14,6 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-# tradepit.metrics.gateway imports tradepit.gateway.errors, whose package imports the request
-# chain, which imports tradepit.metrics.gateway back: the package imported first breaks the cycle.
-import tradepit.gateway  # noqa: F401  (until the cycle is broken)
 from tradepit.metrics.gateway import GatewayMetrics
 from tradepit.metrics.stage import StageMetrics
 from tradepit.metrics.valkey import ValkeyMetrics

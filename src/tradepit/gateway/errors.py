@@ -89,6 +89,38 @@ def error_headers(error: Exception) -> dict[str, str]:
     return error.headers if isinstance(error, ApiError) else {}
 
 
+# What a refusal that is not a stage's (which has its own code) is counted as, by status.
+_REASON_BY_STATUS = {
+    400: "invalid",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    413: "too_large",
+    422: "invalid",
+    429: "rate_limited",
+    503: "unavailable",
+    504: "timeout",
+}
+
+
+def refusal_reason(error: Exception) -> str:
+    """Why a request was refused, in a word, for the metrics: the stage's refusal code, else a
+    word for the status `error_of` answers it with (a bounded set: never the message)."""
+    if isinstance(error, ApiError):
+        if error.refusal is not None:
+            return error.refusal.value
+        status = error.status
+    elif isinstance(error, NumberError):
+        status = 422
+    elif isinstance(error, ReplyTimeoutError):
+        status = 504
+    elif isinstance(error, StoreError):
+        status = 503
+    else:
+        status = 500
+    return _REASON_BY_STATUS.get(status, "error")
+
+
 def error_of(error: Exception, request_id: str | None = None) -> tuple[int, bytes]:
     """The status and JSON body that answer an exception raised while serving a request
     (`request_id` names the request in what is logged about it)."""

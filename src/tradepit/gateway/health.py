@@ -16,6 +16,7 @@ import msgspec
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from tradepit.gateway.docs import error_responses
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.service import Gateway
 from tradepit.gateway.web import gateway_of, public
@@ -25,11 +26,17 @@ from tradepit.store.lag import ShardLag, venue_lag
 
 __all__ = ["router", "HEALTH_JSON", "READY_CACHE_SECONDS", "readiness"]
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], responses=error_responses(429))
 
 HEALTH_JSON = "application/health+json"
 PING_TIMEOUT = 1.0  # seconds: a Valkey slower than this to answer a PING is not ready
 READY_CACHE_SECONDS = 1.0  # probes come often, and each reads every shard's checkpoints
+_NOT_READY: dict[int | str, dict[str, Any]] = {
+    503: {
+        "description": "not ready: the checks, and what failed",
+        "content": {HEALTH_JSON: {"schema": {"type": "object"}}},
+    }
+}
 
 
 @router.get("/livez", dependencies=[Depends(public)])
@@ -38,14 +45,14 @@ async def livez() -> Response:
     return _health({"status": "pass"}, 200)
 
 
-@router.get("/readyz", dependencies=[Depends(public)])
+@router.get("/readyz", dependencies=[Depends(public)], responses=_NOT_READY)
 async def readyz(request: Request) -> Response:
     """Whether the gateway can take orders: 200, or 503 with the checks that failed."""
     body = await readiness(gateway_of(request))
     return _health(body, 200 if body["status"] == "pass" else 503)
 
 
-@router.get("/metrics", dependencies=[Depends(public)])
+@router.get("/metrics", dependencies=[Depends(public)], responses=error_responses(404))
 async def metrics(request: Request) -> Response:
     """The gateway's metrics, in Prometheus' text format (404 with --no-metrics)."""
     counted = gateway_of(request).metrics

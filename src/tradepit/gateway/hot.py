@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tradepit.gateway.chain.scope import principal_of
 from tradepit.gateway.datastream import STREAM_PATHS, LiveFeed, serve_stream
+from tradepit.gateway.errors import refusal_reason
 from tradepit.gateway.order_names import ORDER_TYPE_NAMES
 from tradepit.gateway.orders import OrderRequest, decode_body
 from tradepit.gateway.service import Gateway
@@ -59,7 +60,7 @@ class HotRoutes:
             raise  # no order, and no answer: not a refusal
         except Exception as error:
             if metrics is not None:
-                metrics.order_refused(error)
+                metrics.order_refused(refusal_reason(error))
             raise
         if metrics is not None:
             metrics.order_accepted(ORDER_TYPE_NAMES[record.type], time.perf_counter() - started)

@@ -24,9 +24,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from tradepit.gateway.errors import ApiError
-
-__all__ = ["LATENCY_BUCKETS", "Histogram", "GatewayMetrics", "refusal_reason"]
+__all__ = ["LATENCY_BUCKETS", "Histogram", "GatewayMetrics"]
 
 # Seconds. Sub-millisecond at the bottom: a paced order's ack takes ~1 ms end to end.
 LATENCY_BUCKETS = (
@@ -49,30 +47,6 @@ LATENCY_BUCKETS = (
     5.0,
     10.0,
 )
-
-# What a refusal that is not a stage's (which has its own code) is counted as, by status.
-_REASON_BY_STATUS = {
-    400: "invalid",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    413: "too_large",
-    422: "invalid",
-    429: "rate_limited",
-    504: "timeout",
-}
-
-
-def refusal_reason(error: BaseException) -> str:
-    """The `reason` label of a refused order: the stage's refusal code, else a word for its
-    status (a bounded set either way: never the message)."""
-    if isinstance(error, ApiError):
-        if error.refusal is not None:
-            return error.refusal.value
-        return _REASON_BY_STATUS.get(error.status, "error")
-    if isinstance(error, TimeoutError):
-        return "timeout"
-    return "error"
 
 
 class Histogram:
@@ -137,8 +111,9 @@ class GatewayMetrics(Collector):
         self.orders_accepted[key] = self.orders_accepted.get(key, 0) + 1
         self.order_acks.observe((), seconds)
 
-    def order_refused(self, error: BaseException) -> None:
-        key = (refusal_reason(error),)
+    def order_refused(self, reason: str) -> None:
+        """`reason`: a word from a bounded set (gateway.errors.refusal_reason)."""
+        key = (reason,)
         self.orders_refused[key] = self.orders_refused.get(key, 0) + 1
 
     def websocket_opened(self, stream: str) -> None:
