@@ -41,8 +41,7 @@ def _families() -> Iterator[Metric]:
         observer.retried(1)
     stages.observer(MatcherShard(0, config)).committed(0.0002, 2)
     stages.observer(LedgerShard(0, config)).committed(0.0002, [0])
-    stages.lag_entries.labels("l0", "{l0}:in").set(1)
-    stages.lag_seconds.labels("l0", "{l0}:in").set(0.5)
+    stages.set_lag("l0", "{l0}:in", 1, 0.5)
     valkey = ValkeyMetrics(registry)
     valkey.nodes = [
         NodeHealth(

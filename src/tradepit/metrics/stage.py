@@ -3,8 +3,12 @@ commits (a `StageObserver` per shard, which its loop tells), inbox lag (sampled 
 few seconds, `sample_lag`), and what the venue made: the matchers' trades and the ledgers'
 order-to-fill times.
 
-An observer's calls are a stage's hot path (thousands of batches a second): each resolves its
-labelled children once, and a call is a few increments and observations, nothing per entry.
+An observer's calls are a stage's hot path (thousands of batches a second, and the ledger's
+fills one by one), so they count in plain ints and lists, and a `Collector` hands them to
+prometheus_client when a scrape asks. prometheus_client's own metrics take a lock per count:
+on this machine a batch's counts (and its clock reads) took 5.8 us with them (a labelled
+`Histogram.observe` ~2 us) against 1.9 us like this, and a fill 2.4 us against 0.6. A scrape runs on the exporter's thread: it copies each list (atomic under
+the GIL) before it reads it, and at worst sees a count without its sum for one scrape.
 """
 
 from __future__ import annotations
@@ -13,15 +17,19 @@ import asyncio
 import contextlib
 import logging
 import time
+from bisect import bisect_left
+from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    disable_created_metrics,
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
 )
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from tradepit.stage.ledger import LedgerShard
 from tradepit.stage.loop import Reload, StageCore
@@ -84,125 +92,56 @@ FILL_BUCKETS = (
 LAG_SAMPLE_SECONDS = 2.0
 
 
-class StageMetrics:
-    """The stage families, in one registry: one of these per process, an observer per shard."""
+class _Histogram:
+    """Observations in fixed buckets (the last: above every bound), and their sum."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        # Each counter's and histogram's `_created` series would double what a scrape holds,
-        # for what the process's start time already says.
-        disable_created_metrics()
-        self.registry = registry
-        self.batches = Counter(
-            "tradepit_stage_batches",
-            "Batches a stage shard applied and committed",
-            ["shard"],
-            registry=registry,
-        )
-        self.batch_entries = Histogram(
-            "tradepit_stage_batch_entries",
-            "Inbox entries a batch applied (an entry is one flush of commands)",
-            ["shard"],
-            buckets=ENTRY_BUCKETS,
-            registry=registry,
-        )
-        self.apply_seconds = Histogram(
-            "tradepit_stage_apply_seconds",
-            "The core's apply and write of one batch",
-            ["shard"],
-            buckets=FAST_BUCKETS,
-            registry=registry,
-        )
-        self.commit_seconds = Histogram(
-            "tradepit_stage_commit_seconds",
-            "A batch's EXEC sent to its reply (on a cluster, to its WAIT's)",
-            ["shard"],
-            buckets=FAST_BUCKETS,
-            registry=registry,
-        )
-        self.lag_entries = Gauge(
-            "tradepit_stage_inbox_lag_entries",
-            "Inbox entries after the shard's checkpoint (counted up to 100)",
-            ["shard", "inbox"],
-            registry=registry,
-        )
-        self.lag_seconds = Gauge(
-            "tradepit_stage_inbox_lag_seconds",
-            "How long the oldest unapplied inbox entry has waited",
-            ["shard", "inbox"],
-            registry=registry,
-        )
-        self.dead_letters = Counter(
-            "tradepit_stage_dead_letters",
-            "Inbox entries moved to the dead-letter stream",
-            ["shard"],
-            registry=registry,
-        )
-        self.reloads = Counter(
-            "tradepit_stage_reloads",
-            "Loads after a failure: unavailable, moved or refused",
-            ["shard", "reason"],
-            registry=registry,
-        )
-        self.commits_retried = Counter(
-            "tradepit_stage_commits_retried",
-            "Batches applied again after their commit failed",
-            ["shard"],
-            registry=registry,
-        )
-        self.last_commit = Gauge(
-            "tradepit_stage_last_commit_timestamp_seconds",
-            "When the shard's last commit was answered (Unix time)",
-            ["shard"],
-            registry=registry,
-        )
-        self.trades = Counter(
-            "tradepit_trades",
-            "Trades the matcher shards made (and committed)",
-            ["shard"],
-            registry=registry,
-        )
-        self.order_fill_seconds = Histogram(
-            "tradepit_order_fill_seconds",
-            "An order's submission (the gateway's clock) to each of its fills settled (the "
-            "ledger's commit)",
-            buckets=FILL_BUCKETS,
-            registry=registry,
-        )
+    __slots__ = ("bounds", "counts", "les", "total")
 
-    def observer(self, core: StageCore) -> ShardObserver:
-        """The observer for `core`'s loop (`StageLoop(..., metrics=)`)."""
-        if isinstance(core, MatcherShard):
-            return _MatcherObserver(self, core.keys.shard)
-        if isinstance(core, LedgerShard):
-            return _LedgerObserver(self, core.keys.shard)
-        return ShardObserver(self, core.keys.shard)
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        # Each bound as prometheus_client writes it ("le"), and "+Inf" above them all.
+        self.les = [floatToGoString(bound) for bound in (*bounds, float("inf"))]  # type: ignore[no-untyped-call]
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def add_to(self, family: HistogramMetricFamily, labels: list[str]) -> None:
+        counts, total = list(self.counts), self.total
+        cumulative, running = [], 0
+        for le, count in zip(self.les, counts, strict=True):
+            running += count
+            cumulative.append((le, running))
+        family.add_metric(labels, cumulative, total)
+
+
+REASONS = (Reload.UNAVAILABLE, Reload.MOVED, Reload.REFUSED)
 
 
 class ShardObserver:
-    """A `StageObserver` for one shard: its labelled children, resolved once."""
+    """A `StageObserver` for one shard: what its loop told it, as plain numbers."""
 
-    def __init__(self, metrics: StageMetrics, shard: str) -> None:
+    def __init__(self, shard: str) -> None:
         self.shard = shard
-        self._batches = metrics.batches.labels(shard)
-        self._entries = metrics.batch_entries.labels(shard)
-        self._apply = metrics.apply_seconds.labels(shard)
-        self._commit = metrics.commit_seconds.labels(shard)
-        self._dead_letters = metrics.dead_letters.labels(shard)
-        self._retried = metrics.commits_retried.labels(shard)
-        self._last_commit = metrics.last_commit.labels(shard)
-        self._reloads = {
-            reason: metrics.reloads.labels(shard, reason)
-            for reason in (Reload.UNAVAILABLE, Reload.MOVED, Reload.REFUSED)
-        }
+        self.batches = 0
+        self.entries = _Histogram(ENTRY_BUCKETS)
+        self.apply = _Histogram(FAST_BUCKETS)
+        self.commit = _Histogram(FAST_BUCKETS)
+        self.dead_letters = 0
+        self.reloads = dict.fromkeys(REASONS, 0)
+        self.retried_commits = 0
+        self.last_commit: float | None = None  # Unix time; None: none yet
 
     def applied(self, entries: int, seconds: float) -> None:
-        self._entries.observe(entries)
-        self._apply.observe(seconds)
+        self.entries.observe(entries)
+        self.apply.observe(seconds)
 
     def committed(self, seconds: float, made: Any) -> None:
-        self._batches.inc()
-        self._commit.observe(seconds)
-        self._last_commit.set(time.time())
+        self.batches += 1
+        self.commit.observe(seconds)
+        self.last_commit = time.time()
         if made:
             self._made(made)
 
@@ -210,35 +149,160 @@ class ShardObserver:
         """What the core's `made()` said of the batch just committed."""
 
     def dead_lettered(self, entries: int) -> None:
-        self._dead_letters.inc(entries)
+        self.dead_letters += entries
 
     def reloading(self, reason: str) -> None:
-        self._reloads[reason].inc()
+        self.reloads[reason] += 1
 
     def retried(self, batches: int) -> None:
-        self._retried.inc(batches)
+        self.retried_commits += batches
 
 
 class _MatcherObserver(ShardObserver):
-    def __init__(self, metrics: StageMetrics, shard: str) -> None:
-        super().__init__(metrics, shard)
-        self._trades = metrics.trades.labels(shard)
+    def __init__(self, shard: str) -> None:
+        super().__init__(shard)
+        self.trades = 0
 
     def _made(self, made: int) -> None:
-        self._trades.inc(made)
+        self.trades += made
 
 
 class _LedgerObserver(ShardObserver):
-    def __init__(self, metrics: StageMetrics, shard: str) -> None:
-        super().__init__(metrics, shard)
-        self._fill = metrics.order_fill_seconds
+    def __init__(self, shard: str, fills: _Histogram) -> None:
+        super().__init__(shard)
+        self._fills = fills
 
     def _made(self, made: list[int]) -> None:
         # The trade's own `ts` is its taker's submission: the fill is timed at its settlement.
         now_ns = time.time_ns()
-        observe = self._fill.observe
+        fills = self._fills
+        counts, bounds = fills.counts, fills.bounds
+        waited = 0.0
         for submitted_ns in made:
-            observe(max(0, now_ns - submitted_ns) / 1e9)
+            seconds = max(0, now_ns - submitted_ns) / 1e9
+            counts[bisect_left(bounds, seconds)] += 1
+            waited += seconds
+        fills.total += waited
+
+
+class StageMetrics(Collector):
+    """The stage families of one process, in `registry`: an observer per shard (`observer`),
+    the lag `sample_lag` finds, and the fills of all its ledger shards."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.shards: dict[str, ShardObserver] = {}
+        self.lag: dict[tuple[str, str], tuple[int, float]] = {}  # (shard, inbox) -> entries, s
+        self.fills = _Histogram(FILL_BUCKETS)
+        registry.register(self)
+
+    def observer(self, core: StageCore) -> ShardObserver:
+        """The observer for `core`'s loop (`StageLoop(..., metrics=)`); a shard started again
+        gets the one it had, and counts on."""
+        shard = core.keys.shard
+        observer = self.shards.get(shard)
+        if observer is None:
+            if isinstance(core, MatcherShard):
+                observer = _MatcherObserver(shard)
+            elif isinstance(core, LedgerShard):
+                observer = _LedgerObserver(shard, self.fills)
+            else:
+                observer = ShardObserver(shard)
+            self.shards[shard] = observer
+        return observer
+
+    def set_lag(self, shard: str, inbox: str, entries: int, seconds: float) -> None:
+        self.lag[shard, inbox] = (entries, seconds)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(self._families([], {}))
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families(list(self.shards.values()), dict(self.lag)))
+
+    def _families(
+        self, shards: list[ShardObserver], lag: dict[tuple[str, str], tuple[int, float]]
+    ) -> list[Metric]:
+        batches = CounterMetricFamily(
+            "tradepit_stage_batches",
+            "Batches a stage shard applied and committed",
+            labels=["shard"],
+        )
+        entries = HistogramMetricFamily(
+            "tradepit_stage_batch_entries",
+            "Inbox entries a batch applied (an entry is one flush of commands)",
+            labels=["shard"],
+        )
+        apply = HistogramMetricFamily(
+            "tradepit_stage_apply_seconds",
+            "The core's apply and write of one batch",
+            labels=["shard"],
+        )
+        commit = HistogramMetricFamily(
+            "tradepit_stage_commit_seconds",
+            "A batch's EXEC sent to its reply (on a cluster, to its WAIT's)",
+            labels=["shard"],
+        )
+        lag_entries = GaugeMetricFamily(
+            "tradepit_stage_inbox_lag_entries",
+            "Inbox entries after the shard's checkpoint (counted up to 100)",
+            labels=["shard", "inbox"],
+        )
+        lag_seconds = GaugeMetricFamily(
+            "tradepit_stage_inbox_lag_seconds",
+            "How long the oldest unapplied inbox entry has waited",
+            labels=["shard", "inbox"],
+        )
+        dead_letters = CounterMetricFamily(
+            "tradepit_stage_dead_letters",
+            "Inbox entries moved to the dead-letter stream",
+            labels=["shard"],
+        )
+        reloads = CounterMetricFamily(
+            "tradepit_stage_reloads",
+            "Loads after a failure: unavailable, moved or refused",
+            labels=["shard", "reason"],
+        )
+        retried = CounterMetricFamily(
+            "tradepit_stage_commits_retried",
+            "Batches applied again after their commit failed",
+            labels=["shard"],
+        )
+        last_commit = GaugeMetricFamily(
+            "tradepit_stage_last_commit_timestamp_seconds",
+            "When the shard's last commit was answered (Unix time)",
+            labels=["shard"],
+        )
+        trades = CounterMetricFamily(
+            "tradepit_trades",
+            "Trades the matcher shards made (and committed)",
+            labels=["shard"],
+        )
+        fills = HistogramMetricFamily(
+            "tradepit_order_fill_seconds",
+            "An order's submission (the gateway's clock) to each of its fills settled (the "
+            "ledger's commit)",
+        )
+        for observer in shards:
+            labels = [observer.shard]
+            batches.add_metric(labels, observer.batches)
+            observer.entries.add_to(entries, labels)
+            observer.apply.add_to(apply, labels)
+            observer.commit.add_to(commit, labels)
+            dead_letters.add_metric(labels, observer.dead_letters)
+            for reason, count in observer.reloads.items():
+                reloads.add_metric([observer.shard, reason], count)
+            retried.add_metric(labels, observer.retried_commits)
+            if observer.last_commit is not None:
+                last_commit.add_metric(labels, observer.last_commit)
+            if isinstance(observer, _MatcherObserver):
+                trades.add_metric(labels, observer.trades)
+        for (shard, inbox), (count, seconds) in sorted(lag.items()):
+            lag_entries.add_metric([shard, inbox], count)
+            lag_seconds.add_metric([shard, inbox], seconds)
+        if any(isinstance(observer, _LedgerObserver) for observer in shards):
+            self.fills.add_to(fills, [])
+        families: list[Metric] = [batches, entries, apply, commit, lag_entries, lag_seconds]
+        return [*families, dead_letters, reloads, retried, last_commit, trades, fills]
 
 
 async def sample_lag(
@@ -250,14 +314,6 @@ async def sample_lag(
     """Set the lag gauges of `shards` (each one's inboxes: `tradepit.store.lag.venue_inboxes`)
     every `interval` seconds, until cancelled. Redis unavailable: the gauges keep their last
     value, and it tries again at the next sample."""
-    gauges = {
-        (shard, inbox): (
-            metrics.lag_entries.labels(shard, inbox),
-            metrics.lag_seconds.labels(shard, inbox),
-        )
-        for shard, inboxes in shards.items()
-        for inbox in inboxes
-    }
     client = None
     try:
         while True:
@@ -268,9 +324,7 @@ async def sample_lag(
                     lag = await shard_lag(client, shard, inboxes)
                     now_ms = time.time_ns() // 1_000_000
                     for inbox in lag.inboxes:
-                        entries, seconds = gauges[shard, inbox.stream]
-                        entries.set(inbox.entries)
-                        seconds.set(inbox.seconds(now_ms))
+                        metrics.set_lag(shard, inbox.stream, inbox.entries, inbox.seconds(now_ms))
             except (StoreError, OSError) as error:
                 log.debug("lag sample failed (%s)", error)
                 if client is not None:
