@@ -4,8 +4,14 @@ samplers, and the exporter serving it all in Prometheus's text format."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,15 +19,18 @@ from harness import Venue, running_venue
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from tradepit.client import init_config
 from tradepit.domain.orders import Side
+from tradepit.embedded import free_port
 from tradepit.metrics.exporter import Exporter
 from tradepit.metrics.stage import StageMetrics, sample_lag
 from tradepit.metrics.valkey import ValkeyMetrics
-from tradepit.store.connection import is_cluster_client
-from tradepit.store.keys import ShardKeys
+from tradepit.store.connection import is_cluster_client, open_client
+from tradepit.store.keys import ShardKeys, VenueConfig
 from tradepit.store.lag import venue_inboxes
 
 PRICE = 100_00
+TRADEPIT = [sys.executable, "-m", "tradepit.cli"]
 SHARDS = ("l0", "m0", "d0")
 
 
@@ -204,3 +213,63 @@ def test_the_exporter_serves_the_stage_and_valkey_families(redis_url: str) -> No
     assert {sample.labels["node"] for sample in memory}  # host:port of each node
     written = families["tradepit_valkey_aof_last_write_ok"].samples
     assert all(sample.value == 1 for sample in written)
+
+
+def _scrape(port: int, wanted: str, process: subprocess.Popen[bytes]) -> str:
+    """The text at `port`'s /metrics once it holds `wanted`."""
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, "it exited"
+        with contextlib.suppress(httpx.TransportError):
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            if wanted in text:
+                return text
+        assert time.monotonic() < deadline, f"no {wanted} at :{port}/metrics"
+        time.sleep(0.1)
+
+
+def _stopped(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def test_serve_exports_its_stages_and_its_valkey_on_the_metrics_port(tmp_path: Path) -> None:
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
+    command = [*TRADEPIT, "--data-dir", str(tmp_path), "serve", "--no-gateway"]
+    serve = subprocess.Popen([*command, "--metrics-port", str(port)], env=env)
+    try:
+        text = _scrape(port, 'tradepit_valkey_used_memory_bytes{node="embedded"}', serve)
+        text = _scrape(port, 'tradepit_stage_inbox_lag_entries{inbox="{l0}:in",shard="l0"}', serve)
+    finally:
+        _stopped(serve)
+    families = {family.name for family in text_string_to_metric_families(text)}
+    assert {"tradepit_stage_batches", "process_cpu_seconds"} <= families
+
+
+def test_a_stage_run_on_its_own_exports_its_shard(redis_url: str) -> None:
+    async def configure() -> None:
+        redis = await open_client(redis_url)
+        try:
+            await init_config(redis, VenueConfig())
+        finally:
+            await redis.aclose()
+
+    asyncio.run(configure())
+    port = free_port()
+    command = [*TRADEPIT, "--redis-url", redis_url, "run", "ledger", "--shard", "0/1"]
+    ledger = subprocess.Popen([*command, "--metrics-port", str(port)])
+    try:
+        text = _scrape(port, 'tradepit_stage_inbox_lag_entries{inbox="{l0}:in",shard="l0"}', ledger)
+    finally:
+        _stopped(ledger)
+    shards = {
+        sample.labels.get("shard")
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert shards == {None, "l0"}  # (None: the process's own)
