@@ -1,7 +1,7 @@
 """Orders through the whole bus: ledger inbox -> ledger -> matcher -> settlement, on Valkey.
 
     python bench/pipeline.py [--fsync everysec|always] [--shards 1|2] [--orders N]
-                             [--rate R] [--without-history] [--quick]
+                             [--rate R] [--without-history] [--no-metrics] [--quick]
     python bench/pipeline.py --cluster [--replica-acks N] [--quick]
 
 The venue runs as it does in production: an embedded Valkey (AOF on, the `--fsync` policy) and
@@ -32,6 +32,10 @@ in their own processes (each as its role; the clients as the gateway). Each stag
 variants run, a fresh cluster each: 1 (the default with replicas; its figures at top level) and
 0 (under `"without_replica_acks"`), but `--quick` runs 1 alone (20k orders). `lost` counts the
 orders acknowledged (reply ok) whose record is not in their ledger's order table at the end.
+
+`--no-metrics` runs the stages without their Prometheus metrics (`--metrics-port 0`); by default
+each stage process serves them on a free port, as `serve` does (nothing scrapes them here), so
+that their cost is this flag's difference in `cpu_us_per_order.stages`.
 
 `--without-history` runs the stages through bench/no_history.py: the ledger keeps no order
 records, updates or per-account indexes (what the Alpaca API lists and streams), so this
@@ -69,7 +73,7 @@ from tradepit.client import VenueClient, init_config
 from tradepit.cluster import LocalCluster
 from tradepit.domain.ids import new_id
 from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
-from tradepit.embedded import EmbeddedValkey
+from tradepit.embedded import EmbeddedValkey, free_port
 from tradepit.stage.messages import UPDATES, PlaceOrder
 from tradepit.store.connection import Client, open_client
 from tradepit.store.keys import VenueConfig
@@ -140,9 +144,11 @@ def start_stages(
     *,
     stage_urls: dict[str, str] | None = None,
     replica_acks: int | None = None,
+    metrics: bool = True,
 ) -> list[subprocess.Popen[bytes]]:
     """The stage processes; `stage_urls` gives a stage its own URL (its role's credentials on
-    a cluster), `replica_acks` is passed on as `--replica-acks`."""
+    a cluster), `replica_acks` is passed on as `--replica-acks`; `metrics`: each serves its
+    metrics on a free port."""
 
     def base(stage: str) -> list[str]:
         stage_url = (stage_urls or {}).get(stage, url)
@@ -153,11 +159,15 @@ def start_stages(
         return [sys.executable, "-m", "tradepit.cli", "--redis-url", stage_url]
 
     acks = [] if replica_acks is None else ["--replica-acks", str(replica_acks)]
+
+    def metrics_port() -> list[str]:
+        return ["--metrics-port", str(free_port() if metrics else 0)]
+
     if shards == 1:
-        commands = [[*base("serve"), "serve", "--no-gateway"]]
+        commands = [[*base("serve"), "serve", "--no-gateway", *metrics_port()]]
     else:
         commands = [
-            [*base(stage), "run", stage, "--shard", f"{index}/{shards}", *acks]
+            [*base(stage), "run", stage, "--shard", f"{index}/{shards}", *acks, *metrics_port()]
             for stage in ("ledger", "matcher")
             for index in range(shards)
         ]
@@ -274,6 +284,7 @@ async def run(
             args.without_history,
             stage_urls=stage_urls,
             replica_acks=getattr(args, "replica_acks", None) if on_cluster else None,
+            metrics=not getattr(args, "no_metrics", False),
         )
         client = await VenueClient(client_url, reply_timeout=60).connect()
         for symbol in SYMBOLS:
@@ -407,6 +418,7 @@ async def run(
             "rate": args.rate or "flat out",
             "window": args.window,
             "history": not args.without_history,
+            "metrics": not getattr(args, "no_metrics", False),
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
             **before_result,
@@ -475,6 +487,9 @@ def main() -> None:
         default=None,
         metavar="N",
         help="with --cluster: replicas each commit waits for; default: run 1, then 0",
+    )
+    parser.add_argument(
+        "--no-metrics", action="store_true", help="the stages without their Prometheus metrics"
     )
     parser.add_argument("--quick", action="store_true", help="100k orders: under 30 s")
     args = parser.parse_args()
