@@ -1,5 +1,6 @@
 """What a venue stored before statuses, events and reasons were enums still decodes, to the same
-values, and encodes to the same bytes: a restarted venue reloads its data unchanged.
+values, and encodes to the same bytes: a restarted venue reloads its data unchanged. (A record
+re-encodes as its bytes followed by the defaults of the fields added at its end since.)
 
 The bytes below were written by tradepit before the change (b2f6d6d's parent), as Valkey holds
 them: an order record in `{lN}:orders`, an update in `{lN}:updates`, a fill in the fill index,
@@ -36,6 +37,13 @@ EVENTS = (
     b'"ACME",4,8,13,3,"unknown_order"]]'
 )
 REPLY = b'[5,false,"insufficient_buying_power","needs 100 cents of buying power, has 0"]'
+UPDATE_RECORD = b'[8,3,"","ACME",2,2,3,10,0,0,"partially_filled",100,150,4,6000,0,0,0,0,0,0,""]'
+
+
+def assert_encodes_as(encoded: bytes, stored: bytes) -> None:
+    """`encoded` is `stored`, field for field, and then only the fields added since."""
+    assert encoded[: len(stored) - 1] == stored[:-1]
+    assert encoded[len(stored) - 1 : len(stored)] in (b"]", b",")  # the end, or more fields
 
 
 def test_an_order_record_decodes_to_its_status_and_reason() -> None:
@@ -43,14 +51,18 @@ def test_an_order_record_decodes_to_its_status_and_reason() -> None:
     assert record.status is OrderStatus.CANCELED
     assert record.status == "canceled" and record.status in TERMINAL_STATUSES
     assert record.reason == CancelReason.IOC_REMAINDER == "ioc_remainder"
-    assert encode(record) == RECORD
+    assert (record.notional, record.extended_hours) == (0, False)  # fields added since
+    assert_encodes_as(encode(record), RECORD)
+    assert decode_record(encode(record)) == record
 
 
 def test_an_order_update_decodes_to_its_event() -> None:
     update = msgspec.json.decode(UPDATE, type=OrderUpdate)
     assert update.event is TradeEvent.PARTIAL_FILL and update.event == "partial_fill"
     assert update.order.status is OrderStatus.PARTIALLY_FILLED
-    assert encode(update) == UPDATE
+    assert UPDATE_RECORD in UPDATE
+    assert_encodes_as(encode(update.order), UPDATE_RECORD)
+    assert encode(update) == UPDATE.replace(UPDATE_RECORD, encode(update.order))
 
 
 def test_a_fill_decodes_as_a_fill_and_as_the_update_older_indexes_hold() -> None:
@@ -82,6 +94,6 @@ def test_members_encode_as_the_strings_they_replace() -> None:
     # What the stages write now: members where strings were.
     record = decode_record(RECORD)
     record.status = OrderStatus.CANCELED
-    assert encode(record) == RECORD
+    assert_encodes_as(encode(record), RECORD)
     event = Rejected("ACME", 1, 5, 9, 3, RejectReason.POST_ONLY_WOULD_TAKE)
     assert encode(event) == b'["rejected","ACME",1,5,9,3,"post_only_would_take"]'

@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from tradepit.domain.ids import id_to_uuid, new_id
 from tradepit.domain.numbers import to_decimal
 from tradepit.domain.orders import OrderType, Side
-from tradepit.domain.symbols import cents_to_cash
+from tradepit.domain.symbols import cash_to_cents, cents_to_cash
 from tradepit.gateway.auth import Principal
 from tradepit.gateway.docs import BODY_ERRORS, error_responses
 from tradepit.gateway.errors import ApiError
@@ -108,10 +108,14 @@ async def place_order(gateway: Gateway, account_id: int, request: OrderRequest) 
     if (await gateway.account_settings(account_id)).suspend_trade:
         raise ApiError.forbidden("trading is suspended for this account (suspend_trade)")
     order, client_order_id = build_order(request, listing, new_id(), account_id, time.time_ns())
-    reply = await gateway.client.request(account_id, PlaceOrder(0, order, client_order_id))
+    # build_order has checked the notional (whole cents, more than zero); the record keeps it.
+    notional = cash_to_cents(request.notional, "notional") if request.notional is not None else 0
+    extended_hours = bool(request.extended_hours)
+    command = PlaceOrder(0, order, client_order_id, notional, extended_hours)
+    reply = await gateway.client.request(account_id, command)
     if not reply.ok:
         raise ledger_error(reply)
-    return accepted_record(order, client_order_id)
+    return accepted_record(order, client_order_id, 0, notional, extended_hours)
 
 
 @router.post("/orders", openapi_extra=body_doc(_ORDER_EXAMPLE), responses=BODY_ERRORS)
@@ -337,7 +341,9 @@ def replacement_record(old: OrderRecord, command: ReplaceOrder) -> OrderRecord:
     new = replacement_order(
         old, command.new_order_id, command.qty, command.price, command.stop_price, command.ts
     )
-    return accepted_record(new, command.client_order_id, old.order_id)
+    return accepted_record(
+        new, command.client_order_id, old.order_id, extended_hours=old.extended_hours
+    )
 
 
 # Positions.

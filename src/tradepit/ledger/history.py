@@ -125,9 +125,19 @@ class OrderRecord(msgspec.Struct, array_like=True, gc=False):
     # A `RejectReason` or a `CancelReason` ("" for neither): a str, as msgspec decodes no union
     # of two string enums.
     reason: str = ""
+    # What the order was sent with, echoed as sent: the cents a notional order names (0: it
+    # named a qty), and `extended_hours` (tradepit trades around the clock: it changes nothing).
+    notional: int = 0
+    extended_hours: bool = False
 
 
-def accepted_record(order: Order, client_order_id: str, replaces: int = 0) -> OrderRecord:
+def accepted_record(
+    order: Order,
+    client_order_id: str,
+    replaces: int = 0,
+    notional: int = 0,
+    extended_hours: bool = False,
+) -> OrderRecord:
     """The record of an order the ledger has just accepted (and reserved for)."""
     limit = order.price if order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else 0
     return OrderRecord(
@@ -145,6 +155,8 @@ def accepted_record(order: Order, client_order_id: str, replaces: int = 0) -> Or
         order.ts,
         order.ts,
         replaces=replaces,
+        notional=notional,
+        extended_hours=extended_hours,
     )
 
 
@@ -216,8 +228,17 @@ class OrderHistory:
         self.symbols = symbols
         self.records: dict[int, OrderRecord] = {}
 
-    def accepted(self, order: Order, client_order_id: str, replaces: int = 0) -> OrderRecord:
-        record = self.records[order.order_id] = accepted_record(order, client_order_id, replaces)
+    def accepted(
+        self,
+        order: Order,
+        client_order_id: str,
+        replaces: int = 0,
+        notional: int = 0,
+        extended_hours: bool = False,
+    ) -> OrderRecord:
+        record = self.records[order.order_id] = accepted_record(
+            order, client_order_id, replaces, notional, extended_hours
+        )
         return record
 
     def mark_pending(self, order_id: int, status: OrderStatus, ts: int) -> OrderRecord | None:

@@ -212,7 +212,7 @@ class LedgerShard(StageCore):
 
     def _apply_command(self, command: AnyLedgerCommand) -> None:
         if isinstance(command, PlaceOrder):
-            self._place_order(command.order, command.client_order_id)
+            self._place_order(command)
         elif isinstance(command, CancelOrder):
             self._cancel_order(command)
         elif isinstance(command, ReplaceOrder):
@@ -235,15 +235,25 @@ class LedgerShard(StageCore):
         if not self.owns(account_id):
             raise LedgerError(Refusal.WRONG_SHARD, f"account {account_id} belongs to another shard")
 
-    def _place_order(self, order: Order, client_order_id: str) -> None:
+    def _place_order(self, command: PlaceOrder) -> None:
+        order = command.order
         self._check_owned(order.account_id)
         order.leaves = 0
-        self.ledger.place_order(order, client_order_id or None)
-        self._order_accepted(order, client_order_id, 0)
+        self.ledger.place_order(order, command.client_order_id or None)
+        self._order_accepted(
+            order, command.client_order_id, 0, command.notional, command.extended_hours
+        )
         self._send(order.symbol, Submit(order))
 
-    def _order_accepted(self, order: Order, client_order_id: str, replaces: int) -> None:
-        record = self.history.accepted(order, client_order_id, replaces)
+    def _order_accepted(
+        self,
+        order: Order,
+        client_order_id: str,
+        replaces: int,
+        notional: int = 0,
+        extended_hours: bool = False,
+    ) -> None:
+        record = self.history.accepted(order, client_order_id, replaces, notional, extended_hours)
         self.dirty_records[order.order_id] = record
         self.new_orders.append(index_member(order.account_id, order.ts, b"%032x" % order.order_id))
         self.dirty_open_orders.add(order.order_id)
@@ -280,7 +290,9 @@ class LedgerShard(StageCore):
         new = replacement_order(
             old, command.new_order_id, command.qty, command.price, command.stop_price, command.ts
         )
-        self._order_accepted(new, command.client_order_id, command.order_id)
+        self._order_accepted(
+            new, command.client_order_id, command.order_id, extended_hours=old.extended_hours
+        )
         pending = self.history.mark_pending(
             command.order_id, OrderStatus.PENDING_REPLACE, command.ts
         )

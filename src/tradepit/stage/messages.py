@@ -113,6 +113,10 @@ class Transfer(LedgerCommand, tag="transfer"):
 class PlaceOrder(LedgerCommand, tag="place_order"):
     order: Order
     client_order_id: str
+    # For the order's record only, as sent: the cents a notional order names (0: a qty order)
+    # and its extended_hours.
+    notional: int = 0
+    extended_hours: bool = False
 
 
 class CancelOrder(LedgerCommand, tag="cancel_order"):
