@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 
-import tradepit.gateway  # noqa: F401  (first: tradepit.metrics.gateway alone is a cycle)
 from tradepit.metrics.gateway import GatewayMetrics
 from tradepit.metrics.stage import StageMetrics
 from tradepit.metrics.valkey import ValkeyMetrics

@@ -194,6 +194,7 @@ class StageMetrics(Collector):
         self.shards: dict[str, ShardObserver] = {}
         self.lag: dict[tuple[str, str], tuple[int, float]] = {}  # (shard, inbox) -> entries, s
         self.fills = _Histogram(FILL_BUCKETS)
+        self.registry = registry
         registry.register(self)
 
     def observer(self, core: StageCore) -> ShardObserver:
