@@ -117,9 +117,12 @@ def test_two_accounts_trade_and_the_stream_tells_both(
                 side=OrderSide.BUY,
                 time_in_force=TimeInForce.DAY,
                 limit_price=102,
+                extended_hours=True,
             )
         )
+        assert bid.extended_hours is True and ask.extended_hours is False  # as sent
         assert eventually(lambda: buying.get_order_by_id(bid.id).status == OrderStatus.FILLED)
+        assert buying.get_order_by_id(bid.id).extended_hours is True
         ask_now = selling.get_order_by_id(ask.id)
         assert ask_now.status == OrderStatus.PARTIALLY_FILLED
         assert ask_now.filled_qty == "4" and ask_now.filled_avg_price == "101.25"
@@ -135,6 +138,7 @@ def test_two_accounts_trade_and_the_stream_tells_both(
     assert (fill.price, fill.qty, fill.position_qty) == (101.25, 4, 4)
     assert fill.execution_id is not None
     assert fill.order.filled_avg_price == "101.25"
+    assert fill.order.extended_hours is True
     assert not any(update.order.id == ask.id for update in buyer_stream.updates)
 
     # Exact to the cent: 4 x 101.25 = 405.00 moved, shares moved, reservations released.
@@ -182,6 +186,14 @@ def test_orders_listed_found_replaced_and_canceled(venue: Venue) -> None:
     assert eventually(lambda: trader.get_order_by_id(placed[0].id).status == "replaced")
     old = trader.get_order_by_id(placed[0].id)
     assert old.replaced_by == replacement.id
+    # As Alpaca allows: a replace may change the time in force (of those that rest).
+    day = trader.replace_order_by_id(placed[1].id, ReplaceOrderRequest(time_in_force="day"))
+    assert (day.time_in_force, day.qty, day.limit_price) == (TimeInForce.DAY, "2", "48.25")
+    assert eventually(lambda: trader.get_order_by_id(day.id).status == "new")
+    assert trader.get_order_by_id(day.id).time_in_force == TimeInForce.DAY
+    with pytest.raises(APIError) as refused:
+        trader.replace_order_by_id(day.id, ReplaceOrderRequest(time_in_force="ioc"))
+    assert refused.value.status_code == 422
 
     responses = trader.cancel_orders()
     assert {response.status for response in responses} == {200}
@@ -189,7 +201,7 @@ def test_orders_listed_found_replaced_and_canceled(venue: Venue) -> None:
     eventually(lambda: trader.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN)) == [])
     closed = trader.get_orders(GetOrdersRequest(status=QueryOrderStatus.CLOSED))
     assert {order.status for order in closed} == {OrderStatus.CANCELED, OrderStatus.REPLACED}
-    assert len(trader.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL))) == 5
+    assert len(trader.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL))) == 6
     assert eventually(lambda: trader.get_account().buying_power == "100000.00")
 
 
@@ -218,6 +230,10 @@ def test_market_orders_notional_and_closing_positions(
         )
     )
     assert notional.qty == "10"
+    # Echoed as sent, exactly, in the answer and in the record.
+    assert notional.notional == "1000.00" and market.notional is None
+    assert buying.get_order_by_id(notional.id).notional == "1000.00"
+    assert buying.get_order_by_id(market.id).notional is None
     assert eventually(lambda: buying.get_open_position(symbol).qty == "13")
     assert eventually(lambda: buying.get_account().cash == "8700.00")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
-from tradepit.domain.orders import Order
+from tradepit.domain.orders import Order, TimeInForce
 
 __all__ = [
     "MatcherCommand",
@@ -46,6 +46,7 @@ class Replace(MatcherCommand, tag="replace"):
     price: int
     stop_price: int
     ts: int
+    time_in_force: TimeInForce | None = None  # None: the old order's
 
 
 class AddBook(MatcherCommand, tag="add_book"):

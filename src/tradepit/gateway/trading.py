@@ -17,13 +17,13 @@ from fastapi.responses import Response
 
 from tradepit.domain.ids import id_to_uuid, new_id
 from tradepit.domain.numbers import to_decimal
-from tradepit.domain.orders import OrderType, Side
+from tradepit.domain.orders import OrderType, Side, TimeInForce
 from tradepit.domain.symbols import cash_to_cents, cents_to_cash
 from tradepit.gateway.auth import Principal
 from tradepit.gateway.docs import BODY_ERRORS, error_responses
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.market import Listing
-from tradepit.gateway.order_names import SIDE_BY_NAME, TIME_IN_FORCE_NAMES
+from tradepit.gateway.order_names import SIDE_BY_NAME, TIME_IN_FORCE_BY_NAME
 from tradepit.gateway.orders import (
     OrderRequest,
     ReplaceRequest,
@@ -278,8 +278,8 @@ async def _cancel_all(gateway: Gateway, account_id: int) -> list[dict[str, Any]]
 async def replace_order(
     request: Request, order_id: str, principal: Principal = Depends(trader)
 ) -> Response:
-    """Replace an open order with a new one (new qty, limit or stop price). A price change or a
-    size increase loses time priority; a size decrease keeps it."""
+    """Replace an open order with a new one (new qty, limit or stop price, time in force: day
+    or gtc). A price change or a size increase loses time priority; a size decrease keeps it."""
     gateway = gateway_of(request)
     account_id = principal.account_id
     body = decode_body(await read_body(request), ReplaceRequest)
@@ -303,11 +303,16 @@ def replace_command(
     symbol = listing.symbol
     if request.trail is not None:
         raise ApiError.invalid("trail applies to trailing_stop orders only")
-    if (
-        request.time_in_force is not None
-        and request.time_in_force.lower() != TIME_IN_FORCE_NAMES[old.time_in_force]
-    ):
-        raise ApiError.invalid("time_in_force cannot change on replace: cancel and place anew")
+    time_in_force = None  # unchanged: the command and its wire form stay as they were
+    if request.time_in_force is not None:
+        wanted = TIME_IN_FORCE_BY_NAME.get(request.time_in_force.lower())
+        if wanted is not old.time_in_force:
+            # A replacement rests in the book, as the order it replaces did.
+            if wanted not in (TimeInForce.DAY, TimeInForce.GTC):
+                raise ApiError.invalid(
+                    f"a replacement's time_in_force is day or gtc; got {request.time_in_force!r}"
+                )
+            time_in_force = wanted
     if request.qty is not None:
         qty = symbol.qty_to_lots(request.qty, "qty")
     else:
@@ -332,14 +337,29 @@ def replace_command(
         raise ApiError.invalid(f"{symbol.name} has no reference price to protect this order")
     client_order_id = check_client_order_id(request.client_order_id)
     return ReplaceOrder(
-        0, old.account_id, old.order_id, new_order_id, qty, price, stop, client_order_id, now
+        0,
+        old.account_id,
+        old.order_id,
+        new_order_id,
+        qty,
+        price,
+        stop,
+        client_order_id,
+        now,
+        time_in_force,
     )
 
 
 def replacement_record(old: OrderRecord, command: ReplaceOrder) -> OrderRecord:
     """The record of the order that replaces `old`, as the ledger accepted it for `command`."""
     new = replacement_order(
-        old, command.new_order_id, command.qty, command.price, command.stop_price, command.ts
+        old,
+        command.new_order_id,
+        command.qty,
+        command.price,
+        command.stop_price,
+        command.ts,
+        command.time_in_force,
     )
     return accepted_record(
         new, command.client_order_id, old.order_id, extended_hours=old.extended_hours

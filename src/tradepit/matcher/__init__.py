@@ -22,7 +22,7 @@ from tradepit.domain.commands import (
     Submit,
 )
 from tradepit.domain.events import CancelRejected, Event, Rejected, RejectReason, ReplaceRejected
-from tradepit.domain.orders import Order
+from tradepit.domain.orders import Order, TimeInForce
 from tradepit.matcher.book import Book, BookState
 
 __all__ = ["Book", "BookState", "Matcher", "MatcherState"]
@@ -94,6 +94,7 @@ class Matcher:
                 command.price,
                 command.stop_price,
                 command.ts,
+                command.time_in_force,
             )
         elif isinstance(command, AddBook):
             self.add_symbol(command.symbol)
@@ -137,6 +138,7 @@ class Matcher:
         price: int,
         stop_price: int,
         ts: int,
+        time_in_force: TimeInForce | None = None,
     ) -> None:
         book = self.books.get(symbol)
         if book is None:
@@ -146,7 +148,7 @@ class Matcher:
                 )
             )
             return
-        book.replace(order_id, account_id, new_order_id, qty, price, stop_price, ts)
+        book.replace(order_id, account_id, new_order_id, qty, price, stop_price, ts, time_in_force)
 
     def close_session(self, ts: int) -> None:
         """Expire every DAY order of every book, symbol by symbol in name order."""

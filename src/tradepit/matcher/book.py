@@ -307,12 +307,15 @@ class Book:
         price: int,
         stop_price: int,
         ts: int,
+        time_in_force: TimeInForce | None = None,
     ) -> None:
-        """Replace an open order with `new_order_id` for `qty` lots at `price` (and `stop_price`).
+        """Replace an open order with `new_order_id` for `qty` lots at `price` (and `stop_price`),
+        and with `time_in_force` if it is not None.
 
         The old order's fills stay with it; the new order starts unfilled with `qty` lots. A
-        pure size decrease keeps the queue position; anything else goes to the back, and may
-        trade at once if the new price crosses the book.
+        pure size decrease keeps the queue position (whatever its time in force, if it is one
+        that rests); anything else goes to the back, and may trade at once if the new price
+        crosses the book.
         """
         old = self.orders.get(order_id) or self.stop_orders.get(order_id)
         reason: RejectReason | None = None
@@ -346,6 +349,7 @@ class Book:
             stop_price=stop_price,
             ts=ts,
             leaves=qty,
+            time_in_force=old.time_in_force if time_in_force is None else time_in_force,
         )
         if new.post_only and self._would_take(new):
             self.seq += 1
@@ -361,7 +365,13 @@ class Book:
                 )
             )
             return
-        keeps_priority = order_id in self.orders and price == old.price and qty <= old.leaves
+        keeps_priority = (
+            order_id in self.orders
+            and price == old.price
+            and qty <= old.leaves
+            and new.time_in_force is not IOC
+            and new.time_in_force is not FOK
+        )
         self.seq += 1
         self.out.append(
             Replaced(
@@ -386,6 +396,7 @@ class Book:
             old.order_id = new_order_id
             old.qty = old.leaves = qty
             old.ts = ts
+            old.time_in_force = new.time_in_force
             self.orders[new_order_id] = old
             return
         self._remove(old)

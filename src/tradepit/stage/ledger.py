@@ -288,7 +288,13 @@ class LedgerShard(StageCore):
             command.client_order_id or None,
         )
         new = replacement_order(
-            old, command.new_order_id, command.qty, command.price, command.stop_price, command.ts
+            old,
+            command.new_order_id,
+            command.qty,
+            command.price,
+            command.stop_price,
+            command.ts,
+            command.time_in_force,
         )
         self._order_accepted(
             new, command.client_order_id, command.order_id, extended_hours=old.extended_hours
@@ -310,6 +316,7 @@ class LedgerShard(StageCore):
                 command.price,
                 command.stop_price,
                 command.ts,
+                command.time_in_force,
             ),
         )
 

@@ -34,7 +34,7 @@ from tradepit.domain.events import (
     TradingStatus,
     Triggered,
 )
-from tradepit.domain.orders import Order
+from tradepit.domain.orders import Order, TimeInForce
 from tradepit.domain.symbols import Symbol
 from tradepit.ledger.history import OrderRecord
 
@@ -134,6 +134,7 @@ class ReplaceOrder(LedgerCommand, tag="replace_order"):
     stop_price: int
     client_order_id: str
     ts: int
+    time_in_force: TimeInForce | None = None  # None: the old order's
 
 
 class AddSymbol(LedgerCommand, tag="add_symbol"):
