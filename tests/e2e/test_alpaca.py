@@ -508,3 +508,48 @@ def test_opening_shares_cost_what_they_are_worth(venue: Venue) -> None:
     assert Decimal(position.avg_entry_price) == Decimal("42.50")
     assert Decimal(position.cost_basis) == Decimal("425.00")
     assert position.unrealized_pl is not None and Decimal(position.unrealized_pl) == 0
+
+
+def test_a_passive_limit_far_outside_the_band_rests_and_a_marketable_one_is_refused(
+    venue: Venue, pair: tuple[str, Account, Account]
+) -> None:
+    symbol, buyer, seller = pair  # trading near 100.00: a band of 90.00..110.00
+    buying, selling = client(venue, buyer), client(venue, seller)
+    with StreamListener(venue, buyer) as buyer_stream:
+        patient = buying.submit_order(
+            LimitOrderRequest(
+                symbol=symbol,
+                qty=5,
+                side=OrderSide.BUY,
+                time_in_force=TimeInForce.GTC,
+                limit_price=1,
+            )
+        )
+        high_ask = selling.submit_order(
+            LimitOrderRequest(
+                symbol=symbol,
+                qty=5,
+                side=OrderSide.SELL,
+                time_in_force=TimeInForce.GTC,
+                limit_price=150,
+            )
+        )
+        assert eventually(lambda: buying.get_order_by_id(patient.id).status == OrderStatus.NEW)
+        assert eventually(lambda: selling.get_order_by_id(high_ask.id).status == OrderStatus.NEW)
+        fat_finger = buying.submit_order(
+            LimitOrderRequest(
+                symbol=symbol,
+                qty=5,
+                side=OrderSide.BUY,
+                time_in_force=TimeInForce.GTC,
+                limit_price=160,
+            )
+        )
+        assert fat_finger.status == OrderStatus.ACCEPTED  # the book, not the gateway, refuses
+        assert eventually(
+            lambda: buying.get_order_by_id(fat_finger.id).status == OrderStatus.REJECTED
+        )
+        assert eventually(lambda: "rejected" in buyer_stream.events(fat_finger.id))
+    assert selling.get_order_by_id(high_ask.id).filled_qty == "0"
+    assert buying.get_order_by_id(patient.id).status == OrderStatus.NEW
+    assert buying.get_account().buying_power == "9995.00"  # 5 x 1.00 held for the patient bid

@@ -209,6 +209,30 @@ def test_market_order_never_passes_its_protection_price(redis_url: str) -> None:
     run(redis_url, scenario)
 
 
+def test_a_passive_limit_rests_far_outside_the_band_and_a_marketable_one_is_refused(
+    redis_url: str,
+) -> None:
+    band = {"band_bps": 1000, "reference": PRICE}
+
+    async def scenario(venue: Venue) -> None:
+        seller = await venue.account("0", ACME="10")
+        buyer = await venue.account("100000.00")
+        far_bid, _ = await venue.place(buyer, "ACME", Side.BUY, 1, PRICE // 100, **band)
+        far_ask, _ = await venue.place(seller, "ACME", Side.SELL, 5, PRICE * 2, **band)
+        through, reply = await venue.place(buyer, "ACME", Side.BUY, 5, PRICE * 3, **band)
+        assert reply.ok  # the ledger reserved it; the book refuses it, and the ledger releases
+        await venue.settle()
+        assert (await venue.record(buyer, far_bid)).status == "new"
+        assert (await venue.record(seller, far_ask)).status == "new"
+        refused = await venue.record(buyer, through)
+        assert (refused.status, refused.reason) == ("rejected", "outside_band")
+        ledger = await venue.ledger(buyer)
+        bid_reserved = ledger.open_orders[far_bid].reserved
+        assert ledger.accounts[buyer].cash_free == 100000_00 - bid_reserved
+
+    run(redis_url, scenario)
+
+
 def test_halted_symbol_rejects_orders_and_resumes(redis_url: str) -> None:
     async def scenario(venue: Venue) -> None:
         buyer = await venue.account("1000.00")

@@ -51,6 +51,7 @@ class RejectReason(StrEnum):
     POST_ONLY_WOULD_TAKE = Refusal.POST_ONLY_WOULD_TAKE.value
     UNKNOWN_ORDER = Refusal.UNKNOWN_ORDER.value
     NOT_OWNER = Refusal.NOT_OWNER.value
+    OUTSIDE_BAND = Refusal.OUTSIDE_BAND.value
 
 
 class CancelReason(StrEnum):
@@ -62,6 +63,9 @@ class CancelReason(StrEnum):
     FOK_UNFILLED = "fok_unfilled"
     MARKET_REMAINDER = "market_remainder"
     SELF_TRADE = "self_trade"
+    # What is left of an order that traded up to the edge of its price band and would cross
+    # the book beyond it.
+    BAND_REMAINDER = "band_remainder"
 
 
 class Event(msgspec.Struct, array_like=True, gc=False, tag=True):

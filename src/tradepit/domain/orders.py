@@ -54,6 +54,11 @@ class Order(msgspec.Struct, array_like=True, gc=False):
     stop-limit orders, the protection price (the edge of the band, set upstream) for market and
     stop orders. `stop_price` is the trigger for stop and stop-limit orders, else 0.
 
+    `band_bps` is the half-width of the price band its trades must print within (0: none),
+    centred on the book's last trade, or on `reference` (ticks, the gateway's reference price)
+    before the book's first: the matcher, which alone knows whether an order is marketable,
+    enforces it when the order takes liquidity (`tradepit.matcher.book`).
+
     The matcher owns an Order once it is submitted and keeps `leaves` (lots still open) on it.
     While it is open, `qty - leaves` lots have traded: a resting order loses lots only to trades
     (a replace that keeps its place resets `qty`), and its cancel ends it.
@@ -72,3 +77,5 @@ class Order(msgspec.Struct, array_like=True, gc=False):
     stp: SelfTradePrevention = SelfTradePrevention.CANCEL_NEWEST
     ts: int = 0
     leaves: int = 0
+    band_bps: int = 0
+    reference: int = 0

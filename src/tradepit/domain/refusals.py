@@ -85,6 +85,14 @@ class Refusal(StrEnum):
     POST_ONLY_WOULD_TAKE = ("post_only_would_take", 3004, 422, "post_only order would trade")
     # Another account's order is as unknown to a client as no order at all.
     NOT_OWNER = ("not_owner", 3005, 404, "order not found")
+    # A marketable order whose first trade would print outside the price band (exchanges'
+    # collars): a passive one rests at any price.
+    OUTSIDE_BAND = (
+        "outside_band",
+        3006,
+        422,
+        "order would trade outside the price band",
+    )
 
     # The operator's commands.
     INVALID_REQUEST = ("invalid_request", 4001, 422, "invalid request")

@@ -15,6 +15,7 @@ __all__ = [
     "SymbolError",
     "cash_to_cents",
     "cents_to_cash",
+    "price_band",
 ]
 
 # Cash is kept in cents: the minor unit of the venue's one currency.
@@ -93,9 +94,7 @@ class Symbol:
         """
         if reference_ticks <= 0:
             raise SymbolError(f"{self.name}: reference price must be positive")
-        low = -((-reference_ticks * (10_000 - self.band_bps)) // 10_000)
-        high = (reference_ticks * (10_000 + self.band_bps)) // 10_000
-        return max(low, 1), high
+        return price_band(reference_ticks, self.band_bps)
 
     def check_in_band(self, ticks: int, reference_ticks: int, field: str = "limit_price") -> None:
         low, high = self.band(reference_ticks)
@@ -110,6 +109,14 @@ class Symbol:
         """The worst price, in ticks, a market order may trade at: the edge of the band."""
         low, high = self.band(reference_ticks)
         return high if is_buy else low
+
+
+def price_band(reference_ticks: int, band_bps: int) -> tuple[int, int]:
+    """The lowest and highest price, in ticks, within `band_bps` of a positive reference,
+    rounded inward (the matcher computes the same inline, on its hot path)."""
+    low = -((-reference_ticks * (10_000 - band_bps)) // 10_000)
+    high = (reference_ticks * (10_000 + band_bps)) // 10_000
+    return max(low, 1), high
 
 
 def cash_to_cents(text: str | int | Decimal, field: str = "amount") -> int:

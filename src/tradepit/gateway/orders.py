@@ -123,9 +123,9 @@ def build_order(
     if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
         if request.limit_price is None:
             raise ApiError.invalid(f"limit_price is required for {type_name} orders")
+        # Any price on the grid: whether it may trade there is the matcher's to say, as only
+        # it knows whether the order is marketable (its band travels in the order).
         limit = symbol.price_to_ticks(request.limit_price, "limit_price")
-        if reference:
-            symbol.check_in_band(limit, reference)
     elif request.limit_price is not None:
         raise ApiError.invalid(f"limit_price does not apply to {type_name} orders")
     if order_type in (OrderType.STOP, OrderType.STOP_LIMIT):
@@ -167,6 +167,8 @@ def build_order(
         stop,
         post_only=request.post_only,
         ts=now,
+        band_bps=symbol.band_bps if reference else 0,
+        reference=reference,
     )
     return order, client_order_id
 

@@ -321,9 +321,7 @@ def replace_command(
     if request.limit_price is not None:
         if old.type not in (OrderType.LIMIT, OrderType.STOP_LIMIT):
             raise ApiError.invalid("limit_price does not apply to this order's type")
-        limit = symbol.price_to_ticks(request.limit_price, "limit_price")
-        if listing.reference_price():
-            symbol.check_in_band(limit, listing.reference_price())
+        limit = symbol.price_to_ticks(request.limit_price, "limit_price")  # the matcher bands it
     stop = old.stop_price
     if request.stop_price is not None:
         if old.type not in (OrderType.STOP, OrderType.STOP_LIMIT):

@@ -66,6 +66,7 @@ IOC_REMAINDER = CancelReason.IOC_REMAINDER
 FOK_UNFILLED = CancelReason.FOK_UNFILLED
 MARKET_REMAINDER = CancelReason.MARKET_REMAINDER
 SELF_TRADE = CancelReason.SELF_TRADE
+BAND_REMAINDER = CancelReason.BAND_REMAINDER
 HALTED = RejectReason.HALTED
 UNKNOWN_ORDER = RejectReason.UNKNOWN_ORDER
 NOT_OWNER = RejectReason.NOT_OWNER
@@ -74,6 +75,7 @@ INVALID_PRICE = RejectReason.INVALID_PRICE
 INVALID_ORDER = RejectReason.INVALID_ORDER
 DUPLICATE_ORDER_ID = RejectReason.DUPLICATE_ORDER_ID
 POST_ONLY_WOULD_TAKE = RejectReason.POST_ONLY_WOULD_TAKE
+OUTSIDE_BAND = RejectReason.OUTSIDE_BAND
 
 # A level is compacted when it holds more than this many dead entries beyond its live ones.
 _COMPACT_SLACK = 16
@@ -81,6 +83,7 @@ _COMPACT_SLACK = 16
 
 _Level = list[Any]  # [live, head, lots, *orders]: ints, then Orders, as the docstring says
 _FIRST = 3  # the index of a new level's first order: its head
+_NO_MATCH = 1 << 62  # a threshold above every key: nothing crosses it
 _COMPACT_AFTER = _FIRST + _COMPACT_SLACK  # a head past this has more done entries than the slack
 
 
@@ -195,16 +198,9 @@ class Book:
                 ):
                     self._submit_checked(order)
                     continue
-                seq = self.seq = self.seq + 1
-                out(
-                    Accepted(
-                        symbol, seq, order.ts, order_id, order.account_id, order.side, price, qty
-                    )
-                )
                 tif = order.time_in_force
                 if tif is FOK:
-                    order.leaves = qty
-                    self._execute(order)
+                    self._submit_checked(order)
                     continue
                 # Three names at a time, not four: CPython 3.11 assigns three by swapping, four
                 # by building and unpacking a tuple.
@@ -213,8 +209,20 @@ class Book:
                     keys, levels, threshold = self.ask_keys, self.asks, -price
                 else:
                     keys, levels, threshold = self.bid_keys, self.bids, price
-                if keys and keys[-1] >= threshold:
-                    if self._match(order, qty, keys, levels, threshold):
+                crosses = keys and keys[-1] >= threshold
+                if crosses and order.band_bps:
+                    # It takes liquidity within a band: the checked path (a passive order,
+                    # the common case, pays for none of it).
+                    self._submit_checked(order)
+                    continue
+                seq = self.seq = self.seq + 1
+                out(
+                    Accepted(
+                        symbol, seq, order.ts, order_id, order.account_id, order.side, price, qty
+                    )
+                )
+                if crosses:
+                    if self._match(order, qty, keys, levels, threshold, 0):
                         self._cancel_remainder(order, SELF_TRADE)
                         continue
                     if not order.leaves:
@@ -274,6 +282,8 @@ class Book:
         reason = self._check_new(order)
         if reason is None and order.post_only and self._would_take(order):
             reason = POST_ONLY_WOULD_TAKE
+        if reason is None and order.band_bps and order.type is LIMIT and self._off_band(order):
+            reason = OUTSIDE_BAND
         if reason is not None:
             self._emit_rejected(order, reason)
             return
@@ -362,6 +372,14 @@ class Book:
                     account_id,
                     new_order_id,
                     POST_ONLY_WOULD_TAKE,
+                )
+            )
+            return
+        if new.band_bps and new.type is LIMIT and self._off_band(new):
+            self.seq += 1
+            self.out.append(
+                ReplaceRejected(
+                    self.symbol, self.seq, ts, order_id, account_id, new_order_id, OUTSIDE_BAND
                 )
             )
             return
@@ -498,19 +516,64 @@ class Book:
             return bool(self.ask_keys) and self.ask_keys[-1] >= -order.price
         return bool(self.bid_keys) and self.bid_keys[-1] >= order.price
 
+    def _band(self, order: Order) -> tuple[int, int]:
+        """The lowest and highest price, in ticks, `order` may trade at now: its band around
+        the book's last trade (or, before the first, the reference it came with), as
+        `tradepit.domain.symbols.price_band` computes it."""
+        reference = self.last_price or order.reference
+        bps = order.band_bps
+        low = -((-reference * (10_000 - bps)) // 10_000)
+        return max(low, 1), (reference * (10_000 + bps)) // 10_000
+
+    def _bounds(self, order: Order) -> tuple[int, int]:
+        """The matching threshold (a key, as `_match` takes it) and the price a maker beyond
+        the band trades at, for `order` taking liquidity within its band.
+
+        A buy takes asks up to the lower of its limit and the band's top; an ask resting below
+        the band's bottom trades at the bottom (it gets more than it asked, the print stays in
+        the band, and the book is not left crossed). A sell mirrors it. When no price satisfies
+        both the order and the band, the threshold is above every key.
+        """
+        low, high = self._band(order)
+        if order.side is BUY:
+            cap = min(order.price, high)
+            if cap < low:
+                return _NO_MATCH, 0
+            return -cap, low
+        floor = max(order.price, low)
+        if floor > high:
+            return _NO_MATCH, 0
+        return floor, high
+
+    def _off_band(self, order: Order) -> bool:
+        """Whether a limit order crosses the book and its first trade would print outside its
+        band: it is refused, as a collar refuses a fat finger. One that is not marketable rests
+        at any price; one whose first trade is in the band trades up to the band's edge."""
+        if order.side is BUY:
+            keys, threshold = self.ask_keys, -order.price
+        else:
+            keys, threshold = self.bid_keys, order.price
+        if not keys or keys[-1] < threshold:
+            return False
+        return keys[-1] < self._bounds(order)[0]
+
     def _execute(self, order: Order) -> None:
         """Match an incoming (or just triggered) order, then rest or cancel what is left."""
         if order.side is BUY:
             keys, levels, threshold = self.ask_keys, self.asks, -order.price
         else:
             keys, levels, threshold = self.bid_keys, self.bids, order.price
+        limit = threshold
+        slide = 0
+        if order.band_bps and keys and keys[-1] >= threshold:
+            threshold, slide = self._bounds(order)
         if order.time_in_force is FOK and not self._can_fill(order, keys, levels, threshold):
             self._cancel_remainder(order, FOK_UNFILLED)
             return
         if (
             keys
             and keys[-1] >= threshold
-            and self._match(order, order.leaves, keys, levels, threshold)
+            and self._match(order, order.leaves, keys, levels, threshold, slide)
         ):
             self._cancel_remainder(order, SELF_TRADE)
             return
@@ -520,6 +583,9 @@ class Book:
             self._cancel_remainder(order, MARKET_REMAINDER)
         elif order.time_in_force is IOC or order.time_in_force is FOK:
             self._cancel_remainder(order, IOC_REMAINDER)
+        elif threshold != limit and keys and keys[-1] >= limit:
+            # Resting would leave the book crossed at prices beyond the band.
+            self._cancel_remainder(order, BAND_REMAINDER)
         else:
             self._rest(order)
 
@@ -530,9 +596,13 @@ class Book:
         keys: list[int],
         levels: dict[int, _Level],
         threshold: int,
+        slide: int,
     ) -> bool:
         """Trade `taker`, unfilled with `leaves` lots open, against the levels crossing
         `threshold`, best first, FIFO within each; then set the taker's `leaves`.
+
+        `slide` (0: none) is the band's edge on the makers' side: a level beyond it trades at
+        it instead of its own price, the better for its makers (`_bounds`).
 
         Returns True when self-trade prevention ended the taker (its remainder must be
         canceled). This is the hot path: locals only, one event struct per trade.
@@ -555,6 +625,8 @@ class Book:
             level = levels[key]
             head = level[1]
             price = level[head].price  # the level's price (a maker's, not a new int object)
+            if slide and (price < slide if taker_side is BUY else price > slide):
+                price = slide
             while True:
                 maker = level[head]
                 maker_leaves = maker.leaves
