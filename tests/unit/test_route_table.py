@@ -3,6 +3,8 @@ access once, none is open by omission, and a request finds its route as Starlett
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from fastapi import Depends, FastAPI
 from fastapi.responses import Response
@@ -10,6 +12,8 @@ from starlette.types import Receive, Scope, Send
 
 from tradepit.gateway.app import OPEN_ROUTES, build_app
 from tradepit.gateway.chain import Access, routes_of
+from tradepit.gateway.chain.routes import MatchRoute
+from tradepit.gateway.chain.scope import ROUTE
 from tradepit.gateway.web import ACCESS_MARKERS, public
 
 # Never connected: building the app opens nothing.
@@ -65,6 +69,8 @@ def test_the_hot_routes_are_fastapis_routes_with_their_own_handlers() -> None:
         ("http", "GET", "/v2/stocks/bars/latest", "/v2/stocks/bars/latest"),
         ("http", "GET", "/v2/stocks/ACME/bars/latest", "/v2/stocks/{symbol}/bars/latest"),
         ("http", "DELETE", "/v2/watchlists/w/ACME", "/v2/watchlists/{watchlist_id}/{symbol}"),
+        ("http", "GET", "/v2/watchlists:by_name", "/v2/watchlists:by_name"),
+        ("http", "GET", "/v2/watchlists/by_name", "/v2/watchlists/{watchlist_id}"),
         ("http", "GET", "/page/app.js", "/page/{path:path}"),
         ("http", "GET", "/page/a/b.js", "/page/{path:path}"),
         ("websocket", "", "/stream", "/stream"),
@@ -136,3 +142,43 @@ def test_a_route_listed_open_must_exist_and_a_hot_route_must_be_fastapis() -> No
             hot={("POST", "/declared"): _hot},
             hot_websockets={},
         )
+
+
+def _matched(kind: str, path: str) -> Scope:
+    """The scope as MatchRoute hands it to the layers beneath."""
+    seen: list[Scope] = []
+
+    async def beneath(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope)
+
+    asyncio.run(MatchRoute(beneath, APP.routes)({"type": kind, "path": path}, _hot, _hot))
+    return seen[0]
+
+
+@pytest.mark.parametrize(
+    ("path", "template"),
+    [
+        ("/stream/", "/stream"),  # where the legacy SDK's Stream connects
+        ("/v2/iex/", "/v2/iex"),
+        ("/v2/test/", "/v2/test"),
+        ("/stream", "/stream"),
+    ],
+)
+def test_a_websocket_with_a_trailing_slash_takes_its_route_without(
+    path: str, template: str
+) -> None:
+    scope = _matched("websocket", path)
+    assert scope[ROUTE].template == template
+    assert scope["path"] == template  # what FastAPI, beneath, routes by
+
+
+@pytest.mark.parametrize("path", ["/v2/orders/", "/", "/stream//", "/nothing/"])
+def test_a_trailing_slash_makes_no_route_of_a_path_without_one(path: str) -> None:
+    scope = _matched("websocket", path)
+    assert scope[ROUTE] is None and scope["path"] == path
+
+
+def test_an_http_path_keeps_its_trailing_slash() -> None:
+    # FastAPI redirects those itself; only an upgrade, which no client redirects, is aliased.
+    scope = _matched("http", "/v2/account/")
+    assert scope[ROUTE] is None and scope["path"] == "/v2/account/"

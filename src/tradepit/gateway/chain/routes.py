@@ -122,7 +122,8 @@ def _first_segment(path: str) -> str:
 
 
 class MatchRoute:
-    """Puts the request's `Route` (or None) in its scope, with its path parameters."""
+    """Puts the request's `Route` (or None) in its scope, with its path parameters. A WebSocket
+    path with a trailing slash is its route's without."""
 
     def __init__(self, app: ASGIApp, routes: RouteTable) -> None:
         self.app = app
@@ -131,7 +132,16 @@ class MatchRoute:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind in ("http", "websocket"):
-            found = self.routes.match(kind, scope.get("method", ""), scope["path"])
+            path = scope["path"]
+            found = self.routes.match(kind, scope.get("method", ""), path)
+            if found is None and kind == "websocket" and len(path) > 1 and path[-1] == "/":
+                # No client follows a redirect of an upgrade, as one does an HTTP request's, and
+                # the legacy SDK connects to /stream/: the route without the slash takes it, as
+                # the same route (one template in the log and the metrics). FastAPI, beneath,
+                # routes by the path, so the path becomes the route's.
+                found = self.routes.match(kind, "", path[:-1])
+                if found is not None:
+                    scope["path"] = path[:-1]
             if found is None:
                 scope[ROUTE] = None
             else:
