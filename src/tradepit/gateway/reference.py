@@ -259,6 +259,21 @@ async def create_watchlist(request: Request, principal: Principal = Depends(trad
     return await _save_watchlist(gateway, principal.account_id, watchlist)
 
 
+@router.get("/watchlists:by_name")
+async def get_watchlist_by_name(
+    request: Request,
+    name: str = Query(..., max_length=64, description="the watchlist's name"),
+    principal: Principal = Depends(trader),
+) -> Response:
+    """The watchlist of this name (the legacy SDK's `get_watchlist_by_name`): the oldest, should
+    a rename have given two the same name."""
+    gateway = gateway_of(request)
+    for watchlist in await preferences.watchlists(gateway.redis, principal.account_id):
+        if watchlist.name == name:
+            return json_response(_watchlist_json(gateway, principal.account_id, watchlist))
+    raise ApiError.not_found("watchlist not found")
+
+
 @router.get("/watchlists/{watchlist_id}")
 async def get_watchlist(
     request: Request, watchlist_id: str, principal: Principal = Depends(trader)
