@@ -21,6 +21,9 @@ from typing import Any
 import httpx
 import pytest
 from live import Account, Venue, another_gateway, eventually
+from prometheus_client.parser import text_string_to_metric_families
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as websocket_connect
 
 from tradepit.embedded import free_port
 from tradepit.gateway.app import build_app
@@ -244,3 +247,71 @@ def test_the_access_log_is_off_by_default(venue: Venue, trader: Account, tmp_pat
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)
     assert _access_lines(log) == []
+
+
+def _ws(url: str) -> str:
+    return url.replace("http", "ws", 1)
+
+
+def test_the_streams_answer_with_or_without_a_trailing_slash(venue: Venue, trader: Account) -> None:
+    """The legacy SDK's Stream connects to /stream/ (and its data stream may to /v2/iex/): one
+    route each, with the slash or without, counted as one stream."""
+    for path in ("/stream", "/stream/"):
+        with websocket_connect(_ws(venue.url) + path) as socket:
+            socket.send(json.dumps({"action": "authenticate", "data": trader_keys(trader)}))
+            assert json.loads(socket.recv(10))["data"]["status"] == "authorized"
+            socket.send(json.dumps({"action": "listen", "data": {"streams": ["trade_updates"]}}))
+            assert json.loads(socket.recv(10)) == {
+                "stream": "listening",
+                "data": {"streams": ["trade_updates"]},
+            }
+            if path == "/stream/":
+                streams = {
+                    sample.labels["stream"]
+                    for family in text_string_to_metric_families(
+                        httpx.get(venue.url + "/metrics").text
+                    )
+                    for sample in family.samples
+                    if sample.name == "tradepit_websocket_clients"
+                }
+                assert "/stream" in streams and "/stream/" not in streams
+    for path in ("/v2/iex/", "/v2/sip/", "/v2/test/", "/v2/iex"):
+        with websocket_connect(_ws(venue.url) + path) as socket:
+            assert json.loads(socket.recv(10)) == [{"T": "success", "msg": "connected"}]
+            socket.send(
+                json.dumps({"action": "auth", "key": trader.key_id, "secret": trader.secret_key})
+            )
+            assert json.loads(socket.recv(10)) == [{"T": "success", "msg": "authenticated"}]
+
+
+def trader_keys(trader: Account) -> dict[str, str]:
+    return {"key_id": trader.key_id, "secret_key": trader.secret_key}
+
+
+def test_a_refused_upgrade_is_logged_once_per_client_per_interval(
+    venue: Venue, tmp_path: Path
+) -> None:
+    log = tmp_path / "gateway.log"
+    process, url = _gateway_logging(venue, log, "--access-log-sample", "1")
+    try:
+        for _ in range(5):  # a reconnect storm, as the legacy SDK's on a path with no route
+            with pytest.raises(InvalidStatus) as refused:
+                websocket_connect(_ws(url) + "/v2/nothing-here", open_timeout=10)
+            assert refused.value.response.status_code == 403
+        with websocket_connect(_ws(url) + "/stream/", open_timeout=10) as socket:
+            socket.send(json.dumps({"action": "listen", "data": {"streams": []}}))
+            assert json.loads(socket.recv(10))["data"]["status"] == "unauthorized"
+
+        def sessions() -> list[dict[str, Any]]:
+            return [line for line in _access_lines(log) if line["route"] == "/stream"]
+
+        stream_sessions = eventually(sessions)
+        assert stream_sessions, log.read_text()
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+    text = log.read_text(errors="replace")
+    refusals = [line for line in text.splitlines() if "refused a WebSocket upgrade" in line]
+    assert len(refusals) == 1, text
+    assert "127.0.0.1" in refusals[0] and "'/v2/nothing-here'" in refusals[0]
+    assert "/stream" not in "".join(refusals)  # the slash found its route
