@@ -16,6 +16,11 @@ PROMETHEUS := /usr/bin/prometheus
 # the C library's malloc: Valkey spends ~20% less CPU per order with jemalloc).
 JEMALLOC_STAMP := $(VENV)/.jemalloc-stamp
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+# The legacy SDK (alpaca-trade-api 3.2) pins websockets<11 and msgpack==1.0.3, which the venue's
+# own dependencies outgrew: its end-to-end tests run it from a virtual environment of its own.
+LEGACY_VENV := .venv-legacy
+LEGACY_REQUIREMENTS := tests/e2e/legacy/requirements.txt
+LEGACY_STAMP := $(LEGACY_VENV)/.installed-stamp
 
 .PHONY: run test test-all lint format bench bench-quick clean
 
@@ -24,6 +29,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
+
+$(LEGACY_STAMP): $(LEGACY_REQUIREMENTS)
+	$(PYTHON) -m venv $(LEGACY_VENV)
+	$(LEGACY_VENV)/bin/pip install --quiet --upgrade pip
+	$(LEGACY_VENV)/bin/pip install --quiet -r $(LEGACY_REQUIREMENTS)
+	touch $(LEGACY_STAMP)
 
 $(NODE_STAMP): $(WEB)/package.json $(WEB)/package-lock.json
 	cd $(WEB) && npm ci --no-audit --no-fund --ignore-scripts
@@ -49,11 +60,11 @@ $(PROMETHEUS):
 run: $(STAMP) $(NODE_STAMP) $(JEMALLOC_STAMP)
 	$(BIN)/tradepit demo $(ARGS)
 
-test: $(STAMP) $(NODE_STAMP) $(CHROMIUM) $(PROMETHEUS) $(JEMALLOC_STAMP)
+test: $(STAMP) $(LEGACY_STAMP) $(NODE_STAMP) $(CHROMIUM) $(PROMETHEUS) $(JEMALLOC_STAMP)
 	$(BIN)/pytest
 
 # The slow variants too (long Hypothesis runs, long crash tests).
-test-all: $(STAMP) $(NODE_STAMP) $(CHROMIUM) $(PROMETHEUS) $(JEMALLOC_STAMP)
+test-all: $(STAMP) $(LEGACY_STAMP) $(NODE_STAMP) $(CHROMIUM) $(PROMETHEUS) $(JEMALLOC_STAMP)
 	$(BIN)/pytest -m ''
 
 lint: $(STAMP)
@@ -96,4 +107,4 @@ bench-quick: $(STAMP) $(JEMALLOC_STAMP)
 	$(BIN)/python bench/socket_floor.py --quick
 
 clean:
-	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache .hypothesis $(WEB)/node_modules
+	rm -rf $(VENV) $(LEGACY_VENV) build .mypy_cache .pytest_cache .ruff_cache .hypothesis $(WEB)/node_modules
