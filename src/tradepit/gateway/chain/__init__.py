@@ -14,7 +14,8 @@ WebSocket passes, each concern one small module, outermost first:
 6. `BodyLimit` (body_limit.py): a body over the cap is a 413;
 7. `Authenticate` (authentication.py): the key, its rate limit, the admin key, the limits per
    client address; the principal into the scope;
-8. `Dispatch` (dispatch.py): a hot route's own handler (hot.py), else FastAPI.
+8. `Dispatch` (dispatch.py): a hot route's own handler (hot.py), else FastAPI; an upgrade no
+   route takes is logged (refused_upgrades.py).
 
 The hot routes and FastAPI both sit beneath all of it, so a limit, a log line or a metric is
 written once and holds on every route. The refusals of layers 6 and 7 are exceptions like any
