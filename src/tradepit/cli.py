@@ -284,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    # A stage says in one line each what it did at its start and at each recovery: an operator
+    # wants those without --verbose (they come once, not per batch).
+    logging.getLogger("tradepit.stage").setLevel(logging.INFO)
     try:
         return _command(args)
     except (

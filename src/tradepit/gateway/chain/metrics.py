@@ -8,8 +8,8 @@ refusals included. Its counts are metrics.gateway's; with metrics off the layer 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable
+from time import perf_counter
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,39 +19,40 @@ from tradepit.metrics.gateway import GatewayMetrics
 __all__ = ["CountRequests", "UNMATCHED"]
 
 UNMATCHED = "unmatched"  # the route label of a request no route has: one series for them all
+_STATUS_TEXT = {status: str(status) for status in range(100, 600)}
 
 
 class CountRequests:
     def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        self.observe = metrics.requests.observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "http":
-            await self._request(scope, receive, send)
-        elif kind == "websocket":
-            await self._session(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
-
-    async def _request(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
+        if kind != "http":
+            if kind == "websocket":
+                await self._session(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        # A request's work is here, not in a coroutine of its own: one frame a request less.
+        started = perf_counter()
         status = "none"  # the client left before any answer
 
         def send_noting_status(message: Message) -> Awaitable[None]:  # as RequestId's
             nonlocal status
             if message["type"] == "http.response.start":
-                status = str(message["status"])
+                status = _STATUS_TEXT.get(message["status"]) or str(message["status"])
             return send(message)
 
         try:
             await self.app(scope, receive, send_noting_status)
         finally:
             route = scope.get(ROUTE)
-            self.metrics.requests.observe(
+            self.observe(
                 (scope["method"], route.template if route is not None else UNMATCHED, status),
-                time.perf_counter() - started,
+                perf_counter() - started,
             )
 
     async def _session(self, scope: Scope, receive: Receive, send: Send) -> None:
