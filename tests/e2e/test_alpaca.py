@@ -30,6 +30,7 @@ from alpaca.trading.requests import (
     MarketOrderRequest,
     ReplaceOrderRequest,
     StopLimitOrderRequest,
+    TrailingStopOrderRequest,
     UpdateWatchlistRequest,
 )
 from alpaca.trading.stream import TradingStream
@@ -553,3 +554,131 @@ def test_a_passive_limit_far_outside_the_band_rests_and_a_marketable_one_is_refu
     assert selling.get_order_by_id(high_ask.id).filled_qty == "0"
     assert buying.get_order_by_id(patient.id).status == OrderStatus.NEW
     assert buying.get_account().buying_power == "9995.00"  # 5 x 1.00 held for the patient bid
+
+
+def test_trailing_stops_follow_the_trades_trigger_and_fill(
+    venue: Venue, pair: tuple[str, Account, Account]
+) -> None:
+    symbol, buyer, seller = pair  # listed at 100.00: the first mark before any trade
+    buying, selling = client(venue, buyer), client(venue, seller)
+
+    def trade(price: float, qty: int = 1) -> None:
+        """The seller's ask at `price`, lifted by the buyer, both waited for."""
+        ask = selling.submit_order(
+            LimitOrderRequest(
+                symbol=symbol,
+                qty=qty,
+                side=OrderSide.SELL,
+                time_in_force=TimeInForce.GTC,
+                limit_price=price,
+            )
+        )
+        buying.submit_order(
+            LimitOrderRequest(
+                symbol=symbol,
+                qty=qty,
+                side=OrderSide.BUY,
+                time_in_force=TimeInForce.GTC,
+                limit_price=price,
+            )
+        )
+        assert eventually(lambda: selling.get_order_by_id(ask.id).status == OrderStatus.FILLED)
+
+    with StreamListener(venue, seller) as seller_stream:
+        stop = selling.submit_order(
+            TrailingStopOrderRequest(
+                symbol=symbol,
+                qty=5,
+                side=OrderSide.SELL,
+                time_in_force=TimeInForce.GTC,
+                trail_percent=5,
+            )
+        )
+        assert stop.status == OrderStatus.ACCEPTED and stop.type == "trailing_stop"
+        assert stop.trail_percent == "5" and stop.trail_price is None
+
+        def seen(hwm: str, stop_price: str) -> bool:
+            order = selling.get_order_by_id(stop.id)
+            return (order.hwm, order.stop_price) == (hwm, stop_price)
+
+        assert eventually(lambda: seen("100.00", "95.00"))
+        trade(104)
+        assert eventually(lambda: seen("104.00", "98.80"))
+        trade(103)  # below the high: nothing moves
+        assert selling.get_order_by_id(stop.id).hwm == "104.00"
+
+        replaced = selling.replace_order_by_id(stop.id, ReplaceOrderRequest(trail=2))
+        assert replaced.trail_percent == "2" and replaced.replaces == stop.id
+        assert eventually(lambda: selling.get_order_by_id(replaced.id).stop_price == "101.92")
+        assert selling.get_order_by_id(replaced.id).hwm == "104.00"
+
+        bid = buying.submit_order(
+            LimitOrderRequest(
+                symbol=symbol,
+                qty=10,
+                side=OrderSide.BUY,
+                time_in_force=TimeInForce.GTC,
+                limit_price=101,
+            )
+        )
+        selling.submit_order(  # trades at 101, through the trigger
+            LimitOrderRequest(
+                symbol=symbol,
+                qty=1,
+                side=OrderSide.SELL,
+                time_in_force=TimeInForce.GTC,
+                limit_price=101,
+            )
+        )
+        assert eventually(lambda: selling.get_order_by_id(replaced.id).status == OrderStatus.FILLED)
+        filled = selling.get_order_by_id(replaced.id)
+        assert (filled.filled_qty, filled.filled_avg_price) == ("5", "101.00")
+        assert buying.get_order_by_id(bid.id).filled_qty == "6"
+        assert eventually(lambda: "fill" in seller_stream.events(replaced.id))
+    # No trade update per move of the mark: Alpaca sends none.
+    assert seller_stream.events(stop.id) == ["new", "pending_replace", "replaced"]
+    assert seller_stream.events(replaced.id) == ["new", "fill"]
+
+    # A buy, by a price: it trails the low, and triggers a market buy.
+    buying.cancel_order_by_id(bid.id)
+    rise = buying.submit_order(
+        TrailingStopOrderRequest(
+            symbol=symbol,
+            qty=2,
+            side=OrderSide.BUY,
+            time_in_force=TimeInForce.DAY,
+            trail_price=3,
+        )
+    )
+    assert rise.trail_price == "3.00" and rise.trail_percent is None
+    assert eventually(lambda: buying.get_order_by_id(rise.id).stop_price == "104.00")
+    assert buying.get_order_by_id(rise.id).hwm == "101.00"
+    trade(100)
+    assert eventually(lambda: buying.get_order_by_id(rise.id).stop_price == "103.00")
+    selling.submit_order(
+        LimitOrderRequest(
+            symbol=symbol,
+            qty=3,
+            side=OrderSide.SELL,
+            time_in_force=TimeInForce.GTC,
+            limit_price=103,
+        )
+    )
+    buying.submit_order(
+        LimitOrderRequest(
+            symbol=symbol, qty=1, side=OrderSide.BUY, time_in_force=TimeInForce.GTC, limit_price=103
+        )
+    )
+    assert eventually(lambda: buying.get_order_by_id(rise.id).status == OrderStatus.FILLED)
+    assert buying.get_order_by_id(rise.id).filled_avg_price == "103.00"
+    with pytest.raises(APIError) as refused:
+        buying.submit_order(
+            TrailingStopOrderRequest(
+                symbol=symbol,
+                qty=1,
+                side=OrderSide.BUY,
+                time_in_force=TimeInForce.IOC,
+                trail_price=3,
+            )
+        )
+    assert refused.value.status_code == 422

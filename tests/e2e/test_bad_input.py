@@ -91,10 +91,17 @@ def test_malformed_orders_are_refused_and_change_nothing(
         ({**good, "qty": "1e999999"}, 422),
         ({**good, "qty": "NaN"}, 422),
         ({**good, "limit_price": "95.001"}, 422),
-        ({**good, "limit_price": "500.00"}, 422),
+        ({**good, "trail_percent": "1"}, 422),  # (a price far off the band rests: the book's)
         ({**good, "limit_price": None}, 422),
         ({**good, "side": "short"}, 422),
         ({**good, "type": "trailing_stop"}, 422),
+        (
+            {**good, "type": "trailing_stop", "limit_price": None, "trail_price": "1"}
+            | {"trail_percent": "1"},
+            422,
+        ),
+        ({**good, "type": "trailing_stop", "limit_price": None, "trail_percent": "100"}, 422),
+        ({**good, "type": "trailing_stop", "limit_price": None, "trail_percent": "0.00001"}, 422),
         ({**good, "time_in_force": "opg"}, 422),
         ({**good, "symbol": "NOSUCH"}, 404),
         ({**good, "symbol": 7}, 422),

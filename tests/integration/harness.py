@@ -92,10 +92,13 @@ class Venue:
         client_order_id: str = "",
         band_bps: int = 0,
         reference: int = 0,
+        trail_price: int = 0,
+        trail_rate: int = 0,
     ) -> tuple[int, Reply]:
         order_id = new_id()
         order = Order(order_id, account_id, symbol, side, kind, tif, qty, price, ts=time.time_ns())
         order.band_bps, order.reference = band_bps, reference
+        order.trail_price, order.trail_rate = trail_price, trail_rate
         reply = await self.client.request(account_id, PlaceOrder(0, order, client_order_id))
         return order_id, reply
 

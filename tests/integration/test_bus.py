@@ -233,6 +233,43 @@ def test_a_passive_limit_rests_far_outside_the_band_and_a_marketable_one_is_refu
     run(redis_url, scenario)
 
 
+def test_a_trailing_stop_moves_in_its_record_survives_a_restart_and_triggers(
+    redis_url: str,
+) -> None:
+    async def scenario(venue: Venue) -> None:
+        seller = await venue.account("0", ACME="20")
+        buyer = await venue.account("100000.00")
+
+        async def trade(price: int) -> None:
+            await venue.place(seller, "ACME", Side.SELL, 1, price)
+            await venue.place(buyer, "ACME", Side.BUY, 1, price)
+            await venue.settle()
+
+        await trade(PRICE)
+        stop_id, reply = await venue.place(
+            seller, "ACME", Side.SELL, 5, 1, kind=OrderType.TRAILING_STOP, trail_rate=2_000
+        )
+        assert reply.ok
+        await venue.settle()
+        record = await venue.record(seller, stop_id)
+        assert (record.status, record.hwm, record.stop_price) == ("new", PRICE, PRICE * 998 // 1000)
+        assert (await venue.ledger(seller)).open_orders[stop_id].reserved == 5  # its shares
+        await trade(PRICE + 40)
+        record = await venue.record(seller, stop_id)
+        assert (record.hwm, record.stop_price) == (PRICE + 40, (PRICE + 40) * 998 // 1000)
+
+        await venue.stop_stages()  # what the matcher reloads keeps the mark
+        venue.start_stages()
+        reloaded = (await venue.matcher("ACME")).books["ACME"].get(stop_id)
+        assert reloaded is not None and reloaded.hwm == PRICE + 40
+        await venue.place(buyer, "ACME", Side.BUY, 10, PRICE)
+        await trade(PRICE)  # through the trigger: a market sell, into the bid at PRICE
+        record = await venue.record(seller, stop_id)
+        assert (record.status, record.filled_qty) == ("filled", 5)
+
+    run(redis_url, scenario)
+
+
 def test_halted_symbol_rejects_orders_and_resumes(redis_url: str) -> None:
     async def scenario(venue: Venue) -> None:
         buyer = await venue.account("1000.00")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -27,11 +28,20 @@ from tradepit.domain.events import (
     Expired,
     Replaced,
     Trade,
+    TrailMoved,
     Triggered,
 )
-from tradepit.domain.orders import Order, OrderType, SelfTradePrevention, Side, TimeInForce
+from tradepit.domain.orders import (
+    Order,
+    OrderType,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+    trail_stop,
+)
 from tradepit.domain.symbols import Symbol
 from tradepit.ledger import Ledger, LedgerError
+from tradepit.ledger.history import OrderHistory
 from tradepit.matcher import Matcher, MatcherState
 
 SYMBOLS = [Symbol("AAA"), Symbol("BBB", tick_size=Decimal("0.05"))]
@@ -49,6 +59,10 @@ class Venue:
         default_factory=lambda: Ledger(SYMBOLS, maker_fee_bps=7, taker_fee_bps=13)
     )
 
+    history: OrderHistory = field(
+        default_factory=lambda: OrderHistory({symbol.name: symbol for symbol in SYMBOLS})
+    )
+
     def __post_init__(self) -> None:
         for symbol in SYMBOLS:
             self.matcher.add_symbol(symbol.name)
@@ -57,6 +71,10 @@ class Venue:
         events = self.matcher.take_events()
         for event in events:
             self.ledger.apply(event)
+            if isinstance(event, TrailMoved):
+                self.history.trail_moved(event)
+            else:
+                self.history.apply(event)
         return events
 
 
@@ -185,6 +203,7 @@ class VenueMachine(RuleBasedStateMachine):
                 venue.ledger.place_order(order)
             except LedgerError:
                 return []
+            venue.history.accepted(order, "")
             venue.matcher.submit(order)
             return venue.feed()
 
@@ -292,6 +311,41 @@ class VenueMachine(RuleBasedStateMachine):
             )
         )
 
+    @rule(
+        account=st.sampled_from(ACCOUNTS),
+        symbol=st.sampled_from([s.name for s in SYMBOLS]),
+        side=st.sampled_from(Side),
+        trail=st.integers(1, 6),
+        by_rate=st.booleans(),
+        qty=QTYS,
+        tif=st.sampled_from([TimeInForce.DAY, TimeInForce.GTC]),
+    )
+    def trailing_stop(
+        self,
+        account: int,
+        symbol: str,
+        side: Side,
+        trail: int,
+        by_rate: bool,
+        qty: int,
+        tif: TimeInForce,
+    ) -> None:
+        self.place(
+            dict(
+                order_id=self.new_id(),
+                account_id=account,
+                symbol=symbol,
+                side=side,
+                type=OrderType.TRAILING_STOP,
+                time_in_force=tif,
+                qty=qty,
+                price=110 if side is Side.BUY else 90,  # the protection price
+                trail_price=0 if by_rate else trail,
+                trail_rate=trail * 5_000 if by_rate else 0,  # 0.5% steps
+                ts=len(self.history),
+            )
+        )
+
     @precondition(lambda self: bool(self.known_ids))
     @rule(data=st.data(), wrong_account=st.booleans())
     def cancel(self, data: st.DataObject, wrong_account: bool) -> None:
@@ -307,8 +361,8 @@ class VenueMachine(RuleBasedStateMachine):
         self.run(command)
 
     @precondition(lambda self: bool(self.known_ids))
-    @rule(data=st.data(), qty=QTYS, price=PRICES)
-    def replace(self, data: st.DataObject, qty: int, price: int) -> None:
+    @rule(data=st.data(), qty=QTYS, price=PRICES, trail=st.integers(0, 6))
+    def replace(self, data: st.DataObject, qty: int, price: int, trail: int) -> None:
         symbol, order_id, account = data.draw(st.sampled_from(self.known_ids))
         new_order_id = self.new_id()
         ts = len(self.history)
@@ -318,12 +372,28 @@ class VenueMachine(RuleBasedStateMachine):
             order = book.get(order_id)
             is_stop = order is not None and order.type in (OrderType.STOP, OrderType.STOP_LIMIT)
             stop_price = order.stop_price if order is not None and is_stop else 0
+            trailing = order is not None and order.type is OrderType.TRAILING_STOP
+            new_trail = trail * (5_000 if order is not None and order.trail_rate else 1)
             try:
                 venue.ledger.reserve_replacement(order_id, account, new_order_id, qty, price)
             except LedgerError:
                 return []
+            if order is not None:
+                replacement = msgspec.structs.replace(
+                    order, order_id=new_order_id, qty=qty, price=price, ts=ts
+                )
+                venue.history.accepted(replacement, "", order_id)
             venue.matcher.replace(
-                symbol, order_id, account, new_order_id, qty, price, stop_price, ts
+                symbol,
+                order_id,
+                account,
+                new_order_id,
+                qty,
+                price,
+                stop_price,
+                ts,
+                None,
+                new_trail if trailing else 0,
             )
             return venue.feed()
 
@@ -402,6 +472,20 @@ class VenueMachine(RuleBasedStateMachine):
             for order_id in [*book.orders, *book.stop_orders]
         }
         assert set(self.venue.ledger.open_orders) == matcher_ids
+
+    @invariant()
+    def trailing_stops_records_show_where_they_stand(self) -> None:
+        """What the matcher says of a waiting trailing stop reaches its record, and its trigger
+        is where its mark and trail put it."""
+        for book in self.venue.matcher.books.values():
+            for order in book.stop_orders.values():
+                if order.type is not OrderType.TRAILING_STOP:
+                    continue
+                record = self.venue.history.records[order.order_id]
+                assert (record.stop_price, record.hwm) == (order.stop_price, order.hwm)
+                assert order.stop_price == trail_stop(
+                    order.side, order.hwm, order.trail_price, order.trail_rate
+                )
 
     @invariant()
     def snapshot_restores_the_same_state(self) -> None:

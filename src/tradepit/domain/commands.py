@@ -47,6 +47,7 @@ class Replace(MatcherCommand, tag="replace"):
     stop_price: int
     ts: int
     time_in_force: TimeInForce | None = None  # None: the old order's
+    trail: int = 0  # a trailing stop's new trail, in its own unit (ticks or rate); 0: the old
 
 
 class AddBook(MatcherCommand, tag="add_book"):

@@ -29,6 +29,7 @@ __all__ = [
     "ReplaceRejected",
     "CancelRejected",
     "Triggered",
+    "TrailMoved",
     "TradingStatus",
 ]
 
@@ -166,6 +167,16 @@ class Triggered(Event, tag="triggered"):
     order_id: int
     account_id: int
     last_price: int
+
+
+class TrailMoved(Event, tag="trail_moved"):
+    """A waiting trailing stop's mark (`hwm`) and so its trigger (`stop_price`) moved: one
+    event per order per command, however many trades moved it, and no trade update."""
+
+    order_id: int
+    account_id: int
+    stop_price: int
+    hwm: int
 
 
 class TradingStatus(Event, tag="status"):

@@ -16,6 +16,8 @@ __all__ = [
     "TimeInForce",
     "SelfTradePrevention",
     "Order",
+    "TRAIL_RATE_UNIT",
+    "trail_stop",
 ]
 
 
@@ -29,6 +31,7 @@ class OrderType(IntEnum):
     MARKET = 2
     STOP = 3
     STOP_LIMIT = 4
+    TRAILING_STOP = 5
 
 
 class TimeInForce(IntEnum):
@@ -59,6 +62,12 @@ class Order(msgspec.Struct, array_like=True, gc=False):
     before the book's first: the matcher, which alone knows whether an order is marketable,
     enforces it when the order takes liquidity (`tradepit.matcher.book`).
 
+    A trailing stop has one of `trail_price` (ticks) or `trail_rate` (its `trail_percent` in
+    units of 0.0001%: 1% is 10_000, so the percentage is exact), and `hwm`, the best trade
+    price the book has printed since it arrived (the high for a sell, the low for a buy; 0
+    before any), which the matcher moves; its `stop_price` is the trigger that follows from
+    them, on the tick grid (`trail_stop`).
+
     The matcher owns an Order once it is submitted and keeps `leaves` (lots still open) on it.
     While it is open, `qty - leaves` lots have traded: a resting order loses lots only to trades
     (a replace that keeps its place resets `qty`), and its cancel ends it.
@@ -79,3 +88,25 @@ class Order(msgspec.Struct, array_like=True, gc=False):
     leaves: int = 0
     band_bps: int = 0
     reference: int = 0
+    trail_price: int = 0
+    trail_rate: int = 0
+    hwm: int = 0
+
+
+TRAIL_RATE_UNIT = 1_000_000  # a `trail_rate` of this is 100%
+
+
+def trail_stop(side: Side, hwm: int, trail_price: int, trail_rate: int) -> int:
+    """A trailing stop's trigger, in ticks, `trail_price` or `trail_rate` away from its mark
+    `hwm`, rounded onto the grid on the safe side, away from the mark: a sell's down, a buy's
+    up (a sell then never triggers above its trail, nor a buy below it). 0 when there is no
+    mark yet, or a sell's trail reaches below zero: no price triggers it."""
+    if not hwm:
+        return 0
+    if side is Side.SELL:
+        if trail_price:
+            return max(hwm - trail_price, 0)
+        return hwm * (TRAIL_RATE_UNIT - trail_rate) // TRAIL_RATE_UNIT
+    if trail_price:
+        return hwm + trail_price
+    return -((-hwm * (TRAIL_RATE_UNIT + trail_rate)) // TRAIL_RATE_UNIT)

@@ -29,6 +29,7 @@ ORDER_TYPE_NAMES = {
     OrderType.LIMIT: "limit",
     OrderType.STOP: "stop",
     OrderType.STOP_LIMIT: "stop_limit",
+    OrderType.TRAILING_STOP: "trailing_stop",
 }
 TIME_IN_FORCE_NAMES = {
     TimeInForce.DAY: "day",

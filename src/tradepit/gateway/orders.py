@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from tradepit.domain.numbers import NumberError, to_decimal
-from tradepit.domain.orders import Order, OrderType, Side
+from tradepit.domain.numbers import NumberError, format_units, parse_units, to_decimal
+from tradepit.domain.orders import TRAIL_RATE_UNIT, Order, OrderType, Side, TimeInForce
 from tradepit.domain.symbols import CASH_UNIT
 from tradepit.gateway.decoding import TooDeep, decode_json
 from tradepit.gateway.errors import ApiError
@@ -26,9 +26,12 @@ __all__ = [
     "build_order",
     "check_client_order_id",
     "decode_body",
+    "trail_rate",
+    "trail_percent_text",
 ]
 
 MAX_CLIENT_ORDER_ID = 128
+TRAIL_PERCENT_UNIT = Decimal("0.0001")  # a percentage's grid: `Order.trail_rate` counts these
 Number = Decimal | None
 T = TypeVar("T")
 V = TypeVar("V")
@@ -89,6 +92,19 @@ def _choice(value: str, choices: dict[str, V], field: str) -> V:
     return found
 
 
+def trail_rate(percent: Decimal | str, field: str = "trail_percent") -> int:
+    """A `trail_percent` as `Order.trail_rate`, exactly: 0.0001% steps, below 100%."""
+    rate = parse_units(percent, TRAIL_PERCENT_UNIT, field)
+    if rate >= TRAIL_RATE_UNIT:
+        raise NumberError(field, f"{percent} is not below 100")
+    return rate
+
+
+def trail_percent_text(rate: int) -> str:
+    """A `trail_rate` as the percentage it was sent as, without trailing zeros ("1.5")."""
+    return f"{Decimal(format_units(rate, TRAIL_PERCENT_UNIT)).normalize():f}"
+
+
 def check_client_order_id(client_order_id: str | None) -> str:
     if client_order_id is None:
         return ""
@@ -104,8 +120,6 @@ def build_order(
     symbol = listing.symbol
     side = _choice(request.side, SIDE_BY_NAME, "side")
     type_name = request.type or request.order_type
-    if type_name.lower() == "trailing_stop":
-        raise ApiError.invalid("trailing_stop orders are not supported by tradepit")
     order_type = _choice(type_name, ORDER_TYPE_BY_NAME, "type")
     if request.time_in_force.lower() in ("opg", "cls"):
         raise ApiError.invalid("opg and cls orders are not supported: tradepit has no auctions")
@@ -114,7 +128,17 @@ def build_order(
         raise ApiError.invalid(f"order_class {request.order_class!r} is not supported: simple only")
     if request.take_profit or request.stop_loss or request.legs:
         raise ApiError.invalid("bracket, oco and oto legs are not supported: simple orders only")
-    if request.trail_price is not None or request.trail_percent is not None:
+    trail_price = trail_rate_ = 0
+    if order_type is OrderType.TRAILING_STOP:
+        if (request.trail_price is None) == (request.trail_percent is None):
+            raise ApiError.invalid("a trailing_stop order takes trail_price or trail_percent")
+        if request.trail_price is not None:
+            trail_price = symbol.price_to_ticks(request.trail_price, "trail_price")
+        else:
+            trail_rate_ = trail_rate(request.trail_percent or Decimal(0))
+        if time_in_force not in (TimeInForce.DAY, TimeInForce.GTC):
+            raise ApiError.invalid("a trailing_stop order's time_in_force is day or gtc")
+    elif request.trail_price is not None or request.trail_percent is not None:
         raise ApiError.invalid("trail_price and trail_percent apply to trailing_stop orders only")
     client_order_id = check_client_order_id(request.client_order_id)
 
@@ -135,7 +159,7 @@ def build_order(
     elif request.stop_price is not None:
         raise ApiError.invalid(f"stop_price does not apply to {type_name} orders")
 
-    is_market_priced = order_type in (OrderType.MARKET, OrderType.STOP)
+    is_market_priced = order_type in (OrderType.MARKET, OrderType.STOP, OrderType.TRAILING_STOP)
     if is_market_priced:
         if not reference:
             raise ApiError.invalid(f"{symbol.name} has no reference price yet: send a limit order")
@@ -169,6 +193,8 @@ def build_order(
         ts=now,
         band_bps=symbol.band_bps if reference else 0,
         reference=reference,
+        trail_price=trail_price,
+        trail_rate=trail_rate_,
     )
     return order, client_order_id
 

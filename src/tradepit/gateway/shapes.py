@@ -16,6 +16,7 @@ from tradepit.domain.ids import id_to_uuid
 from tradepit.domain.orders import Side
 from tradepit.domain.symbols import Symbol, cents_to_cash
 from tradepit.gateway.order_names import ORDER_TYPE_NAMES, SIDE_NAMES, TIME_IN_FORCE_NAMES
+from tradepit.gateway.orders import trail_percent_text
 from tradepit.ledger import Account
 from tradepit.ledger.history import Fill, OrderRecord, OrderUpdate
 from tradepit.store.prices import holding_value
@@ -112,9 +113,9 @@ def order_json(record: OrderRecord, symbol: Symbol, asset_id: str) -> dict[str, 
         "status": record.status,
         "extended_hours": record.extended_hours,
         "legs": None,
-        "trail_percent": None,
-        "trail_price": None,
-        "hwm": None,
+        "trail_percent": trail_percent_text(record.trail_rate) if record.trail_rate else None,
+        "trail_price": symbol.ticks_to_price(record.trail_price) if record.trail_price else None,
+        "hwm": symbol.ticks_to_price(record.hwm) if record.hwm else None,
         "subtag": None,
         "source": None,
         "expires_at": None,

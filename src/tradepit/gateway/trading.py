@@ -30,6 +30,7 @@ from tradepit.gateway.orders import (
     build_order,
     check_client_order_id,
     decode_body,
+    trail_rate,
 )
 from tradepit.gateway.service import Gateway, ledger_error
 from tradepit.gateway.shapes import (
@@ -301,8 +302,14 @@ def replace_command(
     is wrong with it. What the request leaves out stays as it was; the qty left out is what
     is still open."""
     symbol = listing.symbol
+    trail = 0  # unchanged
     if request.trail is not None:
-        raise ApiError.invalid("trail applies to trailing_stop orders only")
+        if old.type is not OrderType.TRAILING_STOP:
+            raise ApiError.invalid("trail applies to trailing_stop orders only")
+        if old.trail_price:
+            trail = symbol.price_to_ticks(request.trail, "trail")
+        else:
+            trail = trail_rate(request.trail, "trail")
     time_in_force = None  # unchanged: the command and its wire form stay as they were
     if request.time_in_force is not None:
         wanted = TIME_IN_FORCE_BY_NAME.get(request.time_in_force.lower())
@@ -322,7 +329,8 @@ def replace_command(
         if old.type not in (OrderType.LIMIT, OrderType.STOP_LIMIT):
             raise ApiError.invalid("limit_price does not apply to this order's type")
         limit = symbol.price_to_ticks(request.limit_price, "limit_price")  # the matcher bands it
-    stop = old.stop_price
+    # A trailing stop's trigger is the matcher's to move: the command carries none.
+    stop = 0 if old.type is OrderType.TRAILING_STOP else old.stop_price
     if request.stop_price is not None:
         if old.type not in (OrderType.STOP, OrderType.STOP_LIMIT):
             raise ApiError.invalid("stop_price does not apply to this order's type")
@@ -345,6 +353,7 @@ def replace_command(
         client_order_id,
         now,
         time_in_force,
+        trail,
     )
 
 
@@ -358,6 +367,7 @@ def replacement_record(old: OrderRecord, command: ReplaceOrder) -> OrderRecord:
         command.stop_price,
         command.ts,
         command.time_in_force,
+        command.trail,
     )
     return accepted_record(
         new, command.client_order_id, old.order_id, extended_hours=old.extended_hours

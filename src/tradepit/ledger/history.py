@@ -22,6 +22,7 @@ from tradepit.domain.events import (
     Replaced,
     ReplaceRejected,
     Trade,
+    TrailMoved,
 )
 from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
 from tradepit.domain.symbols import Symbol
@@ -129,6 +130,11 @@ class OrderRecord(msgspec.Struct, array_like=True, gc=False):
     # named a qty), and `extended_hours` (tradepit trades around the clock: it changes nothing).
     notional: int = 0
     extended_hours: bool = False
+    # A trailing stop's trail (ticks, or its rate: `Order.trail_rate`) and its mark (ticks),
+    # which the matcher moves (`TrailMoved`) with `stop_price`.
+    trail_price: int = 0
+    trail_rate: int = 0
+    hwm: int = 0
 
 
 def accepted_record(
@@ -157,6 +163,9 @@ def accepted_record(
         replaces=replaces,
         notional=notional,
         extended_hours=extended_hours,
+        trail_price=order.trail_price,
+        trail_rate=order.trail_rate,
+        hwm=order.hwm,
     )
 
 
@@ -311,6 +320,16 @@ class OrderHistory:
         record.updated_at = event.ts
         changed.insert(0, (name, record))
         return changed
+
+    def trail_moved(self, event: TrailMoved) -> OrderRecord | None:
+        """A waiting trailing stop's mark and trigger moved: its record shows them (as Alpaca's
+        order does), but its owner is not told, as Alpaca sends no trade update for it."""
+        record = self.records.get(event.order_id)
+        if record is None or record.status in TERMINAL_STATUSES:
+            return None
+        record.stop_price = event.stop_price
+        record.hwm = event.hwm
+        return record
 
     def _filled(self, record: OrderRecord, trade: Trade, leaves: int) -> Change:
         """`record`'s order took part in `trade`, and has `leaves` lots open after it."""

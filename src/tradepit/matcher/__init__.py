@@ -95,6 +95,7 @@ class Matcher:
                 command.stop_price,
                 command.ts,
                 command.time_in_force,
+                command.trail,
             )
         elif isinstance(command, AddBook):
             self.add_symbol(command.symbol)
@@ -139,6 +140,7 @@ class Matcher:
         stop_price: int,
         ts: int,
         time_in_force: TimeInForce | None = None,
+        trail: int = 0,
     ) -> None:
         book = self.books.get(symbol)
         if book is None:
@@ -148,7 +150,9 @@ class Matcher:
                 )
             )
             return
-        book.replace(order_id, account_id, new_order_id, qty, price, stop_price, ts, time_in_force)
+        book.replace(
+            order_id, account_id, new_order_id, qty, price, stop_price, ts, time_in_force, trail
+        )
 
     def close_session(self, ts: int) -> None:
         """Expire every DAY order of every book, symbol by symbol in name order."""

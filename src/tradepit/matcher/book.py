@@ -42,9 +42,18 @@ from tradepit.domain.events import (
     ReplaceRejected,
     Trade,
     TradingStatus,
+    TrailMoved,
     Triggered,
 )
-from tradepit.domain.orders import Order, OrderType, SelfTradePrevention, Side, TimeInForce
+from tradepit.domain.orders import (
+    TRAIL_RATE_UNIT,
+    Order,
+    OrderType,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+    trail_stop,
+)
 
 __all__ = ["Book", "BookState"]
 
@@ -55,6 +64,7 @@ LIMIT = OrderType.LIMIT
 MARKET = OrderType.MARKET
 STOP = OrderType.STOP
 STOP_LIMIT = OrderType.STOP_LIMIT
+TRAILING_STOP = OrderType.TRAILING_STOP
 DAY = TimeInForce.DAY
 IOC = TimeInForce.IOC
 FOK = TimeInForce.FOK
@@ -129,6 +139,14 @@ class Book:
         self.buy_stops: list[tuple[int, int, int]] = []
         self.sell_stops: list[tuple[int, int, int]] = []
         self.arrival = 0
+        # Trailing stops wait among the stops, keyed by their current trigger, and are also
+        # indexed by their mark: (hwm, arrival, id) ascending for sells, (-hwm, arrival, id) for
+        # buys, so that a trade finds by bisection the ones whose mark it moves (only those
+        # with a mark below it, for a sell) and costs nothing for the rest.
+        self.trail_sells: list[tuple[int, int, int]] = []
+        self.trail_buys: list[tuple[int, int, int]] = []
+        self.trail_marks: dict[int, tuple[int, int, int]] = {}
+        self.trail_moved: dict[int, Order] = {}  # moved by the command being carried out
 
     # Queries.
 
@@ -279,6 +297,7 @@ class Book:
 
     def _submit_checked(self, order: Order) -> None:
         """Submit with every check, for what the fast path in `run` does not handle."""
+        start = len(self.out)
         reason = self._check_new(order)
         if reason is None and order.post_only and self._would_take(order):
             reason = POST_ONLY_WOULD_TAKE
@@ -303,10 +322,16 @@ class Book:
         )
         if order.type is STOP or order.type is STOP_LIMIT:
             self._park_stop(order)
+        elif order.type is TRAILING_STOP:
+            hwm = order.hwm = self.last_price or order.reference
+            order.stop_price = trail_stop(order.side, hwm, order.trail_price, order.trail_rate)
+            self._park_stop(order)
+            if order.hwm:
+                self.trail_moved[order.order_id] = order  # its first mark and trigger
         else:
             self._execute(order)
         if self.stops:
-            self._run_triggers(order.ts)
+            self._run_triggers(order.ts, start)
 
     def replace(
         self,
@@ -318,6 +343,7 @@ class Book:
         stop_price: int,
         ts: int,
         time_in_force: TimeInForce | None = None,
+        trail: int = 0,
     ) -> None:
         """Replace an open order with `new_order_id` for `qty` lots at `price` (and `stop_price`),
         and with `time_in_force` if it is not None.
@@ -325,8 +351,10 @@ class Book:
         The old order's fills stay with it; the new order starts unfilled with `qty` lots. A
         pure size decrease keeps the queue position (whatever its time in force, if it is one
         that rests); anything else goes to the back, and may trade at once if the new price
-        crosses the book.
+        crosses the book. A trailing stop may change its `trail` (0: keeps it), in its own
+        unit, and keeps the mark it has reached.
         """
+        start = len(self.out)
         old = self.orders.get(order_id) or self.stop_orders.get(order_id)
         reason: RejectReason | None = None
         if self.halted:
@@ -341,6 +369,8 @@ class Book:
             reason = INVALID_PRICE
         elif new_order_id in self.orders or new_order_id in self.stop_orders:
             reason = DUPLICATE_ORDER_ID
+        elif trail < 0 or (trail and old.type is not TRAILING_STOP):
+            reason = INVALID_ORDER
         if old is None or reason is not None:
             # Without an order there is always a reason by now: `or` is for the type checker.
             reason = reason or UNKNOWN_ORDER
@@ -361,6 +391,13 @@ class Book:
             leaves=qty,
             time_in_force=old.time_in_force if time_in_force is None else time_in_force,
         )
+        if new.type is TRAILING_STOP:
+            # The new trail, from the mark the old one reached.
+            if trail and new.trail_price:
+                new.trail_price = trail
+            elif trail:
+                new.trail_rate = trail
+            new.stop_price = trail_stop(new.side, new.hwm, new.trail_price, new.trail_rate)
         if new.post_only and self._would_take(new):
             self.seq += 1
             self.out.append(
@@ -401,7 +438,7 @@ class Book:
                 old.side,
                 new_order_id,
                 price,
-                stop_price,
+                new.stop_price,
                 qty,
                 keeps_priority,
             )
@@ -418,12 +455,14 @@ class Book:
             self.orders[new_order_id] = old
             return
         self._remove(old)
-        if new.type is STOP or new.type is STOP_LIMIT:
+        if new.type is STOP or new.type is STOP_LIMIT or new.type is TRAILING_STOP:
             self._park_stop(new)
+            if new.type is TRAILING_STOP and new.hwm:
+                self.trail_moved[new_order_id] = new  # where its new trail puts its trigger
         else:
             self._execute(new)
         if self.stops:
-            self._run_triggers(ts)
+            self._run_triggers(ts, start)
 
     def expire_day_orders(self, ts: int) -> None:
         """The session closed: every DAY order, resting or waiting to trigger, expires."""
@@ -501,6 +540,13 @@ class Book:
         kind = order.type
         if (kind is STOP or kind is STOP_LIMIT) != (order.stop_price > 0):
             return INVALID_PRICE
+        if kind is TRAILING_STOP:
+            # Exactly one trail, and a rate below 100%.
+            trail_price, trail_rate = order.trail_price, order.trail_rate
+            if (trail_price > 0) == (trail_rate > 0) or trail_price < 0 or trail_rate < 0:
+                return INVALID_PRICE
+            if trail_rate >= TRAIL_RATE_UNIT:
+                return INVALID_PRICE
         if order.post_only and (kind is not LIMIT or order.time_in_force in (IOC, FOK)):
             return INVALID_ORDER
         return None
@@ -760,10 +806,7 @@ class Book:
         """Take an open order (resting or waiting stop) out of the book, without an event."""
         order_id = order.order_id
         if self.orders.pop(order_id, None) is None:
-            stop_key = self.stops.pop(order_id)
-            del self.stop_orders[order_id]
-            stops = self.buy_stops if order.side is BUY else self.sell_stops
-            del stops[bisect_left(stops, stop_key)]
+            self._take_stop(order_id, self.stops[order_id])
             order.leaves = 0
             return
         if order.side is BUY:
@@ -804,31 +847,129 @@ class Book:
 
     def _insert_stop(self, order: Order, arrival: int) -> None:
         if order.side is BUY:
-            key = (order.stop_price, arrival, order.order_id)
+            # (A trailing buy with no mark yet has no trigger: no price reaches it.)
+            key = (order.stop_price or _NO_MATCH, arrival, order.order_id)
             insort(self.buy_stops, key)
         else:
             key = (-order.stop_price, arrival, order.order_id)
             insort(self.sell_stops, key)
         self.stops[order.order_id] = key
         self.stop_orders[order.order_id] = order
-
-    def _run_triggers(self, ts: int) -> None:
-        """Trigger every stop the last trade price has reached, each in turn, as its own
-        trades move the price: buy stops at or below the last price, sell stops at or above."""
-        while self.last_price:
-            last = self.last_price
-            if self.buy_stops and self.buy_stops[0][0] <= last:
-                key = self.buy_stops.pop(0)
-            elif self.sell_stops and -self.sell_stops[0][0] >= last:
-                key = self.sell_stops.pop(0)
+        if order.type is TRAILING_STOP:
+            if order.side is BUY:
+                mark = (-order.hwm if order.hwm else -_NO_MATCH, arrival, order.order_id)
+                insort(self.trail_buys, mark)
             else:
-                return
-            order_id = key[2]
-            del self.stops[order_id]
-            order = self.stop_orders.pop(order_id)
-            order.ts = ts
-            # From here on it is an ordinary market or limit order.
-            order.type = MARKET if order.type is STOP else LIMIT
-            self.seq += 1
-            self.out.append(Triggered(self.symbol, self.seq, ts, order_id, order.account_id, last))
-            self._execute(order)
+                mark = (order.hwm, arrival, order.order_id)
+                insort(self.trail_sells, mark)
+            self.trail_marks[order.order_id] = mark
+
+    def _take_stop(self, order_id: int, key: tuple[int, int, int]) -> Order:
+        """Take a waiting stop out of the stops (and a trailing one out of its marks)."""
+        del self.stops[order_id]
+        order = self.stop_orders.pop(order_id)
+        stops = self.buy_stops if order.side is BUY else self.sell_stops
+        del stops[bisect_left(stops, key)]
+        mark = self.trail_marks.pop(order_id, None)
+        if mark is not None:
+            marks = self.trail_buys if order.side is BUY else self.trail_sells
+            del marks[bisect_left(marks, mark)]
+        return order
+
+    def _follow(self, price: int) -> None:
+        """A trade at `price`: move the marks it passes (a sell's up to it, a buy's down) and
+        the triggers that follow them. The orders it does not pass cost a comparison."""
+        sells = self.trail_sells
+        if sells and sells[0][0] < price:
+            end = bisect_left(sells, (price,))
+            moved = sells[:end]
+            del sells[:end]
+            for _, arrival, order_id in moved:
+                mark = (price, arrival, order_id)
+                insort(sells, mark)
+                self._move_trail(order_id, mark, price)
+        buys = self.trail_buys
+        if buys and buys[0][0] < -price:
+            end = bisect_left(buys, (-price,))
+            moved = buys[:end]
+            del buys[:end]
+            for _, arrival, order_id in moved:
+                mark = (-price, arrival, order_id)
+                insort(buys, mark)
+                self._move_trail(order_id, mark, price)
+
+    def _move_trail(self, order_id: int, mark: tuple[int, int, int], price: int) -> None:
+        order = self.stop_orders[order_id]
+        self.trail_marks[order_id] = mark
+        order.hwm = price
+        stop = trail_stop(order.side, price, order.trail_price, order.trail_rate)
+        if stop != order.stop_price:
+            arrival = mark[1]
+            if order.side is BUY:
+                stops, old, new = self.buy_stops, order.stop_price or _NO_MATCH, stop
+            else:
+                stops, old, new = self.sell_stops, -order.stop_price, -stop
+            del stops[bisect_left(stops, (old, arrival, order_id))]
+            key = (new, arrival, order_id)
+            insort(stops, key)
+            self.stops[order_id] = key
+            order.stop_price = stop
+        self.trail_moved[order_id] = order
+
+    def _run_triggers(self, ts: int, start: int) -> None:
+        """Trigger every stop that a trade since `start` (an index into `out`: this command's
+        trades), or the last price, has reached: a buy stop at or below a trade's price, a sell
+        stop at or above it; and move the trailing stops' marks with each trade, in order. Each
+        triggered order then trades in turn, and its trades count as well. Then say where the
+        trailing stops that moved stand, once each."""
+        out = self.out
+        symbol = self.symbol
+        while True:
+            prices = [event.price for event in out[start:] if type(event) is Trade]
+            start = len(out)
+            if self.last_price:
+                prices.append(self.last_price)
+            due: list[Order] = []
+            buy_stops, sell_stops = self.buy_stops, self.sell_stops
+            for price in prices:
+                while buy_stops and buy_stops[0][0] <= price:
+                    key = buy_stops[0]
+                    due.append(self._take_stop(key[2], key))
+                while sell_stops and -sell_stops[0][0] >= price:
+                    key = sell_stops[0]
+                    due.append(self._take_stop(key[2], key))
+                if self.trail_marks:
+                    self._follow(price)
+            if not due:
+                break
+            for order in due:
+                order_id = order.order_id
+                if self.trail_moved.pop(order_id, None) is not None:
+                    self._emit_trail(order, ts)
+                order.ts = ts
+                # From here on it is an ordinary market or limit order.
+                order.type = LIMIT if order.type is STOP_LIMIT else MARKET
+                self.seq += 1
+                out.append(
+                    Triggered(symbol, self.seq, ts, order_id, order.account_id, self.last_price)
+                )
+                self._execute(order)
+        moved = self.trail_moved
+        if moved:
+            for order in moved.values():
+                self._emit_trail(order, ts)
+            moved.clear()
+
+    def _emit_trail(self, order: Order, ts: int) -> None:
+        self.seq += 1
+        self.out.append(
+            TrailMoved(
+                self.symbol,
+                self.seq,
+                ts,
+                order.order_id,
+                order.account_id,
+                order.stop_price,
+                order.hwm,
+            )
+        )

@@ -22,6 +22,7 @@ from tradepit.domain.events import (
     Replaced,
     ReplaceRejected,
     Trade,
+    TrailMoved,
 )
 from tradepit.domain.ids import VENUE_ACCOUNT_ID
 from tradepit.domain.orders import Order
@@ -154,6 +155,12 @@ class LedgerShard(StageCore):
                 account_id = getattr(event, "account_id", -1)
                 if account_id < 0 or account_id % shards != index:
                     continue  # a status (nothing to settle), or another shard's
+                if type(event) is TrailMoved:
+                    # The record alone: no money moves and no trade update goes out.
+                    moved = self.history.trail_moved(event)
+                    if moved is not None:
+                        dirty_records[moved.order_id] = moved
+                    continue
                 # Only these move money (`Ledger.apply`); an order's acceptance, trigger or
                 # refused cancel changes its record alone, and the account and open order
                 # written again would be the bytes Redis holds (6% of the AOF per order in
@@ -295,6 +302,7 @@ class LedgerShard(StageCore):
             command.stop_price,
             command.ts,
             command.time_in_force,
+            command.trail,
         )
         self._order_accepted(
             new, command.client_order_id, command.order_id, extended_hours=old.extended_hours
@@ -317,6 +325,7 @@ class LedgerShard(StageCore):
                 command.stop_price,
                 command.ts,
                 command.time_in_force,
+                command.trail,
             ),
         )
 

@@ -32,6 +32,7 @@ from tradepit.domain.events import (
     ReplaceRejected,
     Trade,
     TradingStatus,
+    TrailMoved,
     Triggered,
 )
 from tradepit.domain.orders import Order, TimeInForce
@@ -135,6 +136,7 @@ class ReplaceOrder(LedgerCommand, tag="replace_order"):
     client_order_id: str
     ts: int
     time_in_force: TimeInForce | None = None  # None: the old order's
+    trail: int = 0  # a trailing stop's new trail (ticks, or its rate); 0: the old one
 
 
 class AddSymbol(LedgerCommand, tag="add_symbol"):
@@ -157,6 +159,7 @@ AnyEvent = (
     | CancelRejected
     | Triggered
     | TradingStatus
+    | TrailMoved
 )
 
 

@@ -98,7 +98,7 @@ def restore_matcher(
     for entry in orders:
         order = entry.order
         state = by_symbol[order.symbol]
-        waiting = order.type in (OrderType.STOP, OrderType.STOP_LIMIT)
+        waiting = order.type in (OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP)
         if waiting and order.side is Side.BUY:
             state.buy_stops.append((entry.rank, order))
         elif waiting:
