@@ -55,7 +55,7 @@ class Heartbeat:
             return beat
         return msgspec.structs.replace(
             beat,
-            requests=sum(sum(counts) for counts, _sum in metrics.requests.series.values()),
+            requests=sum(sum(series.counts) for series in metrics.requests.series.values()),
             websocket_clients=dict(metrics.websocket_clients),
             orders_accepted=sum(metrics.orders_accepted.values()),
             orders_refused={reason: n for (reason,), n in metrics.orders_refused.items()},

@@ -12,7 +12,6 @@ sends to every client.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -23,6 +22,8 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+
+from tradepit.metrics.buckets import Buckets
 
 __all__ = ["LATENCY_BUCKETS", "Histogram", "GatewayMetrics"]
 
@@ -50,29 +51,22 @@ LATENCY_BUCKETS = (
 
 
 class Histogram:
-    """Observations by label values, in fixed buckets: what a Prometheus histogram holds."""
+    """A histogram's series by label values."""
 
     def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
         self.bounds = bounds
-        # label values -> [count in each bucket (the last: above every bound), sum]
-        self.series: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
+        self.series: dict[tuple[str, ...], Buckets] = {}
 
     def observe(self, labels: tuple[str, ...], value: float) -> None:
         series = self.series.get(labels)
         if series is None:
-            series = self.series[labels] = ([0] * (len(self.bounds) + 1), [0.0])
-        series[0][bisect_left(self.bounds, value)] += 1
-        series[1][0] += value
+            series = self.series[labels] = Buckets(self.bounds)
+        series.observe(value)
 
     def family(self, name: str, documentation: str, labels: Iterable[str]) -> Metric:
         family = HistogramMetricFamily(name, documentation, labels=list(labels))
-        bounds = [*(str(bound) for bound in self.bounds), "+Inf"]
-        for values, (counts, total) in sorted(self.series.items()):
-            cumulative, running = [], 0
-            for bound, count in zip(bounds, counts, strict=True):
-                running += count
-                cumulative.append((bound, running))
-            family.add_metric(list(values), cumulative, total[0])
+        for values, series in sorted(self.series.items()):
+            series.add_to(family, list(values))
         return family
 
 

@@ -30,8 +30,8 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
+from tradepit.metrics.buckets import Buckets
 from tradepit.stage.ledger import LedgerShard
 from tradepit.stage.loop import Reload, StageCore
 from tradepit.stage.matcher import MatcherShard
@@ -93,31 +93,6 @@ FILL_BUCKETS = (
 LAG_SAMPLE_SECONDS = 2.0
 
 
-class _Histogram:
-    """Observations in fixed buckets (the last: above every bound), and their sum."""
-
-    __slots__ = ("bounds", "counts", "les", "total")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        # Each bound as prometheus_client writes it ("le"), and "+Inf" above them all.
-        self.les = [floatToGoString(bound) for bound in (*bounds, float("inf"))]  # type: ignore[no-untyped-call]
-        self.counts = [0] * (len(bounds) + 1)
-        self.total = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.total += value
-
-    def add_to(self, family: HistogramMetricFamily, labels: list[str]) -> None:
-        counts, total = list(self.counts), self.total
-        cumulative, running = [], 0
-        for le, count in zip(self.les, counts, strict=True):
-            running += count
-            cumulative.append((le, running))
-        family.add_metric(labels, cumulative, total)
-
-
 REASONS = (Reload.UNAVAILABLE, Reload.MOVED, Reload.REFUSED)
 
 
@@ -127,9 +102,9 @@ class ShardObserver:
     def __init__(self, shard: str) -> None:
         self.shard = shard
         self.batches = 0
-        self.entries = _Histogram(ENTRY_BUCKETS)
-        self.apply = _Histogram(FAST_BUCKETS)
-        self.commit = _Histogram(FAST_BUCKETS)
+        self.entries = Buckets(ENTRY_BUCKETS)
+        self.apply = Buckets(FAST_BUCKETS)
+        self.commit = Buckets(FAST_BUCKETS)
         self.dead_letters = 0
         self.reloads = dict.fromkeys(REASONS, 0)
         self.retried_commits = 0
@@ -169,7 +144,7 @@ class _MatcherObserver(ShardObserver):
 
 
 class _LedgerObserver(ShardObserver):
-    def __init__(self, shard: str, fills: _Histogram) -> None:
+    def __init__(self, shard: str, fills: Buckets) -> None:
         super().__init__(shard)
         self._fills = fills
 
@@ -193,7 +168,7 @@ class StageMetrics(Collector):
     def __init__(self, registry: CollectorRegistry) -> None:
         self.shards: dict[str, ShardObserver] = {}
         self.lag: dict[tuple[str, str], tuple[int, float]] = {}  # (shard, inbox) -> entries, s
-        self.fills = _Histogram(FILL_BUCKETS)
+        self.fills = Buckets(FILL_BUCKETS)
         self.registry = registry
         registry.register(self)
 
