@@ -303,3 +303,17 @@ def test_marks_follow_the_trades_and_survive_a_restore(commands: list[MatcherCom
         copy.restore(matcher.export_state())
         assert copy.state_hash() == matcher.state_hash()
         assert copy.books[SYM].trail_marks == book.trail_marks
+
+
+def test_a_trade_that_passes_no_mark_costs_the_waiting_trailing_stops_nothing() -> None:
+    matcher = new_matcher()
+    trade_at(matcher, 100)
+    apply(matcher, *(trailing(order_id, SELL, price=50) for order_id in range(1, 501)))
+    book = matcher.books[SYM]
+    marks, stops = list(book.trail_sells), list(book.sell_stops)
+    for price in (99, 97, 100, 98):  # at or below every mark: none moves
+        assert moves(trade_at(matcher, price)) == []
+    assert book.trail_sells == marks and book.sell_stops == stops
+    apply(matcher, trailing(501, SELL, price=50))  # its mark: 98, the last trade
+    events = trade_at(matcher, 99)  # moves that one alone
+    assert moves(events) == [(501, 49, 99)]
