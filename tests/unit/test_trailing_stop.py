@@ -317,3 +317,33 @@ def test_a_trade_that_passes_no_mark_costs_the_waiting_trailing_stops_nothing() 
     apply(matcher, trailing(501, SELL, price=50))  # its mark: 98, the last trade
     events = trade_at(matcher, 99)  # moves that one alone
     assert moves(events) == [(501, 49, 99)]
+
+
+def test_a_new_high_moves_many_trailing_stops_at_once_and_they_trigger_in_order() -> None:
+    matcher = new_matcher()
+    book = matcher.books[SYM]
+    trade_at(matcher, 100)
+    apply(matcher, *(trailing(i, SELL, price=1 + i % 7) for i in range(1, 201)))
+
+    def consistent() -> None:
+        for order in book.stop_orders.values():
+            assert order.stop_price == trail_stop(
+                order.side, order.hwm, order.trail_price, order.trail_rate
+            )
+        for keys in (book.sell_stops, book.buy_stops, book.trail_sells, book.trail_buys):
+            assert keys == sorted(keys)
+
+    assert len(moves(trade_at(matcher, 120))) == 200  # every mark rises to 120, at once
+    consistent()
+    events = trade_at(matcher, 116)  # reaches the stops of trails 1 to 4: 119 down to 116
+    triggered = {e.order_id for e in events if isinstance(e, Triggered)}
+    assert triggered == {i for i in range(1, 201) if i % 7 <= 3}
+    consistent()
+    apply(matcher, *(trailing(i, BUY, rate=10_000 * (1 + i % 5)) for i in range(201, 401)))
+    assert len(moves(trade_at(matcher, 100))) == 200  # the buys' marks fall to 100 (the sells go)
+    consistent()
+    events = trade_at(matcher, 101)  # 1% above 100: the 1% buys trigger, the rest wait
+    assert {e.order_id for e in events if isinstance(e, Triggered)} == {
+        i for i in range(201, 401) if i % 5 == 0
+    }
+    consistent()

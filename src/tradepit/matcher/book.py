@@ -94,6 +94,10 @@ _COMPACT_SLACK = 16
 _Level = list[Any]  # [live, head, lots, *orders]: ints, then Orders, as the docstring says
 _FIRST = 3  # the index of a new level's first order: its head
 _NO_MATCH = 1 << 62  # a threshold above every key: nothing crosses it
+# Past this many, trailing stops whose triggers move are re-keyed by one sort of their list
+# rather than each by a deletion and an insertion (each a memmove of the list's tail).
+_REKEY_ONE_BY_ONE = 16
+Key = tuple[int, int, int]  # a stop's or a mark's key: (price or -price, arrival, order id)
 _COMPACT_AFTER = _FIRST + _COMPACT_SLACK  # a head past this has more done entries than the slack
 
 
@@ -878,43 +882,56 @@ class Book:
 
     def _follow(self, price: int) -> None:
         """A trade at `price`: move the marks it passes (a sell's up to it, a buy's down) and
-        the triggers that follow them. The orders it does not pass cost a comparison."""
+        the triggers that follow them. The orders it does not pass cost a comparison; those it
+        does are moved together, as one sorted run (a rising market moves many at once)."""
         sells = self.trail_sells
         if sells and sells[0][0] < price:
             end = bisect_left(sells, (price,))
-            moved = sells[:end]
+            marks = sorted([(price, arrival, order_id) for _, arrival, order_id in sells[:end]])
             del sells[:end]
-            for _, arrival, order_id in moved:
-                mark = (price, arrival, order_id)
-                insort(sells, mark)
-                self._move_trail(order_id, mark, price)
+            same = bisect_left(sells, (price + 1,))  # the marks already at `price`, first
+            sells[:same] = sorted(sells[:same] + marks) if same else marks
+            self._move_trails(marks, price, self.sell_stops, False)
         buys = self.trail_buys
         if buys and buys[0][0] < -price:
             end = bisect_left(buys, (-price,))
-            moved = buys[:end]
+            marks = sorted([(-price, arrival, order_id) for _, arrival, order_id in buys[:end]])
             del buys[:end]
-            for _, arrival, order_id in moved:
-                mark = (-price, arrival, order_id)
-                insort(buys, mark)
-                self._move_trail(order_id, mark, price)
+            same = bisect_left(buys, (-price + 1,))
+            buys[:same] = sorted(buys[:same] + marks) if same else marks
+            self._move_trails(marks, price, self.buy_stops, True)
 
-    def _move_trail(self, order_id: int, mark: tuple[int, int, int], price: int) -> None:
-        order = self.stop_orders[order_id]
-        self.trail_marks[order_id] = mark
-        order.hwm = price
-        stop = trail_stop(order.side, price, order.trail_price, order.trail_rate)
-        if stop != order.stop_price:
-            arrival = mark[1]
-            if order.side is BUY:
-                stops, old, new = self.buy_stops, order.stop_price or _NO_MATCH, stop
-            else:
-                stops, old, new = self.sell_stops, -order.stop_price, -stop
-            del stops[bisect_left(stops, (old, arrival, order_id))]
-            key = (new, arrival, order_id)
-            insort(stops, key)
-            self.stops[order_id] = key
-            order.stop_price = stop
-        self.trail_moved[order_id] = order
+    def _move_trails(self, marks: list[Key], price: int, stops: list[Key], is_buy: bool) -> None:
+        """The trailing stops of `marks` have their mark at `price` now: their triggers follow,
+        re-keyed among `stops` one by one if they are few, else in one sort of the list."""
+        stop_orders, keys, trail_marks, moved = (
+            self.stop_orders,
+            self.stops,
+            self.trail_marks,
+            self.trail_moved,
+        )
+        old_keys: list[Key] = []
+        new_keys: list[Key] = []
+        for mark in marks:
+            order_id = mark[2]
+            order = stop_orders[order_id]
+            trail_marks[order_id] = mark
+            order.hwm = price
+            stop = trail_stop(order.side, price, order.trail_price, order.trail_rate)
+            if stop != order.stop_price:
+                old_keys.append(keys[order_id])
+                key = ((stop or _NO_MATCH) if is_buy else -stop, mark[1], order_id)
+                new_keys.append(key)
+                keys[order_id] = key
+                order.stop_price = stop
+            moved[order_id] = order
+        if len(old_keys) > _REKEY_ONE_BY_ONE:
+            gone = set(old_keys)
+            stops[:] = sorted([key for key in stops if key not in gone] + new_keys)
+        else:
+            for old, new in zip(old_keys, new_keys, strict=True):
+                del stops[bisect_left(stops, old)]
+                insort(stops, new)
 
     def _run_triggers(self, ts: int, start: int) -> None:
         """Trigger every stop that a trade since `start` (an index into `out`: this command's
