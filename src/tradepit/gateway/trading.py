@@ -121,7 +121,9 @@ async def place_order(gateway: Gateway, account_id: int, request: OrderRequest) 
 
 @router.post("/orders", openapi_extra=body_doc(_ORDER_EXAMPLE), responses=BODY_ERRORS)
 async def submit_order(request: Request, principal: Principal = Depends(trader)) -> Response:
-    """Place an order: market, limit, stop or stop_limit; day, gtc, ioc or fok."""
+    """Place an order: market, limit, stop, stop_limit or trailing_stop (`trail_price` or
+    `trail_percent`; day or gtc); day, gtc, ioc or fok. A limit may be at any price on the
+    grid: one that would trade outside the price band is rejected by the book."""
     gateway = gateway_of(request)
     body = decode_body(await read_body(request), OrderRequest)
     record = await place_order(gateway, principal.account_id, body)
