@@ -1,7 +1,7 @@
 """Market data fan-out: many WebSocket clients on ONE gateway process, on the demo market.
 
     python bench/fanout.py [--clients 1000,10000] [--seconds S] [--workers W] [--sample F]
-                           [--repeat K] [--quick]
+                           [--repeat K] [--no-metrics] [--quick]
 
 Starts a fresh `tradepit demo` (the venue, its gateway process, the reference walk and the bots
 trading through the REST API, at the demo's own rates) on a free port and data directory. For
@@ -263,7 +263,8 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
 class Demo:
     """`tradepit demo` as a subprocess on a fresh data directory and port."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: bool = True) -> None:
+        self.metrics = metrics
         self.data_dir = Path(tempfile.mkdtemp(prefix="tradepit-bench-fanout-"))
         self.log = self.data_dir / "demo.log"
         self.port = free_port()
@@ -273,8 +274,13 @@ class Demo:
     def start(self, timeout: float = 60.0) -> None:
         # Every client connects from loopback: the per-address cap would refuse all but 256.
         uncapped = ["--max-connections-per-client", "0"]
+        # The stages' metrics on a port of their own (the API's + 1 may be taken), or none.
+        if self.metrics:
+            metrics = ["--metrics-port", str(free_port())]
+        else:
+            metrics = ["--no-metrics", "--metrics-port", "0"]
         command = tradepit_command(
-            self.data_dir / "data", "demo", "--port", str(self.port), *uncapped
+            self.data_dir / "data", "demo", "--port", str(self.port), *uncapped, *metrics
         )
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
@@ -402,6 +408,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="load-generator processes")
     parser.add_argument("--sample", type=float, default=0.1, help="clients decoding trades")
     parser.add_argument("--repeat", type=int, default=1, help="runs per count; medians")
+    parser.add_argument(
+        "--no-metrics",
+        dest="metrics",
+        action="store_false",
+        help="the demo without its Prometheus metrics (demo --no-metrics --metrics-port 0)",
+    )
     parser.add_argument("--quick", action="store_true", help="1,000 clients for 5 s: < 30 s")
     # A load generator's own arguments.
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -425,7 +437,7 @@ def main() -> None:
     if args.quick:
         args.clients, args.seconds, args.repeat, args.settle = "1000", 5.0, 1, 2.0
     counts = [int(count) for count in args.clients.split(",")]
-    demo = Demo()
+    demo = Demo(metrics=args.metrics)
     runs: dict[int, list[dict[str, Any]]] = {count: [] for count in counts}
     try:
         demo.start()
@@ -466,6 +478,7 @@ def main() -> None:
                 "runs": {str(count): runs[count] for count in counts},
                 "workers": args.workers,
                 "sample": args.sample,
+                "metrics": args.metrics,
                 "seconds": args.seconds,
                 "load": load(),
                 "python": platform.python_version(),
