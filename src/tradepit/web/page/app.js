@@ -10,6 +10,7 @@ import { TradeUpdates } from "./streams.js";
 import { Ticket } from "./ticket.js";
 
 const ACCOUNT_REFRESH_SECONDS = 5;
+const TRAIL_REFRESH_MS = 500;
 const $ = (id) => document.getElementById(id);
 
 const ticket = new Ticket({ onPlaced: () => refreshSoon() });
@@ -18,6 +19,9 @@ const market = new MarketView({
   onPickLevel: (side, price) => ticket.prefill(side, price),
   onSelect: (symbol) => {
     location.hash = `#/trade/${symbol}`;
+  },
+  onTrade: (symbol) => {
+    if (blotter.trails(symbol)) refreshTrailsSoon();
   },
 });
 const leaderboard = new LeaderboardView();
@@ -34,6 +38,18 @@ function notice(text) {
 function refreshSoon() {
   clearTimeout(refreshTimer);
   refreshTimer = setTimeout(refreshAccount, 150);
+}
+
+// A trade that makes a new high (or low) moves the trailing stops it passes, and no trade update
+// says so (Alpaca sends none): the open orders are read again a moment after a trade on a
+// symbol the account trails, at most once per TRAIL_REFRESH_MS however busy the symbol is.
+let trailTimer = null;
+function refreshTrailsSoon() {
+  if (trailTimer !== null) return;
+  trailTimer = setTimeout(() => {
+    trailTimer = null;
+    if (session) blotter.loadOpenOrders().catch(() => {});
+  }, TRAIL_REFRESH_MS);
 }
 
 async function refreshAccount() {
@@ -57,7 +73,10 @@ async function signIn(keys) {
 }
 
 function startSession(keys, assets) {
-  const updates = new TradeUpdates(keys, () => refreshSoon());
+  const updates = new TradeUpdates(keys, (update) => {
+    ticket.updated(update);
+    refreshSoon();
+  });
   updates.onstatus = (status) => {
     // Whatever was missed while disconnected is read again over REST.
     if (status === "connected") refreshSoon();

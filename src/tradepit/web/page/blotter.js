@@ -1,5 +1,7 @@
 // The account's side of the page: positions, open orders (cancel, replace), order history and
-// fills, from the Trading API; refreshed when a trade update arrives and every few seconds.
+// fills, from the Trading API; refreshed when a trade update arrives, after a trade on a symbol
+// a trailing stop of the account follows (which moves its stop with no trade update), and every
+// few seconds.
 
 import { api, get } from "./api.js";
 import { dateTime, decimal, el, money, percent, signOf } from "./format.js";
@@ -22,6 +24,24 @@ const td = (text, cls) => el("td", { class: cls }, text);
 const sideCell = (side) => td(side, `side ${side}`);
 const plClass = (text) => (signOf(text) > 0 ? "num up" : signOf(text) < 0 ? "num down" : "num");
 const typeName = (type) => type.replace("_", " ");
+const priceCell = (text, cls) => td(text ? money(text) : "–", `num ${cls}`);
+
+// A trailing stop's trail ("$0.50" or "2%"); its stop and mark (hwm: a sell's high, a buy's
+// low) are the matcher's and move with the book's trades, so each redraw shows them as they are.
+function trailText(order) {
+  if (order.trail_price) return money(order.trail_price);
+  if (order.trail_percent) return `${decimal(order.trail_percent)}%`;
+  return "–";
+}
+
+const MARK_TITLE = "High-water mark: the best trade price a trailing stop has seen (a buy's: low)";
+const anyTrails = (orders) => orders.some((order) => order.type === "trailing_stop");
+// The trail and mark columns, shown only while a listed order has them: they would be empty
+// for every other order, and the tables are wide enough without them.
+const trailHeaders = (shown) =>
+  shown ? [["Trail", "num"], [el("abbr", { title: MARK_TITLE }, "HWM"), "num"]] : [];
+const trailCells = (shown, order) =>
+  shown ? [td(trailText(order), "num trail"), priceCell(order.hwm, "hwm")] : [];
 
 export class Blotter {
   constructor({ onChanged }) {
@@ -87,6 +107,11 @@ export class Blotter {
     );
   }
 
+  // Whether an open order of this account trails `symbol`.
+  trails(symbol) {
+    return this.openOrders.some((order) => order.symbol === symbol && order.type === "trailing_stop");
+  }
+
   async loadOpenOrders() {
     const orders = await get("/v2/orders?status=open&limit=200&direction=desc");
     this.openOrders = orders;
@@ -99,6 +124,7 @@ export class Blotter {
 
   drawOpenOrders() {
     const rows = [];
+    const trails = anyTrails(this.openOrders);
     for (const order of this.openOrders) {
       rows.push(
         el(
@@ -110,8 +136,9 @@ export class Blotter {
           td(typeName(order.type)),
           td(decimal(order.qty), "num"),
           td(decimal(order.filled_qty), "num"),
-          td(order.limit_price ? money(order.limit_price) : "–", "num"),
-          td(order.stop_price ? money(order.stop_price) : "–", "num"),
+          priceCell(order.limit_price, "limit"),
+          priceCell(order.stop_price, "stop"),
+          trailCells(trails, order),
           td(order.time_in_force),
           td(order.status.replace("_", " ")),
           el(
@@ -122,11 +149,11 @@ export class Blotter {
           ),
         ),
       );
-      if (order.id === this.editing) rows.push(this.replaceRow(order));
+      if (order.id === this.editing) rows.push(this.replaceRow(order, trails ? 13 : 11));
     }
     $("pane-open").replaceChildren(
       table(
-        [["Time"], ["Symbol"], ["Side"], ["Type"], ["Qty", "num"], ["Filled", "num"], ["Limit", "num"], ["Stop", "num"], ["TIF"], ["Status"], [el("span", { class: "visually-hidden" }, "Actions")]],
+        [["Time"], ["Symbol"], ["Side"], ["Type"], ["Qty", "num"], ["Filled", "num"], ["Limit", "num"], ["Stop", "num"], ...trailHeaders(trails), ["TIF"], ["Status"], [el("span", { class: "visually-hidden" }, "Actions")]],
         rows,
         "No open orders.",
       ),
@@ -139,12 +166,18 @@ export class Blotter {
     document.querySelector(`#pane-open .replace input`)?.focus();
   }
 
-  replaceRow(order) {
+  replaceRow(order, columns) {
     // Left blank once partly filled: the page does no arithmetic on quantities.
     const remaining = signOf(order.filled_qty) === 0 ? order.qty : "";
     const inputs = [["qty", "New quantity", remaining]];
     if (order.limit_price) inputs.push(["limit_price", "New limit price", order.limit_price]);
-    if (order.stop_price) inputs.push(["stop_price", "New stop price", order.stop_price]);
+    // A trailing stop's stop is the venue's to move: its trail is what a replace changes.
+    if (order.type === "trailing_stop") {
+      const [trail, unit] = order.trail_price ? [order.trail_price, "$"] : [order.trail_percent, "%"];
+      inputs.push(["trail", `New trail (${unit})`, trail]);
+    } else if (order.stop_price) {
+      inputs.push(["stop_price", "New stop price", order.stop_price]);
+    }
     const error = el("p", { class: "error", role: "alert" });
     const form = el(
       "form",
@@ -192,7 +225,7 @@ export class Blotter {
       ),
       error,
     );
-    return el("tr", { class: "replace-row" }, el("td", { colspan: "11" }, form));
+    return el("tr", { class: "replace-row" }, el("td", { colspan: String(columns) }, form));
   }
 
   async cancel(order, button) {
@@ -211,6 +244,7 @@ export class Blotter {
 
   async loadHistory() {
     const orders = await get("/v2/orders?status=closed&limit=100&direction=desc");
+    const trails = anyTrails(orders);
     const rows = orders.map((order) =>
       el(
         "tr",
@@ -221,14 +255,16 @@ export class Blotter {
         td(typeName(order.type)),
         td(decimal(order.qty), "num"),
         td(decimal(order.filled_qty), "num"),
-        td(order.filled_avg_price ? money(order.filled_avg_price) : "–", "num"),
-        td(order.limit_price ? money(order.limit_price) : "–", "num"),
+        priceCell(order.filled_avg_price, "avg"),
+        priceCell(order.limit_price, "limit"),
+        priceCell(order.stop_price, "stop"),
+        trailCells(trails, order),
         td(order.status.replace("_", " ")),
       ),
     );
     $("pane-history").replaceChildren(
       table(
-        [["Time"], ["Symbol"], ["Side"], ["Type"], ["Qty", "num"], ["Filled", "num"], ["Avg fill", "num"], ["Limit", "num"], ["Status"]],
+        [["Time"], ["Symbol"], ["Side"], ["Type"], ["Qty", "num"], ["Filled", "num"], ["Avg fill", "num"], ["Limit", "num"], ["Stop", "num"], ...trailHeaders(trails), ["Status"]],
         rows,
         "No finished orders yet.",
       ),

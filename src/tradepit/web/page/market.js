@@ -16,9 +16,10 @@ const SNAPSHOT_SECONDS = 15;
 const $ = (id) => document.getElementById(id);
 
 export class MarketView {
-  constructor({ onPickLevel, onSelect }) {
+  constructor({ onPickLevel, onSelect, onTrade = () => {} }) {
     this.onPickLevel = onPickLevel;
     this.onSelect = onSelect;
+    this.onTrade = onTrade; // (symbol): a trade printed on any listed symbol
     this.assets = new Map(); // symbol -> asset
     this.quotes = new Map(); // symbol -> {last, base}
     this.selected = null;
@@ -246,6 +247,7 @@ export class MarketView {
           this.drawTape();
           this.chart.trade(message.p, message.s, timeMs(message.t));
         }
+        this.onTrade(symbol);
         break;
       }
       case "q":

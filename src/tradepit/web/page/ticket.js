@@ -3,18 +3,51 @@
 
 import { api } from "./api.js";
 
-const FIELDS = ["qty", "limit_price", "stop_price", "time_in_force", "type"];
+// The API's field names, in the order a message is searched for them: "trail" (a replace's)
+// last, as "trail_price" and "trailing_stop" contain it.
+const FIELDS = [
+  "qty",
+  "limit_price",
+  "stop_price",
+  "trail_price",
+  "trail_percent",
+  "time_in_force",
+  "type",
+  "trail",
+];
 const $ = (id) => document.getElementById(id);
 
-// Which field an API error message is about, if it names one.
+// The ticket's sections ([data-for]) each order type shows, beyond side, quantity and time in
+// force. An order class (bracket legs) will be a section of its own beside these.
+const TYPE_SECTIONS = {
+  limit: ["limit"],
+  market: [],
+  stop: ["stop"],
+  stop_limit: ["limit", "stop"],
+  trailing_stop: ["trail"],
+};
+const SECTIONS = ["limit", "stop", "trail"];
+
+// The ticket's input an API field is entered in: one trail input sends either trail field.
+const INPUT_OF = { trail_price: "trail", trail_percent: "trail" };
+
+// Which field an API error message is about, if it names one. A refusal to trade through the
+// price band is about the order as a whole (a market order has no price to correct).
 export function fieldOf(message) {
   const text = String(message).toLowerCase();
   for (const field of FIELDS) {
     if (text.includes(field)) return field;
   }
   if (/buying power|qty available|insufficient|quantity|lot/.test(text)) return "qty";
-  if (/price band|tick/.test(text)) return "limit_price";
   return "order";
+}
+
+// An order as the ticket's status line says it: "buy 10 ACME limit at 99.00".
+function summary(order) {
+  const what = `${order.side} ${order.qty} ${order.symbol} ${order.type.replace("_", " ")}`;
+  if (order.trail_price) return `${what}, trailing ${order.trail_price}`;
+  if (order.trail_percent) return `${what}, trailing ${order.trail_percent}%`;
+  return order.limit_price ? `${what} at ${order.limit_price}` : what;
 }
 
 export class Ticket {
@@ -22,6 +55,8 @@ export class Ticket {
     this.onPlaced = onPlaced;
     this.form = $("ticket");
     this.symbol = null;
+    this.placed = null; // the id of the order this ticket placed last
+    this.rejected = new Set(); // ids the book rejected, as trade updates said
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
       this.submit();
@@ -45,22 +80,54 @@ export class Ticket {
   prefill(side, priceText) {
     $(side === "buy" ? "side-buy" : "side-sell").checked = true;
     const type = $("order-type");
-    if (type.value === "market") type.value = "limit";
     if (type.value === "stop") type.value = "stop_limit";
+    if (!this.sections().includes("limit")) type.value = "limit";
     $("order-limit").value = priceText;
     this.clearErrors();
     this.layout();
     $("order-qty").focus();
   }
 
+  // A trade update of this account's. The API accepts an order before its book sees it, and the
+  // book rejects one that would trade through the price band (a passive limit rests at any
+  // price on the grid): the ticket says so when its last order is rejected, whichever of the
+  // update and the API's answer arrives first.
+  updated(update) {
+    if (update?.event !== "rejected" || !update.order) return;
+    this.rejected.add(update.order.id);
+    if (this.rejected.size > 100) this.rejected.delete(this.rejected.values().next().value);
+    if (update.order.id === this.placed) this.sayRejected(update.order);
+  }
+
+  sayRejected(order) {
+    $("ticket-status").textContent = "";
+    this.showError(
+      "order",
+      `Order rejected: ${summary(order)}. The book refuses an order that would trade outside ` +
+        "the price band; a passive limit may rest at any price.",
+    );
+  }
+
   get side() {
     return this.form.elements.side.value;
   }
 
+  sections() {
+    return TYPE_SECTIONS[$("order-type").value] ?? [];
+  }
+
+  // The trail field sends trail_price or trail_percent, as its unit says.
+  get trailField() {
+    return $("order-trail-unit").value;
+  }
+
   layout() {
-    const type = $("order-type").value;
-    this.form.querySelector('[data-for="limit"]').hidden = !["limit", "stop_limit"].includes(type);
-    this.form.querySelector('[data-for="stop"]').hidden = !["stop", "stop_limit"].includes(type);
+    const shown = this.sections();
+    for (const section of SECTIONS) {
+      for (const node of this.form.querySelectorAll(`[data-for="${section}"]`)) {
+        node.hidden = !shown.includes(section);
+      }
+    }
     const button = $("submit-order");
     button.textContent = `${this.side === "buy" ? "Buy" : "Sell"} ${this.symbol ?? ""}`.trim();
     button.className = `primary ${this.side}`;
@@ -71,10 +138,11 @@ export class Ticket {
   }
 
   showError(field, message) {
-    const slot = $(`error-${field}`);
+    const shownBy = INPUT_OF[field] ?? field;
+    const slot = $(`error-${shownBy}`);
     if (!slot) return;
     slot.textContent = message;
-    const input = this.form.elements[field];
+    const input = this.form.elements[shownBy];
     if (input && input.setAttribute) {
       if (message) input.setAttribute("aria-invalid", "true");
       else input.removeAttribute("aria-invalid");
@@ -90,17 +158,25 @@ export class Ticket {
       qty: $("order-qty").value.trim(),
       time_in_force: $("order-tif").value,
     };
-    if (type === "limit" || type === "stop_limit") body.limit_price = $("order-limit").value.trim();
-    if (type === "stop" || type === "stop_limit") body.stop_price = $("order-stop").value.trim();
+    const sections = this.sections();
+    if (sections.includes("limit")) body.limit_price = $("order-limit").value.trim();
+    if (sections.includes("stop")) body.stop_price = $("order-stop").value.trim();
+    if (sections.includes("trail")) body[this.trailField] = $("order-trail").value.trim();
     return body;
   }
 
-  // What the page can tell before asking: required fields. The venue checks the rest.
+  // What the page can tell before asking: required fields, and a trailing stop's time in
+  // force, as the API words them. The venue checks the rest (the grid, a percent below 100).
   missing(body) {
     const problems = {};
     if (!body.qty) problems.qty = "Enter a quantity.";
     if ("limit_price" in body && !body.limit_price) problems.limit_price = "Enter a limit price.";
     if ("stop_price" in body && !body.stop_price) problems.stop_price = "Enter a stop price.";
+    const trail = body.trail_price ?? body.trail_percent;
+    if (trail !== undefined && !trail) problems[this.trailField] = "Enter a trail.";
+    if (body.type === "trailing_stop" && !["day", "gtc"].includes(body.time_in_force)) {
+      problems.time_in_force = "A trailing stop's time in force is day or GTC.";
+    }
     return problems;
   }
 
@@ -111,7 +187,8 @@ export class Ticket {
     const problems = this.missing(body);
     if (Object.keys(problems).length) {
       for (const [field, message] of Object.entries(problems)) this.showError(field, message);
-      this.form.elements[Object.keys(problems)[0]]?.focus();
+      const first = Object.keys(problems)[0];
+      this.form.elements[INPUT_OF[first] ?? first]?.focus();
       return;
     }
     const button = $("submit-order");
@@ -119,15 +196,15 @@ export class Ticket {
     $("ticket-status").textContent = "Sending…";
     try {
       const order = await api("POST", "/v2/orders", { body });
-      const at = order.limit_price ? ` at ${order.limit_price}` : "";
-      $("ticket-status").textContent =
-        `Order ${order.status}: ${order.side} ${order.qty} ${order.symbol} ${order.type}${at}.`;
+      this.placed = order.id;
+      if (this.rejected.has(order.id) || order.status === "rejected") this.sayRejected(order);
+      else $("ticket-status").textContent = `Order ${order.status}: ${summary(order)}.`;
       this.onPlaced(order);
     } catch (error) {
       $("ticket-status").textContent = "";
       const field = fieldOf(error.message);
       this.showError(field, error.message);
-      if (field !== "order") this.form.elements[field]?.focus();
+      if (field !== "order") this.form.elements[INPUT_OF[field] ?? field]?.focus();
     } finally {
       button.disabled = false;
     }
