@@ -15,6 +15,7 @@ __all__ = [
     "Submit",
     "Cancel",
     "Replace",
+    "SubmitOco",
     "AddBook",
     "SetHalted",
     "CloseSession",
@@ -50,6 +51,14 @@ class Replace(MatcherCommand, tag="replace"):
     trail: int = 0  # a trailing stop's new trail, in its own unit (ticks or rate); 0: the old
 
 
+class SubmitOco(MatcherCommand, tag="submit_oco"):
+    """One OCO pair, both legs at once: a limit and a stop (or stop-limit) of one account,
+    symbol, side and qty, whose `oco` name each other (`tradepit.matcher.oco`)."""
+
+    limit: Order
+    stop: Order
+
+
 class AddBook(MatcherCommand, tag="add_book"):
     symbol: str
 
@@ -64,4 +73,4 @@ class CloseSession(MatcherCommand, tag="close_session"):
     ts: int
 
 
-AnyMatcherCommand = Submit | Cancel | Replace | AddBook | SetHalted | CloseSession
+AnyMatcherCommand = Submit | Cancel | Replace | AddBook | SetHalted | CloseSession | SubmitOco

@@ -30,6 +30,7 @@ __all__ = [
     "CancelRejected",
     "Triggered",
     "TrailMoved",
+    "Resized",
     "TradingStatus",
 ]
 
@@ -67,6 +68,8 @@ class CancelReason(StrEnum):
     # What is left of an order that traded up to the edge of its price band and would cross
     # the book beyond it.
     BAND_REMAINDER = "band_remainder"
+    # An OCO leg whose other leg filled, triggered or was canceled.
+    OCO = "oco"
 
 
 class Event(msgspec.Struct, array_like=True, gc=False, tag=True):
@@ -177,6 +180,18 @@ class TrailMoved(Event, tag="trail_moved"):
     account_id: int
     stop_price: int
     hwm: int
+
+
+class Resized(Event, tag="resized"):
+    """`qty` lots were taken off a waiting OCO leg because its other leg traded them: it has
+    `leaves` lots open now, as many as the other leg (never 0: a leg left with none is
+    `Canceled` instead). Its `qty` shrinks with its leaves: none of its lots traded."""
+
+    order_id: int
+    account_id: int
+    side: Side
+    qty: int
+    leaves: int
 
 
 class TradingStatus(Event, tag="status"):

@@ -91,6 +91,9 @@ class Order(msgspec.Struct, array_like=True, gc=False):
     trail_price: int = 0
     trail_rate: int = 0
     hwm: int = 0
+    # The other leg of the OCO pair this order is one leg of (0: none): the matcher keeps the
+    # two legs' `leaves` equal, so that together they never trade more than one leg's qty.
+    oco: int = 0
 
 
 TRAIL_RATE_UNIT = 1_000_000  # a `trail_rate` of this is 100%

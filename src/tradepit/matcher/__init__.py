@@ -20,6 +20,7 @@ from tradepit.domain.commands import (
     Replace,
     SetHalted,
     Submit,
+    SubmitOco,
 )
 from tradepit.domain.events import CancelRejected, Event, Rejected, RejectReason, ReplaceRejected
 from tradepit.domain.orders import Order, TimeInForce
@@ -97,6 +98,8 @@ class Matcher:
                 command.time_in_force,
                 command.trail,
             )
+        elif isinstance(command, SubmitOco):
+            self.submit_oco(command.limit, command.stop)
         elif isinstance(command, AddBook):
             self.add_symbol(command.symbol)
         elif isinstance(command, SetHalted):
@@ -119,6 +122,24 @@ class Matcher:
             )
         else:
             book.run((Submit(order),))
+
+    def submit_oco(self, limit: Order, stop: Order) -> None:
+        """Submit an OCO pair (`tradepit.matcher.oco`): two legs, accepted or rejected as one."""
+        book = self.books.get(limit.symbol)
+        if book is None:
+            for order in (limit, stop):
+                self.events.append(
+                    Rejected(
+                        order.symbol,
+                        0,
+                        order.ts,
+                        order.order_id,
+                        order.account_id,
+                        RejectReason.UNKNOWN_SYMBOL,
+                    )
+                )
+        else:
+            book.submit_oco(limit, stop)
 
     def cancel(self, symbol: str, order_id: int, account_id: int, ts: int) -> None:
         book = self.books.get(symbol)

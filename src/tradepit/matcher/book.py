@@ -40,6 +40,7 @@ from tradepit.domain.events import (
     RejectReason,
     Replaced,
     ReplaceRejected,
+    Resized,
     Trade,
     TradingStatus,
     TrailMoved,
@@ -54,6 +55,7 @@ from tradepit.domain.orders import (
     TimeInForce,
     trail_stop,
 )
+from tradepit.matcher.oco import check_pair
 
 __all__ = ["Book", "BookState"]
 
@@ -77,6 +79,7 @@ FOK_UNFILLED = CancelReason.FOK_UNFILLED
 MARKET_REMAINDER = CancelReason.MARKET_REMAINDER
 SELF_TRADE = CancelReason.SELF_TRADE
 BAND_REMAINDER = CancelReason.BAND_REMAINDER
+OCO = CancelReason.OCO
 HALTED = RejectReason.HALTED
 UNKNOWN_ORDER = RejectReason.UNKNOWN_ORDER
 NOT_OWNER = RejectReason.NOT_OWNER
@@ -151,6 +154,10 @@ class Book:
         self.trail_buys: list[tuple[int, int, int]] = []
         self.trail_marks: dict[int, tuple[int, int, int]] = {}
         self.trail_moved: dict[int, Order] = {}  # moved by the command being carried out
+        # Each open OCO leg's id -> the other leg's (`tradepit.matcher.oco`). A pair always
+        # has its stop leg waiting, so `stop_orders` is never empty while this is not: the
+        # fast path of `run` never sees a leg trade.
+        self.oco: dict[int, int] = {}
 
     # Queries.
 
@@ -295,6 +302,8 @@ class Book:
                         REQUESTED,
                     )
                 )
+                if self.oco and order_id in self.oco:
+                    self._end_leg(order_id, command.ts)
             else:
                 return command
         return None
@@ -337,6 +346,39 @@ class Book:
         if self.stops:
             self._run_triggers(order.ts, start)
 
+    def submit_oco(self, limit: Order, stop: Order) -> None:
+        """Submit an OCO pair: both legs are accepted or both rejected; the stop leg waits,
+        the limit leg trades or rests, and each then answers for the other
+        (`tradepit.matcher.oco`)."""
+        start = len(self.out)
+        reason = check_pair(limit, stop) or self._check_new(limit) or self._check_new(stop)
+        if reason is None and limit.band_bps and self._off_band(limit):
+            reason = OUTSIDE_BAND
+        if reason is not None:
+            self._emit_rejected(limit, reason)
+            self._emit_rejected(stop, reason)
+            return
+        for order in (limit, stop):
+            order.leaves = order.qty
+            self.seq += 1
+            self.out.append(
+                Accepted(
+                    self.symbol,
+                    self.seq,
+                    order.ts,
+                    order.order_id,
+                    order.account_id,
+                    order.side,
+                    order.price,
+                    order.qty,
+                )
+            )
+        self.oco[limit.order_id] = stop.order_id
+        self.oco[stop.order_id] = limit.order_id
+        self._park_stop(stop)
+        self._execute(limit)
+        self._run_triggers(limit.ts, start)
+
     def replace(
         self,
         order_id: int,
@@ -374,6 +416,10 @@ class Book:
         elif new_order_id in self.orders or new_order_id in self.stop_orders:
             reason = DUPLICATE_ORDER_ID
         elif trail < 0 or (trail and old.type is not TRAILING_STOP):
+            reason = INVALID_ORDER
+        elif order_id in self.oco and qty != old.leaves:
+            reason = INVALID_QTY  # a leg stays the size of its pair
+        elif order_id in self.oco and time_in_force not in (None, old.time_in_force):
             reason = INVALID_ORDER
         if old is None or reason is not None:
             # Without an order there is always a reason by now: `or` is for the type checker.
@@ -447,6 +493,12 @@ class Book:
                 keeps_priority,
             )
         )
+        other = self.oco.pop(order_id, None)
+        if other is not None:
+            # The replacement is the leg in the old one's place.
+            self.oco[new_order_id] = other
+            self.oco[other] = new_order_id
+            self._leg(other).oco = new_order_id
         if keeps_priority:
             # The old order object holds the queue position: it becomes the new order in place.
             del self.orders[order_id]
@@ -482,6 +534,7 @@ class Book:
         for order in day_orders:
             leaves = order.leaves
             self._remove(order)
+            self.oco.pop(order.order_id, None)  # both legs of a pair share a time in force
             self.seq += 1
             self.out.append(
                 Expired(
@@ -528,6 +581,9 @@ class Book:
             book._rest(copy(order))
         for arrival, order in state.buy_stops + state.sell_stops:
             book._insert_stop(copy(order), arrival)
+        for order_id, order in list(book.orders.items()) + list(book.stop_orders.items()):
+            if order.oco and book.get(order.oco) is not None:
+                book.oco[order_id] = order.oco
         return book
 
     # Internals.
@@ -942,6 +998,8 @@ class Book:
         out = self.out
         symbol = self.symbol
         while True:
+            if self.oco:
+                self._tie_legs(start)
             prices = [event.price for event in out[start:] if type(event) is Trade]
             start = len(out)
             if self.last_price:
@@ -961,6 +1019,10 @@ class Book:
                 break
             for order in due:
                 order_id = order.order_id
+                if order_id in self.oco:
+                    # A leg no longer: the other leg goes first, so that only this one trades.
+                    self._end_leg(order_id, ts)
+                    order.oco = 0
                 if self.trail_moved.pop(order_id, None) is not None:
                     self._emit_trail(order, ts)
                 order.ts = ts
@@ -988,5 +1050,83 @@ class Book:
                 order.account_id,
                 order.stop_price,
                 order.hwm,
+            )
+        )
+
+    # OCO pairs (`tradepit.matcher.oco`).
+
+    def _leg(self, order_id: int) -> Order:
+        return self.orders.get(order_id) or self.stop_orders[order_id]
+
+    def _tie_legs(self, start: int) -> None:
+        """Apply the pairs' rules to the events since `start` (an index into `out`): a leg
+        that traded resizes its other leg to its own leaves (cancels it at none), a leg that
+        was canceled cancels its other leg."""
+        oco = self.oco
+        for event in self.out[start:]:
+            kind = type(event)
+            if kind is Trade:
+                trade: Trade = event  # type: ignore[assignment]
+                for order_id, leaves in (
+                    (trade.maker_order_id, trade.maker_leaves),
+                    (trade.taker_order_id, trade.taker_leaves),
+                ):
+                    if order_id in oco:
+                        if leaves:
+                            self._resize_leg(oco[order_id], leaves, trade.ts)
+                        else:
+                            self._end_leg(order_id, trade.ts)
+            elif kind is Canceled and event.order_id in oco:  # type: ignore[attr-defined]
+                self._end_leg(event.order_id, event.ts)  # type: ignore[attr-defined]
+
+    def _resize_leg(self, order_id: int, leaves: int, ts: int) -> None:
+        """The other leg of `order_id` traded down to `leaves` lots: so must it."""
+        order = self._leg(order_id)
+        cut = order.leaves - leaves
+        if cut <= 0:
+            return
+        if order_id in self.orders:  # a resting leg (not one that waits): its level's lots
+            level = self.bids[order.price] if order.side is BUY else self.asks[-order.price]
+            level[2] -= cut
+        order.leaves = leaves
+        order.qty -= cut
+        self.seq += 1
+        self.out.append(
+            Resized(
+                self.symbol,
+                self.seq,
+                ts,
+                order_id,
+                order.account_id,
+                order.side,
+                cut,
+                leaves,
+            )
+        )
+
+    def _end_leg(self, order_id: int, ts: int) -> None:
+        """`order_id` is a leg no longer (it filled, triggered or ended): its other leg, if
+        still open, is canceled, and the pair is no more."""
+        other = self.oco.pop(order_id)
+        del self.oco[other]
+        order = self.get(order_id)
+        if order is not None:
+            order.oco = 0  # a triggered stop, now a plain order
+        leg = self.get(other)
+        if leg is None:
+            return
+        leaves = leg.leaves
+        self._remove(leg)
+        self.seq += 1
+        self.out.append(
+            Canceled(
+                self.symbol,
+                self.seq,
+                ts,
+                other,
+                leg.account_id,
+                leg.side,
+                leaves,
+                OCO,
             )
         )

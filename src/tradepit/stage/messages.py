@@ -30,6 +30,7 @@ from tradepit.domain.events import (
     Rejected,
     Replaced,
     ReplaceRejected,
+    Resized,
     Trade,
     TradingStatus,
     TrailMoved,
@@ -160,6 +161,7 @@ AnyEvent = (
     | Triggered
     | TradingStatus
     | TrailMoved
+    | Resized
 )
 
 
