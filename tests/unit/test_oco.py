@@ -4,6 +4,7 @@ pair's qty, since the book ties them inside the command that trades or triggers 
 from __future__ import annotations
 
 import itertools
+from decimal import Decimal
 
 import msgspec
 from builders import make
@@ -27,6 +28,8 @@ from tradepit.domain.events import (
     Triggered,
 )
 from tradepit.domain.orders import Order, OrderType, SelfTradePrevention, Side, TimeInForce
+from tradepit.domain.symbols import Symbol
+from tradepit.ledger import Ledger
 from tradepit.matcher import Matcher
 from tradepit.matcher.book import Book
 
@@ -360,3 +363,123 @@ class OcoMachine(RuleBasedStateMachine):
 
 TestOcoMachine = OcoMachine.TestCase
 TestOcoMachine.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+# The ledger: one reservation per pair, legs waiting for their entry.
+
+
+class Venue:
+    """A ledger and a matcher, the ledger's released legs sent on as the ledger stage sends
+    them."""
+
+    def __init__(self) -> None:
+        self.ledger = Ledger([Symbol(SYM, tick_size=Decimal("1"))])
+        self.matcher = new_matcher()
+        for account in (1, 2, 3, OWNER):
+            self.ledger.open_account(account)
+            self.ledger.deposit_cash(f"c{account}", account, 1_000_000)
+        self.ledger.deposit_shares("s", 2, SYM, 100)
+        self.dropped: list[tuple[int, str]] = []
+
+    def pump(self) -> list[Event]:
+        every: list[Event] = []
+        while True:
+            events = self.matcher.take_events()
+            for event in events:
+                self.ledger.apply(event)
+            every += events
+            released, dropped = self.ledger.take_legs()
+            self.dropped += dropped
+            if not released:
+                assert self.ledger.check_invariants() == []
+                return every
+            self.matcher.apply(released)
+
+    def shares(self, account: int = OWNER) -> tuple[int, int]:
+        holding = self.ledger.accounts[account].holdings.get(SYM)
+        return (holding.free, holding.reserved) if holding else (0, 0)
+
+
+def bracket(qty: int = 10, entry: int = 100) -> tuple[Order, Order, Order]:
+    parent = make(next(ids), OWNER, BUY, qty, entry)
+    take, loss = pair(SELL, qty, 110, 90)
+    return parent, take, loss
+
+
+def test_a_brackets_legs_wait_for_the_entry_to_fill_completely() -> None:
+    venue = Venue()
+    parent, take, loss = bracket()
+    venue.ledger.place_with_legs(parent, [take, loss])
+    venue.matcher.submit(parent)
+    venue.pump()
+    venue.matcher.submit(make(next(ids), 2, SELL, 4, 100))
+    venue.pump()
+    book = venue.matcher.books[SYM]
+    assert take.order_id not in book.orders and venue.shares() == (4, 0)  # partly: they wait
+    venue.matcher.submit(make(next(ids), 2, SELL, 6, 100))
+    venue.pump()
+    # Filled: both legs live as one pair, the ten shares reserved once for the two of them.
+    assert book.oco == {take.order_id: loss.order_id, loss.order_id: take.order_id}
+    assert venue.shares() == (0, 10)
+    # The take-profit fills 4: the stop-loss sells the 6 left, reserved once still.
+    venue.matcher.submit(make(next(ids), 3, BUY, 4, 110))
+    venue.pump()
+    assert venue.shares() == (0, 6)
+    assert venue.ledger.open_orders[loss.order_id].leaves == 6
+    # The stop triggers: the take-profit goes, the stop sells the 6.
+    venue.matcher.submit(make(next(ids), 3, BUY, 20, 85))
+    venue.matcher.submit(make(next(ids), 2, SELL, 1, 85))
+    venue.pump()
+    assert venue.shares() == (0, 0)
+    assert not venue.ledger.open_orders.keys() & {take.order_id, loss.order_id}
+
+
+def test_cancelling_the_entry_cancels_its_waiting_legs() -> None:
+    venue = Venue()
+    parent, take, loss = bracket()
+    venue.ledger.place_with_legs(parent, [take, loss])
+    venue.matcher.submit(parent)
+    venue.matcher.submit(make(next(ids), 2, SELL, 3, 100))
+    venue.pump()
+    venue.matcher.cancel(SYM, parent.order_id, OWNER, 1)
+    venue.pump()
+    assert venue.dropped == [(take.order_id, "canceled"), (loss.order_id, "canceled")]
+    assert not venue.ledger.held_legs and venue.shares() == (3, 0)
+    assert venue.ledger.accounts[OWNER].cash_reserved == 0
+
+
+def test_an_oto_sends_its_one_leg_and_an_oco_reserves_once() -> None:
+    venue = Venue()
+    parent = make(next(ids), OWNER, BUY, 5, 100)
+    stop = make(next(ids), OWNER, SELL, 5, 1, kind=OrderType.STOP, stop_price=90)
+    venue.ledger.place_with_legs(parent, [stop])
+    venue.matcher.submit(parent)
+    venue.matcher.submit(make(next(ids), 2, SELL, 5, 100))
+    venue.pump()
+    assert stop.order_id in venue.matcher.books[SYM].stop_orders
+    assert venue.shares() == (0, 5)
+    # An OCO of the shares held by account 2: 10 lots reserved for the two legs, not 20.
+    # (Its counterparties here are the matcher's alone: this ledger settles OWNER's side.)
+    take, loss = pair(SELL, 10, 120, 80, account=2)
+    venue.matcher.apply([venue.ledger.place_oco(take, loss)])
+    venue.pump()
+    assert venue.shares(2) == (90, 10)
+    venue.matcher.cancel(SYM, loss.order_id, 2, 2)
+    venue.pump()
+    assert venue.shares(2) == (100, 0)
+
+
+def test_a_replaced_leg_keeps_the_pairs_one_reservation() -> None:
+    venue = Venue()
+    take, loss = pair(SELL, 10, 120, 80, account=2)
+    venue.matcher.apply([venue.ledger.place_oco(take, loss)])
+    venue.pump()
+    new_id = next(ids)
+    venue.ledger.reserve_replacement(take.order_id, 2, new_id, 10, 118)
+    venue.matcher.replace(SYM, take.order_id, 2, new_id, 10, 118, 0, 1)
+    venue.pump()
+    assert venue.shares(2) == (90, 10)
+    assert venue.ledger.open_orders[loss.order_id].pair == new_id
+    venue.matcher.submit(make(next(ids), 3, BUY, 10, 118))
+    venue.pump()
+    assert venue.shares(2) == (90, 0) and not venue.ledger.open_orders

@@ -1,6 +1,7 @@
 """Random command sequences through the matcher and the ledger together, checked after every step.
 
-Hypothesis drives orders of every type, cancels, replaces, session closes and transfers from a
+Hypothesis drives orders of every type and class (OCO pairs, brackets and OTOs, whose legs wait
+in the ledger until their entry fills), cancels, replaces, session closes and transfers from a
 few accounts on two symbols. After each step: no book is crossed, every trade is at the maker's
 price and within both limits, makers are hit in strict price-time priority, every order's
 quantity is accounted for (qty = filled + leaves + canceled), the ledger balances and its
@@ -21,12 +22,14 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from tradepit.domain.commands import SubmitOco
 from tradepit.domain.events import (
     Accepted,
     Canceled,
     Event,
     Expired,
     Replaced,
+    Resized,
     Trade,
     TrailMoved,
     Triggered,
@@ -68,14 +71,26 @@ class Venue:
             self.matcher.add_symbol(symbol.name)
 
     def feed(self) -> list[Event]:
-        events = self.matcher.take_events()
-        for event in events:
-            self.ledger.apply(event)
-            if isinstance(event, TrailMoved):
-                self.history.trail_moved(event)
-            else:
-                self.history.apply(event)
-        return events
+        """The matcher's events, applied; and the legs they released, sent (as the ledger
+        stage sends them), until no more are."""
+        every: list[Event] = []
+        while True:
+            events = self.matcher.take_events()
+            for event in events:
+                self.ledger.apply(event)
+                if isinstance(event, TrailMoved):
+                    self.history.trail_moved(event)
+                else:
+                    self.history.apply(event)
+            every += events
+            released, _ = self.ledger.take_legs()
+            if not released:
+                return every
+            for command in released:
+                legs = (command.limit, command.stop) if isinstance(command, SubmitOco) else ()
+                for leg in legs or (command.order,):  # type: ignore[attr-defined]
+                    self.history.accepted(leg, "")
+            self.matcher.apply(released)
 
 
 # A command is recorded as a function of a venue, so the whole history can be replayed.
@@ -154,6 +169,10 @@ class VenueMachine(RuleBasedStateMachine):
             elif isinstance(event, Canceled | Expired):
                 assert event.qty == self.qty[event.order_id] - self.filled[event.order_id]
                 self.done[event.order_id] = event.qty
+            elif isinstance(event, Resized):
+                # An OCO leg's other leg traded: it is smaller, none of it having traded.
+                self.qty[event.order_id] -= event.qty
+                assert event.leaves == self.qty[event.order_id] - self.filled[event.order_id]
             elif isinstance(event, Replaced):
                 old = event.order_id
                 self.done[old] = self.qty[old] - self.filled[old]
@@ -165,10 +184,13 @@ class VenueMachine(RuleBasedStateMachine):
     def check_priority(
         self, events: list[Event], before: dict[str, tuple[list[int], list[int]]]
     ) -> None:
-        """Without stop triggers or replaces in the way, the makers an order hit (traded with
-        or self-trade-canceled) are exactly the first orders of the other side, in order."""
+        """Without stop triggers, replaces or other orders in the way, the makers an order hit
+        (traded with or self-trade-canceled) are exactly the first orders of the other side, in
+        order."""
         if any(isinstance(event, Triggered | Replaced) for event in events):
             return
+        if sum(isinstance(event, Accepted) for event in events) > 1:
+            return  # an OCO pair, or released legs: more than one order took its turn
         takers = {event.taker_order_id for event in events if isinstance(event, Trade)}
         if len(takers) != 1:
             return
@@ -346,6 +368,115 @@ class VenueMachine(RuleBasedStateMachine):
             )
         )
 
+    def legs(
+        self, account: int, symbol: str, side: Side, qty: int, limit: int, stop: int, ts: int
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The order arguments of an OCO pair: a limit and a stop (a market's protection)."""
+        limit_id, stop_id = self.new_id(), self.new_id()
+        common = dict(account_id=account, symbol=symbol, side=side, qty=qty, ts=ts)
+        take = dict(
+            common,
+            order_id=limit_id,
+            type=OrderType.LIMIT,
+            time_in_force=TimeInForce.GTC,
+            price=limit,
+            oco=stop_id,
+        )
+        loss = dict(
+            common,
+            order_id=stop_id,
+            type=OrderType.STOP,
+            time_in_force=TimeInForce.GTC,
+            price=110 if side is Side.BUY else 90,
+            stop_price=stop,
+            oco=limit_id,
+        )
+        return take, loss
+
+    @rule(
+        account=st.sampled_from(ACCOUNTS),
+        symbol=st.sampled_from([s.name for s in SYMBOLS]),
+        side=st.sampled_from(Side),
+        qty=QTYS,
+        limit=PRICES,
+        stop=PRICES,
+    )
+    def oco_order(
+        self, account: int, symbol: str, side: Side, qty: int, limit: int, stop: int
+    ) -> None:
+        take, loss = self.legs(account, symbol, side, qty, limit, stop, len(self.history))
+
+        def command(venue: Venue) -> list[Event]:
+            pair = Order(**take), Order(**loss)
+            try:
+                submit = venue.ledger.place_oco(*pair)
+            except LedgerError:
+                return []
+            for leg in pair:
+                venue.history.accepted(leg, "")
+            venue.matcher.apply([submit])
+            return venue.feed()
+
+        self.run(command)
+        for leg in (take, loss):
+            self.known_ids.append((symbol, leg["order_id"], account))
+
+    @rule(
+        account=st.sampled_from(ACCOUNTS),
+        symbol=st.sampled_from([s.name for s in SYMBOLS]),
+        side=st.sampled_from(Side),
+        qty=QTYS,
+        entry=st.one_of(st.none(), PRICES),
+        limit=PRICES,
+        stop=PRICES,
+        kind=st.sampled_from(["bracket", "take_profit", "stop_loss"]),
+    )
+    def bracket_order(
+        self,
+        account: int,
+        symbol: str,
+        side: Side,
+        qty: int,
+        entry: int | None,
+        limit: int,
+        stop: int,
+        kind: str,
+    ) -> None:
+        """A bracket (entry, then an OCO pair of exits) or an OTO (entry, then one exit)."""
+        ts = len(self.history)
+        exit_side = Side.SELL if side is Side.BUY else Side.BUY
+        entry_args = dict(
+            order_id=self.new_id(),
+            account_id=account,
+            symbol=symbol,
+            side=side,
+            type=OrderType.MARKET if entry is None else OrderType.LIMIT,
+            time_in_force=TimeInForce.GTC,
+            qty=qty,
+            price=(110 if side is Side.BUY else 90) if entry is None else entry,
+            ts=ts,
+        )
+        take, loss = self.legs(account, symbol, exit_side, qty, limit, stop, ts)
+        if kind == "take_profit":
+            del take["oco"]
+        if kind == "stop_loss":
+            del loss["oco"]
+        exits = {"bracket": [take, loss], "take_profit": [take], "stop_loss": [loss]}[kind]
+
+        def command(venue: Venue) -> list[Event]:
+            order = Order(**entry_args)
+            try:
+                venue.ledger.place_with_legs(order, [Order(**leg) for leg in exits])
+            except LedgerError:
+                return []
+            venue.history.accepted(order, "")
+            venue.matcher.submit(order)
+            return venue.feed()
+
+        self.run(command)
+        for args in (entry_args, *exits):
+            self.known_ids.append((symbol, args["order_id"], account))
+
     @precondition(lambda self: bool(self.known_ids))
     @rule(data=st.data(), wrong_account=st.booleans())
     def cancel(self, data: st.DataObject, wrong_account: bool) -> None:
@@ -472,6 +603,29 @@ class VenueMachine(RuleBasedStateMachine):
             for order_id in [*book.orders, *book.stop_orders]
         }
         assert set(self.venue.ledger.open_orders) == matcher_ids
+
+    @invariant()
+    def a_pair_reserves_once(self) -> None:
+        """The two legs of an OCO pair hold one reservation between them: one of them holds
+        it, the other none; a sell's is its lots open, once."""
+        open_orders = self.venue.ledger.open_orders
+        for order in open_orders.values():
+            other = open_orders.get(order.pair)
+            if other is None or other.pair != order.order_id:
+                continue
+            assert order.leaves == other.leaves
+            assert 0 in (order.reserved, other.reserved)
+            if order.side is Side.SELL:
+                assert order.reserved + other.reserved == order.leaves
+
+    @invariant()
+    def legs_wait_until_their_entry_fills(self) -> None:
+        """A waiting leg is in no book; its entry is open."""
+        ledger = self.venue.ledger
+        for entry_id, legs in ledger.held_legs.items():
+            assert entry_id in ledger.open_orders
+            for leg in legs:
+                assert leg.order_id not in ledger.open_orders
 
     @invariant()
     def trailing_stops_records_show_where_they_stand(self) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 
 import msgspec
 
+from tradepit.domain.commands import MatcherCommand, Submit, SubmitOco
 from tradepit.domain.events import (
     Canceled,
     Event,
@@ -29,10 +30,11 @@ from tradepit.domain.events import (
     Rejected,
     Replaced,
     ReplaceRejected,
+    Resized,
     Trade,
 )
 from tradepit.domain.ids import VENUE_ACCOUNT_ID
-from tradepit.domain.orders import Order, Side
+from tradepit.domain.orders import Order, OrderType, Side
 from tradepit.domain.refusals import Refusal
 from tradepit.domain.symbols import Symbol
 from tradepit.errors import RefusalError
@@ -91,6 +93,9 @@ class OpenOrder(msgspec.Struct):
     fee_basis: int = 0
     fees_charged: int = 0
     replaces: int = 0  # the order this one replaces, until the matcher says it did
+    # The other leg of its OCO pair (0: none). The pair's one reservation is on one of the two,
+    # the other holding none (`tradepit.matcher.oco`).
+    pair: int = 0
 
 
 class Position(msgspec.Struct, frozen=True):
@@ -109,6 +114,7 @@ class LedgerState(msgspec.Struct):
     client_order_ids: dict[int, dict[str, int]]
     net_deposits: dict[str, int]
     trade_flow: dict[str, int]
+    held_legs: dict[int, list[Order]] = {}
 
 
 class Ledger:
@@ -132,6 +138,13 @@ class Ledger:
         # (positive: received). Balances always sum to their total.
         self.net_deposits: dict[str, int] = {}
         self.trade_flow: dict[str, int] = {}
+        # A bracket's or OTO's entry id -> its exit legs, waiting here (reserved for and sent to
+        # the matcher by no one) until the entry fills completely.
+        self.held_legs: dict[int, list[Order]] = {}
+        # What `apply` decided of waiting legs since `take_legs`: the commands that send the
+        # released ones to their matcher, and the ids of those that ended unsent.
+        self.released: list[MatcherCommand] = []
+        self.dropped: list[tuple[int, str]] = []  # (leg id, why: a Refusal code or "canceled")
 
     # Accounts and transfers.
 
@@ -235,6 +248,93 @@ class Ledger:
                 order.order_id
             )
 
+    def place_oco(self, limit: Order, stop: Order, client_order_id: str | None = None) -> SubmitOco:
+        """Check an OCO pair and reserve for it once: the shares of a sell, the cash of a buy
+        at the higher of its two prices. The limit leg holds the reservation to start with.
+        Returns the command that sends it to its matcher."""
+        self._check_pair(limit, stop)
+        self.place_order(
+            msgspec.structs.replace(limit, price=max(limit.price, stop.price)), client_order_id
+        )
+        held = self.open_orders[limit.order_id]
+        held.price, held.pair = limit.price, stop.order_id
+        self.open_orders[stop.order_id] = OpenOrder(
+            stop.order_id,
+            stop.account_id,
+            stop.symbol,
+            stop.side,
+            stop.price,
+            stop.qty,
+            0,
+            pair=limit.order_id,
+        )
+        return SubmitOco(limit, stop)
+
+    def _check_pair(self, limit: Order, stop: Order) -> None:
+        if (
+            limit.type is not OrderType.LIMIT
+            or stop.type not in (OrderType.STOP, OrderType.STOP_LIMIT)
+            or (limit.account_id, limit.symbol, limit.side, limit.qty)
+            != (stop.account_id, stop.symbol, stop.side, stop.qty)
+            or (limit.oco, stop.oco) != (stop.order_id, limit.order_id)
+            or limit.order_id == stop.order_id
+        ):
+            raise LedgerError(
+                Refusal.INVALID_ORDER,
+                "an oco pair is a limit and a stop of one account, symbol, side and qty",
+            )
+        if stop.order_id in self.open_orders:
+            raise LedgerError(Refusal.DUPLICATE_ORDER_ID, "an open order already has this id")
+
+    def place_with_legs(
+        self, entry: Order, legs: list[Order], client_order_id: str | None = None
+    ) -> None:
+        """Place a bracket's or OTO's entry (reserved for as any order) and hold its exit
+        legs here until it fills completely: a bracket's two, an OCO pair, an OTO's one. The
+        legs are on the other side, for the entry's qty; they are reserved for when they go."""
+        if not 1 <= len(legs) <= 2 or any(
+            (leg.account_id, leg.symbol, leg.qty) != (entry.account_id, entry.symbol, entry.qty)
+            or leg.side is entry.side
+            for leg in legs
+        ):
+            raise LedgerError(
+                Refusal.INVALID_ORDER, "a leg is the entry's opposite, for its account and qty"
+            )
+        if len(legs) == 2:
+            self._check_pair(*legs)
+        ids = {entry.order_id, *(leg.order_id for leg in legs)}
+        if len(ids) != len(legs) + 1 or any(
+            order_id in self.open_orders or order_id in self.held_legs for order_id in ids
+        ):
+            raise LedgerError(Refusal.DUPLICATE_ORDER_ID, "an open order already has this id")
+        self.place_order(entry, client_order_id)
+        self.held_legs[entry.order_id] = legs
+
+    def take_legs(self) -> tuple[list[MatcherCommand], list[tuple[int, str]]]:
+        """The commands that send the legs released since the last call, and the legs that
+        ended without being sent (their entry ended first, or they could not be reserved
+        for), with why."""
+        released, dropped = self.released, self.dropped
+        self.released, self.dropped = [], []
+        return released, dropped
+
+    def _release_legs(self, entry_id: int) -> None:
+        """The entry filled completely: its legs go, if what they sell (or spend) is there."""
+        legs = self.held_legs.pop(entry_id)
+        try:
+            if len(legs) == 2:
+                self.released.append(self.place_oco(legs[0], legs[1]))
+            else:
+                self.place_order(legs[0])
+                self.released.append(Submit(legs[0]))
+        except LedgerError as error:
+            self.dropped += [(leg.order_id, error.code.value) for leg in legs]
+
+    def _drop_legs(self, entry_id: int) -> None:
+        legs = self.held_legs.pop(entry_id, None)
+        if legs is not None:
+            self.dropped += [(leg.order_id, "canceled") for leg in legs]
+
     def reserve_replacement(
         self,
         order_id: int,
@@ -260,9 +360,34 @@ class Ledger:
             raise LedgerError(Refusal.DUPLICATE_ORDER_ID, "an open order already has this id")
         self._check_client_order_id(account.account_id, client_order_id)
         symbol = self.symbols[old.symbol]
-        self._reserve(account, symbol, new_order_id, old.side, price, qty, order_id)
+        if old.pair:
+            self._reserve_leg(old, new_order_id, qty, price)
+        else:
+            self._reserve(account, symbol, new_order_id, old.side, price, qty, order_id)
         if client_order_id is not None:
             self.client_order_ids.setdefault(account_id, {})[client_order_id] = new_order_id
+
+    def _reserve_leg(self, old: OpenOrder, new_order_id: int, qty: int, price: int) -> None:
+        """A leg's replacement shares its pair's reservation: it keeps the pair's size, and a
+        buy leg its price within what the pair reserved."""
+        other = self.open_orders[old.pair]
+        if qty != old.leaves:
+            raise LedgerError(Refusal.INVALID_ORDER, "a leg keeps the size of its pair")
+        if old.side is Side.BUY and price > max(old.price, other.price):
+            raise LedgerError(
+                Refusal.INSUFFICIENT_BUYING_POWER, "a buy leg's price stays within its pair's"
+            )
+        self.open_orders[new_order_id] = OpenOrder(
+            new_order_id,
+            old.account_id,
+            old.symbol,
+            old.side,
+            price,
+            qty,
+            0,
+            replaces=old.order_id,
+            pair=old.pair,
+        )
 
     def _check_client_order_id(self, account_id: int, client_order_id: str | None) -> None:
         if client_order_id is not None and client_order_id in self.client_order_ids.get(
@@ -325,13 +450,28 @@ class Ledger:
             order = self.open_orders.get(event.order_id)
             if order is not None:
                 self._close(order)
+            if self.held_legs:
+                self._drop_legs(event.order_id)
+        elif isinstance(event, Resized):
+            order = self.open_orders.get(event.order_id)
+            if order is not None:
+                order.leaves = event.leaves
         elif isinstance(event, Replaced):
             old = self.open_orders.get(event.order_id)
+            new = self.open_orders.get(event.new_order_id)
+            if old is not None and new is not None and new.pair:
+                # The replacement is the leg now: the old leg's share of the reservation (all
+                # or none of it) and the link are its.
+                new.reserved += old.reserved
+                old.reserved = old.pair = 0
+                self.open_orders[new.pair].pair = new.order_id
             if old is not None:
                 self._close(old)
-            new = self.open_orders.get(event.new_order_id)
             if new is not None:
                 new.replaces = 0
+            legs = self.held_legs.pop(event.order_id, None)
+            if legs is not None:
+                self.held_legs[event.new_order_id] = legs
         elif isinstance(event, ReplaceRejected):
             new = self.open_orders.get(event.new_order_id)
             if new is not None and new.replaces == event.order_id:
@@ -344,6 +484,8 @@ class Ledger:
         holding = account.holdings.get(order.symbol) or account.holdings.setdefault(
             order.symbol, Holding()
         )
+        if order.pair:
+            self._hold(order)
         notional = symbol.notional(price, qty)
         order.fee_basis += notional * bps
         fees_due = _ceil_div(order.fee_basis, _BPS)
@@ -374,9 +516,21 @@ class Ledger:
             self._flow(order.symbol, -qty)
         if order.leaves == 0:
             self._close(order)
+            if order.order_id in self.held_legs:
+                self._release_legs(order.order_id)
+
+    def _hold(self, order: OpenOrder) -> None:
+        """Move its pair's reservation onto `order`, the leg that trades."""
+        other = self.open_orders.get(order.pair)
+        if other is not None and other.pair == order.order_id:
+            order.reserved += other.reserved
+            other.reserved = 0
 
     def _buy_still_needed(self, order: OpenOrder, symbol: Symbol) -> int:
-        notional = symbol.notional(order.price, order.leaves)
+        price = order.price
+        if order.pair and order.pair in self.open_orders:
+            price = max(price, self.open_orders[order.pair].price)  # the other leg may trade
+        notional = symbol.notional(price, order.leaves)
         top_bps = max(self.maker_fee_bps, self.taker_fee_bps)
         fees_cap = _ceil_div(order.fee_basis + notional * top_bps, _BPS)
         return notional + fees_cap - order.fees_charged
@@ -387,7 +541,14 @@ class Ledger:
         account.cash_free += cents
 
     def _close(self, order: OpenOrder) -> None:
-        """The order ended: release all it still holds."""
+        """The order ended: release all it still holds, or, a leg whose other leg is still
+        open, hand it over."""
+        other = self.open_orders.get(order.pair) if order.pair else None
+        if other is not None and other.pair == order.order_id:
+            other.reserved += order.reserved
+            other.pair = order.reserved = 0
+            del self.open_orders[order.order_id]
+            return
         account = self.accounts[order.account_id]
         if order.side is Side.BUY:
             self._release_cash(account, order, order.reserved)
@@ -461,6 +622,7 @@ class Ledger:
             {key: dict(sorted(ids.items())) for key, ids in sorted(self.client_order_ids.items())},
             dict(sorted(self.net_deposits.items())),
             dict(sorted(self.trade_flow.items())),
+            dict(sorted(self.held_legs.items())),
         )
         return msgspec.json.decode(msgspec.json.encode(state), type=LedgerState)
 
@@ -474,6 +636,7 @@ class Ledger:
         ledger.client_order_ids = state.client_order_ids
         ledger.net_deposits = state.net_deposits
         ledger.trade_flow = state.trade_flow
+        ledger.held_legs = state.held_legs
         return ledger
 
     def state_hash(self) -> str:
