@@ -483,3 +483,19 @@ def test_a_replaced_leg_keeps_the_pairs_one_reservation() -> None:
     venue.matcher.submit(make(next(ids), 3, BUY, 10, 118))
     venue.pump()
     assert venue.shares(2) == (90, 0) and not venue.ledger.open_orders
+
+
+def test_waiting_legs_follow_their_replaced_entry() -> None:
+    venue = Venue()
+    parent, take, loss = bracket(qty=10, entry=99)
+    venue.ledger.place_with_legs(parent, [take, loss])
+    venue.matcher.submit(parent)
+    venue.pump()
+    new_id = next(ids)
+    venue.ledger.reserve_replacement(parent.order_id, OWNER, new_id, 6, 100)
+    venue.matcher.replace(SYM, parent.order_id, OWNER, new_id, 6, 100, 0, 1)
+    venue.pump()
+    assert [leg.qty for leg in venue.ledger.held_legs[new_id]] == [6, 6]
+    venue.matcher.submit(make(next(ids), 2, SELL, 6, 100))
+    venue.pump()
+    assert venue.shares() == (0, 6) and venue.matcher.books[SYM].oco

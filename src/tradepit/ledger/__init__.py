@@ -471,6 +471,9 @@ class Ledger:
                 new.replaces = 0
             legs = self.held_legs.pop(event.order_id, None)
             if legs is not None:
+                # The legs follow their entry, and its new size: they exit what it buys.
+                for leg in legs:
+                    leg.qty = event.qty
                 self.held_legs[event.new_order_id] = legs
         elif isinstance(event, ReplaceRejected):
             new = self.open_orders.get(event.new_order_id)
