@@ -58,7 +58,6 @@ from tradepit.ledger.history import (
     OrderStatus,
     accepted_record,
 )
-from tradepit.ledger.replacement import replacement_order
 from tradepit.stage.messages import CancelOrder, PlaceOrder, ReplaceOrder
 from tradepit.store import ledger
 from tradepit.store.portfolio import equity_samples
@@ -361,18 +360,11 @@ def replace_command(
 
 def replacement_record(old: OrderRecord, command: ReplaceOrder) -> OrderRecord:
     """The record of the order that replaces `old`, as the ledger accepted it for `command`."""
-    new = replacement_order(
-        old,
-        command.new_order_id,
-        command.qty,
-        command.price,
-        command.stop_price,
-        command.ts,
-        command.time_in_force,
-        command.trail,
-    )
     return accepted_record(
-        new, command.client_order_id, old.order_id, extended_hours=old.extended_hours
+        command.replacement(old),
+        command.client_order_id,
+        old.order_id,
+        extended_hours=old.extended_hours,
     )
 
 

@@ -38,7 +38,6 @@ from tradepit.ledger.history import (
     OrderUpdate,
     TradeEvent,
 )
-from tradepit.ledger.replacement import replacement_order
 from tradepit.stage.loop import BadEntryError, Fields, StageCore
 from tradepit.stage.messages import (
     COMMANDS,
@@ -294,18 +293,11 @@ class LedgerShard(StageCore):
             command.price,
             command.client_order_id or None,
         )
-        new = replacement_order(
-            old,
-            command.new_order_id,
-            command.qty,
-            command.price,
-            command.stop_price,
-            command.ts,
-            command.time_in_force,
-            command.trail,
-        )
         self._order_accepted(
-            new, command.client_order_id, command.order_id, extended_hours=old.extended_hours
+            command.replacement(old),
+            command.client_order_id,
+            command.order_id,
+            extended_hours=old.extended_hours,
         )
         pending = self.history.mark_pending(
             command.order_id, OrderStatus.PENDING_REPLACE, command.ts

@@ -39,6 +39,7 @@ from tradepit.domain.events import (
 from tradepit.domain.orders import Order, TimeInForce
 from tradepit.domain.symbols import Symbol
 from tradepit.ledger.history import OrderRecord
+from tradepit.ledger.replacement import replacement_order
 
 __all__ = [
     "COMMANDS",
@@ -138,6 +139,20 @@ class ReplaceOrder(LedgerCommand, tag="replace_order"):
     ts: int
     time_in_force: TimeInForce | None = None  # None: the old order's
     trail: int = 0  # a trailing stop's new trail (ticks, or its rate); 0: the old one
+
+    def replacement(self, old: OrderRecord) -> Order:
+        """The order this command puts in `old`'s place (ledger/replacement.py): what the
+        ledger reserves for and records, and what the gateway answers the PATCH with."""
+        return replacement_order(
+            old,
+            self.new_order_id,
+            self.qty,
+            self.price,
+            self.stop_price,
+            self.ts,
+            self.time_in_force,
+            self.trail,
+        )
 
 
 class AddSymbol(LedgerCommand, tag="add_symbol"):
