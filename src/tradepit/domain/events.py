@@ -70,6 +70,8 @@ class CancelReason(StrEnum):
     BAND_REMAINDER = "band_remainder"
     # An OCO leg whose other leg filled, triggered or was canceled.
     OCO = "oco"
+    # A bracket's or OTO's held leg, whose entry ended before it filled completely.
+    PARENT = "parent"
 
 
 class Event(msgspec.Struct, array_like=True, gc=False, tag=True):

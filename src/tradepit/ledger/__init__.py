@@ -141,6 +141,9 @@ class Ledger:
         # A bracket's or OTO's entry id -> its exit legs, waiting here (reserved for and sent to
         # the matcher by no one) until the entry fills completely.
         self.held_legs: dict[int, list[Order]] = {}
+        # The entries whose held legs were added, changed or removed since the caller last
+        # cleared it: what a store writes of `held_legs`.
+        self.legs_changed: set[int] = set()
         # What `apply` decided of waiting legs since `take_legs`: the commands that send the
         # released ones to their matcher, and the ids of those that ended unsent.
         self.released: list[MatcherCommand] = []
@@ -309,6 +312,7 @@ class Ledger:
             raise LedgerError(Refusal.DUPLICATE_ORDER_ID, "an open order already has this id")
         self.place_order(entry, client_order_id)
         self.held_legs[entry.order_id] = legs
+        self.legs_changed.add(entry.order_id)
 
     def take_legs(self) -> tuple[list[MatcherCommand], list[tuple[int, str]]]:
         """The commands that send the legs released since the last call, and the legs that
@@ -318,9 +322,13 @@ class Ledger:
         self.released, self.dropped = [], []
         return released, dropped
 
-    def _release_legs(self, entry_id: int) -> None:
-        """The entry filled completely: its legs go, if what they sell (or spend) is there."""
+    def _release_legs(self, entry_id: int, ts: int) -> None:
+        """The entry filled completely, at `ts`: its legs go, stamped with that time, if what
+        they sell (or spend) is there."""
         legs = self.held_legs.pop(entry_id)
+        self.legs_changed.add(entry_id)
+        for leg in legs:
+            leg.ts = ts
         try:
             if len(legs) == 2:
                 self.released.append(self.place_oco(legs[0], legs[1]))
@@ -333,6 +341,7 @@ class Ledger:
     def _drop_legs(self, entry_id: int) -> None:
         legs = self.held_legs.pop(entry_id, None)
         if legs is not None:
+            self.legs_changed.add(entry_id)
             self.dropped += [(leg.order_id, "canceled") for leg in legs]
 
     def reserve_replacement(
@@ -442,10 +451,10 @@ class Ledger:
             open_orders = self.open_orders
             maker = open_orders.get(event.maker_order_id)
             if maker is not None:
-                self._settle(maker, event.price, event.qty, self.maker_fee_bps)
+                self._settle(maker, event.price, event.qty, self.maker_fee_bps, event.ts)
             taker = open_orders.get(event.taker_order_id)
             if taker is not None:
-                self._settle(taker, event.price, event.qty, self.taker_fee_bps)
+                self._settle(taker, event.price, event.qty, self.taker_fee_bps, event.ts)
         elif isinstance(event, Canceled | Expired | Rejected):
             order = self.open_orders.get(event.order_id)
             if order is not None:
@@ -475,13 +484,15 @@ class Ledger:
                 for leg in legs:
                     leg.qty = event.qty
                 self.held_legs[event.new_order_id] = legs
+                self.legs_changed.update((event.order_id, event.new_order_id))
         elif isinstance(event, ReplaceRejected):
             new = self.open_orders.get(event.new_order_id)
             if new is not None and new.replaces == event.order_id:
                 self._close(new)
 
-    def _settle(self, order: OpenOrder, price: int, qty: int, bps: int) -> None:
-        """`qty` lots of `order` traded at `price`; the fee is `bps` basis points of it."""
+    def _settle(self, order: OpenOrder, price: int, qty: int, bps: int, ts: int) -> None:
+        """`qty` lots of `order` traded at `price`, at `ts`; the fee is `bps` basis points of
+        it."""
         account = self.accounts[order.account_id]
         symbol = self.symbols[order.symbol]
         holding = account.holdings.get(order.symbol) or account.holdings.setdefault(
@@ -520,7 +531,7 @@ class Ledger:
         if order.leaves == 0:
             self._close(order)
             if order.order_id in self.held_legs:
-                self._release_legs(order.order_id)
+                self._release_legs(order.order_id, ts)
 
     def _hold(self, order: OpenOrder) -> None:
         """Move its pair's reservation onto `order`, the leg that trades."""

@@ -21,6 +21,7 @@ from tradepit.domain.events import (
     Rejected,
     Replaced,
     ReplaceRejected,
+    Resized,
     Trade,
     TrailMoved,
 )
@@ -32,6 +33,7 @@ from tradepit.ledger import Ledger, LedgerError, OpenOrder
 from tradepit.ledger.history import (
     TERMINAL_STATUSES,
     Fill,
+    OrderClass,
     OrderHistory,
     OrderRecord,
     OrderStatus,
@@ -55,6 +57,7 @@ from tradepit.stage.messages import (
     ReplaceOrder,
     Reply,
     Submit,
+    SubmitOco,
     Transfer,
     decode_events,
     decode_ledger_commands,
@@ -160,6 +163,14 @@ class LedgerShard(StageCore):
                     if moved is not None:
                         dirty_records[moved.order_id] = moved
                     continue
+                if type(event) is Resized:
+                    # An OCO leg's open lots, in the ledger and its record: no trade update.
+                    apply(event)
+                    dirty_orders.add(event.order_id)
+                    resized = self.history.resized(event)
+                    if resized is not None:
+                        dirty_records[resized.order_id] = resized
+                    continue
                 # Only these move money (`Ledger.apply`); an order's acceptance, trigger or
                 # refused cancel changes its record alone, and the account and open order
                 # written again would be the bytes Redis holds (6% of the AOF per order in
@@ -173,6 +184,35 @@ class LedgerShard(StageCore):
             for name, record in follow(event):
                 dirty_records[record.order_id] = record
                 self._order_changed(name, record, event)
+            if type(event) is Replaced and event.new_order_id in self.ledger.held_legs:
+                # The entry's held legs follow its replacement, and its size.
+                legs = self.ledger.held_legs[event.new_order_id]
+                for record in self.history.legs_resized(legs, event.new_order_id, event.ts):
+                    dirty_records[record.order_id] = record
+        if self.ledger.released or self.ledger.dropped:
+            self._legs_decided(events[-1].ts)
+
+    def _legs_decided(self, ts: int) -> None:
+        """Send the held legs whose entries filled to their matcher, and end those that went
+        with their entries (or could not be reserved for)."""
+        released, dropped = self.ledger.take_legs()
+        for command in released:
+            if isinstance(command, SubmitOco):
+                legs = [command.limit, command.stop]
+            elif isinstance(command, Submit):
+                legs = [command.order]
+            else:
+                continue
+            for record in self.history.legs_released(legs, ts):
+                self.dirty_records[record.order_id] = record
+                self.dirty_open_orders.add(record.order_id)
+                self.dirty_accounts.add(record.account_id)
+            self._send(legs[0].symbol, command)
+        for leg_id, why in dropped:
+            change = self.history.leg_dropped(leg_id, why, ts)
+            if change is not None:
+                self.dirty_records[leg_id] = change[1]
+                self._order_changed(change[0], change[1], None)
 
     def _order_changed(self, name: TradeEvent, record: OrderRecord, event: object) -> None:
         """Tell the owner (an `OrderUpdate`), and keep the account's indexes in step."""
@@ -245,10 +285,48 @@ class LedgerShard(StageCore):
         order = command.order
         self._check_owned(order.account_id)
         order.leaves = 0
-        self.ledger.place_order(order, command.client_order_id or None)
+        if command.order_class is OrderClass.SIMPLE and not command.legs:
+            self.ledger.place_order(order, command.client_order_id or None)
+            self._order_accepted(
+                order, command.client_order_id, 0, command.notional, command.extended_hours
+            )
+            self._send(order.symbol, Submit(order))
+        else:
+            self._place_with_legs(command)
+
+    def _place_with_legs(self, command: PlaceOrder) -> None:
+        """An OCO pair, or a bracket's or OTO's entry and its held legs (`matcher.oco`)."""
+        order, legs, order_class = command.order, command.legs, command.order_class
+        client_order_id = command.client_order_id
+        leg_ids = tuple(leg.order_id for leg in legs)
+        for leg in legs:
+            leg.leaves = 0
+        if order_class is OrderClass.OCO and len(legs) == 1:
+            submit: MatcherCommand = self.ledger.place_oco(order, legs[0], client_order_id or None)
+            self._order_accepted(order, client_order_id, 0, order_class=order_class, legs=leg_ids)
+            self._order_accepted(legs[0], "", 0, order_class=order_class, parent=order.order_id)
+            self._send(order.symbol, submit)
+            return
+        if order_class not in (OrderClass.BRACKET, OrderClass.OTO) or len(legs) != (
+            2 if order_class is OrderClass.BRACKET else 1
+        ):
+            raise LedgerError(
+                Refusal.INVALID_ORDER, f"an {order_class} order does not have {len(legs)} legs"
+            )
+        self.ledger.place_with_legs(order, legs, client_order_id or None)
         self._order_accepted(
-            order, command.client_order_id, 0, command.notional, command.extended_hours
+            order,
+            client_order_id,
+            0,
+            command.notional,
+            command.extended_hours,
+            order_class,
+            leg_ids,
         )
+        for leg in legs:
+            record = self.history.held(leg, order_class, order.order_id)
+            self.dirty_records[leg.order_id] = record
+            self.new_orders.append(index_member(leg.account_id, leg.ts, b"%032x" % leg.order_id))
         self._send(order.symbol, Submit(order))
 
     def _order_accepted(
@@ -258,8 +336,13 @@ class LedgerShard(StageCore):
         replaces: int,
         notional: int = 0,
         extended_hours: bool = False,
+        order_class: OrderClass = OrderClass.SIMPLE,
+        legs: tuple[int, ...] = (),
+        parent: int = 0,
     ) -> None:
-        record = self.history.accepted(order, client_order_id, replaces, notional, extended_hours)
+        record = self.history.accepted(
+            order, client_order_id, replaces, notional, extended_hours, order_class, legs, parent
+        )
         self.dirty_records[order.order_id] = record
         self.new_orders.append(index_member(order.account_id, order.ts, b"%032x" % order.order_id))
         self.dirty_open_orders.add(order.order_id)
@@ -268,6 +351,7 @@ class LedgerShard(StageCore):
             self.new_client_order_ids.append((order.account_id, client_order_id, order.order_id))
 
     def _cancel_order(self, command: CancelOrder) -> None:
+        self._check_not_held(command.order_id)
         open_order = self._own_open_order(command.account_id, command.order_id)
         record = self.history.mark_pending(command.order_id, OrderStatus.PENDING_CANCEL, command.ts)
         if record is not None:
@@ -279,6 +363,7 @@ class LedgerShard(StageCore):
         )
 
     def _replace_order(self, command: ReplaceOrder) -> None:
+        self._check_not_held(command.order_id)
         self._own_open_order(command.account_id, command.order_id)
         old = self.history.records.get(command.order_id)
         if old is None or old.status in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_REPLACE):
@@ -298,6 +383,9 @@ class LedgerShard(StageCore):
             command.client_order_id,
             command.order_id,
             extended_hours=old.extended_hours,
+            order_class=old.order_class,
+            legs=old.legs,
+            parent=old.parent,
         )
         pending = self.history.mark_pending(
             command.order_id, OrderStatus.PENDING_REPLACE, command.ts
@@ -320,6 +408,14 @@ class LedgerShard(StageCore):
                 command.trail,
             ),
         )
+
+    def _check_not_held(self, order_id: int) -> None:
+        record = self.history.records.get(order_id)
+        if record is not None and record.status == OrderStatus.HELD:
+            raise LedgerError(
+                Refusal.ORDER_PENDING,
+                "a held leg waits for its entry to fill: cancel or replace the entry instead",
+            )
 
     def _own_open_order(self, account_id: int, order_id: int) -> OpenOrder:
         self._check_owned(account_id)
@@ -391,11 +487,23 @@ class LedgerShard(StageCore):
         if self.dirty_records:
             encoded = {order_id: encode(record) for order_id, record in self.dirty_records.items()}
             tx.hset(keys.orders, mapping=encoded)
-            # A record whose order is over needs no more memory here: Redis has it.
+            # A record whose order is over needs no more memory here: Redis has it. A held
+            # leg's stays, to be sent or ended with its entry.
             records = self.history.records
-            for order_id in self.dirty_records:
-                if order_id not in ledger.open_orders:
+            for order_id, record in self.dirty_records.items():
+                if order_id not in ledger.open_orders and record.status != OrderStatus.HELD:
                     records.pop(order_id, None)
+        if ledger.legs_changed:
+            held = ledger.held_legs
+            still_held = {
+                entry: encode(held[entry]) for entry in ledger.legs_changed if entry in held
+            }
+            if still_held:
+                tx.hset(keys.held_legs, mapping=still_held)
+            gone = [entry for entry in ledger.legs_changed if entry not in held]
+            if gone:
+                tx.hdel(keys.held_legs, *gone)
+            ledger.legs_changed = set()
         if self.updates:
             # Live consumers (trade updates) tail this stream with XREAD BLOCK: it is ordered,
             # durable and gapless, which Pub/Sub is not, for the same one copy in Valkey.

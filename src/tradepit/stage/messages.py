@@ -21,6 +21,7 @@ from tradepit.domain.commands import (
     Replace,
     SetHalted,
     Submit,
+    SubmitOco,
 )
 from tradepit.domain.events import (
     Accepted,
@@ -38,7 +39,7 @@ from tradepit.domain.events import (
 )
 from tradepit.domain.orders import Order, TimeInForce
 from tradepit.domain.symbols import Symbol
-from tradepit.ledger.history import OrderRecord
+from tradepit.ledger.history import OrderClass, OrderRecord
 from tradepit.ledger.replacement import replacement_order
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "AddSymbol",
     "LedgerCommand",
     "Submit",
+    "SubmitOco",
     "Cancel",
     "Replace",
     "AddBook",
@@ -114,12 +116,18 @@ class Transfer(LedgerCommand, tag="transfer"):
 
 
 class PlaceOrder(LedgerCommand, tag="place_order"):
+    """An order, or an order and its legs (`tradepit.matcher.oco`): for `oco`, `order` is the
+    take-profit limit and `legs` its stop-loss; for `bracket` and `oto`, `order` is the entry
+    and `legs` its exits (a bracket's a limit and a stop, each naming the other in `oco`)."""
+
     order: Order
     client_order_id: str
     # For the order's record only, as sent: the cents a notional order names (0: a qty order)
     # and its extended_hours.
     notional: int = 0
     extended_hours: bool = False
+    order_class: OrderClass = OrderClass.SIMPLE
+    legs: list[Order] = []
 
 
 class CancelOrder(LedgerCommand, tag="cancel_order"):

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from tradepit.domain.ids import VENUE_ACCOUNT_ID
+from tradepit.domain.orders import Order
 from tradepit.ledger import Account, Ledger, LedgerState, OpenOrder
 from tradepit.ledger.history import Fill, OrderHistory, OrderRecord, OrderUpdate
 from tradepit.stage.messages import UPDATES, SymbolSpec, decode_record, symbol_of
@@ -56,6 +57,7 @@ _decode_specs = msgspec.json.Decoder(list[SymbolSpec]).decode
 _decode_fill = msgspec.json.Decoder(Fill).decode
 _decode_update = msgspec.json.Decoder(OrderUpdate).decode
 decode_updates = msgspec.json.Decoder(list[OrderUpdate]).decode
+_decode_legs = msgspec.json.Decoder(list[Order]).decode
 
 
 class LedgerKeys(ShardKeys):
@@ -68,6 +70,8 @@ class LedgerKeys(ShardKeys):
         # The stage's own tables, in hashes keyed by id.
         self.accounts = f"{tag}:accounts"
         self.open_orders = f"{tag}:open"
+        # A bracket's or OTO's entry id -> its exit legs, held until it fills (`Ledger`).
+        self.held_legs = f"{tag}:held"
         self.orders = f"{tag}:orders"
         self.transfers = f"{tag}:transfers"
         self.client_order_ids = f"{tag}:coids"  # "<account id>:<client order id>" -> order id
@@ -115,11 +119,17 @@ async def load_ledger(
         tx.hvals(keys.open_orders)
         tx.hgetall(keys.transfers)
         tx.hgetall(keys.client_order_ids)
-        state, accounts, open_orders, transfers, client_order_ids = await tx.execute()
-    ledger = restore_ledger(config, state, accounts, open_orders, transfers, client_order_ids)
+        tx.hgetall(keys.held_legs)
+        state, accounts, open_orders, transfers, client_order_ids, held = await tx.execute()
+    ledger = restore_ledger(config, state, accounts, open_orders, transfers, client_order_ids, held)
     history = OrderHistory(ledger.symbols)
-    if ledger.open_orders:
-        raws: Any = await client.hmget(keys.orders, list(ledger.open_orders))
+    # The records of open orders, and of held legs (which no book has yet).
+    live = [
+        *ledger.open_orders,
+        *(leg.order_id for legs in ledger.held_legs.values() for leg in legs),
+    ]
+    if live:
+        raws: Any = await client.hmget(keys.orders, live)
         for raw in raws:
             if raw is not None:
                 record = decode_record(raw)
@@ -134,9 +144,10 @@ def restore_ledger(
     open_orders: list[bytes],
     transfers: dict[bytes, bytes],
     client_order_ids: dict[bytes, bytes],
+    held_legs: dict[bytes, bytes] | None = None,
 ) -> Ledger:
     """A ledger from its stored hashes: `state`, and the values of `accounts` and `open`, and
-    all of `transfers` and `coids`."""
+    all of `transfers`, `coids` and `held`."""
     coids: dict[int, dict[str, int]] = {}
     for key, order_id in client_order_ids.items():
         account_id, _, coid = key.decode().partition(":")
@@ -150,6 +161,7 @@ def restore_ledger(
         coids,
         _decode_totals(state.get(b"net_deposits", b"{}")),
         _decode_totals(state.get(b"trade_flow", b"{}")),
+        {int(entry): _decode_legs(raw) for entry, raw in (held_legs or {}).items()},
     )
     symbols = [symbol_of(spec) for spec in _decode_specs(state.get(b"symbols", b"[]"))]
     ledger = Ledger.restore(ledger_state, symbols)

@@ -125,6 +125,7 @@ class _Plan:
             pipe.hgetall(ledger.state)
             pipe.hvals(ledger.accounts)
             pipe.hvals(ledger.open_orders)
+            pipe.hgetall(ledger.held_legs)
         for matcher in self.matchers:
             pipe.hgetall(matcher.books)
             pipe.hvals(matcher.resting)
@@ -137,7 +138,9 @@ class _Plan:
     def snapshot(self, replies: list[Any]) -> Snapshot:
         config, read = self.config, iter(replies)
         ledgers = {
-            ledger.shard: restore_ledger(config, next(read), next(read), next(read), {}, {})
+            ledger.shard: restore_ledger(
+                config, next(read), next(read), next(read), {}, {}, next(read)
+            )
             for ledger in self.ledgers
         }
         matchers = {
