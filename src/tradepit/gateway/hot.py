@@ -55,7 +55,7 @@ class HotRoutes:
         started = time.perf_counter()
         try:
             request = decode_body(await _body(receive), OrderRequest)
-            record = await place_order(self.gateway, principal.account_id, request)
+            record, legs = await place_order(self.gateway, principal.account_id, request)
         except ClientDisconnect:
             raise  # no order, and no answer: not a refusal
         except Exception as error:
@@ -64,7 +64,7 @@ class HotRoutes:
             raise
         if metrics is not None:
             metrics.order_accepted(ORDER_TYPE_NAMES[record.type], time.perf_counter() - started)
-        await _answer(send, 200, encode(order_view(self.gateway, record)))
+        await _answer(send, 200, encode(order_view(self.gateway, record, legs)))
 
     async def cancel(self, scope: Scope, receive: Receive, send: Send) -> None:
         principal = principal_of(scope)

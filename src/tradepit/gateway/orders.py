@@ -6,21 +6,27 @@ exactly 1.1 and never the float nearest to it; anything off the symbol's grid is
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
 from tradepit.domain.numbers import NumberError, format_units, parse_units, to_decimal
 from tradepit.domain.orders import TRAIL_RATE_UNIT, Order, OrderType, Side, TimeInForce
-from tradepit.domain.symbols import CASH_UNIT
+from tradepit.domain.symbols import CASH_UNIT, Symbol
 from tradepit.gateway.decoding import TooDeep, decode_json
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.market import Listing
 from tradepit.gateway.order_names import ORDER_TYPE_BY_NAME, SIDE_BY_NAME, TIME_IN_FORCE_BY_NAME
+from tradepit.ledger.history import OrderClass
 
 __all__ = [
     "OrderRequest",
+    "TakeProfit",
+    "StopLoss",
+    "OrderPlan",
     "ReplaceRequest",
     "MAX_CLIENT_ORDER_ID",
     "build_order",
@@ -35,6 +41,15 @@ TRAIL_PERCENT_UNIT = Decimal("0.0001")  # a percentage's grid: `Order.trail_rate
 Number = Decimal | None
 T = TypeVar("T")
 V = TypeVar("V")
+
+
+class TakeProfit(msgspec.Struct, kw_only=True):
+    limit_price: Number = None
+
+
+class StopLoss(msgspec.Struct, kw_only=True):
+    stop_price: Number = None
+    limit_price: Number = None  # given: the stop-loss is a stop_limit
 
 
 class OrderRequest(msgspec.Struct, kw_only=True):
@@ -54,8 +69,8 @@ class OrderRequest(msgspec.Struct, kw_only=True):
     extended_hours: bool | None = None
     client_order_id: str | None = None
     order_class: str | None = None
-    take_profit: dict[str, Any] | None = None
-    stop_loss: dict[str, Any] | None = None
+    take_profit: TakeProfit | None = None
+    stop_loss: StopLoss | None = None
     legs: list[Any] | None = None
     position_intent: str | None = None
     post_only: bool = False  # tradepit's own: refuse to take liquidity
@@ -113,10 +128,180 @@ def check_client_order_id(client_order_id: str | None) -> str:
     return client_order_id
 
 
+class OrderPlan(NamedTuple):
+    """What a request asks the ledger to place: an order, and the legs of its class."""
+
+    order: Order
+    client_order_id: str
+    order_class: OrderClass = OrderClass.SIMPLE
+    legs: tuple[Order, ...] = ()
+
+
 def build_order(
+    request: OrderRequest,
+    listing: Listing,
+    new_id: Callable[[], int],
+    account_id: int,
+    now: int,
+) -> OrderPlan:
+    """The order and its legs in integers, each with an id from `new_id`, or ApiError(422)
+    saying what is wrong with the request."""
+    order_class = _order_class(request)
+    if order_class is OrderClass.OCO:
+        request = _oco_parent(request)
+    order, client_order_id = _order(request, listing, new_id(), account_id, now)
+    if order_class is OrderClass.SIMPLE:
+        return OrderPlan(order, client_order_id)
+    legs = _exit_legs(request, listing, order, order_class, new_id)
+    return OrderPlan(order, client_order_id, order_class, tuple(legs))
+
+
+def _order_class(request: OrderRequest) -> OrderClass:
+    name = request.order_class or "simple"
+    if name.lower() == "mleg":
+        raise ApiError.invalid("order_class mleg is for options: tradepit trades stocks only")
+    order_class = _choice(name, {c.value: c for c in OrderClass}, "order_class")
+    if request.legs:
+        raise ApiError.invalid("legs are sent for mleg orders only: use take_profit and stop_loss")
+    if order_class is OrderClass.SIMPLE and (request.take_profit or request.stop_loss):
+        raise ApiError.invalid("take_profit and stop_loss apply to bracket, oco and oto orders")
+    return order_class
+
+
+def _oco_parent(request: OrderRequest) -> OrderRequest:
+    """An OCO's request is its take-profit limit (the parent), whose limit_price may be left
+    to `take_profit.limit_price`, as alpaca-py's examples do."""
+    if (request.type or request.order_type).lower() != "limit":
+        raise ApiError.invalid("an oco order is a limit order (its take-profit)")
+    take_profit = request.take_profit.limit_price if request.take_profit else None
+    if take_profit is None:
+        raise ApiError.invalid("an oco order takes take_profit.limit_price and a stop_loss")
+    if request.limit_price is not None and request.limit_price != take_profit:
+        raise ApiError.invalid("an oco order's limit_price is its take_profit.limit_price")
+    return msgspec.structs.replace(request, limit_price=take_profit)
+
+
+def _exit_legs(
+    request: OrderRequest,
+    listing: Listing,
+    order: Order,
+    order_class: OrderClass,
+    new_id: Callable[[], int],
+) -> list[Order]:
+    """A bracket's or OTO's exit legs, held until `order` (their entry) fills, or an OCO's
+    stop-loss, which exits on `order`'s side as `order` (its take-profit) does. A bracket's
+    two legs, as an OCO's, name each other in `oco`."""
+    name = order_class.value
+    if order.time_in_force not in (TimeInForce.DAY, TimeInForce.GTC):
+        raise ApiError.invalid(f"an {name} order's time_in_force is day or gtc")
+    if order.type is OrderType.TRAILING_STOP:
+        raise ApiError.invalid(f"a trailing_stop order cannot be an {name} order")
+    if request.notional is not None:
+        raise ApiError.invalid(f"an {name} order takes qty, not notional")
+    if request.extended_hours:
+        raise ApiError.invalid(f"an {name} order trades in regular hours only")
+    take_profit, stop_loss = request.take_profit, request.stop_loss
+    if order_class is OrderClass.OTO:
+        if (take_profit is None) == (stop_loss is None):
+            raise ApiError.invalid("an oto order takes one of take_profit and stop_loss")
+    elif take_profit is None or stop_loss is None:
+        raise ApiError.invalid(f"an {name} order takes take_profit and stop_loss")
+
+    symbol = listing.symbol
+    exits_buy = (order.side is Side.BUY) == (order_class is OrderClass.OCO)
+    exit_side = Side.BUY if exits_buy else Side.SELL
+    base = _base_price(order, listing.reference_price(), order_class)
+    # Alpaca's rule: an exit at least a cent from the base price, on its own side of it.
+    gap = max(1, math.ceil(CASH_UNIT / symbol.tick_size))
+    legs = []
+
+    def leg(order_type: OrderType, price: int, stop: int = 0) -> Order:
+        return Order(
+            new_id(),
+            order.account_id,
+            symbol.name,
+            exit_side,
+            order_type,
+            order.time_in_force,
+            order.qty,
+            price,
+            stop,
+            ts=order.ts,
+            band_bps=order.band_bps,
+            reference=order.reference,
+        )
+
+    take_profit_ticks = 0
+    if take_profit is not None:
+        if take_profit.limit_price is None:
+            raise ApiError.invalid("take_profit.limit_price is required")
+        take_profit_ticks = symbol.price_to_ticks(
+            take_profit.limit_price, "take_profit.limit_price"
+        )
+        # The take-profit is on the winning side: a sell's above the base, a buy's below it.
+        _check_exit(take_profit_ticks, base, gap, not exits_buy, symbol, "take_profit.limit_price")
+        if order_class is not OrderClass.OCO:
+            legs.append(leg(OrderType.LIMIT, take_profit_ticks))
+    if stop_loss is not None:
+        if stop_loss.stop_price is None:
+            raise ApiError.invalid("stop_loss.stop_price is required")
+        stop = symbol.price_to_ticks(stop_loss.stop_price, "stop_loss.stop_price")
+        # The stop is on the losing side: a sell's below the base, a buy's above it.
+        _check_exit(stop, base, gap, exits_buy, symbol, "stop_loss.stop_price")
+        wrong_side = stop <= take_profit_ticks if exits_buy else stop >= take_profit_ticks
+        if take_profit_ticks and wrong_side:
+            raise ApiError.invalid(
+                "stop_loss.stop_price must be on the other side of take_profit.limit_price"
+            )
+        if stop_loss.limit_price is not None:
+            limit = symbol.price_to_ticks(stop_loss.limit_price, "stop_loss.limit_price")
+            legs.append(leg(OrderType.STOP_LIMIT, limit, stop))
+        elif listing.reference_price():
+            protection = symbol.protection_price(exits_buy, listing.reference_price())
+            legs.append(leg(OrderType.STOP, protection, stop))
+        else:
+            raise ApiError.invalid(
+                f"{symbol.name} has no reference price yet: give stop_loss a limit_price"
+            )
+    if order_class is OrderClass.OCO:
+        order.oco, legs[0].oco = legs[0].order_id, order.order_id
+    elif len(legs) == 2:
+        legs[0].oco, legs[1].oco = legs[1].order_id, legs[0].order_id
+    return legs
+
+
+def _base_price(order: Order, reference: int, order_class: OrderClass) -> int:
+    """The price an order's exits are measured from (0: none known): the entry's limit (or
+    stop) price, else the market's, which is also an OCO's."""
+    if order_class is OrderClass.OCO:
+        return reference
+    if order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+        return order.price
+    if order.type is OrderType.STOP:
+        return order.stop_price
+    return reference
+
+
+def _check_exit(price: int, base: int, gap: int, above: bool, symbol: Symbol, field: str) -> None:
+    """`price` at least `gap` ticks above `base` (or below it, unless `above`)."""
+    if not base:
+        return
+    if above and price < base + gap:
+        raise ApiError.invalid(
+            f"{field} must be at least {symbol.ticks_to_price(gap)} above the base price "
+            f"{symbol.ticks_to_price(base)}"
+        )
+    if not above and price > base - gap:
+        raise ApiError.invalid(
+            f"{field} must be at least {symbol.ticks_to_price(gap)} below the base price "
+            f"{symbol.ticks_to_price(base)}"
+        )
+
+
+def _order(
     request: OrderRequest, listing: Listing, order_id: int, account_id: int, now: int
 ) -> tuple[Order, str]:
-    """The order in integers, or ApiError(422) saying what is wrong with the request."""
+    """The request's order (its parent, for a class with legs) in integers."""
     symbol = listing.symbol
     side = _choice(request.side, SIDE_BY_NAME, "side")
     type_name = request.type or request.order_type
@@ -124,10 +309,6 @@ def build_order(
     if request.time_in_force.lower() in ("opg", "cls"):
         raise ApiError.invalid("opg and cls orders are not supported: tradepit has no auctions")
     time_in_force = _choice(request.time_in_force, TIME_IN_FORCE_BY_NAME, "time_in_force")
-    if request.order_class not in (None, "", "simple"):
-        raise ApiError.invalid(f"order_class {request.order_class!r} is not supported: simple only")
-    if request.take_profit or request.stop_loss or request.legs:
-        raise ApiError.invalid("bracket, oco and oto legs are not supported: simple orders only")
     trail_price = trail_rate_ = 0
     if order_type is OrderType.TRAILING_STOP:
         if (request.trail_price is None) == (request.trail_percent is None):

@@ -54,9 +54,11 @@ from tradepit.gateway.web import (
 from tradepit.ledger import Account
 from tradepit.ledger.history import (
     TERMINAL_STATUSES,
+    OrderClass,
     OrderRecord,
     OrderStatus,
     accepted_record,
+    held_record,
 )
 from tradepit.stage.messages import CancelOrder, PlaceOrder, ReplaceOrder
 from tradepit.store import ledger
@@ -95,27 +97,58 @@ def _listing(gateway: Gateway, name: str) -> Listing:
     return listing
 
 
-def order_view(gateway: Gateway, record: OrderRecord) -> dict[str, Any]:
+def order_view(
+    gateway: Gateway, record: OrderRecord, legs: list[OrderRecord] | None = None
+) -> dict[str, Any]:
+    """An order's JSON, with its legs' nested in it when they are given."""
     listing = _listing(gateway, record.symbol)
-    return order_json(record, listing.symbol, listing.asset_id)
+    view = order_json(record, listing.symbol, listing.asset_id)
+    if legs:
+        view["legs"] = [order_json(leg, listing.symbol, listing.asset_id) for leg in legs]
+    return view
 
 
-async def place_order(gateway: Gateway, account_id: int, request: OrderRequest) -> OrderRecord:
-    """Check, reserve and send an order; its record as accepted, or ApiError."""
+async def legs_of(gateway: Gateway, record: OrderRecord) -> list[OrderRecord]:
+    """The records of an order's legs as they stand now: a leg that was replaced is the order
+    that replaced it, the newest of the line."""
+    legs = []
+    for leg_id in record.legs:
+        leg = await gateway.order(record.account_id, leg_id)
+        while leg.replaced_by:
+            leg = await gateway.order(record.account_id, leg.replaced_by)
+        legs.append(leg)
+    return legs
+
+
+async def place_order(
+    gateway: Gateway, account_id: int, request: OrderRequest
+) -> tuple[OrderRecord, list[OrderRecord]]:
+    """Check, reserve and send an order; its record as accepted and its legs', or ApiError."""
     listing = _listing(gateway, request.symbol)
     if listing.halted:
         raise ApiError.forbidden(f"{listing.symbol.name} is halted")
     if (await gateway.account_settings(account_id)).suspend_trade:
         raise ApiError.forbidden("trading is suspended for this account (suspend_trade)")
-    order, client_order_id = build_order(request, listing, new_id(), account_id, time.time_ns())
+    plan = build_order(request, listing, new_id, account_id, time.time_ns())
+    order, client_order_id, order_class, legs = plan
     # build_order has checked the notional (whole cents, more than zero); the record keeps it.
     notional = cash_to_cents(request.notional, "notional") if request.notional is not None else 0
     extended_hours = bool(request.extended_hours)
-    command = PlaceOrder(0, order, client_order_id, notional, extended_hours)
+    command = PlaceOrder(
+        0, order, client_order_id, notional, extended_hours, order_class, list(legs)
+    )
     reply = await gateway.client.request(account_id, command)
     if not reply.ok:
         raise ledger_error(reply)
-    return accepted_record(order, client_order_id, 0, notional, extended_hours)
+    leg_ids = tuple(leg.order_id for leg in legs)
+    record = accepted_record(
+        order, client_order_id, 0, notional, extended_hours, order_class, leg_ids
+    )
+    parent = order.order_id
+    if order_class is OrderClass.OCO:  # its stop-loss goes live with it
+        return record, [accepted_record(legs[0], "", order_class=order_class, parent=parent)]
+    # A bracket's or OTO's legs wait for their entry to fill.
+    return record, [held_record(leg, order_class, parent) for leg in legs]
 
 
 @router.post("/orders", openapi_extra=body_doc(_ORDER_EXAMPLE), responses=BODY_ERRORS)
@@ -125,8 +158,8 @@ async def submit_order(request: Request, principal: Principal = Depends(trader))
     grid: one that would trade outside the price band is rejected by the book."""
     gateway = gateway_of(request)
     body = decode_body(await read_body(request), OrderRequest)
-    record = await place_order(gateway, principal.account_id, body)
-    return json_response(order_view(gateway, record))
+    record, legs = await place_order(gateway, principal.account_id, body)
+    return json_response(order_view(gateway, record, legs))
 
 
 @router.get("/orders")
@@ -147,11 +180,13 @@ async def list_orders(
     if wanted not in ("open", "closed", "all"):
         raise ApiError.invalid(f"status must be open, closed or all, got {status!r}")
     descending = _descending(direction)
-    parse_bool(nested, "nested")
+    rolled_up = parse_bool(nested, "nested")
     symbol_set = {name.strip() for name in symbols.split(",") if name.strip()} if symbols else None
     side_wanted = _side_filter(side)
 
     def keep(record: OrderRecord) -> bool:
+        if rolled_up and record.parent:
+            return False  # it is listed in its parent's legs
         if wanted == "closed" and record.status not in TERMINAL_STATUSES:
             return False
         if symbol_set is not None and record.symbol not in symbol_set:
@@ -167,7 +202,10 @@ async def list_orders(
         limit=parse_int(limit, "limit", 50, 1, 500),
         keep=keep,
     )
-    return json_response([order_view(gateway, record) for record in records])
+    if not rolled_up:
+        return json_response([order_view(gateway, record) for record in records])
+    views = [order_view(gateway, record, await legs_of(gateway, record)) for record in records]
+    return json_response(views)
 
 
 def _descending(direction: str | None) -> bool:
@@ -207,9 +245,9 @@ async def get_order(
     principal: Principal = Depends(trader),
 ) -> Response:
     gateway = gateway_of(request)
-    parse_bool(nested, "nested")
+    parse_bool(nested, "nested")  # an order's legs are always nested in it
     record = await gateway.order(principal.account_id, parse_order_id(order_id))
-    return json_response(order_view(gateway, record))
+    return json_response(order_view(gateway, record, await legs_of(gateway, record)))
 
 
 async def request_cancel(gateway: Gateway, account_id: int, order_id: int) -> None:
@@ -365,6 +403,9 @@ def replacement_record(old: OrderRecord, command: ReplaceOrder) -> OrderRecord:
         command.client_order_id,
         old.order_id,
         extended_hours=old.extended_hours,
+        order_class=old.order_class,
+        legs=old.legs,
+        parent=old.parent,
     )
 
 
@@ -451,7 +492,8 @@ async def _close(
         time_in_force="day",
         qty=Decimal(symbol.lots_to_qty(lots)),
     )
-    return await place_order(gateway, account.account_id, request)
+    record, _ = await place_order(gateway, account.account_id, request)  # a simple order
+    return record
 
 
 @router.delete("/positions/{symbol_or_asset_id}")
