@@ -126,6 +126,23 @@ def test_notional_and_extended_hours_are_echoed_as_sent(bot: dict[str, Any]) -> 
     assert echo["extended"]["notional"] is None
 
 
+def test_brackets_ocos_and_trailing_stops_from_submit_order(bot: dict[str, Any]) -> None:
+    classes = bot["order_classes"]
+    bracket = classes["bracket"]
+    assert bracket["order_class"] == "bracket"
+    assert [(leg["type"], leg["side"], leg["status"]) for leg in bracket["legs"]] == [
+        ("limit", "sell", "held"),
+        ("stop_limit", "sell", "held"),
+    ]
+    assert classes["filled"] and classes["legs_live"] and classes["legs_canceled"]
+    assert [leg["qty"] for leg in classes["legs"]] == ["2", "2"]
+    assert {"new", "canceled"} <= set(classes["bracket_events"])
+    oco = classes["oco"]
+    assert (oco["order_class"], oco["limit_price"]) == ("oco", "120.00")
+    assert [leg["type"] for leg in oco["legs"]] == ["stop"]
+    assert classes["trailing"] == {"type": "trailing_stop", "trail_percent": "5"}
+
+
 def test_a_watchlist_is_found_by_its_name(venue: Venue) -> None:
     symbol = venue.symbol()
     trader = venue.account()

@@ -187,6 +187,69 @@ def notional_and_extended_hours() -> dict[str, Any]:
 
 
 step("echo", notional_and_extended_hours)
+
+
+def leg_views(legs: list[Any] | None) -> list[dict[str, Any]]:
+    """The SDK's legs (Order entities) as the fields the test checks."""
+    return [
+        {name: getattr(leg, name) for name in ("id", "status", "type", "side", "qty")}
+        for leg in legs or []
+    ]
+
+
+def legs_of(order_id: str) -> list[dict[str, Any]]:
+    return leg_views(api.get_order(order_id).legs)
+
+
+def order_classes() -> dict[str, Any]:
+    bracket = api.submit_order(
+        symbol,
+        qty=2,
+        side="buy",
+        type="limit",
+        time_in_force="gtc",
+        limit_price="100.00",
+        order_class="bracket",
+        take_profit={"limit_price": "110.00"},
+        stop_loss={"stop_price": "95.00", "limit_price": "94.50"},
+    )
+    filled = until(lambda: api.get_order(bracket.id).status == "filled")
+    live = until(lambda: {leg["status"] for leg in legs_of(bracket.id)} == {"new"})
+    take_profit = legs_of(bracket.id)[0]["id"]
+    api.cancel_order(take_profit)  # one leg of the pair ends: so does the other
+    both_canceled = until(lambda: {leg["status"] for leg in legs_of(bracket.id)} == {"canceled"})
+    oco = api.submit_order(
+        symbol,
+        qty=1,
+        side="sell",
+        type="limit",
+        time_in_force="gtc",
+        order_class="oco",
+        take_profit={"limit_price": "120.00"},
+        stop_loss={"stop_price": "90.00"},
+    )
+    trailing = api.submit_order(
+        symbol, qty=1, side="sell", type="trailing_stop", time_in_force="gtc", trail_percent="5"
+    )
+    api.cancel_order(oco.id)
+    api.cancel_order(trailing.id)
+    return {
+        "bracket": {"order_class": bracket.order_class, "legs": leg_views(bracket.legs)},
+        "filled": bool(filled),
+        "legs_live": bool(live),
+        "legs_canceled": bool(both_canceled),
+        "legs": legs_of(bracket.id),
+        "bracket_events": sorted({u["event"] for u in updates if u["order_id"] == take_profit}),
+        "oco": {
+            "order_class": oco.order_class,
+            "limit_price": oco.limit_price,
+            "legs": leg_views(oco.legs),
+        },
+        "trailing": {"type": trailing.type, "trail_percent": trailing.trail_percent},
+    }
+
+
+step("order_classes", order_classes)
 seen["updates"] = updates
 print(json.dumps(seen, default=str))
 sys.stdout.flush()
