@@ -129,8 +129,9 @@ async def place_order(
         raise ApiError.forbidden(f"{listing.symbol.name} is halted")
     if (await gateway.account_settings(account_id)).suspend_trade:
         raise ApiError.forbidden("trading is suspended for this account (suspend_trade)")
-    plan = build_order(request, listing, new_id, account_id, time.time_ns())
-    order, client_order_id, order_class, legs = plan
+    order, client_order_id, order_class, legs = build_order(
+        request, listing, new_id, account_id, time.time_ns()
+    )
     # build_order has checked the notional (whole cents, more than zero); the record keeps it.
     notional = cash_to_cents(request.notional, "notional") if request.notional is not None else 0
     extended_hours = bool(request.extended_hours)
@@ -155,7 +156,8 @@ async def place_order(
 async def submit_order(request: Request, principal: Principal = Depends(trader)) -> Response:
     """Place an order: market, limit, stop, stop_limit or trailing_stop (`trail_price` or
     `trail_percent`; day or gtc); day, gtc, ioc or fok. A limit may be at any price on the
-    grid: one that would trade outside the price band is rejected by the book."""
+    grid: one that would trade outside the price band is rejected by the book. `order_class`
+    bracket, oco or oto, with `take_profit` and `stop_loss`: the answer nests the `legs`."""
     gateway = gateway_of(request)
     body = decode_body(await read_body(request), OrderRequest)
     record, legs = await place_order(gateway, principal.account_id, body)
