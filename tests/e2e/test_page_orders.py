@@ -140,3 +140,138 @@ def test_a_trailing_stop_from_the_ticket_follows_the_high(browser: Browser, venu
     # 422 is the refusals asked for; 404 the market data probe on a venue without it.
     assert console.unexpected(404, 422) == []
     page.close()
+
+
+def bracket_ticket(
+    page: Page, qty: str, limit: str, take_profit: str, stop_loss: str, **more: str
+) -> None:
+    """A limit buy with its exits; `stop_limit` gives the stop loss a limit, `tif` is gtc
+    unless given."""
+    page.select_option("#order-type", "limit")
+    page.fill("#order-qty", qty)
+    page.fill("#order-limit", limit)
+    page.locator("#order-exits").check()
+    page.fill("#order-take-profit", take_profit)
+    page.fill("#order-stop-loss", stop_loss)
+    page.fill("#order-stop-loss-limit", more.get("stop_limit", ""))
+    page.select_option("#order-tif", more.get("tif", "gtc"))
+    page.locator("#submit-order").click()
+
+
+def test_a_bracket_from_the_ticket_lists_its_legs_under_it(browser: Browser, venue: Venue) -> None:
+    symbol = venue.symbol("100.00")
+    me = venue.account("100000.00")
+    dealer = venue.account("100000.00", **{symbol: "100"})
+    page, console = open_page(browser, venue, WIDE)
+    sign_in(page, me)
+    page.goto(f"{venue.url}/#/trade/{symbol}")
+    expect(page.locator("#chart-symbol")).to_have_text(symbol)
+
+    # Exits are offered with market and limit entries, their prices once asked for.
+    page.select_option("#order-type", "stop")
+    expect(page.locator("#order-exits")).to_be_hidden()
+    page.select_option("#order-type", "market")
+    expect(page.locator("#order-exits")).to_be_visible()
+    expect(page.locator("#order-take-profit")).to_be_hidden()
+    page.locator("#order-exits").check()
+    expect(page.locator("#order-take-profit")).to_be_visible()
+    expect(page.locator("#order-stop-loss-limit")).to_be_visible()
+
+    # What the page can tell before asking, then what only the API can.
+    bracket_ticket(page, "10", "100.00", "", "")
+    expect(page.locator("#error-take_profit")).to_have_text(
+        "Enter a take profit, a stop loss or both."
+    )
+    expect(page.locator("#order-take-profit")).to_be_focused()
+    bracket_ticket(page, "10", "100.00", "110.00", "", stop_limit="89.50")
+    expect(page.locator("#error-stop_loss")).to_have_text("Enter the stop loss's stop price.")
+    bracket_ticket(page, "10", "100.00", "110.00", "90.00", tif="ioc")
+    expect(page.locator("#error-time_in_force")).to_contain_text("day or gtc")
+    bracket_ticket(page, "10", "100.00", "99.00", "90.00")
+    expect(page.locator("#error-take_profit")).to_contain_text("take_profit.limit_price")
+    expect(page.locator("#order-take-profit")).to_have_attribute("aria-invalid", "true")
+    bracket_ticket(page, "10", "100.00", "110.00", "101.00")
+    expect(page.locator("#error-stop_loss")).to_contain_text("stop_loss.stop_price")
+    expect(page.locator("#ticket-status")).to_have_text("")
+
+    # A bracket: the entry rests, its two exits held under it in the open orders.
+    bracket_ticket(page, "10", "100.00", "110.00", "90.00")
+    expect(page.locator("#ticket-status")).to_contain_text(
+        f"buy 10 {symbol} limit at 100.00, take profit 110.00, stop loss 90.00"
+    )
+    expect(page.locator("#error-stop_loss")).to_have_text("")
+    page.locator("#tab-open").click()
+    entry = page.locator("#pane-open tbody tr:not(.leg)", has_text=symbol)
+    expect(entry).to_have_count(1)
+    expect(entry.locator("td.type")).to_have_text("limit · bracket")
+    expect(page.locator("#open-count")).to_have_text("(3)")  # as Alpaca counts them
+    first = entry.get_attribute("data-order")
+    legs = page.locator(f'#pane-open tr[data-order="{first}"] ~ tr.leg[data-parent="{first}"]')
+    expect(legs).to_have_count(2)
+    # Right under their parent, the take profit first.
+    take_profit = page.locator(f'#pane-open tr[data-order="{first}"] + tr.leg')
+    stop_loss = page.locator(f'#pane-open tr[data-order="{first}"] + tr.leg + tr.leg')
+    expect(take_profit.locator("td.leg-of")).to_have_text("↳ take profit")
+    expect(take_profit.locator("td.side")).to_have_text("sell")
+    expect(take_profit.locator("td.type")).to_have_text("limit")
+    expect(take_profit.locator("td.limit")).to_have_text("$110.00")
+    expect(stop_loss.locator("td.leg-of")).to_have_text("↳ stop loss")
+    expect(stop_loss.locator("td.type")).to_have_text("stop")
+    expect(stop_loss.locator("td.stop")).to_have_text("$90.00")
+    for leg in (take_profit, stop_loss):
+        expect(leg.locator("td.status")).to_have_text("held")
+        expect(leg.locator("td.qty")).to_have_text("10")
+        # Held, a leg is its entry's to cancel.
+        expect(leg.get_by_role("button")).to_have_count(0)
+    expect(entry.get_by_role("button", name="Cancel")).to_be_enabled()
+
+    # Another account sells into the entry: its exits go live, still under it, and each can
+    # be canceled on its own now; the filled entry has nothing left to cancel.
+    order(venue, dealer, symbol=symbol, qty="10", side="sell", limit_price="100.00")
+    expect(entry.locator("td.status")).to_have_text("filled")
+    expect(take_profit.locator("td.status")).to_have_text("new")
+    expect(stop_loss.locator("td.status")).to_have_text("new")
+    expect(page.locator("#open-count")).to_have_text("(2)")
+    expect(entry.get_by_role("button")).to_have_count(0)
+    for leg in (take_profit, stop_loss):
+        expect(leg.get_by_role("button", name="Cancel")).to_be_visible()
+    screenshot(page, "page-bracket")
+
+    # A second bracket, its stop loss a stop limit, canceled with its entry.
+    bracket_ticket(page, "5", "95.00", "105.00", "90.00", stop_limit="89.50", tif="day")
+    expect(page.locator("#ticket-status")).to_contain_text(
+        "take profit 105.00, stop loss 90.00 limit 89.50"
+    )
+    second = page.locator("#pane-open tbody tr:not(.leg)", has_text="$95.00")
+    expect(second).to_have_count(1)
+    second_id = second.get_attribute("data-order")
+    second_legs = page.locator(f'#pane-open tr.leg[data-parent="{second_id}"]')
+    expect(second_legs.locator("td.status")).to_have_text(["held", "held"])
+    expect(second_legs.locator("td.type")).to_have_text(["limit", "stop limit"])
+    second.get_by_role("button", name="Cancel").click()
+    expect(second).to_have_count(0)
+    expect(second_legs).to_have_count(0)
+    expect(legs).to_have_count(2)  # the first bracket's exits still work
+
+    page.locator("#tab-history").click()
+    canceled = page.locator(f'#pane-history tr[data-order="{second_id}"]')
+    expect(canceled.locator("td.status")).to_have_text("canceled")
+    expect(canceled.locator("td.type")).to_have_text("limit · bracket")
+    nested = page.locator(
+        f'#pane-history tr[data-order="{second_id}"] ~ tr.leg[data-parent="{second_id}"]'
+    )
+    expect(nested.locator("td.leg-of")).to_have_text(["↳ take profit", "↳ stop loss"])
+    expect(nested.locator("td.status")).to_have_text(["canceled", "canceled"])
+    expect(nested.locator("td.limit")).to_have_text(["$105.00", "$89.50"])
+    expect(page.locator(f'#pane-history tr[data-order="{second_id}"] + tr.leg')).to_have_count(1)
+    # The filled entry is history too, its live exits under it.
+    filled = page.locator(f'#pane-history tr[data-order="{first}"]')
+    expect(filled.locator("td.status")).to_have_text("filled")
+    expect(page.locator(f'#pane-history tr.leg[data-parent="{first}"] td.status')).to_have_text(
+        ["new", "new"]
+    )
+    screenshot(page, "page-bracket-history")
+
+    # 422 is the refusals asked for; 404 the market data probe on a venue without it.
+    assert console.unexpected(404, 422) == []
+    page.close()

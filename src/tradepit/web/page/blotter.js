@@ -1,11 +1,11 @@
 // The account's side of the page: positions, open orders (cancel, replace), order history and
-// fills, from the Trading API; refreshed when a trade update arrives, after a trade on a symbol
-// a trailing stop of the account follows (which moves its stop with no trade update), and every
-// few seconds.
+// fills, from the Trading API, with a bracket's (OCO's, OTO's) legs under their parent;
+// refreshed when a trade update arrives, after a trade on a symbol a trailing stop of the
+// account follows (which moves its stop with no trade update), and every few seconds.
 
 import { api, get } from "./api.js";
 import { dateTime, decimal, el, money, percent, signOf } from "./format.js";
-import { fieldOf } from "./ticket.js";
+import { exitName, fieldOf } from "./ticket.js";
 
 const $ = (id) => document.getElementById(id);
 const TABS = ["positions", "open", "history", "fills"];
@@ -25,6 +25,49 @@ const sideCell = (side) => td(side, `side ${side}`);
 const plClass = (text) => (signOf(text) > 0 ? "num up" : signOf(text) < 0 ? "num down" : "num");
 const typeName = (type) => type.replace("_", " ");
 const priceCell = (text, cls) => td(text ? money(text) : "–", `num ${cls}`);
+const statusCell = (order) => td(order.status.replace("_", " "), "status");
+
+// Legs are nested in their parent (nested=true), which says its class; a leg's row, under it,
+// says what the leg is for instead of the symbol.
+const legsOf = (order) => order.legs ?? [];
+const withLegs = (orders) => orders.flatMap((order) => [order, ...legsOf(order)]);
+const hasClass = (order) => order.order_class && order.order_class !== "simple";
+const typeCell = (order, parent) =>
+  td(
+    [typeName(order.type), !parent && hasClass(order) && el("span", { class: "muted" }, ` · ${order.order_class}`)],
+    "type",
+  );
+const whatCell = (order, parent) =>
+  parent
+    ? td([el("span", { "aria-hidden": "true" }, "↳ "), exitName(order)], "leg-of")
+    : td(order.symbol, "symbol");
+const rowAttributes = (order, parent) => ({
+  class: parent ? "leg" : null,
+  dataset: parent ? { order: order.id, parent: parent.id } : { order: order.id },
+});
+
+const OPEN_ORDERS = "/v2/orders?status=open&limit=200&direction=desc";
+const CLOSED = new Set(["filled", "canceled", "expired", "replaced", "rejected"]);
+const HELD_TITLE = "Held until its entry fills: canceling the entry cancels it";
+// RFC 3339 times of one width, so their text sorts as they do.
+const newestFirst = (a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : 0);
+
+// The open orders with their legs under them, and how many orders are open. Alpaca's nested
+// listing of open orders leaves out an entry that has filled while its legs still work (the
+// entry is closed, and the legs are listed in it only): the flat listing says which open
+// orders it left out, and the closed orders are searched for their parents. A leg whose parent
+// is beyond that search is listed on its own.
+async function openOrdersNested() {
+  const [nested, flat] = await Promise.all([get(`${OPEN_ORDERS}&nested=true`), get(OPEN_ORDERS)]);
+  const listed = new Set(withLegs(nested).map((order) => order.id));
+  const unlisted = new Set(flat.filter((order) => !listed.has(order.id)).map((order) => order.id));
+  if (!unlisted.size) return { orders: nested, count: flat.length };
+  const closed = await get("/v2/orders?status=closed&nested=true&limit=200&direction=desc");
+  const parents = closed.filter((order) => legsOf(order).some((leg) => unlisted.has(leg.id)));
+  for (const order of withLegs(parents)) unlisted.delete(order.id);
+  const orders = [...nested, ...parents, ...flat.filter((order) => unlisted.has(order.id))];
+  return { orders: orders.sort(newestFirst), count: flat.length };
+}
 
 // A trailing stop's trail ("$0.50" or "2%"); its stop and mark (hwm: a sell's high, a buy's
 // low) are the matcher's and move with the book's trades, so each redraw shows them as they are.
@@ -42,6 +85,24 @@ const trailHeaders = (shown) =>
   shown ? [["Trail", "num"], [el("abbr", { title: MARK_TITLE }, "HWM"), "num"]] : [];
 const trailCells = (shown, order) =>
   shown ? [td(trailText(order), "num trail"), priceCell(order.hwm, "hwm")] : [];
+
+function historyRow(order, parent, trails) {
+  return el(
+    "tr",
+    rowAttributes(order, parent),
+    td(dateTime(order.updated_at ?? order.created_at)),
+    whatCell(order, parent),
+    sideCell(order.side),
+    typeCell(order, parent),
+    td(decimal(order.qty), "num qty"),
+    td(decimal(order.filled_qty), "num"),
+    priceCell(order.filled_avg_price, "avg"),
+    priceCell(order.limit_price, "limit"),
+    priceCell(order.stop_price, "stop"),
+    trailCells(trails, order),
+    statusCell(order),
+  );
+}
 
 export class Blotter {
   constructor({ onChanged }) {
@@ -113,10 +174,12 @@ export class Blotter {
   }
 
   async loadOpenOrders() {
-    const orders = await get("/v2/orders?status=open&limit=200&direction=desc");
+    const { orders, count } = await openOrdersNested();
     this.openOrders = orders;
-    $("open-count").textContent = orders.length ? `(${orders.length})` : "";
-    if (this.editing && !orders.some((order) => order.id === this.editing)) this.editing = null;
+    $("open-count").textContent = count ? `(${count})` : "";
+    if (this.editing && !withLegs(orders).some((order) => order.id === this.editing)) {
+      this.editing = null;
+    }
     // Leave a replace form alone while someone is typing in it.
     if (this.editing && $("pane-open").contains(document.activeElement)) return;
     this.drawOpenOrders();
@@ -125,31 +188,12 @@ export class Blotter {
   drawOpenOrders() {
     const rows = [];
     const trails = anyTrails(this.openOrders);
+    const columns = trails ? 13 : 11;
     for (const order of this.openOrders) {
-      rows.push(
-        el(
-          "tr",
-          { dataset: { order: order.id } },
-          td(dateTime(order.created_at)),
-          td(order.symbol, "symbol"),
-          sideCell(order.side),
-          td(typeName(order.type)),
-          td(decimal(order.qty), "num"),
-          td(decimal(order.filled_qty), "num"),
-          priceCell(order.limit_price, "limit"),
-          priceCell(order.stop_price, "stop"),
-          trailCells(trails, order),
-          td(order.time_in_force),
-          td(order.status.replace("_", " ")),
-          el(
-            "td",
-            { class: "actions" },
-            el("button", { type: "button", class: "small", onclick: () => this.startReplace(order.id) }, "Replace"),
-            el("button", { type: "button", class: "small danger", onclick: (event) => this.cancel(order, event.target) }, "Cancel"),
-          ),
-        ),
-      );
-      if (order.id === this.editing) rows.push(this.replaceRow(order, trails ? 13 : 11));
+      for (const [shown, parent] of [[order], ...legsOf(order).map((leg) => [leg, order])]) {
+        rows.push(this.openRow(shown, parent, trails));
+        if (shown.id === this.editing) rows.push(this.replaceRow(shown, columns));
+      }
     }
     $("pane-open").replaceChildren(
       table(
@@ -158,6 +202,38 @@ export class Blotter {
         "No open orders.",
       ),
     );
+  }
+
+  openRow(order, parent, trails) {
+    return el(
+      "tr",
+      rowAttributes(order, parent),
+      td(dateTime(order.created_at)),
+      whatCell(order, parent),
+      sideCell(order.side),
+      typeCell(order, parent),
+      td(decimal(order.qty), "num qty"),
+      td(decimal(order.filled_qty), "num"),
+      priceCell(order.limit_price, "limit"),
+      priceCell(order.stop_price, "stop"),
+      trailCells(trails, order),
+      td(order.time_in_force),
+      statusCell(order),
+      el("td", { class: "actions" }, this.actions(order)),
+    );
+  }
+
+  // A held leg is its entry's to cancel or change (the venue refuses it on its own); an entry
+  // listed here though filled is done, and only its legs still work.
+  actions(order) {
+    if (order.status === "held") {
+      return el("span", { class: "muted small", title: HELD_TITLE }, "with entry");
+    }
+    if (CLOSED.has(order.status)) return [];
+    return [
+      el("button", { type: "button", class: "small", onclick: () => this.startReplace(order.id) }, "Replace"),
+      el("button", { type: "button", class: "small danger", onclick: (event) => this.cancel(order, event.target) }, "Cancel"),
+    ];
   }
 
   startReplace(id) {
@@ -243,25 +319,12 @@ export class Blotter {
   }
 
   async loadHistory() {
-    const orders = await get("/v2/orders?status=closed&limit=100&direction=desc");
+    const orders = await get("/v2/orders?status=closed&nested=true&limit=100&direction=desc");
     const trails = anyTrails(orders);
-    const rows = orders.map((order) =>
-      el(
-        "tr",
-        { dataset: { order: order.id } },
-        td(dateTime(order.updated_at ?? order.created_at)),
-        td(order.symbol, "symbol"),
-        sideCell(order.side),
-        td(typeName(order.type)),
-        td(decimal(order.qty), "num"),
-        td(decimal(order.filled_qty), "num"),
-        priceCell(order.filled_avg_price, "avg"),
-        priceCell(order.limit_price, "limit"),
-        priceCell(order.stop_price, "stop"),
-        trailCells(trails, order),
-        td(order.status.replace("_", " ")),
-      ),
-    );
+    const rows = orders.flatMap((order) => [
+      historyRow(order, null, trails),
+      ...legsOf(order).map((leg) => historyRow(leg, order, trails)),
+    ]);
     $("pane-history").replaceChildren(
       table(
         [["Time"], ["Symbol"], ["Side"], ["Type"], ["Qty", "num"], ["Filled", "num"], ["Avg fill", "num"], ["Limit", "num"], ["Stop", "num"], ...trailHeaders(trails), ["Status"]],

@@ -1,11 +1,15 @@
-// The order ticket: POST /v2/orders, with the API's refusals shown next to the field they are
-// about.
+// The order ticket: POST /v2/orders, with an entry's exits attached as Alpaca's order classes
+// take them, and the API's refusals shown next to the field they are about.
 
 import { api } from "./api.js";
 
-// The API's field names, in the order a message is searched for them: "trail" (a replace's)
-// last, as "trail_price" and "trailing_stop" contain it.
+// The API's field names, in the order a message is searched for them: the exits' first, as
+// they contain the entry's names (and a stop-loss's refusal names the take-profit it must be
+// beyond); "trail" (a replace's) last, as "trail_price" and "trailing_stop" contain it.
 const FIELDS = [
+  "stop_loss.stop_price",
+  "stop_loss.limit_price",
+  "take_profit.limit_price",
   "qty",
   "limit_price",
   "stop_price",
@@ -18,18 +22,25 @@ const FIELDS = [
 const $ = (id) => document.getElementById(id);
 
 // The ticket's sections ([data-for]) each order type shows, beyond side, quantity and time in
-// force. An order class (bracket legs) will be a section of its own beside these.
+// force. "exits" is the box that attaches a take-profit and a stop-loss, offered with market
+// and limit entries; "exit-prices" (their prices) shows while it is ticked.
 const TYPE_SECTIONS = {
-  limit: ["limit"],
-  market: [],
+  limit: ["limit", "exits"],
+  market: ["exits"],
   stop: ["stop"],
   stop_limit: ["limit", "stop"],
   trailing_stop: ["trail"],
 };
-const SECTIONS = ["limit", "stop", "trail"];
+const SECTIONS = ["limit", "stop", "trail", "exits", "exit-prices"];
 
 // The ticket's input an API field is entered in: one trail input sends either trail field.
-const INPUT_OF = { trail_price: "trail", trail_percent: "trail" };
+const INPUT_OF = {
+  trail_price: "trail",
+  trail_percent: "trail",
+  "take_profit.limit_price": "take_profit",
+  "stop_loss.stop_price": "stop_loss",
+  "stop_loss.limit_price": "stop_loss_limit",
+};
 
 // Which field an API error message is about, if it names one. A refusal to trade through the
 // price band is about the order as a whole (a market order has no price to correct).
@@ -42,12 +53,24 @@ export function fieldOf(message) {
   return "order";
 }
 
-// An order as the ticket's status line says it: "buy 10 ACME limit at 99.00".
+// What an exit leg is for. The server makes a take-profit a limit and a stop-loss a stop or a
+// stop limit, whatever the class.
+export const exitName = (leg) => (leg.type === "limit" ? "take profit" : "stop loss");
+
+function exitText(leg) {
+  if (leg.type === "limit") return `take profit ${leg.limit_price}`;
+  const limit = leg.type === "stop_limit" ? ` limit ${leg.limit_price}` : "";
+  return `stop loss ${leg.stop_price}${limit}`;
+}
+
+// An order as the ticket's status line says it: "buy 10 ACME limit at 99.00", and its exits.
 function summary(order) {
   const what = `${order.side} ${order.qty} ${order.symbol} ${order.type.replace("_", " ")}`;
-  if (order.trail_price) return `${what}, trailing ${order.trail_price}`;
-  if (order.trail_percent) return `${what}, trailing ${order.trail_percent}%`;
-  return order.limit_price ? `${what} at ${order.limit_price}` : what;
+  let text = what;
+  if (order.trail_price) text = `${what}, trailing ${order.trail_price}`;
+  else if (order.trail_percent) text = `${what}, trailing ${order.trail_percent}%`;
+  else if (order.limit_price) text = `${what} at ${order.limit_price}`;
+  return [text, ...(order.legs ?? []).map(exitText)].join(", ");
 }
 
 export class Ticket {
@@ -113,7 +136,9 @@ export class Ticket {
   }
 
   sections() {
-    return TYPE_SECTIONS[$("order-type").value] ?? [];
+    const sections = TYPE_SECTIONS[$("order-type").value] ?? [];
+    const exits = sections.includes("exits") && $("order-exits").checked;
+    return exits ? [...sections, "exit-prices"] : sections;
   }
 
   // The trail field sends trail_price or trail_percent, as its unit says.
@@ -162,7 +187,23 @@ export class Ticket {
     if (sections.includes("limit")) body.limit_price = $("order-limit").value.trim();
     if (sections.includes("stop")) body.stop_price = $("order-stop").value.trim();
     if (sections.includes("trail")) body[this.trailField] = $("order-trail").value.trim();
+    if (sections.includes("exit-prices")) Object.assign(body, this.exits());
     return body;
+  }
+
+  // The exits entered, as Alpaca takes them: both make a bracket, one alone an OTO. Nothing
+  // entered adds nothing (missing() says so).
+  exits() {
+    const takeProfit = $("order-take-profit").value.trim();
+    const stop = $("order-stop-loss").value.trim();
+    const stopLimit = $("order-stop-loss-limit").value.trim();
+    const exits = {};
+    if (takeProfit) exits.take_profit = { limit_price: takeProfit };
+    if (stop || stopLimit) exits.stop_loss = { stop_price: stop };
+    if (stopLimit) exits.stop_loss.limit_price = stopLimit;
+    const count = Object.keys(exits).length;
+    if (!count) return {};
+    return { order_class: count === 2 ? "bracket" : "oto", ...exits };
   }
 
   // What the page can tell before asking: required fields, and a trailing stop's time in
@@ -176,6 +217,12 @@ export class Ticket {
     if (trail !== undefined && !trail) problems[this.trailField] = "Enter a trail.";
     if (body.type === "trailing_stop" && !["day", "gtc"].includes(body.time_in_force)) {
       problems.time_in_force = "A trailing stop's time in force is day or GTC.";
+    }
+    if (this.sections().includes("exit-prices") && !body.order_class) {
+      problems["take_profit.limit_price"] = "Enter a take profit, a stop loss or both.";
+    }
+    if (body.stop_loss && !body.stop_loss.stop_price) {
+      problems["stop_loss.stop_price"] = "Enter the stop loss's stop price.";
     }
     return problems;
   }
