@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -324,6 +325,8 @@ def _command(args: argparse.Namespace) -> int:
         url = args.redis_url or os.environ.get("REDIS_URL") or None
         settings = settings_from(VenueSettings, args)
         gateway = settings_from(GatewaySettings, args)
+        if not gateway.clock_anchor:  # one venue clock for serve and every gateway it starts
+            gateway = msgspec.structs.replace(gateway, clock_anchor=time.time_ns())
         if demo:
             gateway = msgspec.structs.replace(gateway, demo=True)
         market = settings_from(DemoSettings, args) if demo else None
@@ -334,6 +337,8 @@ def _command(args: argparse.Namespace) -> int:
                 url,
                 gateway=None if settings.no_gateway else gateway,
                 demo=market,
+                clock=gateway.venue_clock(),
+                calendar=gateway.calendar,
             )
         )
         return 0

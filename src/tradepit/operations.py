@@ -235,9 +235,9 @@ async def set_halted(client: VenueClient, name: str, halted: bool) -> dict[str, 
     return {"symbol": name, "halted": halted}
 
 
-async def close_session(client: VenueClient) -> dict[str, Any]:
-    """Expire every DAY order on every book."""
-    ts = time.time_ns()
+async def close_session(client: VenueClient, ts: int | None = None) -> dict[str, Any]:
+    """Expire every DAY order on every book, at `ts` (ns; default: now)."""
+    ts = time.time_ns() if ts is None else ts
     for shard in client.config.matcher_names():
         await client.send_to_matcher(shard, [CloseSession(ts)])
     return {"closed_at": ts}

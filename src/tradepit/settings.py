@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from tradepit.domain.clock import VenueClock
+
 __all__ = [
     "GatewaySettings",
     "VenueSettings",
@@ -148,6 +150,39 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
             "answers 503",
         ),
     ] = 5.0
+    calendar: Annotated[
+        Literal["24x7", "nyse"],
+        Meta(
+            description="the market's hours: 24x7 (always open, DAY orders expire at UTC "
+            "midnight) or nyse (the NYSE's days and hours, with extended hours)"
+        ),
+    ] = "24x7"
+    clock_start: Annotated[
+        str,
+        Meta(
+            description="the venue clock's time at the start, RFC 3339 (e.g. "
+            "2026-12-07T14:25:00Z; empty: the real time)"
+        ),
+    ] = ""
+    clock_speed: Annotated[
+        float, Meta(gt=0, description="venue seconds per real second (60: an hour a minute)")
+    ] = 1.0
+    clock_anchor: Annotated[
+        Count,
+        Meta(
+            description="the real time, in ns, at which the venue clock reads --clock-start "
+            "(0: the process's start; `serve` sets it for its gateways)"
+        ),
+    ] = 0
+
+    def __post_init__(self) -> None:
+        try:
+            self.venue_clock()
+        except ValueError as error:  # said as msgspec says a field's error, for the option
+            raise ValueError(f"{error} - at `$.clock_start`") from None
+
+    def venue_clock(self) -> VenueClock:
+        return VenueClock.starting(self.clock_start, self.clock_speed, self.clock_anchor or None)
 
 
 class VenueSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -20,7 +20,6 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,11 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 
 from tradepit import durability
 from tradepit.access import Role, write_private
+from tradepit.calendars import load_calendar
 from tradepit.client import VenueClient
 from tradepit.demo import person_account, run_demo
-from tradepit.domain.session import next_session_close
+from tradepit.domain.clock import REAL_TIME, VenueClock
+from tradepit.domain.session import AlwaysOpen, Calendar, Phase, to_datetime
 from tradepit.embedded import EmbeddedValkey
 from tradepit.errors import TradepitError
 from tradepit.gateway.server import listening_socket
@@ -303,9 +304,12 @@ async def serve(
     ready: asyncio.Event | None = None,
     gateway: GatewaySettings | None = None,
     demo: DemoSettings | None = None,
+    clock: VenueClock = REAL_TIME,
+    calendar: str = "24x7",
 ) -> None:
     """Run the venue until SIGINT or SIGTERM; `gateway` None runs no gateway; `demo` runs the
-    demo market's reference feed and bots on it (which needs the gateway).
+    demo market's reference feed and bots on it (which needs the gateway). The sessions of
+    `calendar` open and close by `clock`.
 
     On the embedded server, it first checks that Valkey loaded all this venue acknowledged
     (`tradepit.durability`), and stops with `DataLossError` if not, unless the settings accept
@@ -383,7 +387,8 @@ async def serve(
             _raise_if_failed(supervisor)
             return  # stopped while the stages loaded
         admin_key = await _first_start(redis_url, first_start)
-        helpers.append(asyncio.create_task(_close_sessions_at_midnight(redis_url)))
+        hours = load_calendar(calendar, to_datetime(clock.now()).date())
+        helpers.append(asyncio.create_task(_drive_sessions(redis_url, hours, clock)))
         helpers.append(asyncio.create_task(sample_forever(redis_url, config)))
         helpers.append(asyncio.create_task(keep_feed_clock(url_of(Role.MARKETDATA))))
         if metrics is not None:
@@ -483,15 +488,18 @@ async def _first_start(redis_url: str, first_start: bool) -> dict[str, str] | No
         return await ensure_admin_key(client)
 
 
-async def _close_sessions_at_midnight(redis_url: str) -> None:
-    """The session is the UTC day: DAY orders expire at each midnight."""
+async def _drive_sessions(redis_url: str, calendar: Calendar, clock: VenueClock) -> None:
+    """Close each session when the calendar says, by the venue's clock: DAY orders expire at
+    each close (on a 24x7 venue, at each UTC midnight)."""
     while True:
-        now = datetime.now(UTC)
-        await asyncio.sleep((next_session_close(now) - now).total_seconds())
+        moment, phase = calendar.next_change(clock.now())
+        await asyncio.sleep(clock.real_seconds_until(moment))
+        if phase is not Phase.AFTER_HOURS and not isinstance(calendar, AlwaysOpen):
+            continue
         try:
             async with VenueClient(redis_url) as client:
-                await close_session(client)
-        except Exception:  # the next midnight tries again; the venue must not stop for this
+                await close_session(client, moment)
+        except Exception:  # the next close tries again; the venue must not stop for this
             log.exception("closing the session failed")
 
 

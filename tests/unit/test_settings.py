@@ -70,6 +70,9 @@ def test_the_help_shows_each_default() -> None:
     assert "--rate-limit N" in shown and "(default: 200.0)" in " ".join(shown.split())
 
 
+_OTHER_TEXT = {"calendar": "nyse", "clock_start": "2026-01-02T14:30:00Z"}
+
+
 def _everything_changed() -> GatewaySettings:
     """Settings with every field away from its default."""
     changed: dict[str, object] = {}
@@ -80,7 +83,7 @@ def _everything_changed() -> GatewaySettings:
         elif isinstance(default, int | float):
             changed[field.name] = default + 1
         else:
-            changed[field.name] = "0.0.0.0"
+            changed[field.name] = _OTHER_TEXT.get(field.name, "0.0.0.0")
     return GatewaySettings(**changed)  # type: ignore[arg-type]
 
 
@@ -102,6 +105,12 @@ def test_options_given_become_settings_and_bad_ones_say_which() -> None:
         settings_from(VenueSettings, _parser().parse_args(["serve", "--ledgers", "0"]))
     with pytest.raises(SettingsError, match=r"--header-timeout"):
         args = _parser().parse_args(["serve", "--header-timeout", "-1"])
+        settings_from(GatewaySettings, args)
+    with pytest.raises(SettingsError, match=r"--clock-start"):
+        args = _parser().parse_args(["serve", "--clock-start", "tomorrow"])
+        settings_from(GatewaySettings, args)
+    with pytest.raises(SettingsError, match=r"time zone"):
+        args = _parser().parse_args(["serve", "--clock-start", "2026-12-07T09:30"])
         settings_from(GatewaySettings, args)
     with pytest.raises(SettingsError, match=r"shard"):
         settings_from(StageSettings, _parser().parse_args(["run", "ledger", "--shard", "2/2"]))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -104,6 +103,7 @@ _TOKEN = Query(None, description="next_page_token of the previous page")
 
 
 def _range(
+    request: Request,
     start: str | None = _START,
     end: str | None = _END,
     limit: str | None = _LIMIT,
@@ -111,7 +111,7 @@ def _range(
     page_token: str | None = _TOKEN,
 ) -> _Range:
     """The window and page a history route reads: its query parameters, checked."""
-    now = time.time_ns()
+    now = gateway_of(request).clock.now()  # the trades' own clock
     start_ns = parse_time(start, "start")
     end_ns = parse_time(end, "end")
     # Alpaca's defaults: from the start of the current (UTC) day until now.

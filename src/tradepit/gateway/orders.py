@@ -191,21 +191,21 @@ def _exit_legs(
     """A bracket's or OTO's exit legs, held until `order` (their entry) fills, or an OCO's
     stop-loss, which exits on `order`'s side as `order` (its take-profit) does. A bracket's
     two legs, as an OCO's, name each other in `oco`."""
-    name = order_class.value
+    name = f"{'a' if order_class is OrderClass.BRACKET else 'an'} {order_class.value}"
     if order.time_in_force not in (TimeInForce.DAY, TimeInForce.GTC):
-        raise ApiError.invalid(f"an {name} order's time_in_force is day or gtc")
+        raise ApiError.invalid(f"{name} order's time_in_force is day or gtc")
     if order.type is OrderType.TRAILING_STOP:
-        raise ApiError.invalid(f"a trailing_stop order cannot be an {name} order")
+        raise ApiError.invalid(f"a trailing_stop order cannot be {name} order")
     if request.notional is not None:
-        raise ApiError.invalid(f"an {name} order takes qty, not notional")
+        raise ApiError.invalid(f"{name} order takes qty, not notional")
     if request.extended_hours:
-        raise ApiError.invalid(f"an {name} order trades in regular hours only")
+        raise ApiError.invalid(f"{name} order trades in regular hours only")
     take_profit, stop_loss = request.take_profit, request.stop_loss
     if order_class is OrderClass.OTO:
         if (take_profit is None) == (stop_loss is None):
             raise ApiError.invalid("an oto order takes one of take_profit and stop_loss")
     elif take_profit is None or stop_loss is None:
-        raise ApiError.invalid(f"an {name} order takes take_profit and stop_loss")
+        raise ApiError.invalid(f"{name} order takes take_profit and stop_loss")
 
     symbol = listing.symbol
     exits_buy = (order.side is Side.BUY) == (order_class is OrderClass.OCO)

@@ -1,24 +1,25 @@
 """The rest of Alpaca's Trading API v2: assets, the clock and calendar, watchlists, account
 configurations and portfolio history.
 
-tradepit trades around the clock; its session is the UTC day. At each UTC midnight `serve`
-closes the session (DAY orders expire) and the next one opens at once, which is what the clock
-and the calendar say.
+The clock and the calendar say the venue's calendar (`--calendar`): on a 24x7 venue the session
+is the UTC day, closed at each UTC midnight (DAY orders expire) and opened again at once; on an
+NYSE venue, the exchange's days and hours, in US/Eastern time. Both read the venue's clock.
 """
 
 from __future__ import annotations
 
-import time
+import itertools
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import msgspec
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from tradepit.calendars import EASTERN
 from tradepit.domain.ids import id_to_uuid
-from tradepit.domain.session import next_session_close
+from tradepit.domain.session import AlwaysOpen, Calendar, Phase, to_datetime
 from tradepit.gateway.auth import Principal
 from tradepit.gateway.docs import BODY_ERRORS, error_responses
 from tradepit.gateway.errors import ApiError
@@ -83,17 +84,26 @@ async def get_asset(
 
 
 @router.get("/clock")
-async def get_clock(_principal: Principal = Depends(trader)) -> Response:
-    now = datetime.now(UTC)
-    close = next_session_close(now)
+async def get_clock(request: Request, _principal: Principal = Depends(trader)) -> Response:
+    """The venue's time and whether its market is open (its regular session), in the time zone
+    of its calendar: UTC on a 24x7 venue, US/Eastern on an NYSE one."""
+    gateway = gateway_of(request)
+    calendar, now = gateway.calendar, gateway.clock.now()
     return json_response(
         {
-            "timestamp": now.isoformat().replace("+00:00", "Z"),
-            "is_open": True,
-            "next_open": close.isoformat().replace("+00:00", "Z"),
-            "next_close": close.isoformat().replace("+00:00", "Z"),
+            "timestamp": _local_time(calendar, now),
+            "is_open": calendar.phase_at(now) is Phase.OPEN,
+            "next_open": _local_time(calendar, calendar.next_open(now)),
+            "next_close": _local_time(calendar, calendar.next_close(now)),
         }
     )
+
+
+def _local_time(calendar: Calendar, ns: int) -> str:
+    moment = to_datetime(ns)
+    if isinstance(calendar, AlwaysOpen):
+        return moment.isoformat().replace("+00:00", "Z")
+    return moment.astimezone(EASTERN).isoformat()
 
 
 def _date(text: str | None, field: str, default: date) -> date:
@@ -107,31 +117,56 @@ def _date(text: str | None, field: str, default: date) -> date:
 
 @router.get("/calendar")
 async def get_calendar(
+    request: Request,
     start: str | None = Query(None, description="first day (default: today)"),
     end: str | None = Query(None, description="last day (default: 30 days on)"),
     _principal: Principal = Depends(trader),
 ) -> Response:
-    today = datetime.now(UTC).date()
+    """The market's days from `start` to `end`: each one's regular hours and extended hours,
+    in the calendar's time zone, and its settlement date (the next trading day)."""
+    gateway = gateway_of(request)
+    calendar = gateway.calendar
+    today = to_datetime(gateway.clock.now()).date()
     first = _date(start, "start", today)
     last = _date(end, "end", first + timedelta(days=30))
     if last < first:
         raise ApiError.invalid("end is before start")
     if (last - first).days >= _MAX_CALENDAR_DAYS:
         raise ApiError.invalid(f"ask for at most {_MAX_CALENDAR_DAYS} days at a time")
-    days = []
-    for offset in range((last - first).days + 1):
-        day = (first + timedelta(days=offset)).isoformat()
-        days.append(
+    if isinstance(calendar, AlwaysOpen):
+        return json_response([_always_open_day(day.day) for day in calendar.days(first, last)])
+    # One more day than asked for: the last one's settlement date.
+    days = calendar.days(first, last + timedelta(days=10))
+    answer = []
+    for day, following in itertools.pairwise(days):
+        if day.day > last:
+            break
+        pre_open, opens, closes, post_close = (
+            to_datetime(moment).astimezone(EASTERN)
+            for moment in (day.pre_open, day.open, day.close, day.post_close)
+        )
+        answer.append(
             {
-                "date": day,
-                "open": "00:00",
-                "close": "23:59",
-                "session_open": "0000",
-                "session_close": "2359",
-                "settlement_date": day,
+                "date": day.day.isoformat(),
+                "open": opens.strftime("%H:%M"),
+                "close": closes.strftime("%H:%M"),
+                "session_open": pre_open.strftime("%H%M"),
+                "session_close": post_close.strftime("%H%M"),
+                "settlement_date": following.day.isoformat(),
             }
         )
-    return json_response(days)
+    return json_response(answer)
+
+
+def _always_open_day(day: date) -> dict[str, str]:
+    return {
+        "date": day.isoformat(),
+        "open": "00:00",
+        "close": "23:59",
+        "session_open": "0000",
+        "session_close": "2359",
+        "settlement_date": day.isoformat(),
+    }
 
 
 # Account configurations.
@@ -248,7 +283,7 @@ async def create_watchlist(request: Request, principal: Principal = Depends(trad
     for existing in await preferences.watchlists(gateway.redis, principal.account_id):
         if existing.name == body.name:
             raise ApiError.invalid("a watchlist with this name exists")
-    now = time.time_ns()
+    now = gateway.clock.now()
     watchlist = Watchlist(
         id=str(uuid.uuid4()),
         name=_checked_name(body.name),
@@ -294,7 +329,7 @@ async def replace_watchlist(
         watchlist.name = _checked_name(body.name)
     if body.symbols is not None:
         watchlist.symbols = _checked_symbols(gateway, body.symbols)
-    watchlist.updated_at = time.time_ns()
+    watchlist.updated_at = gateway.clock.now()
     return await _save_watchlist(gateway, principal.account_id, watchlist)
 
 
@@ -306,7 +341,7 @@ async def add_to_watchlist(
     body = decode_body(await read_body(request), WatchlistSymbol)
     watchlist = await _load_watchlist(gateway, principal.account_id, watchlist_id)
     watchlist.symbols = _checked_symbols(gateway, [*watchlist.symbols, body.symbol])
-    watchlist.updated_at = time.time_ns()
+    watchlist.updated_at = gateway.clock.now()
     return await _save_watchlist(gateway, principal.account_id, watchlist)
 
 
@@ -319,7 +354,7 @@ async def remove_from_watchlist(
     if symbol not in watchlist.symbols:
         raise ApiError.not_found(f"{symbol[:20]!r} is not in this watchlist")
     watchlist.symbols = [name for name in watchlist.symbols if name != symbol]
-    watchlist.updated_at = time.time_ns()
+    watchlist.updated_at = gateway.clock.now()
     return await _save_watchlist(gateway, principal.account_id, watchlist)
 
 

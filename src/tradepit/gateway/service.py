@@ -10,8 +10,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from tradepit.calendars import load_calendar
 from tradepit.client import VenueClient
 from tradepit.domain.refusals import Refusal
+from tradepit.domain.session import to_datetime
 from tradepit.gateway.auth import KeyStore, RateLimiter
 from tradepit.gateway.errors import ApiError
 from tradepit.gateway.market import Market
@@ -38,6 +40,9 @@ def ledger_error(reply: Reply) -> ApiError:
 class Gateway:
     def __init__(self, redis_url: str, settings: GatewaySettings) -> None:
         self.settings = settings
+        # The venue's time, which every command is stamped with, and its market's hours.
+        self.clock = settings.venue_clock()
+        self.calendar = load_calendar(settings.calendar, to_datetime(self.clock.now()).date())
         self.client = VenueClient(redis_url, reply_timeout=settings.reply_timeout)
         self.redis: Client = self.client.redis
         failures = RateLimiter(

@@ -130,7 +130,7 @@ async def place_order(
     if (await gateway.account_settings(account_id)).suspend_trade:
         raise ApiError.forbidden("trading is suspended for this account (suspend_trade)")
     order, client_order_id, order_class, legs = build_order(
-        request, listing, new_id, account_id, time.time_ns()
+        request, listing, new_id, account_id, gateway.clock.now()
     )
     # build_order has checked the notional (whole cents, more than zero); the record keeps it.
     notional = cash_to_cents(request.notional, "notional") if request.notional is not None else 0
@@ -255,7 +255,7 @@ async def get_order(
 async def request_cancel(gateway: Gateway, account_id: int, order_id: int) -> None:
     """Send the cancel to the book (the order is pending_cancel); ApiError if it cannot be."""
     reply = await gateway.client.request(
-        account_id, CancelOrder(0, account_id, order_id, time.time_ns())
+        account_id, CancelOrder(0, account_id, order_id, gateway.clock.now())
     )
     if not reply.ok:
         record = await gateway.order(account_id, order_id)  # 404 if it is not the caller's
@@ -329,7 +329,7 @@ async def replace_order(
     if old.status in TERMINAL_STATUSES:
         raise ApiError.invalid(f"order is {old.status} and can no longer be replaced")
     listing = _listing(gateway, old.symbol)
-    command = replace_command(body, old, listing, new_id(), time.time_ns())
+    command = replace_command(body, old, listing, new_id(), gateway.clock.now())
     reply = await gateway.client.request(account_id, command)
     if not reply.ok:
         raise ledger_error(reply)
