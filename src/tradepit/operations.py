@@ -20,6 +20,7 @@ from tradepit.client import ReplyTimeoutError, VenueClient
 from tradepit.domain.ids import VENUE_ACCOUNT_ID, id_to_uuid, new_id
 from tradepit.domain.numbers import parse_units, to_decimal
 from tradepit.domain.refusals import Refusal
+from tradepit.domain.session import Phase
 from tradepit.domain.symbols import CASH_UNIT, Symbol, cash_to_cents, cents_to_cash
 from tradepit.errors import RefusalError, TradepitError
 from tradepit.ledger import CASH
@@ -30,6 +31,7 @@ from tradepit.stage.messages import (
     OpenAccount,
     Reply,
     SetHalted,
+    SetSession,
     Transfer,
     spec_of,
     symbol_of,
@@ -50,6 +52,7 @@ __all__ = [
     "list_accounts",
     "set_halted",
     "close_session",
+    "set_session",
 ]
 
 _KEY_ALPHABET = string.ascii_uppercase + string.digits
@@ -241,6 +244,14 @@ async def close_session(client: VenueClient, ts: int | None = None) -> dict[str,
     for shard in client.config.matcher_names():
         await client.send_to_matcher(shard, [CloseSession(ts)])
     return {"closed_at": ts}
+
+
+async def set_session(client: VenueClient, phase: Phase, ts: int) -> dict[str, Any]:
+    """Tell every book the market is in `phase` from `ts` (ns): the auctions and expiries of
+    its open and close (`tradepit.matcher.book`)."""
+    for shard in client.config.matcher_names():
+        await client.send_to_matcher(shard, [SetSession(phase, ts)])
+    return {"phase": phase.value, "at": ts}
 
 
 async def list_accounts(client: VenueClient) -> list[dict[str, Any]]:

@@ -39,7 +39,7 @@ from tradepit.gateway.server import listening_socket
 from tradepit.metrics.exporter import Exporter
 from tradepit.metrics.stage import StageMetrics, sample_lag
 from tradepit.metrics.valkey import ValkeyMetrics
-from tradepit.operations import add_symbol, close_session, ensure_admin_key
+from tradepit.operations import add_symbol, close_session, ensure_admin_key, set_session
 from tradepit.portfolio import sample_forever
 from tradepit.settings import DemoSettings, GatewaySettings, VenueSettings
 from tradepit.stage.ledger import LedgerShard
@@ -489,18 +489,29 @@ async def _first_start(redis_url: str, first_start: bool) -> dict[str, str] | No
 
 
 async def _drive_sessions(redis_url: str, calendar: Calendar, clock: VenueClock) -> None:
-    """Close each session when the calendar says, by the venue's clock: DAY orders expire at
-    each close (on a 24x7 venue, at each UTC midnight)."""
+    """Move the books through the calendar's sessions by the venue's clock. On a 24x7 venue,
+    DAY orders expire at each UTC midnight; on an exchange's calendar, each change of phase
+    goes to every book (`SetSession`), starting with the one in force now (which catches up a
+    venue that was down across a change)."""
+    always_open = isinstance(calendar, AlwaysOpen)
+    if not always_open:
+        now = clock.now()
+        await _change_session(redis_url, calendar.phase_at(now), now, always_open)
     while True:
         moment, phase = calendar.next_change(clock.now())
         await asyncio.sleep(clock.real_seconds_until(moment))
-        if phase is not Phase.AFTER_HOURS and not isinstance(calendar, AlwaysOpen):
-            continue
-        try:
-            async with VenueClient(redis_url) as client:
-                await close_session(client, moment)
-        except Exception:  # the next close tries again; the venue must not stop for this
-            log.exception("closing the session failed")
+        await _change_session(redis_url, phase, moment, always_open)
+
+
+async def _change_session(redis_url: str, phase: Phase, ts: int, always_open: bool) -> None:
+    try:
+        async with VenueClient(redis_url) as client:
+            if always_open:
+                await close_session(client, ts)  # and it opens again at once
+            else:
+                await set_session(client, phase, ts)
+    except Exception:  # the next change tries again; the venue must not stop for this
+        log.exception("changing the session to %s failed", phase)
 
 
 async def _load_config_once_up(redis_url: str, who: str) -> VenueConfig:

@@ -182,6 +182,8 @@ def _check_between_shards(
         for book in matcher.books.values():
             book_orders.update(book.orders)
             book_orders.update(book.stop_orders)
+            book_orders.update(book.waiting)  # waiting for the open, or for the close
+            book_orders.update(book.closing)
     for order_id, open_order in ledger_orders.items():
         book_order = book_orders.get(order_id)
         if book_order is None:

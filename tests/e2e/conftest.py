@@ -40,13 +40,16 @@ from tradepit.embedded import free_port
 CLUSTER_NODE_TIMEOUT = 2.0
 
 
-def _start_serve(data_dir: Path, port: int, redis_url: str | None) -> subprocess.Popen[str]:
+def _start_serve(
+    data_dir: Path, port: int, redis_url: str | None, *flags: str
+) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "tradepit.cli", "--data-dir", str(data_dir)]
     if redis_url:
         command += ["--redis-url", redis_url]
     # In demo mode, as `tradepit demo` runs it, so that the page's demo button can be tested.
     command += ["serve", "--port", str(port), "--rate-limit", "0", "--demo"]
     command += ["--metrics-port", str(free_port())]  # not the API's + 1: it may be taken
+    command += flags
     env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
     return subprocess.Popen(
         command,
@@ -76,8 +79,8 @@ def server_venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venue]:
         scratch = redis.Redis.from_url(redis_url)
         scratch.flushdb()
         scratch.close()
-    with _serving(data_dir, redis_url) as serving:
-        yield serving
+    with serving(data_dir, redis_url) as venue:
+        yield venue
 
 
 @pytest.fixture(scope="session")
@@ -88,15 +91,16 @@ def cluster_venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venue]:
         directory, primaries=3, replicas=1, node_timeout=CLUSTER_NODE_TIMEOUT
     ) as cluster:
         data_dir = tmp_path_factory.mktemp("cluster-venue")
-        with _serving(data_dir, cluster.url) as serving:
-            yield serving
+        with serving(data_dir, cluster.url) as venue:
+            yield venue
 
 
 @contextlib.contextmanager
-def _serving(data_dir: Path, redis_url: str | None) -> Iterator[Venue]:
-    """`tradepit serve` on `redis_url` (by default, its embedded Valkey), until the end."""
+def serving(data_dir: Path, redis_url: str | None, *flags: str) -> Iterator[Venue]:
+    """`tradepit serve` on `redis_url` (by default, its embedded Valkey), with `flags`, until
+    the end."""
     port = free_port()
-    process = _start_serve(data_dir, port, redis_url)
+    process = _start_serve(data_dir, port, redis_url, *flags)
     assert process.stdout is not None
     output = []
     admin_key: dict[str, str] = {}

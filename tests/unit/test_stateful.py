@@ -28,8 +28,10 @@ from tradepit.domain.events import (
     Canceled,
     Event,
     Expired,
+    Queued,
     Replaced,
     Resized,
+    SessionChanged,
     Trade,
     TrailMoved,
     Triggered,
@@ -42,6 +44,7 @@ from tradepit.domain.orders import (
     TimeInForce,
     trail_stop,
 )
+from tradepit.domain.session import Phase
 from tradepit.domain.symbols import Symbol
 from tradepit.ledger import Ledger, LedgerError
 from tradepit.ledger.history import OrderHistory
@@ -124,6 +127,7 @@ class VenueMachine(RuleBasedStateMachine):
         self.side: dict[int, Side] = {}
         self.filled: dict[int, int] = {}
         self.done: dict[int, int] = {}  # order id -> lots canceled, expired or replaced away
+        self.queued: set[int] = set()  # orders that waited: their Accepted comes at the open
 
     # Running a command and checking its events.
 
@@ -143,19 +147,27 @@ class VenueMachine(RuleBasedStateMachine):
 
     def account_for(self, events: list[Event]) -> None:
         seqs: dict[str, int] = {}
+        auction = False
         for event in events:
             if event.seq:
                 previous = seqs.get(event.symbol)
                 assert previous is None or event.seq == previous + 1, "sequence has a gap"
                 seqs[event.symbol] = event.seq
-            if isinstance(event, Accepted):
+            if isinstance(event, SessionChanged):
+                auction = True  # the open or the close: this command's trades are its auction's
+            if isinstance(event, Queued) or (
+                isinstance(event, Accepted) and event.order_id not in self.queued
+            ):
+                if isinstance(event, Queued):
+                    self.queued.add(event.order_id)
                 self.qty[event.order_id] = event.qty
                 self.limit[event.order_id] = event.price
                 self.side[event.order_id] = event.side
                 self.filled[event.order_id] = 0
             elif isinstance(event, Trade):
                 maker, taker = event.maker_order_id, event.taker_order_id
-                assert event.price == self.limit[maker], "trade not at the maker's price"
+                if not auction:  # an auction's trades are at its one price, within every limit
+                    assert event.price == self.limit[maker], "trade not at the maker's price"
                 assert self.side[taker] is event.taker_side is not self.side[maker]
                 for order_id, leaves in ((maker, event.maker_leaves), (taker, event.taker_leaves)):
                     if self.side[order_id] is Side.BUY:
@@ -187,7 +199,7 @@ class VenueMachine(RuleBasedStateMachine):
         """Without stop triggers, replaces or other orders in the way, the makers an order hit
         (traded with or self-trade-canceled) are exactly the first orders of the other side, in
         order."""
-        if any(isinstance(event, Triggered | Replaced) for event in events):
+        if any(isinstance(event, Triggered | Replaced | SessionChanged) for event in events):
             return
         if sum(isinstance(event, Accepted) for event in events) > 1:
             return  # an OCO pair, or released legs: more than one order took its turn
@@ -243,6 +255,7 @@ class VenueMachine(RuleBasedStateMachine):
         tif=st.sampled_from(TimeInForce),
         post_only=st.booleans(),
         stp=st.sampled_from(SelfTradePrevention),
+        extended_hours=st.booleans(),
     )
     def limit_order(
         self,
@@ -254,6 +267,7 @@ class VenueMachine(RuleBasedStateMachine):
         tif: TimeInForce,
         post_only: bool,
         stp: SelfTradePrevention,
+        extended_hours: bool,
     ) -> None:
         post_only = post_only and tif in (TimeInForce.DAY, TimeInForce.GTC)
         self.place(
@@ -269,6 +283,7 @@ class VenueMachine(RuleBasedStateMachine):
                 post_only=post_only,
                 stp=stp,
                 ts=len(self.history),
+                extended_hours=extended_hours,
             )
         )
 
@@ -500,7 +515,7 @@ class VenueMachine(RuleBasedStateMachine):
 
         def command(venue: Venue) -> list[Event]:
             book = venue.matcher.books[symbol]
-            order = book.get(order_id)
+            order = book.get(order_id) or book.held(order_id)
             is_stop = order is not None and order.type in (OrderType.STOP, OrderType.STOP_LIMIT)
             stop_price = order.stop_price if order is not None and is_stop else 0
             trailing = order is not None and order.type is OrderType.TRAILING_STOP
@@ -530,6 +545,18 @@ class VenueMachine(RuleBasedStateMachine):
 
         self.run(command)
         self.known_ids.append((symbol, new_order_id, account))
+
+    @rule(phase=st.sampled_from(Phase))
+    def session(self, phase: Phase) -> None:
+        """The market moves to `phase`: orders wait outside the regular session, and the
+        open and the close uncross the book in their auctions."""
+        ts = len(self.history)
+
+        def command(venue: Venue) -> list[Event]:
+            venue.matcher.set_session(phase, ts)
+            return venue.feed()
+
+        self.run(command)
 
     @rule()
     def close_session(self) -> None:
@@ -585,7 +612,12 @@ class VenueMachine(RuleBasedStateMachine):
     def every_lot_is_accounted_for(self) -> None:
         open_ids = set()
         for book in self.venue.matcher.books.values():
-            for order in [*book.orders.values(), *book.stop_orders.values()]:
+            for order in [
+                *book.orders.values(),
+                *book.stop_orders.values(),
+                *book.waiting.values(),
+                *book.closing.values(),
+            ]:
                 open_ids.add(order.order_id)
                 assert order.leaves == self.qty[order.order_id] - self.filled[order.order_id]
         for order_id, canceled in self.done.items():
@@ -600,7 +632,7 @@ class VenueMachine(RuleBasedStateMachine):
         matcher_ids = {
             order_id
             for book in self.venue.matcher.books.values()
-            for order_id in [*book.orders, *book.stop_orders]
+            for order_id in [*book.orders, *book.stop_orders, *book.waiting, *book.closing]
         }
         assert set(self.venue.ledger.open_orders) == matcher_ids
 

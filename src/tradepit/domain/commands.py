@@ -1,7 +1,7 @@
 """What a matcher is told to do: the commands its stage reads from its inboxes.
 
 From the ledgers: orders, cancels and replaces, each already checked and reserved for. From the
-operator: new books, halts, and the session close. Time arrives in each command (`ts`, ns).
+operator: new books, halts, and the sessions' changes. Time arrives in each command (`ts`, ns).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import msgspec
 
 from tradepit.domain.orders import Order, TimeInForce
+from tradepit.domain.session import Phase
 
 __all__ = [
     "MatcherCommand",
@@ -19,6 +20,7 @@ __all__ = [
     "AddBook",
     "SetHalted",
     "CloseSession",
+    "SetSession",
     "AnyMatcherCommand",
 ]
 
@@ -70,7 +72,19 @@ class SetHalted(MatcherCommand, tag="set_halted"):
 
 
 class CloseSession(MatcherCommand, tag="close_session"):
+    """The 24x7 session's end, at UTC midnight: DAY orders expire."""
+
     ts: int
 
 
-AnyMatcherCommand = Submit | Cancel | Replace | AddBook | SetHalted | CloseSession | SubmitOco
+class SetSession(MatcherCommand, tag="set_session"):
+    """The market moved to `phase` (a `tradepit.domain.session.Phase`) at `ts`: at the open
+    the opening auction, at the close the closing auction, and the DAY orders' expiry."""
+
+    phase: Phase
+    ts: int
+
+
+AnyMatcherCommand = (
+    Submit | Cancel | Replace | AddBook | SetHalted | CloseSession | SetSession | SubmitOco
+)

@@ -32,6 +32,8 @@ __all__ = [
     "TrailMoved",
     "Resized",
     "TradingStatus",
+    "Queued",
+    "SessionChanged",
 ]
 
 
@@ -194,6 +196,23 @@ class Resized(Event, tag="resized"):
     side: Side
     qty: int
     leaves: int
+
+
+class Queued(Event, tag="queued"):
+    """The order waits, accepted but in no book yet: for the open (it came outside the regular
+    session) or for its auction (`opg`, `cls`). `Accepted` follows when it goes live."""
+
+    order_id: int
+    account_id: int
+    side: Side
+    price: int
+    qty: int
+
+
+class SessionChanged(Event, tag="session"):
+    """The book's market moved to `phase` (a `tradepit.domain.session.Phase`)."""
+
+    phase: str
 
 
 class TradingStatus(Event, tag="status"):

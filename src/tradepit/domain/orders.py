@@ -39,6 +39,8 @@ class TimeInForce(IntEnum):
     GTC = 2
     IOC = 3
     FOK = 4
+    OPG = 5  # the opening auction only
+    CLS = 6  # the closing auction only
 
 
 class SelfTradePrevention(IntEnum):
@@ -94,6 +96,9 @@ class Order(msgspec.Struct, array_like=True, gc=False):
     # The other leg of the OCO pair this order is one leg of (0: none): the matcher keeps the
     # two legs' `leaves` equal, so that together they never trade more than one leg's qty.
     oco: int = 0
+    # A DAY limit order that may trade in the pre-market and after-hours sessions too (on a
+    # calendar that has them); any other order outside the regular session waits for the open.
+    extended_hours: bool = False
 
 
 TRAIL_RATE_UNIT = 1_000_000  # a `trail_rate` of this is 100%

@@ -36,6 +36,8 @@ TIME_IN_FORCE_NAMES = {
     TimeInForce.GTC: "gtc",
     TimeInForce.IOC: "ioc",
     TimeInForce.FOK: "fok",
+    TimeInForce.OPG: "opg",
+    TimeInForce.CLS: "cls",
 }
 
 

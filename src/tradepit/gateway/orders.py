@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple, TypeVar
 
@@ -15,6 +16,7 @@ import msgspec
 
 from tradepit.domain.numbers import NumberError, format_units, parse_units, to_decimal
 from tradepit.domain.orders import TRAIL_RATE_UNIT, Order, OrderType, Side, TimeInForce
+from tradepit.domain.session import AlwaysOpen, Calendar, to_datetime
 from tradepit.domain.symbols import CASH_UNIT, Symbol
 from tradepit.gateway.decoding import TooDeep, decode_json
 from tradepit.gateway.errors import ApiError
@@ -30,6 +32,7 @@ __all__ = [
     "ReplaceRequest",
     "MAX_CLIENT_ORDER_ID",
     "build_order",
+    "check_session",
     "check_client_order_id",
     "decode_body",
     "trail_rate",
@@ -37,6 +40,10 @@ __all__ = [
 ]
 
 MAX_CLIENT_ORDER_ID = 128
+_MINUTE = 60 * 10**9
+_OPG_CUTOFF = 2 * _MINUTE  # Alpaca takes opg orders until 09:28, and again from 19:00
+_OPG_REOPENS = 3 * 60 * _MINUTE
+_CLS_CUTOFF = 10 * _MINUTE  # and cls orders until 15:50
 TRAIL_PERCENT_UNIT = Decimal("0.0001")  # a percentage's grid: `Order.trail_rate` counts these
 Number = Decimal | None
 T = TypeVar("T")
@@ -306,8 +313,6 @@ def _order(
     side = _choice(request.side, SIDE_BY_NAME, "side")
     type_name = request.type or request.order_type
     order_type = _choice(type_name, ORDER_TYPE_BY_NAME, "type")
-    if request.time_in_force.lower() in ("opg", "cls"):
-        raise ApiError.invalid("opg and cls orders are not supported: tradepit has no auctions")
     time_in_force = _choice(request.time_in_force, TIME_IN_FORCE_BY_NAME, "time_in_force")
     trail_price = trail_rate_ = 0
     if order_type is OrderType.TRAILING_STOP:
@@ -360,6 +365,15 @@ def _order(
         qty = symbol.qty_to_lots(request.qty, "qty")
     if request.post_only and order_type is not OrderType.LIMIT:
         raise ApiError.invalid("post_only applies to limit orders only")
+    if request.extended_hours and (
+        order_type is not OrderType.LIMIT or time_in_force is not TimeInForce.DAY
+    ):
+        raise ApiError.invalid("extended_hours applies to limit orders with time_in_force day")
+    if time_in_force in (TimeInForce.OPG, TimeInForce.CLS) and order_type not in (
+        OrderType.MARKET,
+        OrderType.LIMIT,
+    ):
+        raise ApiError.invalid("opg and cls orders are market or limit orders")
     order = Order(
         order_id,
         account_id,
@@ -376,8 +390,32 @@ def _order(
         reference=reference,
         trail_price=trail_price,
         trail_rate=trail_rate_,
+        extended_hours=bool(request.extended_hours),
     )
     return order, client_order_id
+
+
+def check_session(order: Order, calendar: Calendar, now: int) -> None:
+    """Refuse, as Alpaca does, an auction order out of its hours: `opg` from 09:28 to 19:00
+    US/Eastern (the opening auction is near or over), `cls` from 15:50 to 20:00; and both on
+    a venue without auctions (24x7)."""
+    time_in_force = order.time_in_force
+    if time_in_force is not TimeInForce.OPG and time_in_force is not TimeInForce.CLS:
+        return
+    if isinstance(calendar, AlwaysOpen):
+        raise ApiError.invalid(
+            "opg and cls orders join the opening and closing auctions, and a 24x7 venue has "
+            "none: run it with --calendar nyse"
+        )
+    today = to_datetime(now).date()
+    for day in calendar.days(today - timedelta(days=1), today):
+        if (
+            time_in_force is TimeInForce.OPG
+            and day.open - _OPG_CUTOFF <= now < day.close + _OPG_REOPENS
+        ):
+            raise ApiError.invalid("opg orders are not accepted from 09:28 to 19:00 ET")
+        if time_in_force is TimeInForce.CLS and day.close - _CLS_CUTOFF <= now < day.post_close:
+            raise ApiError.invalid("cls orders are not accepted from 10 minutes before the close")
 
 
 def _notional_order(notional: Decimal, listing: Listing, protection: int) -> tuple[int, int]:

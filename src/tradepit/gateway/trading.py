@@ -29,6 +29,7 @@ from tradepit.gateway.orders import (
     ReplaceRequest,
     build_order,
     check_client_order_id,
+    check_session,
     decode_body,
     trail_rate,
 )
@@ -129,9 +130,11 @@ async def place_order(
         raise ApiError.forbidden(f"{listing.symbol.name} is halted")
     if (await gateway.account_settings(account_id)).suspend_trade:
         raise ApiError.forbidden("trading is suspended for this account (suspend_trade)")
+    now = gateway.clock.now()
     order, client_order_id, order_class, legs = build_order(
-        request, listing, new_id, account_id, gateway.clock.now()
+        request, listing, new_id, account_id, now
     )
+    check_session(order, gateway.calendar, now)
     # build_order has checked the notional (whole cents, more than zero); the record keeps it.
     notional = cash_to_cents(request.notional, "notional") if request.notional is not None else 0
     extended_hours = bool(request.extended_hours)

@@ -19,11 +19,13 @@ from tradepit.domain.commands import (
     MatcherCommand,
     Replace,
     SetHalted,
+    SetSession,
     Submit,
     SubmitOco,
 )
 from tradepit.domain.events import CancelRejected, Event, Rejected, RejectReason, ReplaceRejected
 from tradepit.domain.orders import Order, TimeInForce
+from tradepit.domain.session import Phase
 from tradepit.matcher.book import Book, BookState
 
 __all__ = ["Book", "BookState", "Matcher", "MatcherState"]
@@ -44,11 +46,14 @@ class Matcher:
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.books: dict[str, Book] = {}
+        self.phase = Phase.OPEN  # the market's session, which a new book starts in
 
     def add_symbol(self, symbol: str) -> Book:
         book = self.books.get(symbol)
         if book is None:
             book = self.books[symbol] = Book(symbol, self.events)
+            book.phase = self.phase
+            book.gated = self.phase is not Phase.OPEN
         return book
 
     def take_events(self) -> list[Event]:
@@ -106,6 +111,8 @@ class Matcher:
             self.set_halted(command.symbol, command.halted, command.ts)
         elif isinstance(command, CloseSession):
             self.close_session(command.ts)
+        elif isinstance(command, SetSession):
+            self.set_session(command.phase, command.ts)
 
     def submit(self, order: Order) -> None:
         book = self.books.get(order.symbol)
@@ -180,6 +187,12 @@ class Matcher:
         for symbol in sorted(self.books):
             self.books[symbol].expire_day_orders(ts)
 
+    def set_session(self, phase: Phase, ts: int) -> None:
+        """The market moved to `phase`: every book, in name order (`Book.set_phase`)."""
+        self.phase = phase
+        for symbol in sorted(self.books):
+            self.books[symbol].set_phase(phase, ts)
+
     def set_halted(self, symbol: str, halted: bool, ts: int) -> None:
         self.add_symbol(symbol).set_halted(halted, ts)
 
@@ -189,6 +202,8 @@ class Matcher:
     def restore(self, state: MatcherState) -> None:
         """Replace all books with `state`'s. Pending events are kept."""
         self.books = {book.symbol: Book.restore(book, self.events) for book in state.books}
+        if state.books:
+            self.phase = state.books[0].phase
 
     def state_hash(self) -> str:
         """A digest of the canonical state: equal iff two matchers hold the same books."""

@@ -36,11 +36,13 @@ from tradepit.domain.events import (
     CancelRejected,
     Event,
     Expired,
+    Queued,
     Rejected,
     RejectReason,
     Replaced,
     ReplaceRejected,
     Resized,
+    SessionChanged,
     Trade,
     TradingStatus,
     TrailMoved,
@@ -55,6 +57,8 @@ from tradepit.domain.orders import (
     TimeInForce,
     trail_stop,
 )
+from tradepit.domain.session import Phase
+from tradepit.matcher.auction import uncross
 from tradepit.matcher.oco import check_pair
 
 __all__ = ["Book", "BookState"]
@@ -68,8 +72,13 @@ STOP = OrderType.STOP
 STOP_LIMIT = OrderType.STOP_LIMIT
 TRAILING_STOP = OrderType.TRAILING_STOP
 DAY = TimeInForce.DAY
+GTC = TimeInForce.GTC
 IOC = TimeInForce.IOC
 FOK = TimeInForce.FOK
+OPG = TimeInForce.OPG
+CLS = TimeInForce.CLS
+OPEN = Phase.OPEN
+CLOSED = Phase.CLOSED
 STP_NONE = SelfTradePrevention.NONE
 CANCEL_NEWEST = SelfTradePrevention.CANCEL_NEWEST
 CANCEL_OLDEST = SelfTradePrevention.CANCEL_OLDEST
@@ -104,6 +113,17 @@ Key = tuple[int, int, int]  # a stop's or a mark's key: (price or -price, arriva
 _COMPACT_AFTER = _FIRST + _COMPACT_SLACK  # a head past this has more done entries than the slack
 
 
+def _in_auction(order: Order) -> bool:
+    """Whether an order waiting for the open takes part in the opening auction: a plain limit
+    or market order that may rest (day, gtc) or is for the auction (opg)."""
+    return (
+        (order.type is LIMIT or order.type is MARKET)
+        and not order.oco
+        and not order.post_only
+        and order.time_in_force in (DAY, GTC, OPG)
+    )
+
+
 def _open_orders(level: _Level) -> list[Order]:
     """The level's orders from its head on, dead ones (`leaves == 0`) included, FIFO."""
     return level[level[1] :]
@@ -113,7 +133,9 @@ class BookState(msgspec.Struct, array_like=True):
     """A book's whole state, in canonical order: what `export_state` gives and `restore` takes.
 
     `bids` and `asks` list resting orders best level first, FIFO within a level; `stops` lists
-    waiting stop orders with their arrival numbers, in trigger order per side.
+    waiting stop orders with their arrival numbers, in trigger order per side; `waiting` the
+    orders that wait for the open, and `closing` those for the closing auction, in arrival
+    order.
     """
 
     symbol: str
@@ -125,6 +147,9 @@ class BookState(msgspec.Struct, array_like=True):
     asks: list[Order]
     buy_stops: list[tuple[int, Order]]
     sell_stops: list[tuple[int, Order]]
+    phase: Phase = Phase.OPEN
+    waiting: list[Order] = []
+    closing: list[Order] = []
 
 
 class Book:
@@ -158,6 +183,15 @@ class Book:
         # has its stop leg waiting, so `stop_orders` is never empty while this is not: the
         # fast path of `run` never sees a leg trade.
         self.oco: dict[int, int] = {}
+        # The market's session (`tradepit.domain.session`): a 24x7 venue's books are always
+        # open. Outside the regular session an order waits in `waiting` for the open (unless it
+        # is an extended-hours limit and the extended sessions are on), and `cls` orders wait
+        # in `closing` for the close, both by arrival; `gated` is whether the fast path of
+        # `run` must leave submits to the checked path (halted, or not open).
+        self.phase = OPEN
+        self.waiting: dict[int, Order] = {}
+        self.closing: dict[int, Order] = {}
+        self.gated = False
 
     # Queries.
 
@@ -190,6 +224,10 @@ class Book:
     def get(self, order_id: int) -> Order | None:
         return self.orders.get(order_id) or self.stop_orders.get(order_id)
 
+    def held(self, order_id: int) -> Order | None:
+        """An order waiting for the open or for the closing auction."""
+        return self.waiting.get(order_id) or self.closing.get(order_id)
+
     # Commands.
 
     def run(self, commands: Iterable[MatcherCommand]) -> MatcherCommand | None:
@@ -221,7 +259,7 @@ class Book:
                     or order.stop_price
                     or qty <= 0
                     or price <= 0
-                    or self.halted
+                    or self.gated
                     or self.stop_orders
                     or order_id in orders
                 ):
@@ -282,6 +320,11 @@ class Book:
                 order_id = command.order_id
                 account_id = command.account_id
                 resting = orders.get(order_id) or self.stop_orders.get(order_id)
+                if resting is None and (self.waiting or self.closing):
+                    resting = self.held(order_id)
+                    if resting is not None and resting.account_id == account_id:
+                        self._cancel_held(resting, command.ts)
+                        continue
                 if resting is None or resting.account_id != account_id:
                     reason = UNKNOWN_ORDER if resting is None else NOT_OWNER
                     seq = self.seq = self.seq + 1
@@ -316,10 +359,14 @@ class Book:
             reason = POST_ONLY_WOULD_TAKE
         if reason is None and order.band_bps and order.type is LIMIT and self._off_band(order):
             reason = OUTSIDE_BAND
+        if reason is None and order.time_in_force is OPG and self.phase is OPEN:
+            reason = INVALID_ORDER  # the opening auction is over
         if reason is not None:
             self._emit_rejected(order, reason)
             return
         order.leaves = order.qty
+        if self._holds(order):
+            return
         self.seq += 1
         self.out.append(
             Accepted(
@@ -357,6 +404,11 @@ class Book:
         if reason is not None:
             self._emit_rejected(limit, reason)
             self._emit_rejected(stop, reason)
+            return
+        if self.phase is not OPEN:  # the pair waits for the open, as one
+            for order in (limit, stop):
+                order.leaves = order.qty
+                self._queue(self.waiting, order)
             return
         for order in (limit, stop):
             order.leaves = order.qty
@@ -402,6 +454,11 @@ class Book:
         """
         start = len(self.out)
         old = self.orders.get(order_id) or self.stop_orders.get(order_id)
+        if old is None and not self.halted and self.held(order_id) is not None:
+            self._replace_held(
+                order_id, account_id, new_order_id, qty, price, stop_price, ts, time_in_force, trail
+            )
+            return
         reason: RejectReason | None = None
         if self.halted:
             reason = HALTED
@@ -520,12 +577,14 @@ class Book:
         if self.stops:
             self._run_triggers(ts, start)
 
-    def expire_day_orders(self, ts: int) -> None:
-        """The session closed: every DAY order, resting or waiting to trigger, expires."""
+    def expire_day_orders(self, ts: int, keep_extended: bool = False) -> None:
+        """The session closed: every DAY order, resting or waiting to trigger, expires; but
+        extended-hours ones, if `keep_extended`, until after-hours end. Orders waiting for the
+        open wait on: they are for the next session."""
         day_orders = [
             order
             for order in self.resting_orders(Side.BUY) + self.resting_orders(Side.SELL)
-            if order.time_in_force is DAY
+            if order.time_in_force is DAY and not (keep_extended and order.extended_hours)
         ]
         for key in self.buy_stops + self.sell_stops:
             order = self.stop_orders[key[2]]
@@ -550,8 +609,327 @@ class Book:
 
     def set_halted(self, halted: bool, ts: int) -> None:
         self.halted = halted
+        self.gated = halted or self.phase is not OPEN
         self.seq += 1
         self.out.append(TradingStatus(self.symbol, self.seq, ts, halted))
+        if not halted and self.phase is OPEN and self.waiting:
+            self._open(ts)  # it was halted at the open: it opens now
+
+    # Sessions and auctions.
+
+    def set_phase(self, phase: Phase, ts: int) -> None:
+        """The market moved to `phase` at `ts`. At the open, the orders that waited for it and
+        the book uncross in the opening auction, then trading goes on; at the close, the `cls`
+        orders and the book uncross in the closing auction, then DAY orders expire (those for
+        the extended hours at the end of after-hours). A halted book holds no auction."""
+        was = self.phase
+        if phase is was:
+            return
+        start = len(self.out)
+        self.phase = phase
+        self.gated = self.halted or phase is not OPEN
+        self.seq += 1
+        self.out.append(SessionChanged(self.symbol, self.seq, ts, phase.value))
+        if phase is OPEN:
+            if not self.halted:
+                self._open(ts)
+        else:
+            if was is OPEN:
+                self._close(ts)
+            if was is OPEN or phase is CLOSED:
+                self.expire_day_orders(ts, keep_extended=phase is not CLOSED)
+        if self.stops:
+            self._run_triggers(ts, start)
+
+    def _open(self, ts: int) -> None:
+        entering = list(self.waiting.values())
+        self.waiting.clear()
+        auction = [order for order in entering if _in_auction(order)]
+        self._auction(auction, ts, OPG)
+        # Then the rest, in arrival order, as if they came now: stops, IOC and FOK orders,
+        # post-only ones, and OCO pairs (as pairs).
+        for order in entering:
+            if _in_auction(order):
+                continue
+            order.ts = ts
+            if not order.oco:
+                self._submit_checked(order)
+            elif order.type is LIMIT:
+                stop = next(o for o in entering if o.order_id == order.oco)
+                stop.ts = ts
+                self.submit_oco(order, stop)
+
+    def _close(self, ts: int) -> None:
+        entering = list(self.closing.values())
+        self.closing.clear()
+        if self.halted:
+            for order in entering:
+                self._expire(order, ts)
+            return
+        self._auction(entering, ts, CLS)
+
+    def _auction(self, entering: list[Order], ts: int, only: TimeInForce) -> None:
+        """Uncross the book and the `entering` orders at the one price that trades the most
+        (`tradepit.matcher.auction`). Every order trades at that price, in price-time priority,
+        the older order of each trade as its maker. What is left of an
+        `only` order (opg at the open, cls at the close) expires; the rest goes on as if it
+        came now (a limit rests; a market order takes what is there, and is canceled)."""
+        for order in entering:
+            self.seq += 1
+            self.out.append(
+                Accepted(
+                    self.symbol,
+                    self.seq,
+                    ts,
+                    order.order_id,
+                    order.account_id,
+                    order.side,
+                    order.price,
+                    order.qty,
+                )
+            )
+        # A market order takes part at its protection price, the worst it may trade at: it
+        # ranks first by it (the edge of its band), but never trades beyond it.
+        bids = self.resting_orders(BUY) + [order for order in entering if order.side is BUY]
+        asks = self.resting_orders(Side.SELL) + [o for o in entering if o.side is not BUY]
+        reference = self.last_price or next(
+            (order.reference for order in entering if order.reference), 0
+        )
+        if not reference and (bids or asks):
+            reference = (bids or asks)[0].price  # a first auction without a reference
+        result = (
+            uncross(
+                [(o.price, o.leaves) for o in bids], [(o.price, o.leaves) for o in asks], reference
+            )
+            if reference
+            else None
+        )
+        if result is not None:
+            price = result.price
+            # Priority: the better price, then time (the book's resting orders before those
+            # entering at the same price, which a stable sort keeps).
+            buys = sorted((o for o in bids if o.price >= price), key=lambda o: -o.price)
+            sells = sorted((o for o in asks if o.price <= price), key=lambda o: o.price)
+            self._cross(buys, sells, price, result.volume, ts)
+        for order in entering:
+            if not order.leaves:
+                continue
+            if order.time_in_force is only:
+                self._expire(order, ts)
+            else:
+                order.ts = ts
+                self._execute(order)
+
+    def _cross(
+        self, buys: list[Order], sells: list[Order], price: int, volume: int, ts: int
+    ) -> None:
+        """Trade `volume` lots at `price` between `buys` and `sells`, each in priority order."""
+        buy_index = sell_index = 0
+        while volume:
+            buy, sell = buys[buy_index], sells[sell_index]
+            qty = min(buy.leaves, sell.leaves, volume)
+            volume -= qty
+            self._take(buy, qty)
+            self._take(sell, qty)
+            if (buy.ts, buy.order_id) <= (sell.ts, sell.order_id):
+                maker, taker = buy, sell
+            else:
+                maker, taker = sell, buy
+            self.seq += 1
+            self.out.append(
+                Trade(
+                    self.symbol,
+                    self.seq,
+                    ts,
+                    price,
+                    qty,
+                    maker.order_id,
+                    maker.account_id,
+                    maker.leaves,
+                    taker.order_id,
+                    taker.account_id,
+                    taker.side,
+                    taker.leaves,
+                )
+            )
+            if not buy.leaves:
+                buy_index += 1
+            if not sell.leaves:
+                sell_index += 1
+        self.last_price = price
+
+    def _take(self, order: Order, qty: int) -> None:
+        """`qty` of `order`'s lots trade: out of its level too, if it rests (and out of the
+        book, once none are left)."""
+        order.leaves -= qty
+        if order.order_id not in self.orders:
+            return
+        if order.side is BUY:
+            key, keys, levels = order.price, self.bid_keys, self.bids
+        else:
+            key, keys, levels = -order.price, self.ask_keys, self.asks
+        level = levels[key]
+        level[2] -= qty  # lots
+        if order.leaves:
+            return
+        del self.orders[order.order_id]
+        level[0] -= 1  # live; the entry stays, dead, as a cancel leaves it
+        if not level[0]:
+            del levels[key]
+            del keys[bisect_left(keys, key)]
+
+    def _expire(self, order: Order, ts: int) -> None:
+        leaves = order.leaves
+        order.leaves = 0
+        self.seq += 1
+        self.out.append(
+            Expired(self.symbol, self.seq, ts, order.order_id, order.account_id, order.side, leaves)
+        )
+
+    def _holds(self, order: Order) -> bool:
+        """Whether `order` is not to trade now, and waits (it has been queued): a cls order
+        for the close, any other outside the regular session for the open, except a DAY limit
+        for the extended hours while they are on."""
+        if order.time_in_force is CLS:
+            self._queue(self.closing, order)
+            return True
+        phase = self.phase
+        if phase is OPEN:
+            return False
+        if (
+            order.extended_hours
+            and phase is not CLOSED
+            and order.type is LIMIT
+            and order.time_in_force is DAY
+        ):
+            return False
+        self._queue(self.waiting, order)
+        return True
+
+    def _queue(self, held: dict[int, Order], order: Order) -> None:
+        held[order.order_id] = order
+        self.seq += 1
+        self.out.append(
+            Queued(
+                self.symbol,
+                self.seq,
+                order.ts,
+                order.order_id,
+                order.account_id,
+                order.side,
+                order.price,
+                order.qty,
+            )
+        )
+
+    def _cancel_held(self, order: Order, ts: int) -> None:
+        """Cancel an order that waits (for the open, or its auction), and its OCO pair's other
+        leg with it."""
+        for held in (self.waiting, self.closing):
+            held.pop(order.order_id, None)
+        leaves = order.leaves
+        order.leaves = 0
+        self.seq += 1
+        self.out.append(
+            Canceled(
+                self.symbol,
+                self.seq,
+                ts,
+                order.order_id,
+                order.account_id,
+                order.side,
+                leaves,
+                REQUESTED,
+            )
+        )
+        other = self.waiting.pop(order.oco, None) if order.oco else None
+        if other is not None:
+            other_leaves, other.leaves = other.leaves, 0
+            self.seq += 1
+            self.out.append(
+                Canceled(
+                    self.symbol,
+                    self.seq,
+                    ts,
+                    other.order_id,
+                    other.account_id,
+                    other.side,
+                    other_leaves,
+                    OCO,
+                )
+            )
+
+    def _replace_held(
+        self,
+        order_id: int,
+        account_id: int,
+        new_order_id: int,
+        qty: int,
+        price: int,
+        stop_price: int,
+        ts: int,
+        time_in_force: TimeInForce | None,
+        trail: int,
+    ) -> None:
+        """Replace an order that waits: the replacement waits in its place (at the back)."""
+        held = self.waiting if order_id in self.waiting else self.closing
+        old = held[order_id]
+        reason: RejectReason | None = None
+        if old.account_id != account_id:
+            reason = NOT_OWNER
+        elif qty <= 0:
+            reason = INVALID_QTY
+        elif price <= 0 or (old.type in (STOP, STOP_LIMIT)) != (stop_price > 0):
+            reason = INVALID_PRICE
+        elif self.get(new_order_id) is not None or self.held(new_order_id) is not None:
+            reason = DUPLICATE_ORDER_ID
+        elif old.oco or trail < 0 or (trail and old.type is not TRAILING_STOP):
+            reason = INVALID_ORDER  # a waiting pair is canceled and sent again, not replaced
+        elif time_in_force not in (None, old.time_in_force) and (
+            time_in_force is CLS or old.time_in_force is CLS
+        ):
+            reason = INVALID_ORDER  # to or from the closing auction: cancel and send again
+        if reason is not None:
+            self.seq += 1
+            self.out.append(
+                ReplaceRejected(
+                    self.symbol, self.seq, ts, order_id, account_id, new_order_id, reason
+                )
+            )
+            return
+        del held[order_id]
+        old.leaves = 0
+        new = msgspec.structs.replace(
+            old,
+            order_id=new_order_id,
+            qty=qty,
+            price=price,
+            stop_price=stop_price,
+            ts=ts,
+            leaves=qty,
+            time_in_force=old.time_in_force if time_in_force is None else time_in_force,
+        )
+        if trail and new.trail_price:
+            new.trail_price = trail
+        elif trail:
+            new.trail_rate = trail
+        self.seq += 1
+        self.out.append(
+            Replaced(
+                self.symbol,
+                self.seq,
+                ts,
+                order_id,
+                account_id,
+                old.side,
+                new_order_id,
+                price,
+                stop_price,
+                qty,
+                False,
+            )
+        )
+        self._queue(held, new)
 
     # Snapshots.
 
@@ -567,6 +945,9 @@ class Book:
             asks=[copy(order) for order in self.resting_orders(Side.SELL)],
             buy_stops=[(key[1], copy(self.stop_orders[key[2]])) for key in self.buy_stops],
             sell_stops=[(key[1], copy(self.stop_orders[key[2]])) for key in self.sell_stops],
+            phase=self.phase,
+            waiting=[copy(order) for order in self.waiting.values()],
+            closing=[copy(order) for order in self.closing.values()],
         )
 
     @classmethod
@@ -581,6 +962,10 @@ class Book:
             book._rest(copy(order))
         for arrival, order in state.buy_stops + state.sell_stops:
             book._insert_stop(copy(order), arrival)
+        book.phase = state.phase
+        book.gated = book.halted or book.phase is not OPEN
+        book.waiting = {order.order_id: copy(order) for order in state.waiting}
+        book.closing = {order.order_id: copy(order) for order in state.closing}
         for order_id, order in list(book.orders.items()) + list(book.stop_orders.items()):
             if order.oco and book.get(order.oco) is not None:
                 book.oco[order_id] = order.oco
@@ -596,6 +981,8 @@ class Book:
         if order.price <= 0:
             return INVALID_PRICE
         if order.order_id in self.orders or order.order_id in self.stop_orders:
+            return DUPLICATE_ORDER_ID
+        if self.held(order.order_id) is not None:
             return DUPLICATE_ORDER_ID
         kind = order.type
         if (kind is STOP or kind is STOP_LIMIT) != (order.stop_price > 0):
@@ -1004,6 +1391,8 @@ class Book:
             start = len(out)
             if self.last_price:
                 prices.append(self.last_price)
+            if self.phase is not OPEN:
+                prices = []  # stops follow the regular session only, as Alpaca's do
             due: list[Order] = []
             buy_stops, sell_stops = self.buy_stops, self.sell_stops
             for price in prices:
@@ -1020,6 +1409,8 @@ class Book:
             for order in due:
                 order_id = order.order_id
                 if order_id in self.oco:
+                    if not self._due_leg_goes(order, ts):
+                        continue
                     # A leg no longer: the other leg goes first, so that only this one trades.
                     self._end_leg(order_id, ts)
                     order.oco = 0
@@ -1078,6 +1469,47 @@ class Book:
                             self._end_leg(order_id, trade.ts)
             elif kind is Canceled and event.order_id in oco:  # type: ignore[attr-defined]
                 self._end_leg(event.order_id, event.ts)  # type: ignore[attr-defined]
+
+    def _due_leg_goes(self, order: Order, ts: int) -> bool:
+        """Whether a stop leg, due with other stops, still triggers when its turn comes: the
+        stops due before it may have traded its other leg, and the pair's rules apply first.
+        It is resized to what the other leg has left, or canceled when that is nothing."""
+        other = self.get(self.oco[order.order_id])
+        if other is not None:
+            cut = order.leaves - other.leaves
+            if cut > 0:
+                order.leaves = other.leaves
+                order.qty -= cut
+                self.seq += 1
+                self.out.append(
+                    Resized(
+                        self.symbol,
+                        self.seq,
+                        ts,
+                        order.order_id,
+                        order.account_id,
+                        order.side,
+                        cut,
+                        order.leaves,
+                    )
+                )
+            return True
+        del self.oco[self.oco.pop(order.order_id)]  # the other leg traded all: the pair is done
+        leaves, order.leaves, order.oco = order.leaves, 0, 0
+        self.seq += 1
+        self.out.append(
+            Canceled(
+                self.symbol,
+                self.seq,
+                ts,
+                order.order_id,
+                order.account_id,
+                order.side,
+                leaves,
+                OCO,
+            )
+        )
+        return False
 
     def _resize_leg(self, order_id: int, leaves: int, ts: int) -> None:
         """The other leg of `order_id` traded down to `leaves` lots: so must it."""

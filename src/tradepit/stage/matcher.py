@@ -19,7 +19,9 @@ import msgspec
 from tradepit.domain.events import (
     Accepted,
     Event,
+    Queued,
     Replaced,
+    SessionChanged,
     Trade,
     TradingStatus,
     Triggered,
@@ -40,7 +42,14 @@ from tradepit.stage.messages import (
 from tradepit.stage.resp import CommandBuffer
 from tradepit.store.connection import Client
 from tradepit.store.keys import VenueConfig
-from tradepit.store.matcher import BookCounters, MatcherKeys, StoredOrder, load_matcher
+from tradepit.store.matcher import (
+    HELD_FOR_CLOSE,
+    HELD_FOR_OPEN,
+    BookCounters,
+    MatcherKeys,
+    StoredOrder,
+    load_matcher,
+)
 
 __all__ = ["MatcherShard", "top_of", "EVENTS_KEPT"]
 
@@ -106,12 +115,12 @@ class MatcherShard(StageCore):
                 if taker_shard != maker_shard:
                     per_ledger[taker_shard].append(event)
                 continue
-            if isinstance(event, TradingStatus):
+            if isinstance(event, TradingStatus | SessionChanged):
                 continue  # no order to store or settle
             order_id: int = event.order_id  # type: ignore[attr-defined]
             touched[order_id] = event.symbol
             per_ledger[event.account_id % ledgers].append(event)  # type: ignore[attr-defined]
-            if isinstance(event, Accepted | Triggered):
+            if isinstance(event, Accepted | Triggered | Queued):
                 ranks[order_id] = event.seq
             elif isinstance(event, Replaced):
                 touched[event.new_order_id] = event.symbol
@@ -151,6 +160,7 @@ class MatcherShard(StageCore):
                     books[symbol].last_price,
                     books[symbol].halted,
                     books[symbol].arrival,
+                    books[symbol].phase,
                 )
             )
             for symbol in symbols
@@ -173,6 +183,9 @@ class MatcherShard(StageCore):
             stop = book.stops.get(order_id) if book is not None else None
             if stop is not None and book is not None:
                 still_open[order_id] = encode(StoredOrder(stop[1], book.stop_orders[order_id]))
+            elif book is not None and (held := book.held(order_id)) is not None:
+                place = HELD_FOR_OPEN if order_id in book.waiting else HELD_FOR_CLOSE
+                still_open[order_id] = encode(StoredOrder(ranks[order_id], held, place))
             else:
                 gone.append(order_id)
                 ranks.pop(order_id, None)

@@ -20,6 +20,7 @@ from tradepit.domain.commands import (
     MatcherCommand,
     Replace,
     SetHalted,
+    SetSession,
     Submit,
     SubmitOco,
 )
@@ -28,10 +29,12 @@ from tradepit.domain.events import (
     Canceled,
     CancelRejected,
     Expired,
+    Queued,
     Rejected,
     Replaced,
     ReplaceRejected,
     Resized,
+    SessionChanged,
     Trade,
     TradingStatus,
     TrailMoved,
@@ -63,6 +66,7 @@ __all__ = [
     "AddBook",
     "SetHalted",
     "CloseSession",
+    "SetSession",
     "MatcherCommand",
     "AnyEvent",
     "Reply",
@@ -185,6 +189,8 @@ AnyEvent = (
     | TradingStatus
     | TrailMoved
     | Resized
+    | Queued
+    | SessionChanged
 )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from tradepit.domain.orders import Order, OrderType, Side
+from tradepit.domain.session import Phase
 from tradepit.matcher import Matcher, MatcherState
 from tradepit.matcher.book import BookState
 from tradepit.store.connection import Client
@@ -24,6 +25,8 @@ __all__ = [
     "MatcherKeys",
     "BookCounters",
     "StoredOrder",
+    "HELD_FOR_OPEN",
+    "HELD_FOR_CLOSE",
     "event_streams",
     "load_matcher",
     "restore_matcher",
@@ -53,13 +56,21 @@ class BookCounters(msgspec.Struct, array_like=True):
     last_price: int  # ticks: the book's last trade, 0 before its first
     halted: bool
     arrival: int
+    phase: Phase = Phase.OPEN  # the market's session
 
 
 class StoredOrder(msgspec.Struct, array_like=True, gc=False):
-    """An open order and its rank: its queue rank if resting, its stop arrival if waiting."""
+    """An open order and its rank: its queue rank if resting, its stop arrival if waiting to
+    trigger; `held` says whether it waits for the open (`HELD_FOR_OPEN`) or the closing
+    auction (`HELD_FOR_CLOSE`), ranked by arrival, rather than being in the book."""
 
     rank: int
     order: Order
+    held: int = 0
+
+
+HELD_FOR_OPEN = 1
+HELD_FOR_CLOSE = 2
 
 
 _decode_counters = msgspec.json.Decoder(BookCounters).decode
@@ -93,11 +104,15 @@ def restore_matcher(
         symbol = raw_symbol.decode()
         book = _decode_counters(raw_counters)
         by_symbol[symbol] = BookState(
-            symbol, book.seq, book.last_price, book.halted, book.arrival, [], [], [], []
+            symbol, book.seq, book.last_price, book.halted, book.arrival, [], [], [], [], book.phase
         )
     for entry in orders:
         order = entry.order
         state = by_symbol[order.symbol]
+        if entry.held:
+            ranks[order.order_id] = entry.rank
+            (state.waiting if entry.held == HELD_FOR_OPEN else state.closing).append(order)
+            continue
         waiting = order.type in (OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP)
         if waiting and order.side is Side.BUY:
             state.buy_stops.append((entry.rank, order))
