@@ -266,7 +266,7 @@ class Book:
                     self._submit_checked(order)
                     continue
                 tif = order.time_in_force
-                if tif is FOK:
+                if tif is FOK or tif is CLS or tif is OPG:  # all or none, or an auction's
                     self._submit_checked(order)
                     continue
                 # Three names at a time, not four: CPython 3.11 assigns three by swapping, four
