@@ -95,6 +95,10 @@ async def get_clock(request: Request, _principal: Principal = Depends(trader)) -
             "is_open": calendar.phase_at(now) is Phase.OPEN,
             "next_open": _local_time(calendar, calendar.next_open(now)),
             "next_close": _local_time(calendar, calendar.next_close(now)),
+            # tradepit's own: the session (closed, pre_market, open, after_hours), and the
+            # calendar, for the page and for bots that trade the extended hours.
+            "phase": calendar.phase_at(now).value,
+            "calendar": calendar.name,
         }
     )
 
