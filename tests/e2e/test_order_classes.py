@@ -253,7 +253,7 @@ def test_an_oto_sends_its_one_exit_when_the_entry_fills(
         ({"take_profit": TakeProfitRequest(limit_price=99)}, "take_profit.limit_price"),
         ({"stop_loss": StopLossRequest(stop_price=100.5)}, "stop_loss.stop_price"),
         ({"time_in_force": TimeInForce.IOC}, "day or gtc"),
-        ({"extended_hours": True}, "regular hours"),
+        ({"extended_hours": True, "time_in_force": TimeInForce.DAY}, "regular hours"),
     ],
 )
 def test_a_bracket_out_of_alpacas_rules_is_refused_with_why(
