@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from live import Venue
+from live import Venue, another_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 LEGACY_PYTHON = ROOT / ".venv-legacy" / "bin" / "python"
@@ -141,6 +141,37 @@ def test_brackets_ocos_and_trailing_stops_from_submit_order(bot: dict[str, Any])
     assert (oco["order_class"], oco["limit_price"]) == ("oco", "120.00")
     assert [leg["type"] for leg in oco["legs"]] == ["stop"]
     assert classes["trailing"] == {"type": "trailing_stop", "trail_percent": "5"}
+
+
+def test_the_clock_and_calendar_of_an_nyse_venue(venue: Venue) -> None:
+    if not LEGACY_PYTHON.exists():
+        pytest.skip(f"no {LEGACY_PYTHON.relative_to(ROOT)}: `make test` builds it")
+    account = venue.account("1000.00")
+    # The Friday after Thanksgiving, 12:59 US/Eastern: open, and closing early, at 13:00.
+    flags = ("--calendar", "nyse", "--clock-start", "2026-11-27T17:59:00Z")
+    with another_gateway(venue, *flags) as url:
+        request = {
+            "url": url,
+            "key_id": account.key_id,
+            "secret_key": account.secret_key,
+            "start": "2026-11-25",
+            "end": "2026-11-30",
+        }
+        done = subprocess.run(
+            [str(LEGACY_PYTHON), str(CLIENT.parent / "clock.py"), json.dumps(request)],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT * 3,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["is_open"] is True
+    assert seen["next_close"] == "2026-11-27T13:00:00-05:00"
+    assert seen["next_open"] == "2026-11-30T09:30:00-05:00"
+    assert seen["timestamp"].startswith("2026-11-27T12:59")
+    assert [day["date"] for day in seen["days"]] == ["2026-11-25", "2026-11-27", "2026-11-30"]
+    assert [(day["open"], day["close"]) for day in seen["days"]][1] == ("09:30:00", "13:00:00")
 
 
 def test_a_watchlist_is_found_by_its_name(venue: Venue) -> None:
