@@ -6,6 +6,7 @@ import { Blotter } from "./blotter.js";
 import { money } from "./format.js";
 import { LeaderboardView } from "./leaderboard.js";
 import { MarketView } from "./market.js";
+import { SessionClock } from "./session.js";
 import { TradeUpdates } from "./streams.js";
 import { Ticket } from "./ticket.js";
 
@@ -13,8 +14,15 @@ const ACCOUNT_REFRESH_SECONDS = 5;
 const TRAIL_REFRESH_MS = 500;
 const $ = (id) => document.getElementById(id);
 
-const ticket = new Ticket({ onPlaced: () => refreshSoon() });
-const blotter = new Blotter({ onChanged: () => refreshSoon() });
+// The market's session; outside the regular session orders wait, accepted, for the open.
+const marketSession = new SessionClock({
+  onChanged: () => {
+    if (session) blotter.loadOpenOrders().catch(() => {});
+  },
+});
+const waitsFor = () => marketSession.waitsFor;
+const ticket = new Ticket({ onPlaced: () => refreshSoon(), waitsFor });
+const blotter = new Blotter({ onChanged: () => refreshSoon(), waitsFor });
 const market = new MarketView({
   onPickLevel: (side, price) => ticket.prefill(side, price),
   onSelect: (symbol) => {
@@ -23,6 +31,7 @@ const market = new MarketView({
   onTrade: (symbol) => {
     if (blotter.trails(symbol)) refreshTrailsSoon();
   },
+  venueNow: () => marketSession.venueNow(),
 });
 const leaderboard = new LeaderboardView();
 
@@ -89,6 +98,7 @@ function startSession(keys, assets) {
   };
   $("balances").hidden = false;
   $("sign-out").hidden = false;
+  marketSession.start(); // first: the chart asks it the venue's time
   market.start(keys, assets.filter((asset) => asset.tradable));
   refreshAccount();
   route();
@@ -102,6 +112,7 @@ function signOut(message = "") {
     session = null;
   }
   market.stop();
+  marketSession.stop();
   $("balances").hidden = true;
   $("sign-out").hidden = true;
   notice(message);

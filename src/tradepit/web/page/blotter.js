@@ -26,6 +26,15 @@ const plClass = (text) => (signOf(text) > 0 ? "num up" : signOf(text) < 0 ? "num
 const typeName = (type) => type.replace("_", " ");
 const priceCell = (text, cls) => td(text ? money(text) : "–", `num ${cls}`);
 const statusCell = (order) => td(order.status.replace("_", " "), "status");
+// An order accepted outside the regular session (and not an extended-hours one in the
+// extended hours) waits for the open: `waitsFor` says until when ("the open, Mon 09:30 ET").
+const waitingCell = (waitsFor) =>
+  el(
+    "td",
+    { class: "status", title: `Accepted: it waits for ${waitsFor}, and joins the book there.` },
+    "accepted ",
+    el("span", { class: "waits muted" }, "waits for the open"),
+  );
 
 // Legs are nested in their parent (nested=true), which says its class; a leg's row, under it,
 // says what the leg is for instead of the symbol.
@@ -105,8 +114,9 @@ function historyRow(order, parent, trails) {
 }
 
 export class Blotter {
-  constructor({ onChanged }) {
+  constructor({ onChanged, waitsFor = () => null }) {
     this.onChanged = onChanged; // an order was canceled or replaced
+    this.waitsFor = waitsFor; // () => what orders wait for while the market is not open, or null
     this.tab = "positions";
     this.editing = null; // the id of the open order whose replace form is shown
     this.openOrders = [];
@@ -218,9 +228,15 @@ export class Blotter {
       priceCell(order.stop_price, "stop"),
       trailCells(trails, order),
       td(order.time_in_force),
-      statusCell(order),
+      this.statusCell(order),
       el("td", { class: "actions" }, this.actions(order)),
     );
+  }
+
+  statusCell(order) {
+    // (An extended-hours order waits for the extended hours instead: it is left as it is.)
+    const waitsFor = order.status === "accepted" && !order.extended_hours ? this.waitsFor() : null;
+    return waitsFor ? waitingCell(waitsFor) : statusCell(order);
   }
 
   // A held leg is its entry's to cancel or change (the venue refuses it on its own); an entry

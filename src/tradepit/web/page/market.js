@@ -16,10 +16,13 @@ const SNAPSHOT_SECONDS = 15;
 const $ = (id) => document.getElementById(id);
 
 export class MarketView {
-  constructor({ onPickLevel, onSelect, onTrade = () => {} }) {
+  constructor({ onPickLevel, onSelect, onTrade = () => {}, venueNow = async () => Date.now() }) {
     this.onPickLevel = onPickLevel;
     this.onSelect = onSelect;
     this.onTrade = onTrade; // (symbol): a trade printed on any listed symbol
+    // The venue's time (ms), which its trades and bars are stamped with: its clock may be
+    // set apart from the browser's, or run faster.
+    this.venueNow = venueNow;
     this.assets = new Map(); // symbol -> asset
     this.quotes = new Map(); // symbol -> {last, base}
     this.selected = null;
@@ -185,7 +188,9 @@ export class MarketView {
     const timeframe = this.timeframe;
     if (!symbol || !this.available) return;
     const request = ++this.barsRequest;
-    const start = new Date(Date.now() - BARS_SHOWN * timeframeSeconds(timeframe) * 1000);
+    const now = await this.venueNow();
+    if (request !== this.barsRequest) return; // another symbol or timeframe since
+    const start = new Date(now - BARS_SHOWN * timeframeSeconds(timeframe) * 1000);
     const query = new URLSearchParams({
       symbols: symbol,
       timeframe,

@@ -74,8 +74,9 @@ function summary(order) {
 }
 
 export class Ticket {
-  constructor({ onPlaced }) {
+  constructor({ onPlaced, waitsFor = () => null }) {
     this.onPlaced = onPlaced;
+    this.waitsFor = waitsFor; // () => what orders wait for while the market is not open, or null
     this.form = $("ticket");
     this.symbol = null;
     this.placed = null; // the id of the order this ticket placed last
@@ -227,6 +228,14 @@ export class Ticket {
     return problems;
   }
 
+  // Outside the regular session an order waits, accepted, for the open (but an extended-hours
+  // one, which trades in the extended hours).
+  waiting(order) {
+    const waitsFor = this.waitsFor();
+    if (!waitsFor || order.status !== "accepted" || order.extended_hours) return "";
+    return ` It waits for ${waitsFor}.`;
+  }
+
   async submit() {
     if (!this.symbol) return;
     this.clearErrors();
@@ -245,7 +254,7 @@ export class Ticket {
       const order = await api("POST", "/v2/orders", { body });
       this.placed = order.id;
       if (this.rejected.has(order.id) || order.status === "rejected") this.sayRejected(order);
-      else $("ticket-status").textContent = `Order ${order.status}: ${summary(order)}.`;
+      else $("ticket-status").textContent = `Order ${order.status}: ${summary(order)}.${this.waiting(order)}`;
       this.onPlaced(order);
     } catch (error) {
       $("ticket-status").textContent = "";
