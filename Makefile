@@ -21,6 +21,12 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 LEGACY_VENV := .venv-legacy
 LEGACY_REQUIREMENTS := tests/e2e/legacy/requirements.txt
 LEGACY_STAMP := $(LEGACY_VENV)/.installed-stamp
+# lumibot 4.x, for the slow end-to-end test of an unmodified lumibot strategy trading through an
+# open (tests/e2e/test_lumibot.py): its dependencies are large, so it has a virtual environment of
+# its own, built for `make test-all` only.
+LUMIBOT_VENV := .venv-lumibot
+LUMIBOT_REQUIREMENTS := tests/e2e/lumibot/requirements.txt
+LUMIBOT_STAMP := $(LUMIBOT_VENV)/.installed-stamp
 
 .PHONY: run test test-all lint format bench bench-quick clean
 
@@ -35,6 +41,12 @@ $(LEGACY_STAMP): $(LEGACY_REQUIREMENTS)
 	$(LEGACY_VENV)/bin/pip install --quiet --upgrade pip
 	$(LEGACY_VENV)/bin/pip install --quiet -r $(LEGACY_REQUIREMENTS)
 	touch $(LEGACY_STAMP)
+
+$(LUMIBOT_STAMP): $(LUMIBOT_REQUIREMENTS)
+	$(PYTHON) -m venv $(LUMIBOT_VENV)
+	$(LUMIBOT_VENV)/bin/pip install --quiet --upgrade pip
+	$(LUMIBOT_VENV)/bin/pip install --quiet -r $(LUMIBOT_REQUIREMENTS)
+	touch $(LUMIBOT_STAMP)
 
 $(NODE_STAMP): $(WEB)/package.json $(WEB)/package-lock.json
 	cd $(WEB) && npm ci --no-audit --no-fund --ignore-scripts
@@ -64,7 +76,7 @@ test: $(STAMP) $(LEGACY_STAMP) $(NODE_STAMP) $(CHROMIUM) $(PROMETHEUS) $(JEMALLO
 	$(BIN)/pytest
 
 # The slow variants too (long Hypothesis runs, long crash tests).
-test-all: $(STAMP) $(LEGACY_STAMP) $(NODE_STAMP) $(CHROMIUM) $(PROMETHEUS) $(JEMALLOC_STAMP)
+test-all: $(STAMP) $(LEGACY_STAMP) $(LUMIBOT_STAMP) $(NODE_STAMP) $(CHROMIUM) $(PROMETHEUS) $(JEMALLOC_STAMP)
 	$(BIN)/pytest -m ''
 
 lint: $(STAMP)
@@ -107,4 +119,4 @@ bench-quick: $(STAMP) $(JEMALLOC_STAMP)
 	$(BIN)/python bench/socket_floor.py --quick
 
 clean:
-	rm -rf $(VENV) $(LEGACY_VENV) build .mypy_cache .pytest_cache .ruff_cache .hypothesis $(WEB)/node_modules
+	rm -rf $(VENV) $(LEGACY_VENV) $(LUMIBOT_VENV) build .mypy_cache .pytest_cache .ruff_cache .hypothesis $(WEB)/node_modules
