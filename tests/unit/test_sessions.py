@@ -140,11 +140,15 @@ def test_the_close_runs_the_closing_auction_then_day_orders_expire() -> None:
     assert trades(events) == [(102, 3, 2, 3), (102, 2, 2, 4)]
     expired = [e.order_id for e in of(events, Expired)]  # type: ignore[attr-defined]
     assert expired == [4]  # the cls remainder; the extended DAY bid lives on
-    assert 5 in matcher.books[SYM].orders and 6 in matcher.books[SYM].orders
+    book = matcher.books[SYM]
+    # The GTC bid is out of the book for the night: only extended-hours orders trade now.
+    assert list(book.orders) == [5] and list(book.waiting) == [6]
+    assert [e.order_id for e in of(events, Queued)] == [6]  # type: ignore[attr-defined]
     matcher.set_session(Phase.CLOSED, 60)
     events = matcher.take_events()
     assert [e.order_id for e in of(events, Expired)] == [5]  # type: ignore[attr-defined]
-    assert 6 in matcher.books[SYM].orders  # GTC
+    matcher.set_session(Phase.OPEN, 70)
+    assert 6 in book.orders  # back in at the open, in its auction
 
 
 def test_an_opg_order_during_the_regular_session_is_rejected() -> None:

@@ -155,7 +155,9 @@ class VenueMachine(RuleBasedStateMachine):
                 seqs[event.symbol] = event.seq
             if isinstance(event, SessionChanged):
                 auction = True  # the open or the close: this command's trades are its auction's
-            if isinstance(event, Queued) or (
+            if isinstance(event, Queued) and event.order_id in self.qty:
+                self.queued.add(event.order_id)  # a resting order, out for the night
+            elif isinstance(event, Queued) or (
                 isinstance(event, Accepted) and event.order_id not in self.queued
             ):
                 if isinstance(event, Queued):

@@ -199,8 +199,9 @@ class Resized(Event, tag="resized"):
 
 
 class Queued(Event, tag="queued"):
-    """The order waits, accepted but in no book yet: for the open (it came outside the regular
-    session) or for its auction (`opg`, `cls`). `Accepted` follows when it goes live."""
+    """The order waits, in no book: for the open (it came outside the regular session, or it
+    rested at the close and is not for the extended hours) or for its auction (`opg`, `cls`).
+    `Accepted` follows when it goes (back) in."""
 
     order_id: int
     account_id: int

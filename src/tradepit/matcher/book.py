@@ -351,8 +351,10 @@ class Book:
                 return command
         return None
 
-    def _submit_checked(self, order: Order) -> None:
-        """Submit with every check, for what the fast path in `run` does not handle."""
+    def _submit_checked(self, order: Order, returning: bool = False) -> None:
+        """Submit with every check, for what the fast path in `run` does not handle;
+        `returning`: an order back from waiting for the open, with its `leaves` (it may have
+        traded before the night)."""
         start = len(self.out)
         reason = self._check_new(order)
         if reason is None and order.post_only and self._would_take(order):
@@ -364,7 +366,8 @@ class Book:
         if reason is not None:
             self._emit_rejected(order, reason)
             return
-        order.leaves = order.qty
+        if not returning:
+            order.leaves = order.qty
         if self._holds(order):
             return
         self.seq += 1
@@ -393,10 +396,10 @@ class Book:
         if self.stops:
             self._run_triggers(order.ts, start)
 
-    def submit_oco(self, limit: Order, stop: Order) -> None:
+    def submit_oco(self, limit: Order, stop: Order, returning: bool = False) -> None:
         """Submit an OCO pair: both legs are accepted or both rejected; the stop leg waits,
         the limit leg trades or rests, and each then answers for the other
-        (`tradepit.matcher.oco`)."""
+        (`tradepit.matcher.oco`); `returning` as for `_submit_checked`."""
         start = len(self.out)
         reason = check_pair(limit, stop) or self._check_new(limit) or self._check_new(stop)
         if reason is None and limit.band_bps and self._off_band(limit):
@@ -405,13 +408,13 @@ class Book:
             self._emit_rejected(limit, reason)
             self._emit_rejected(stop, reason)
             return
+        if not returning:
+            limit.leaves, stop.leaves = limit.qty, stop.qty
         if self.phase is not OPEN:  # the pair waits for the open, as one
             for order in (limit, stop):
-                order.leaves = order.qty
                 self._queue(self.waiting, order)
             return
         for order in (limit, stop):
-            order.leaves = order.qty
             self.seq += 1
             self.out.append(
                 Accepted(
@@ -633,13 +636,40 @@ class Book:
         if phase is OPEN:
             if not self.halted:
                 self._open(ts)
-        else:
-            if was is OPEN:
-                self._close(ts)
-            if was is OPEN or phase is CLOSED:
-                self.expire_day_orders(ts, keep_extended=phase is not CLOSED)
-        if self.stops:
-            self._run_triggers(ts, start)
+            if self.stops:
+                self._run_triggers(ts, start)
+            return
+        if was is OPEN:
+            self._close(ts)
+            if self.stops:  # the pairs' rules for its trades (no stop triggers now)
+                self._run_triggers(ts, start)
+        if was is OPEN or phase is CLOSED:
+            self.expire_day_orders(ts, keep_extended=phase is not CLOSED)
+        if was is OPEN:
+            self._withdraw_regular_orders()
+
+    def _withdraw_regular_orders(self) -> None:
+        """The regular session ended: the resting orders not for the extended hours (GTC ones,
+        OCO pairs with their stop legs) leave the book for the night, in priority order, and
+        go back in at the next open, in its auction; so that only extended-hours orders trade
+        in the extended sessions, as on an exchange."""
+        for order in self.resting_orders(BUY) + self.resting_orders(Side.SELL):
+            if order.extended_hours:
+                continue
+            self._withdraw(order)
+            if order.oco:
+                # The pair waits unlinked, its link on the orders: the open submits it again.
+                stop = self.stop_orders.get(order.oco)
+                self.oco.pop(order.order_id, None)
+                self.oco.pop(order.oco, None)
+                if stop is not None:
+                    self._withdraw(stop)
+
+    def _withdraw(self, order: Order) -> None:
+        # A copy waits: the book's entry of the order stays behind, dead, as a cancel's does.
+        waiting = msgspec.structs.replace(order)
+        self._remove(order)
+        self._queue(self.waiting, waiting)
 
     def _open(self, ts: int) -> None:
         entering = list(self.waiting.values())
@@ -653,11 +683,11 @@ class Book:
                 continue
             order.ts = ts
             if not order.oco:
-                self._submit_checked(order)
-            elif order.type is LIMIT:
+                self._submit_checked(order, returning=True)
+            elif order.type is LIMIT:  # a pair goes in as one, its limit leg first
                 stop = next(o for o in entering if o.order_id == order.oco)
                 stop.ts = ts
-                self.submit_oco(order, stop)
+                self.submit_oco(order, stop, returning=True)
 
     def _close(self, ts: int) -> None:
         entering = list(self.closing.values())
