@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from hypothesis import given
@@ -14,6 +15,7 @@ from tradepit.domain.ids import VENUE_ACCOUNT_ID, IdError, id_to_uuid, new_id, u
 from tradepit.domain.numbers import NumberError, format_units, parse_units, to_decimal
 from tradepit.domain.symbols import (
     CASH_UNIT,
+    FRACTIONAL_LOT,
     Symbol,
     SymbolError,
     cash_to_cents,
@@ -229,16 +231,53 @@ def test_cash_helpers_round_trip() -> None:
 # Symbols.
 
 
-def test_symbol_cash_per_tick_lot() -> None:
-    assert Symbol("AAPL").cash_per_tick_lot == 1
-    assert Symbol("BRK.A", Decimal("0.05"), Decimal("10")).cash_per_tick_lot == 50
-    assert Symbol("PENNY", Decimal("0.0001"), Decimal("100")).cash_per_tick_lot == 1
-    assert Symbol("BIG", Decimal("1"), Decimal("1")).cash_per_tick_lot == 100
+def test_symbol_cents_per_tick_lot() -> None:
+    for symbol, cents in (
+        (Symbol("AAPL"), 1),
+        (Symbol("BRK.A", Decimal("0.05"), Decimal("10")), 50),
+        (Symbol("PENNY", Decimal("0.0001"), Decimal("100")), 1),
+        (Symbol("BIG", Decimal("1"), Decimal("1")), 100),
+    ):
+        assert (symbol.value_num, symbol.value_den) == (cents, 1)
+        assert symbol.notional(3, 7) == symbol.notional_up(3, 7) == 21 * cents
+        assert not symbol.fractionable
+
+
+def test_a_fractional_symbols_notionals_round_down_and_reservations_up() -> None:
+    symbol = Symbol("FRAC", lot_size=FRACTIONAL_LOT)
+    assert symbol.fractionable and (symbol.value_num, symbol.value_den) == (1, 10**9)
+    share = 10**9
+    assert symbol.qty_to_lots("0.01") == share // 100
+    assert symbol.lots_to_qty(5 * share + share // 2) == "5.5"
+    assert symbol.lots_to_qty(3 * share) == "3"
+    assert symbol.notional(10_001, share // 100) == 100  # 100.01 cents, down
+    assert symbol.notional_up(10_001, share // 100) == 101
+    assert symbol.notional_to_lots("1.11", 10_000) == share * 111 // 10_000
+    assert symbol.ticks_of(550, share // 2) == 1_100  # 5.50 for half a share: 11.00
+    assert symbol.ticks_of(100, share // 3) is None  # 1.00 for a third: off the grid
+
+
+@given(
+    ticks=st.integers(1, 10**6),
+    fills=st.lists(st.integers(1, 10**10), min_size=1, max_size=20),
+    improvement=st.integers(0, 100),
+)
+def test_a_fractional_buys_reservation_covers_its_fills(
+    ticks: int, fills: list[int], improvement: int
+) -> None:
+    """A buy reserves its notional rounded up; its fills, each rounded down and at its limit or
+    better, never add up to more."""
+    symbol = Symbol("FRAC", lot_size=FRACTIONAL_LOT)
+    reserved = symbol.notional_up(ticks, sum(fills))
+    paid = sum(symbol.notional(max(ticks - improvement, 1), lots) for lots in fills)
+    assert paid <= reserved
+    exact = Fraction(ticks * sum(fills), 10**9)  # cents
+    assert reserved - exact < 1 and exact - symbol.notional(ticks, sum(fills)) < 1
 
 
 @pytest.mark.parametrize(
     ("tick", "lot"),
-    [("0.001", "1"), ("0.0001", "1"), ("0.005", "3"), ("0.01", "0.5"), ("0.001", "15")],
+    [("0.001", "1"), ("0.0001", "1"), ("0.005", "3"), ("0.001", "15")],
 )
 def test_symbol_tick_times_lot_must_be_whole_cents(tick: str, lot: str) -> None:
     with pytest.raises(SymbolError, match="whole number of cents"):

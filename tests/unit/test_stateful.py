@@ -50,7 +50,12 @@ from tradepit.ledger import Ledger, LedgerError
 from tradepit.ledger.history import OrderHistory
 from tradepit.matcher import Matcher, MatcherState
 
-SYMBOLS = [Symbol("AAA"), Symbol("BBB", tick_size=Decimal("0.05"))]
+SYMBOLS = [
+    Symbol("AAA"),
+    Symbol("BBB", tick_size=Decimal("0.05")),
+    # Fractional: a tick on a lot is a thousandth of a cent, so fills round down to the cent.
+    Symbol("CCC", tick_size=Decimal("1"), lot_size=Decimal("0.00001")),
+]
 ACCOUNTS = [1, 2, 3]
 PRICES = st.integers(95, 105)
 QTYS = st.integers(1, 12)

@@ -11,6 +11,7 @@ from tradepit.errors import TradepitError
 
 __all__ = [
     "CASH_UNIT",
+    "FRACTIONAL_LOT",
     "Symbol",
     "SymbolError",
     "cash_to_cents",
@@ -20,6 +21,8 @@ __all__ = [
 
 # Cash is kept in cents: the minor unit of the venue's one currency.
 CASH_UNIT = Decimal("0.01")
+# The lot of a fractional symbol as Alpaca trades them: a billionth of a share (nine places).
+FRACTIONAL_LOT = Decimal("0.000000001")
 
 _SYMBOL_NAME = re.compile(r"[A-Z][A-Z0-9.]{0,9}")
 
@@ -34,15 +37,19 @@ class Symbol:
 
     `tick_size` is the price step, `lot_size` the quantity step (both decimals), and `band_bps`
     how far (in basis points) a limit price may stray from the reference price. One tick of
-    price on one lot of quantity must be a whole number of cents, so that every notional is an
-    exact integer: `cash_per_tick_lot` is that number.
+    price on one lot of quantity is worth `cents_per_tick_lot`, an exact fraction of a cent
+    (`value_num / value_den`): a whole number of cents for whole-share symbols, so that every
+    notional is exact; a billionth of a cent a tick for a fractional one (lots of 1e-9 shares),
+    whose fills' notionals are rounded down to the cent (`notional`) and whose reservations up
+    (`notional_up`), so that a buy's reservation always covers its fills.
     """
 
     name: str
     tick_size: Decimal = Decimal("0.01")
     lot_size: Decimal = Decimal("1")
     band_bps: int = 1000
-    cash_per_tick_lot: int = field(init=False)
+    value_num: int = field(init=False)
+    value_den: int = field(init=False)
 
     def __post_init__(self) -> None:
         if not _SYMBOL_NAME.fullmatch(self.name):
@@ -51,13 +58,19 @@ class Symbol:
             raise SymbolError(f"{self.name}: tick and lot sizes must be positive")
         if not 0 < self.band_bps < 10_000:
             raise SymbolError(f"{self.name}: band_bps must be within 1..9999")
-        per_tick_lot = self.tick_size * self.lot_size / CASH_UNIT
-        if per_tick_lot != per_tick_lot.to_integral_value():
+        num, den = (self.tick_size * self.lot_size / CASH_UNIT).as_integer_ratio()
+        if self.lot_size >= 1 and den != 1:
             raise SymbolError(
                 f"{self.name}: one tick ({self.tick_size}) times one lot ({self.lot_size}) "
                 f"must be a whole number of cents"
             )
-        object.__setattr__(self, "cash_per_tick_lot", int(per_tick_lot))
+        object.__setattr__(self, "value_num", num)
+        object.__setattr__(self, "value_den", den)
+
+    @property
+    def fractionable(self) -> bool:
+        """Whether a share trades in fractions: lots smaller than one share."""
+        return self.lot_size < 1
 
     # Conversions between the API's decimal strings and integers.
 
@@ -71,19 +84,36 @@ class Symbol:
         return parse_units(text, self.lot_size, field)
 
     def lots_to_qty(self, lots: int) -> str:
-        return format_units(lots, self.lot_size)
+        """A quantity as Alpaca writes it: "5", "5.5" (a fraction without trailing zeros)."""
+        text = format_units(lots, self.lot_size)
+        return text.rstrip("0").rstrip(".") if "." in text else text
 
     def notional(self, ticks: int, lots: int) -> int:
-        """The cash value, in cents, of `lots` at `ticks`: exact by construction."""
-        return ticks * lots * self.cash_per_tick_lot
+        """The cash value, in cents, of `lots` at `ticks`: exact for whole shares; for a
+        fraction, rounded down to the cent (a fill's cash, the same for both its sides)."""
+        return ticks * lots * self.value_num // self.value_den
+
+    def notional_up(self, ticks: int, lots: int) -> int:
+        """`notional`, rounded up instead: what a buy reserves, which covers its fills."""
+        return -(-ticks * lots * self.value_num // self.value_den)
 
     def notional_to_lots(self, cash_text: str | int | Decimal, ticks: int) -> int:
-        """Whole lots that `cash_text` dollars buy at `ticks` (Alpaca's `notional` orders).
+        """Lots that `cash_text` dollars buy at `ticks` (Alpaca's `notional` orders).
 
         Rounds down: a notional order never spends more than it names.
         """
         cents = parse_units(cash_text, CASH_UNIT, "notional")
-        return cents // (ticks * self.cash_per_tick_lot)
+        return cents * self.value_den // (ticks * self.value_num)
+
+    def price_within(self, cents: int, lots: int) -> int:
+        """The highest price, in ticks, at which `lots` cost no more than `cents`."""
+        return cents * self.value_den // (lots * self.value_num)
+
+    def ticks_of(self, cents: int, lots: int) -> int | None:
+        """The price, in ticks, at which `lots` are worth exactly `cents`, if one is on the
+        grid (None if not)."""
+        ticks, remainder = divmod(cents * self.value_den, lots * self.value_num)
+        return None if remainder else ticks
 
     # The price band.
 

@@ -33,6 +33,7 @@ __all__ = [
     "MAX_CLIENT_ORDER_ID",
     "build_order",
     "check_session",
+    "is_fractional",
     "check_client_order_id",
     "decode_body",
     "trail_rate",
@@ -44,6 +45,7 @@ _MINUTE = 60 * 10**9
 _OPG_CUTOFF = 2 * _MINUTE  # Alpaca takes opg orders until 09:28, and again from 19:00
 _OPG_REOPENS = 3 * 60 * _MINUTE
 _CLS_CUTOFF = 10 * _MINUTE  # and cls orders until 15:50
+_MIN_FRACTIONAL_NOTIONAL = 100  # cents: Alpaca's smallest notional order
 TRAIL_PERCENT_UNIT = Decimal("0.0001")  # a percentage's grid: `Order.trail_rate` counts these
 Number = Decimal | None
 T = TypeVar("T")
@@ -363,6 +365,12 @@ def _order(
         raise ApiError.invalid("qty is required (or notional, for a market buy)")
     else:
         qty = symbol.qty_to_lots(request.qty, "qty")
+    if is_fractional(symbol, qty) or (symbol.fractionable and request.notional is not None):
+        # Alpaca's rules for a fraction of a share: a market or limit DAY order.
+        if order_type not in (OrderType.MARKET, OrderType.LIMIT):
+            raise ApiError.invalid("fractional orders are market or limit orders")
+        if time_in_force is not TimeInForce.DAY:
+            raise ApiError.invalid("fractional orders are day orders (time_in_force day)")
     if request.post_only and order_type is not OrderType.LIMIT:
         raise ApiError.invalid("post_only applies to limit orders only")
     if request.extended_hours and (
@@ -418,18 +426,26 @@ def check_session(order: Order, calendar: Calendar, now: int) -> None:
             raise ApiError.invalid("cls orders are not accepted from 10 minutes before the close")
 
 
+def is_fractional(symbol: Symbol, lots: int) -> bool:
+    """Whether `lots` are not a whole number of shares."""
+    return symbol.fractionable and lots * symbol.lot_size % 1 != 0
+
+
 def _notional_order(notional: Decimal, listing: Listing, protection: int) -> tuple[int, int]:
-    """Whole lots that `notional` dollars buy at the reference price, and the worst price at
-    which they still cost no more than `notional`: a notional order never overspends."""
+    """The lots that `notional` dollars buy at the reference price (whole shares, or a fraction
+    of one on a fractionable symbol), and the worst price at which they still cost no more
+    than `notional`: a notional order never overspends."""
     symbol = listing.symbol
     cents = to_decimal(notional, "notional") / CASH_UNIT
     if cents != cents.to_integral_value() or cents <= 0:
         raise NumberError("notional", f"{notional} is not a positive whole number of cents")
+    if symbol.fractionable and cents < _MIN_FRACTIONAL_NOTIONAL:
+        raise ApiError.invalid(f"notional {notional} is below the smallest, $1.00")
     lots = symbol.notional_to_lots(notional, listing.reference_price())
     if lots <= 0:
         raise ApiError.invalid(
             f"notional {notional} buys less than one lot of {symbol.name} at "
             f"{symbol.ticks_to_price(listing.reference_price())}"
         )
-    worst = min(protection, int(cents) // (lots * symbol.cash_per_tick_lot))
+    worst = min(protection, symbol.price_within(int(cents), lots))
     return lots, worst

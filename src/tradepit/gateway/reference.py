@@ -196,13 +196,14 @@ async def get_configurations(request: Request, principal: Principal = Depends(tr
 
 @router.patch("/account/configurations", responses=BODY_ERRORS)
 async def set_configurations(request: Request, principal: Principal = Depends(trader)) -> Response:
-    """Change account configurations. tradepit acts on `suspend_trade` (no new orders); it is
-    a cash venue, so shorting, margin and fractional trading stay off."""
+    """Change account configurations. tradepit acts on `suspend_trade` (no new orders) and
+    `fractional_trading` (fractions of a share, on fractionable symbols); it is a cash venue,
+    so shorting and margin stay off."""
     gateway = gateway_of(request)
     patch = decode_body(await read_body(request), SettingsPatch)
     settings = await gateway.account_settings(principal.account_id, fresh=True)
     changes = {key: value for key, value in msgspec.to_builtins(patch).items() if value is not None}
-    fixed = {"no_shorting": True, "fractional_trading": False, "max_margin_multiplier": "1"}
+    fixed = {"no_shorting": True, "max_margin_multiplier": "1"}
     for key, value in fixed.items():
         if key in changes and changes[key] != value:
             raise ApiError.invalid(f"{key} cannot change: tradepit is a cash venue")

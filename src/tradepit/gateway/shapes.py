@@ -71,8 +71,8 @@ def average_price(cents: int, lots: int, symbol: Symbol) -> str | None:
     it, else to eight places."""
     if lots == 0:
         return None
-    ticks, remainder = divmod(cents, lots * symbol.cash_per_tick_lot)
-    if remainder == 0:
+    ticks = symbol.ticks_of(cents, lots)
+    if ticks is not None:
         return symbol.ticks_to_price(ticks)
     price = Decimal(cents) / 100 / (Decimal(lots) * symbol.lot_size)
     return f"{price.quantize(_PRICE_PLACES).normalize():f}"
@@ -130,7 +130,7 @@ def position_json(
     if holding is None or holding.free + holding.reserved == 0:
         return None
     lots = holding.free + holding.reserved
-    market_value = holding_value(holding, price, symbol.cash_per_tick_lot)
+    market_value = holding_value(holding, price, symbol)
     unrealized = market_value - holding.cost
     return {
         "asset_id": asset_id,
@@ -169,7 +169,7 @@ def asset_json(symbol: Symbol, asset_id: str, halted: bool) -> dict[str, Any]:
         "marginable": False,
         "shortable": False,
         "easy_to_borrow": False,
-        "fractionable": False,
+        "fractionable": symbol.fractionable,
         "maintenance_margin_requirement": 100,
         "margin_requirement_long": "100",
         "margin_requirement_short": "100",

@@ -31,6 +31,7 @@ from tradepit.gateway.orders import (
     check_client_order_id,
     check_session,
     decode_body,
+    is_fractional,
     trail_rate,
 )
 from tradepit.gateway.service import Gateway, ledger_error
@@ -128,13 +129,16 @@ async def place_order(
     listing = _listing(gateway, request.symbol)
     if listing.halted:
         raise ApiError.forbidden(f"{listing.symbol.name} is halted")
-    if (await gateway.account_settings(account_id)).suspend_trade:
+    settings = await gateway.account_settings(account_id)
+    if settings.suspend_trade:
         raise ApiError.forbidden("trading is suspended for this account (suspend_trade)")
     now = gateway.clock.now()
     order, client_order_id, order_class, legs = build_order(
         request, listing, new_id, account_id, now
     )
     check_session(order, gateway.calendar, now)
+    if is_fractional(listing.symbol, order.qty) and not settings.fractional_trading:
+        raise ApiError.forbidden("fractional trading is off for this account (fractional_trading)")
     # build_order has checked the notional (whole cents, more than zero); the record keeps it.
     notional = cash_to_cents(request.notional, "notional") if request.notional is not None else 0
     extended_hours = bool(request.extended_hours)

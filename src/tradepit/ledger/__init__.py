@@ -229,8 +229,9 @@ class Ledger:
     # Orders.
 
     def buy_reservation(self, symbol: Symbol, price: int, lots: int) -> int:
-        """Cents a buy of `lots` at `price` must hold: its notional plus the largest fee."""
-        notional = symbol.notional(price, lots)
+        """Cents a buy of `lots` at `price` must hold: its notional (rounded up: it covers the
+        fills, each rounded down) plus the largest fee."""
+        notional = symbol.notional_up(price, lots)
         return notional + _ceil_div(notional * max(self.maker_fee_bps, self.taker_fee_bps), _BPS)
 
     def place_order(self, order: Order, client_order_id: str | None = None) -> None:
@@ -544,7 +545,7 @@ class Ledger:
         price = order.price
         if order.pair and order.pair in self.open_orders:
             price = max(price, self.open_orders[order.pair].price)  # the other leg may trade
-        notional = symbol.notional(price, order.leaves)
+        notional = symbol.notional_up(price, order.leaves)
         top_bps = max(self.maker_fee_bps, self.taker_fee_bps)
         fees_cap = _ceil_div(order.fee_basis + notional * top_bps, _BPS)
         return notional + fees_cap - order.fees_charged

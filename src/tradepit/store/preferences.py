@@ -33,13 +33,14 @@ PROFILES = "tradepit:profiles"  # account id -> Profile
 
 
 class AccountSettings(msgspec.Struct, kw_only=True):
-    """Alpaca's account configurations; tradepit enforces `suspend_trade`."""
+    """Alpaca's account configurations; tradepit enforces `suspend_trade` and
+    `fractional_trading` (on, as Alpaca's default is)."""
 
     dtbp_check: str = "entry"
     trade_confirm_email: str = "none"
     suspend_trade: bool = False
     no_shorting: bool = True
-    fractional_trading: bool = False
+    fractional_trading: bool = True
     max_margin_multiplier: str = "1"
     max_options_trading_level: int = 0
     pdt_check: str = "entry"

@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
+from tradepit.domain.symbols import Symbol
 from tradepit.ledger import Account, Holding
 from tradepit.stage.messages import symbol_of
 from tradepit.store import catalog
@@ -27,7 +28,7 @@ __all__ = ["Price", "price_of", "prices", "holding_value", "equity_of"]
 
 class Price(NamedTuple):
     ticks: int  # 0: no price
-    cash_per_tick_lot: int  # cents a lot moves when the price moves a tick
+    symbol: Symbol  # its grids, which value its lots
 
 
 def price_of(last_trade: int, listed_reference: int) -> int:
@@ -51,20 +52,21 @@ async def prices(
     for name, spec in specs.items():
         counters = books.get(name)
         last = counters.last_price if counters is not None else 0
-        found[name] = Price(price_of(last, spec.reference), symbol_of(spec).cash_per_tick_lot)
+        found[name] = Price(price_of(last, spec.reference), symbol_of(spec))
     return found
 
 
-def holding_value(holding: Holding, price: int, cash_per_tick_lot: int) -> int:
-    """Cents: a holding at `price` ticks; at its cost if there is no price (0)."""
+def holding_value(holding: Holding, price: int, symbol: Symbol) -> int:
+    """Cents: a holding at `price` ticks (a fraction of a cent rounded down); at its cost if
+    there is no price (0)."""
     lots = holding.free + holding.reserved
-    return price * lots * cash_per_tick_lot if price else holding.cost
+    return symbol.notional(price, lots) if price else holding.cost
 
 
 def equity_of(account: Account, prices: Mapping[str, Price]) -> int:
     """Cents: cash plus holdings at `prices`."""
     total = account.cash_free + account.cash_reserved
     for name, holding in account.holdings.items():
-        price, cash_per_tick_lot = prices.get(name, (0, 0))
-        total += holding_value(holding, price, cash_per_tick_lot)
+        price = prices.get(name)
+        total += holding_value(holding, price.ticks, price.symbol) if price else holding.cost
     return total

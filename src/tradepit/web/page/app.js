@@ -14,14 +14,20 @@ const ACCOUNT_REFRESH_SECONDS = 5;
 const TRAIL_REFRESH_MS = 500;
 const $ = (id) => document.getElementById(id);
 
-// The market's session; outside the regular session orders wait, accepted, for the open.
+// The market's session; outside the regular session orders wait, accepted, for the open. Its
+// calendar says what the ticket offers: a 24x7 venue has no auctions and no extended hours.
 const marketSession = new SessionClock({
   onChanged: () => {
+    ticket.layout();
     if (session) blotter.loadOpenOrders().catch(() => {});
   },
 });
 const waitsFor = () => marketSession.waitsFor;
-const ticket = new Ticket({ onPlaced: () => refreshSoon(), waitsFor });
+const ticket = new Ticket({
+  onPlaced: () => refreshSoon(),
+  waitsFor,
+  calendar: () => marketSession.calendar,
+});
 const blotter = new Blotter({ onChanged: () => refreshSoon(), waitsFor });
 const market = new MarketView({
   onPickLevel: (side, price) => ticket.prefill(side, price),

@@ -28,12 +28,18 @@ const priceCell = (text, cls) => td(text ? money(text) : "–", `num ${cls}`);
 const statusCell = (order) => td(order.status.replace("_", " "), "status");
 // An order accepted outside the regular session (and not an extended-hours one in the
 // extended hours) waits for the open: `waitsFor` says until when ("the open, Mon 09:30 ET").
-const waitingCell = (waitsFor) =>
-  el(
-    "td",
-    { class: "status", title: `Accepted: it waits for ${waitsFor}, and joins the book there.` },
-    "accepted ",
-    el("span", { class: "waits muted" }, "waits for the open"),
+// A cls order waits for the closing auction, in the session or out of it.
+const waitingCell = (waits, title) =>
+  el("td", { class: "status", title }, "accepted ", el("span", { class: "waits muted" }, waits));
+const waitsForOpenCell = (waitsFor) =>
+  waitingCell(
+    "waits for the open",
+    `Accepted: it waits for ${waitsFor}, and joins the book there.`,
+  );
+const waitsForCloseCell = () =>
+  waitingCell(
+    "waits for the close",
+    "Accepted: it waits for the closing auction, and trades there only (what is left expires).",
   );
 
 // Legs are nested in their parent (nested=true), which says its class; a leg's row, under it,
@@ -234,9 +240,10 @@ export class Blotter {
   }
 
   statusCell(order) {
+    if (order.status === "accepted" && order.time_in_force === "cls") return waitsForCloseCell();
     // (An extended-hours order waits for the extended hours instead: it is left as it is.)
     const waitsFor = order.status === "accepted" && !order.extended_hours ? this.waitsFor() : null;
-    return waitsFor ? waitingCell(waitsFor) : statusCell(order);
+    return waitsFor ? waitsForOpenCell(waitsFor) : statusCell(order);
   }
 
   // A held leg is its entry's to cancel or change (the venue refuses it on its own); an entry

@@ -109,6 +109,12 @@ export class SessionClock {
     return this.shown?.waitsFor ?? null;
   }
 
+  // The venue's calendar, as its clock last said: "nyse" or "24x7"; null while the page does
+  // not know (before the first answer, or on a venue without a clock).
+  get calendar() {
+    return this.clock?.calendar ?? null;
+  }
+
   // The venue's time now, in ms since the epoch: its clock's last timestamp and the time
   // since, as if it ran at real speed (it may run faster: the error is at most the poll's
   // interval times the speed). The browser's own time only when the venue has no clock; a

@@ -5,7 +5,8 @@ import { api } from "./api.js";
 
 // The API's field names, in the order a message is searched for them: the exits' first, as
 // they contain the entry's names (and a stop-loss's refusal names the take-profit it must be
-// beyond); "trail" (a replace's) last, as "trail_price" and "trailing_stop" contain it.
+// beyond); extended_hours before time_in_force, which its refusal names; "trail" (a
+// replace's) last, as "trail_price" and "trailing_stop" contain it.
 const FIELDS = [
   "stop_loss.stop_price",
   "stop_loss.limit_price",
@@ -15,6 +16,7 @@ const FIELDS = [
   "stop_price",
   "trail_price",
   "trail_percent",
+  "extended_hours",
   "time_in_force",
   "type",
   "trail",
@@ -31,7 +33,12 @@ const TYPE_SECTIONS = {
   stop_limit: ["limit", "stop"],
   trailing_stop: ["trail"],
 };
-const SECTIONS = ["limit", "stop", "trail", "exits", "exit-prices"];
+const SECTIONS = ["limit", "stop", "trail", "exits", "exit-prices", "extended", "auction"];
+
+// The auctions' times in force, offered with market and limit orders on a venue that has
+// auctions (not a 24x7 one): opg joins the opening auction only, cls the closing one.
+const AUCTION_TYPES = ["market", "limit"];
+const AUCTIONS = { opg: "opening auction", cls: "closing auction" };
 
 // The ticket's input an API field is entered in: one trail input sends either trail field.
 const INPUT_OF = {
@@ -43,12 +50,14 @@ const INPUT_OF = {
 };
 
 // Which field an API error message is about, if it names one. A refusal to trade through the
-// price band is about the order as a whole (a market order has no price to correct).
+// price band is about the order as a whole (a market order has no price to correct); one of
+// an auction order (out of its hours, or on a venue without auctions) is its time in force's.
 export function fieldOf(message) {
   const text = String(message).toLowerCase();
   for (const field of FIELDS) {
     if (text.includes(field)) return field;
   }
+  if (/\b(opg|cls)\b/.test(text)) return "time_in_force";
   if (/buying power|qty available|insufficient|quantity|lot/.test(text)) return "qty";
   return "order";
 }
@@ -63,21 +72,25 @@ function exitText(leg) {
   return `stop loss ${leg.stop_price}${limit}`;
 }
 
-// An order as the ticket's status line says it: "buy 10 ACME limit at 99.00", and its exits.
+// An order as the ticket's status line says it: "buy 10 ACME limit at 99.00", the session it
+// trades in when not the regular one ("opening auction", "extended hours"), and its exits.
 function summary(order) {
   const what = `${order.side} ${order.qty} ${order.symbol} ${order.type.replace("_", " ")}`;
   let text = what;
   if (order.trail_price) text = `${what}, trailing ${order.trail_price}`;
   else if (order.trail_percent) text = `${what}, trailing ${order.trail_percent}%`;
   else if (order.limit_price) text = `${what} at ${order.limit_price}`;
-  return [text, ...(order.legs ?? []).map(exitText)].join(", ");
+  const when = AUCTIONS[order.time_in_force] ?? (order.extended_hours ? "extended hours" : null);
+  return [text, ...(when ? [when] : []), ...(order.legs ?? []).map(exitText)].join(", ");
 }
 
 export class Ticket {
-  constructor({ onPlaced, waitsFor = () => null }) {
+  constructor({ onPlaced, waitsFor = () => null, calendar = () => null }) {
     this.onPlaced = onPlaced;
     this.waitsFor = waitsFor; // () => what orders wait for while the market is not open, or null
+    this.calendar = calendar; // () => the venue's calendar ("nyse", "24x7"), null if not known
     this.form = $("ticket");
+    this.timesInForce = [...$("order-tif").options]; // all of them, as the page lists them
     this.symbol = null;
     this.placed = null; // the id of the order this ticket placed last
     this.rejected = new Set(); // ids the book rejected, as trade updates said
@@ -136,10 +149,37 @@ export class Ticket {
     return this.form.elements.side.value;
   }
 
+  // What the venue's sessions offer beyond the regular session: its auctions and extended
+  // hours, which a 24x7 venue has none of (while the page does not know, it offers them: the
+  // API refuses what does not apply).
+  get hasSessions() {
+    return this.calendar() !== "24x7";
+  }
+
   sections() {
-    const sections = TYPE_SECTIONS[$("order-type").value] ?? [];
-    const exits = sections.includes("exits") && $("order-exits").checked;
-    return exits ? [...sections, "exit-prices"] : sections;
+    const type = $("order-type").value;
+    const tif = $("order-tif").value;
+    const sections = [...(TYPE_SECTIONS[type] ?? [])];
+    if (sections.includes("exits") && $("order-exits").checked) sections.push("exit-prices");
+    // Extended hours are for a day limit (the API refuses them on anything else).
+    if (type === "limit" && tif === "day" && this.hasSessions) sections.push("extended");
+    if (tif in AUCTIONS) sections.push("auction");
+    return sections;
+  }
+
+  // The times in force offered: opg and cls with a market or limit order on a venue with
+  // auctions. One no longer offered gives way to day.
+  layoutTimesInForce() {
+    const select = $("order-tif");
+    const auctions = AUCTION_TYPES.includes($("order-type").value) && this.hasSessions;
+    const offered = this.timesInForce.filter((option) => auctions || !(option.value in AUCTIONS));
+    const shown = [...select.options];
+    if (offered.length === shown.length && offered.every((option, i) => option === shown[i])) {
+      return;
+    }
+    const chosen = select.value;
+    select.replaceChildren(...offered);
+    select.value = offered.some((option) => option.value === chosen) ? chosen : "day";
   }
 
   // The trail field sends trail_price or trail_percent, as its unit says.
@@ -148,6 +188,7 @@ export class Ticket {
   }
 
   layout() {
+    this.layoutTimesInForce();
     const shown = this.sections();
     for (const section of SECTIONS) {
       for (const node of this.form.querySelectorAll(`[data-for="${section}"]`)) {
@@ -189,6 +230,7 @@ export class Ticket {
     if (sections.includes("stop")) body.stop_price = $("order-stop").value.trim();
     if (sections.includes("trail")) body[this.trailField] = $("order-trail").value.trim();
     if (sections.includes("exit-prices")) Object.assign(body, this.exits());
+    if (sections.includes("extended") && $("order-extended").checked) body.extended_hours = true;
     return body;
   }
 
@@ -229,11 +271,12 @@ export class Ticket {
   }
 
   // Outside the regular session an order waits, accepted, for the open (but an extended-hours
-  // one, which trades in the extended hours).
+  // one, which trades in the extended hours); a cls order waits for the closing auction.
   waiting(order) {
+    if (order.status !== "accepted" || order.extended_hours) return "";
+    if (order.time_in_force === "cls") return " It waits for the closing auction.";
     const waitsFor = this.waitsFor();
-    if (!waitsFor || order.status !== "accepted" || order.extended_hours) return "";
-    return ` It waits for ${waitsFor}.`;
+    return waitsFor ? ` It waits for ${waitsFor}.` : "";
   }
 
   async submit() {
