@@ -78,6 +78,19 @@ def average_price(cents: int, lots: int, symbol: Symbol) -> str | None:
     return f"{price.quantize(_PRICE_PLACES).normalize():f}"
 
 
+def average_fill_price(record: OrderRecord, symbol: Symbol) -> str | None:
+    """An order's average fill price: exact, from its fills' ticks x lots (a record from
+    before it kept them: from their cash)."""
+    lots, value = record.filled_qty, record.filled_value
+    if not value:
+        return average_price(record.filled_notional, lots, symbol)
+    ticks, remainder = divmod(value, lots)
+    if not remainder:
+        return symbol.ticks_to_price(ticks)
+    price = Decimal(value) * symbol.tick_size / lots
+    return f"{price.quantize(_PRICE_PLACES).normalize():f}"
+
+
 def order_json(record: OrderRecord, symbol: Symbol, asset_id: str) -> dict[str, Any]:
     order_type = ORDER_TYPE_NAMES[record.type]
     order_id = id_to_uuid(record.order_id)
@@ -101,7 +114,7 @@ def order_json(record: OrderRecord, symbol: Symbol, asset_id: str) -> dict[str, 
         "notional": cents_to_cash(record.notional) if record.notional else None,
         "qty": symbol.lots_to_qty(record.qty),
         "filled_qty": symbol.lots_to_qty(record.filled_qty),
-        "filled_avg_price": average_price(record.filled_notional, record.filled_qty, symbol),
+        "filled_avg_price": average_fill_price(record, symbol),
         "order_class": record.order_class.value,
         "order_type": order_type,
         "type": order_type,

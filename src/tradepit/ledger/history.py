@@ -157,6 +157,9 @@ class OrderRecord(msgspec.Struct, array_like=True, gc=False):
     order_class: OrderClass = OrderClass.SIMPLE
     legs: tuple[int, ...] = ()
     parent: int = 0
+    # Ticks x lots of its fills: what its average price is, exactly (`filled_notional` is
+    # their cash, each fill's rounded down to the cent on a fractional symbol).
+    filled_value: int = 0
 
 
 def accepted_record(
@@ -427,6 +430,7 @@ class OrderHistory:
         record.updated_at = trade.ts
         record.filled_qty += trade.qty
         record.filled_notional += self.symbols[record.symbol].notional(trade.price, trade.qty)
+        record.filled_value += trade.price * trade.qty
         if not leaves:
             record.status = _FILLED
             record.filled_at = trade.ts
