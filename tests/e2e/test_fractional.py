@@ -10,9 +10,14 @@ from itertools import count
 import pytest
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
-from alpaca.trading.enums import OrderSide, OrderStatus, TimeInForce
+from alpaca.trading.enums import OrderClass, OrderSide, OrderStatus, TimeInForce
 from alpaca.trading.models import Order
-from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest
+from alpaca.trading.requests import (
+    LimitOrderRequest,
+    MarketOrderRequest,
+    StopLossRequest,
+    TakeProfitRequest,
+)
 from alpaca_clients import client
 from live import Account, Venue, eventually
 
@@ -114,6 +119,19 @@ def test_fractional_orders_follow_alpacas_rules_and_fractional_trading(
             )
         )
     assert refused.value.status_code == 422 and "$1.00" in str(refused.value)
+    with pytest.raises(APIError) as refused:
+        trading.submit_order(
+            MarketOrderRequest(
+                symbol=symbol,
+                qty=0.5,
+                side=OrderSide.BUY,
+                time_in_force=TimeInForce.DAY,
+                order_class=OrderClass.BRACKET,
+                take_profit=TakeProfitRequest(limit_price=110),
+                stop_loss=StopLossRequest(stop_price=90),
+            )
+        )
+    assert refused.value.status_code == 422 and "whole shares" in str(refused.value)
 
     settings = trading.get_account_configurations()
     assert settings.fractional_trading  # type: ignore[union-attr]

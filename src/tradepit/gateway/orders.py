@@ -207,6 +207,8 @@ def _exit_legs(
         raise ApiError.invalid(f"a trailing_stop order cannot be {name} order")
     if request.notional is not None:
         raise ApiError.invalid(f"{name} order takes qty, not notional")
+    if is_fractional(listing.symbol, order.qty):
+        raise ApiError.invalid(f"{name} order is for whole shares")
     if request.extended_hours:
         raise ApiError.invalid(f"{name} order trades in regular hours only")
     take_profit, stop_loss = request.take_profit, request.stop_loss
