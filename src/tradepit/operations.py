@@ -8,6 +8,7 @@ catalogue (`tradepit.store.catalog`), where only a SHA-256 of the secret is kept
 
 from __future__ import annotations
 
+import json
 import secrets
 import string
 import time
@@ -38,7 +39,7 @@ from tradepit.stage.messages import (
 )
 from tradepit.store import catalog, ledger, prices
 from tradepit.store.catalog import AccountProfile, ApiKey, hash_secret
-from tradepit.store.keys import matcher_of
+from tradepit.store.keys import SESSION, matcher_of
 
 __all__ = [
     "AdminError",
@@ -53,6 +54,7 @@ __all__ = [
     "set_halted",
     "close_session",
     "set_session",
+    "last_session_change",
 ]
 
 _KEY_ALPHABET = string.ascii_uppercase + string.digits
@@ -251,7 +253,17 @@ async def set_session(client: VenueClient, phase: Phase, ts: int) -> dict[str, A
     its open and close (`tradepit.matcher.book`)."""
     for shard in client.config.matcher_names():
         await client.send_to_matcher(shard, [SetSession(phase, ts)])
+    await client.redis.set(SESSION, json.dumps([ts, phase.value]))
     return {"phase": phase.value, "at": ts}
+
+
+async def last_session_change(client: VenueClient) -> tuple[int, Phase] | None:
+    """The last change of phase sent to the books (`set_session`), if any."""
+    raw: Any = await client.redis.get(SESSION)
+    if raw is None:
+        return None
+    ts, phase = json.loads(raw)
+    return int(ts), Phase(phase)
 
 
 async def list_accounts(client: VenueClient) -> list[dict[str, Any]]:

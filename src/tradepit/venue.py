@@ -32,14 +32,20 @@ from tradepit.calendars import load_calendar
 from tradepit.client import VenueClient
 from tradepit.demo import person_account, run_demo
 from tradepit.domain.clock import REAL_TIME, VenueClock
-from tradepit.domain.session import AlwaysOpen, Calendar, Phase, to_datetime
+from tradepit.domain.session import AlwaysOpen, Calendar, Phase, TradingCalendar, to_datetime
 from tradepit.embedded import EmbeddedValkey
 from tradepit.errors import TradepitError
 from tradepit.gateway.server import listening_socket
 from tradepit.metrics.exporter import Exporter
 from tradepit.metrics.stage import StageMetrics, sample_lag
 from tradepit.metrics.valkey import ValkeyMetrics
-from tradepit.operations import add_symbol, close_session, ensure_admin_key, set_session
+from tradepit.operations import (
+    add_symbol,
+    close_session,
+    ensure_admin_key,
+    last_session_change,
+    set_session,
+)
 from tradepit.portfolio import sample_forever
 from tradepit.settings import DemoSettings, GatewaySettings, VenueSettings
 from tradepit.stage.ledger import LedgerShard
@@ -64,6 +70,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("tradepit.venue")
+# A venue down for longer catches up the last few days' sessions only (four changes a day).
+_MISSED_CHANGES = 40
 
 VENUE_FILE = "venue.json"  # in the data directory: where a running embedded venue listens
 # The symbols a new venue lists, and the prices their bands start from.
@@ -494,13 +502,29 @@ async def _drive_sessions(redis_url: str, calendar: Calendar, clock: VenueClock)
     goes to every book (`SetSession`), starting with the one in force now (which catches up a
     venue that was down across a change)."""
     always_open = isinstance(calendar, AlwaysOpen)
-    if not always_open:
-        now = clock.now()
-        await _change_session(redis_url, calendar.phase_at(now), now, always_open)
+    if isinstance(calendar, TradingCalendar):
+        for moment, phase in await _changes_to_catch_up(redis_url, calendar, clock.now()):
+            await _change_session(redis_url, phase, moment, always_open)
     while True:
         moment, phase = calendar.next_change(clock.now())
         await asyncio.sleep(clock.real_seconds_until(moment))
         await _change_session(redis_url, phase, moment, always_open)
+
+
+async def _changes_to_catch_up(
+    redis_url: str, calendar: TradingCalendar, now: int
+) -> list[tuple[int, Phase]]:
+    """The changes of phase the books missed while the venue was down, at the moments they
+    were due (so that a DAY order that waited through a whole session it missed goes live and
+    expires as it would have), the last `_MISSED_CHANGES` of them; else the phase now."""
+    try:
+        async with VenueClient(redis_url) as client:
+            last = await last_session_change(client)
+    except Exception:
+        log.exception("reading the last session change failed")
+        last = None
+    missed = calendar.changes_between(last[0], now) if last is not None and last[0] < now else []
+    return missed[-_MISSED_CHANGES:] or [(now, calendar.phase_at(now))]
 
 
 async def _change_session(redis_url: str, phase: Phase, ts: int, always_open: bool) -> None:

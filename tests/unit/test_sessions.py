@@ -4,6 +4,8 @@ extended-hours limits trade in the extended sessions, and DAY orders expire at t
 
 from __future__ import annotations
 
+from datetime import date
+
 import msgspec
 from builders import make
 from hypothesis import given, settings
@@ -22,7 +24,7 @@ from tradepit.domain.events import (
     Triggered,
 )
 from tradepit.domain.orders import OrderType, Side, TimeInForce
-from tradepit.domain.session import Phase
+from tradepit.domain.session import Phase, SessionDay, TradingCalendar
 from tradepit.matcher import Matcher, MatcherState
 from tradepit.matcher.book import Book
 
@@ -245,3 +247,21 @@ def test_the_opening_auction_trades_every_order_within_its_limit_at_one_price(
     best_bid, best_ask = book.best_bid(), book.best_ask()
     assert best_bid is None or best_ask is None or best_bid < best_ask  # uncrossed
     assert of(events, SessionChanged) and not of(events, Canceled)
+
+
+def test_a_calendar_lists_the_changes_between_two_moments() -> None:
+    hour = 3600 * 10**9
+    days = [
+        SessionDay(date(2026, 12, 7), 9 * hour, 14 * hour, 21 * hour, 25 * hour),
+        SessionDay(date(2026, 12, 8), 33 * hour, 38 * hour, 45 * hour, 49 * hour),
+    ]
+    calendar = TradingCalendar("test", days)
+    assert calendar.changes_between(15 * hour, 34 * hour) == [
+        (21 * hour, Phase.AFTER_HOURS),
+        (25 * hour, Phase.CLOSED),
+        (33 * hour, Phase.PRE_MARKET),
+    ]
+    assert calendar.changes_between(21 * hour, 21 * hour) == []
+    assert calendar.phase_at(30 * hour) is Phase.CLOSED
+    assert calendar.next_change(30 * hour) == (33 * hour, Phase.PRE_MARKET)
+    assert (calendar.next_open(30 * hour), calendar.next_close(30 * hour)) == (38 * hour, 45 * hour)

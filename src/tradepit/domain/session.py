@@ -151,6 +151,12 @@ class TradingCalendar(Calendar):
             raise ValueError(f"calendar {self.name} ends on {self.last}")
         return self._moments[index], self._phases[index]
 
+    def changes_between(self, after: int, until: int) -> list[tuple[int, Phase]]:
+        """Every change of phase after `after` and until `until`, in order."""
+        start = bisect_right(self._moments, after)
+        end = bisect_right(self._moments, until)
+        return list(zip(self._moments[start:end], self._phases[start:end], strict=True))
+
     def next_open(self, now: int) -> int:
         return self._next(now, lambda day: day.open)
 

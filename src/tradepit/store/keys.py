@@ -47,6 +47,8 @@ REFERENCE_PRICES = "tradepit:reference"
 # The venue's identity, fixed at its first start and also kept in its data directory
 # (`tradepit.durability`): data that carries another, or none, is not this venue's.
 VENUE_ID = "tradepit:venue"
+# The last change of the market's phase sent to the books, as JSON [ts, phase].
+SESSION = "tradepit:session"
 # The field of a shard's checkpoints hash that counts its commits (no stream is named so).
 COMMITS = "commits"
 
