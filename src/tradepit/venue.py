@@ -506,7 +506,11 @@ async def _drive_sessions(redis_url: str, calendar: Calendar, clock: VenueClock)
         for moment, phase in await _changes_to_catch_up(redis_url, calendar, clock.now()):
             await _change_session(redis_url, phase, moment, always_open)
     while True:
-        moment, phase = calendar.next_change(clock.now())
+        try:
+            moment, phase = calendar.next_change(clock.now())
+        except ValueError as error:  # past the calendar's last day: a restart loads more
+            log.error("the market's sessions stop here: %s; restart the venue", error)
+            return
         await asyncio.sleep(clock.real_seconds_until(moment))
         await _change_session(redis_url, phase, moment, always_open)
 
