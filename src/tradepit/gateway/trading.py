@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from tradepit.domain.ids import id_to_uuid, new_id
 from tradepit.domain.numbers import to_decimal
 from tradepit.domain.orders import OrderType, Side, TimeInForce
+from tradepit.domain.session import to_datetime
 from tradepit.domain.symbols import cash_to_cents, cents_to_cash
 from tradepit.gateway.auth import Principal
 from tradepit.gateway.docs import BODY_ERRORS, error_responses
@@ -617,7 +618,7 @@ async def _account_json(
         "last_maintenance_margin": "0",
         "sma": "0",
         "daytrade_count": 0,
-        "balance_asof": time.strftime("%Y-%m-%d", time.gmtime()),
+        "balance_asof": to_datetime(gateway.clock.now()).date().isoformat(),  # the venue's day
         "options_approved_level": 0,
         "options_trading_level": 0,
         "intraday_adjustments": "0",
