@@ -10,10 +10,12 @@ lays them out as tables, and `watch` reads, summarizes and redraws every interva
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import sys
 import time
 from collections import deque
+from typing import Any
 
 import msgspec
 from rich import box
@@ -27,7 +29,7 @@ from tradepit.store.catalog import load_config
 from tradepit.store.connection import Client, open_client
 from tradepit.store.errors import Refused, TimedOut, Unreachable
 from tradepit.store.gateways import BEAT_SECONDS, GatewayBeat, gateways
-from tradepit.store.keys import VenueConfig
+from tradepit.store.keys import SESSION, VenueConfig
 from tradepit.store.lag import COUNT_CAP, ShardLag, venue_lag
 from tradepit.store.server import NodeHealth, node_health
 
@@ -35,6 +37,7 @@ __all__ = [
     "GONE_AFTER",
     "Sample",
     "Status",
+    "MarketStatus",
     "read_sample",
     "summarize",
     "render",
@@ -52,6 +55,14 @@ class Sample(msgspec.Struct, frozen=True):
     stages: list[ShardLag]
     gateways: list[GatewayBeat]
     valkey: list[NodeHealth]
+    market: MarketStatus | None = None  # the last change of phase sent to the books
+
+
+class MarketStatus(msgspec.Struct, frozen=True):
+    """The market's session on an exchange calendar (a 24x7 venue has none)."""
+
+    phase: str  # closed, pre_market, open, after_hours
+    since: float  # Unix seconds, by the venue's clock
 
 
 class InboxStatus(msgspec.Struct, frozen=True):
@@ -100,6 +111,7 @@ class Status(msgspec.Struct, frozen=True):
     gateways: list[GatewayStatus]
     valkey: ValkeyStatus
     refusals: dict[str, int]  # by reason, summed over the gateways listed
+    market: MarketStatus | None = None  # None: a 24x7 venue, always open
 
 
 # The pure half.
@@ -128,7 +140,9 @@ def summarize(before: Sample, after: Sample) -> Status:
         aof_delayed_fsync=sum(node.aof_delayed_fsync for node in nodes),
         nodes=nodes,
     )
-    return Status(now, elapsed, stages, listed, valkey, dict(sorted(refusals.items())))
+    return Status(
+        now, elapsed, stages, listed, valkey, dict(sorted(refusals.items())), after.market
+    )
 
 
 def _stage(lag: ShardLag, now_ms: int, committed: int, elapsed: float) -> StageStatus:
@@ -173,6 +187,12 @@ def _gateway(beat: GatewayBeat, earlier: GatewayBeat | None, now: float) -> Gate
 def render(status: Status) -> RenderableType:
     taken = time.strftime("%H:%M:%S", time.localtime(status.taken_at))
     title = f"tradepit status, {taken} (rates over {status.interval_seconds:.1f} s)"
+    market = status.market
+    if market is None:
+        title += ", market open 24x7"
+    else:
+        since = time.strftime("%a %H:%M UTC", time.gmtime(market.since))
+        title += f", market {market.phase.replace('_', '-')} since {since} (venue time)"
     # The small tables side by side: the whole view fits a terminal of 24 lines.
     below = Table.grid(padding=(0, 2))
     below.add_row(_refusals_table(status.refusals), _valkey_table(status.valkey))
@@ -292,7 +312,12 @@ def _bytes(count: int) -> str:
 async def read_sample(client: Client, config: VenueConfig) -> Sample:
     taken_ms = time.time_ns() // 1_000_000
     stages = await venue_lag(client, config)
-    return Sample(taken_ms, stages, await gateways(client), await node_health(client))
+    raw: Any = await client.get(SESSION)
+    market = None
+    if raw is not None:
+        since_ns, phase = json.loads(raw)
+        market = MarketStatus(phase, since_ns / 1e9)
+    return Sample(taken_ms, stages, await gateways(client), await node_health(client), market)
 
 
 async def snapshot(client: Client, config: VenueConfig, interval: float) -> Status:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 from rich.console import Console
 
-from tradepit.status import GONE_AFTER, Sample, render, summarize
+from tradepit.status import GONE_AFTER, MarketStatus, Sample, render, summarize
 from tradepit.store.gateways import GatewayBeat
 from tradepit.store.lag import COUNT_CAP, InboxLag, ShardLag
 from tradepit.store.server import NodeHealth
@@ -122,3 +122,18 @@ def test_the_view_shows_each_shard_gateway_and_node() -> None:
     for shown in ("l0", "m0", "l1", f"{COUNT_CAP}+", "never", "gone", "up", "b:2", "failed"):
         assert shown in text, shown
     assert "insufficient_buying_power" in text and "2 /stream" in text
+    assert "market open 24x7" in text
+
+
+def test_the_view_says_the_market_session_of_an_exchange_calendar() -> None:
+    before, after = _samples()
+    monday_open = 1796653800.0  # 2026-12-07 14:30 UTC, 09:30 US/Eastern
+    after = msgspec.structs.replace(after, market=MarketStatus("pre_market", monday_open))
+    status = summarize(before, after)
+    assert msgspec.json.decode(msgspec.json.encode(status))["market"] == {
+        "phase": "pre_market",
+        "since": monday_open,
+    }
+    console = Console(width=120, record=True)
+    console.print(render(status))
+    assert "market pre-market since Mon 14:30 UTC (venue time)" in console.export_text()
