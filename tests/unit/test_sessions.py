@@ -25,6 +25,8 @@ from tradepit.domain.events import (
 )
 from tradepit.domain.orders import OrderType, Side, TimeInForce
 from tradepit.domain.session import Phase, SessionDay, TradingCalendar
+from tradepit.domain.symbols import Symbol
+from tradepit.ledger.history import OrderHistory, OrderStatus
 from tradepit.matcher import Matcher, MatcherState
 from tradepit.matcher.book import Book
 
@@ -265,3 +267,21 @@ def test_a_calendar_lists_the_changes_between_two_moments() -> None:
     assert calendar.phase_at(30 * hour) is Phase.CLOSED
     assert calendar.next_change(30 * hour) == (33 * hour, Phase.PRE_MARKET)
     assert (calendar.next_open(30 * hour), calendar.next_close(30 * hour)) == (38 * hour, 45 * hour)
+
+
+def test_a_waiting_orders_replacement_waits_accepted_and_goes_new_at_the_open() -> None:
+    matcher = closed_matcher(last=100)
+    old = make(1, 1, BUY, 5, 99)
+    history = OrderHistory({SYM: Symbol(SYM)})
+    history.accepted(old, "")
+    matcher.submit(old)
+    matcher.take_events()
+    replacement = make(2, 1, BUY, 4, 100)
+    history.accepted(replacement, "", 1)
+    matcher.replace(SYM, 1, 1, 2, 4, 100, 0, 7)
+    changes = [change for event in matcher.take_events() for change in history.apply(event)]
+    assert [(name, record.order_id) for name, record in changes] == [("replaced", 1)]
+    assert history.records[2].status == OrderStatus.ACCEPTED
+    matcher.set_session(Phase.OPEN, 9)
+    opened = [change for event in matcher.take_events() for change in history.apply(event)]
+    assert [(name, record.order_id) for name, record in opened] == [("new", 2)]

@@ -140,7 +140,8 @@ class Replaced(Event, tag="replaced"):
     """`order_id` is done; `new_order_id` carries on with `qty` lots at `price`.
 
     `kept_priority` says whether the new order kept the old one's place in the queue (a pure
-    size decrease does; a price change or size increase goes to the back).
+    size decrease does; a price change or size increase goes to the back); `waits`, that the
+    old one waited for the open or an auction, and the new one waits in its place (`Queued`).
     """
 
     order_id: int
@@ -151,6 +152,7 @@ class Replaced(Event, tag="replaced"):
     stop_price: int
     qty: int
     kept_priority: bool
+    waits: bool = False
 
 
 class ReplaceRejected(Event, tag="replace_rejected"):

@@ -405,7 +405,7 @@ class OrderHistory:
             record.replaced_by = event.new_order_id
             name = TradeEvent.REPLACED
             new = self.records.get(event.new_order_id)
-            if new is not None:
+            if new is not None and not event.waits:  # one that waits stays accepted, till it goes
                 new.status = OrderStatus.NEW
                 new.updated_at = event.ts
                 changed.append((TradeEvent.NEW, new))

@@ -957,6 +957,7 @@ class Book:
                 stop_price,
                 qty,
                 False,
+                True,
             )
         )
         self._queue(held, new)
