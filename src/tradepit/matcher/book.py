@@ -457,11 +457,11 @@ class Book:
         """
         start = len(self.out)
         old = self.orders.get(order_id) or self.stop_orders.get(order_id)
-        if old is None and not self.halted and self.held(order_id) is not None:
-            self._replace_held(
-                order_id, account_id, new_order_id, qty, price, stop_price, ts, time_in_force, trail
-            )
-            return
+        # An order that waits (for the open, or the closing auction) is replaced in its place.
+        held = None
+        if old is None and (self.waiting or self.closing):
+            held = self.waiting if order_id in self.waiting else self.closing
+            old = held.get(order_id)
         reason: RejectReason | None = None
         if self.halted:
             reason = HALTED
@@ -473,10 +473,18 @@ class Book:
             reason = INVALID_QTY
         elif price <= 0 or (old.type in (STOP, STOP_LIMIT)) != (stop_price > 0):
             reason = INVALID_PRICE
-        elif new_order_id in self.orders or new_order_id in self.stop_orders:
+        elif self.get(new_order_id) is not None or self.held(new_order_id) is not None:
             reason = DUPLICATE_ORDER_ID
         elif trail < 0 or (trail and old.type is not TRAILING_STOP):
             reason = INVALID_ORDER
+        elif held is not None and old.oco:
+            reason = INVALID_ORDER  # a waiting pair is canceled and sent again, not replaced
+        elif (
+            held is not None
+            and CLS in (time_in_force, old.time_in_force)
+            and (time_in_force not in (None, old.time_in_force))
+        ):
+            reason = INVALID_ORDER  # to or from the closing auction: cancel and send again
         elif order_id in self.oco and qty != old.leaves:
             reason = INVALID_QTY  # a leg stays the size of its pair
         elif order_id in self.oco and time_in_force not in (None, old.time_in_force):
@@ -508,6 +516,12 @@ class Book:
             elif trail:
                 new.trail_rate = trail
             new.stop_price = trail_stop(new.side, new.hwm, new.trail_price, new.trail_rate)
+        if held is not None:
+            del held[order_id]
+            old.leaves = 0
+            self._emit_replaced(old, new, False, waits=True)
+            self._queue(held, new)
+            return
         if new.post_only and self._would_take(new):
             self.seq += 1
             self.out.append(
@@ -537,22 +551,7 @@ class Book:
             and new.time_in_force is not IOC
             and new.time_in_force is not FOK
         )
-        self.seq += 1
-        self.out.append(
-            Replaced(
-                self.symbol,
-                self.seq,
-                ts,
-                order_id,
-                account_id,
-                old.side,
-                new_order_id,
-                price,
-                new.stop_price,
-                qty,
-                keeps_priority,
-            )
-        )
+        self._emit_replaced(old, new, keeps_priority)
         other = self.oco.pop(order_id, None)
         if other is not None:
             # The replacement is the leg in the old one's place.
@@ -857,110 +856,31 @@ class Book:
         leg with it."""
         for held in (self.waiting, self.closing):
             held.pop(order.order_id, None)
-        leaves = order.leaves
-        order.leaves = 0
-        self.seq += 1
-        self.out.append(
-            Canceled(
-                self.symbol,
-                self.seq,
-                ts,
-                order.order_id,
-                order.account_id,
-                order.side,
-                leaves,
-                REQUESTED,
-            )
-        )
+        self._cancel_remainder(order, REQUESTED, ts)
         other = self.waiting.pop(order.oco, None) if order.oco else None
         if other is not None:
-            other_leaves, other.leaves = other.leaves, 0
-            self.seq += 1
-            self.out.append(
-                Canceled(
-                    self.symbol,
-                    self.seq,
-                    ts,
-                    other.order_id,
-                    other.account_id,
-                    other.side,
-                    other_leaves,
-                    OCO,
-                )
-            )
+            self._cancel_remainder(other, OCO, ts)
 
-    def _replace_held(
-        self,
-        order_id: int,
-        account_id: int,
-        new_order_id: int,
-        qty: int,
-        price: int,
-        stop_price: int,
-        ts: int,
-        time_in_force: TimeInForce | None,
-        trail: int,
+    def _emit_replaced(
+        self, old: Order, new: Order, kept_priority: bool, waits: bool = False
     ) -> None:
-        """Replace an order that waits: the replacement waits in its place (at the back)."""
-        held = self.waiting if order_id in self.waiting else self.closing
-        old = held[order_id]
-        reason: RejectReason | None = None
-        if old.account_id != account_id:
-            reason = NOT_OWNER
-        elif qty <= 0:
-            reason = INVALID_QTY
-        elif price <= 0 or (old.type in (STOP, STOP_LIMIT)) != (stop_price > 0):
-            reason = INVALID_PRICE
-        elif self.get(new_order_id) is not None or self.held(new_order_id) is not None:
-            reason = DUPLICATE_ORDER_ID
-        elif old.oco or trail < 0 or (trail and old.type is not TRAILING_STOP):
-            reason = INVALID_ORDER  # a waiting pair is canceled and sent again, not replaced
-        elif time_in_force not in (None, old.time_in_force) and (
-            time_in_force is CLS or old.time_in_force is CLS
-        ):
-            reason = INVALID_ORDER  # to or from the closing auction: cancel and send again
-        if reason is not None:
-            self.seq += 1
-            self.out.append(
-                ReplaceRejected(
-                    self.symbol, self.seq, ts, order_id, account_id, new_order_id, reason
-                )
-            )
-            return
-        del held[order_id]
-        old.leaves = 0
-        new = msgspec.structs.replace(
-            old,
-            order_id=new_order_id,
-            qty=qty,
-            price=price,
-            stop_price=stop_price,
-            ts=ts,
-            leaves=qty,
-            time_in_force=old.time_in_force if time_in_force is None else time_in_force,
-        )
-        if trail and new.trail_price:
-            new.trail_price = trail
-        elif trail:
-            new.trail_rate = trail
         self.seq += 1
         self.out.append(
             Replaced(
                 self.symbol,
                 self.seq,
-                ts,
-                order_id,
-                account_id,
+                new.ts,
+                old.order_id,
+                old.account_id,
                 old.side,
-                new_order_id,
-                price,
-                stop_price,
-                qty,
-                False,
-                True,
+                new.order_id,
+                new.price,
+                new.stop_price,
+                new.qty,
+                kept_priority,
+                waits,
             )
         )
-        self._queue(held, new)
 
     # Snapshots.
 
@@ -1302,7 +1222,8 @@ class Book:
             level[_FIRST:] = [entry for entry in _open_orders(level) if entry.leaves]
             level[1] = _FIRST
 
-    def _cancel_remainder(self, order: Order, reason: CancelReason) -> None:
+    def _cancel_remainder(self, order: Order, reason: CancelReason, ts: int | None = None) -> None:
+        """Cancel what is left of `order`, at `ts` (default: the order's own time)."""
         leaves = order.leaves
         order.leaves = 0
         self.seq += 1
@@ -1310,7 +1231,7 @@ class Book:
             Canceled(
                 self.symbol,
                 self.seq,
-                order.ts,
+                order.ts if ts is None else ts,
                 order.order_id,
                 order.account_id,
                 order.side,
@@ -1507,44 +1428,20 @@ class Book:
         It is resized to what the other leg has left, or canceled when that is nothing."""
         other = self.get(self.oco[order.order_id])
         if other is not None:
-            cut = order.leaves - other.leaves
-            if cut > 0:
-                order.leaves = other.leaves
-                order.qty -= cut
-                self.seq += 1
-                self.out.append(
-                    Resized(
-                        self.symbol,
-                        self.seq,
-                        ts,
-                        order.order_id,
-                        order.account_id,
-                        order.side,
-                        cut,
-                        order.leaves,
-                    )
-                )
+            self._resize(order, other.leaves, ts)
             return True
         del self.oco[self.oco.pop(order.order_id)]  # the other leg traded all: the pair is done
-        leaves, order.leaves, order.oco = order.leaves, 0, 0
-        self.seq += 1
-        self.out.append(
-            Canceled(
-                self.symbol,
-                self.seq,
-                ts,
-                order.order_id,
-                order.account_id,
-                order.side,
-                leaves,
-                OCO,
-            )
-        )
+        order.oco = 0
+        self._cancel_remainder(order, OCO, ts)
         return False
 
     def _resize_leg(self, order_id: int, leaves: int, ts: int) -> None:
         """The other leg of `order_id` traded down to `leaves` lots: so must it."""
-        order = self._leg(order_id)
+        self._resize(self._leg(order_id), leaves, ts)
+
+    def _resize(self, order: Order, leaves: int, ts: int) -> None:
+        """A leg down to `leaves` lots, if it has more (a resting one's level too)."""
+        order_id = order.order_id
         cut = order.leaves - leaves
         if cut <= 0:
             return
