@@ -16,6 +16,7 @@ from alpaca.trading.requests import (
     GetOrderByIdRequest,
     GetOrdersRequest,
     LimitOrderRequest,
+    ReplaceOrderRequest,
     StopLossRequest,
     TakeProfitRequest,
     TrailingStopOrderRequest,
@@ -245,6 +246,40 @@ def test_an_oto_sends_its_one_exit_when_the_entry_fills(
     trading.cancel_order_by_id(str(stop_loss.id))  # live now: its own to cancel
     assert eventually(lambda: status_of(trading, stop_loss.id) == OrderStatus.CANCELED)
     assert available(trading, symbol) == "3"
+
+
+def test_a_live_leg_replaced_is_listed_as_its_parents_leg(
+    venue: Venue, market: tuple[str, Account, Account]
+) -> None:
+    symbol, _, dealer = market
+    # Shares of its own beside the ones it buys: a replacement is reserved for beside the
+    # order it replaces until the book has replaced it.
+    trading = client(venue, venue.account("10000.00", **{symbol: "3"}))
+    limit(client(venue, dealer), symbol, OrderSide.SELL, 3, 100)
+    oto = trading.submit_order(
+        LimitOrderRequest(
+            symbol=symbol,
+            qty=3,
+            side=OrderSide.BUY,
+            time_in_force=TimeInForce.GTC,
+            limit_price=100,
+            order_class=OrderClass.OTO,
+            stop_loss=StopLossRequest(stop_price=97),
+        )
+    )
+    assert isinstance(oto, Order) and oto.legs is not None
+    (stop_loss,) = oto.legs
+    assert eventually(lambda: status_of(trading, stop_loss.id) == OrderStatus.NEW)
+    moved = trading.replace_order_by_id(str(stop_loss.id), ReplaceOrderRequest(stop_price=96))
+    assert isinstance(moved, Order)
+    assert eventually(lambda: status_of(trading, moved.id) == OrderStatus.NEW)
+    parent = trading.get_order_by_id(str(oto.id))
+    assert [leg.id for leg in parent.legs or []] == [moved.id]  # type: ignore[union-attr]
+    listed = trading.get_orders(
+        GetOrdersRequest(status=QueryOrderStatus.ALL, nested=True, symbols=[symbol])
+    )
+    assert [order.id for order in listed] == [oto.id]  # type: ignore[union-attr]
+    assert [leg.id for leg in listed[0].legs or []] == [moved.id]  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(

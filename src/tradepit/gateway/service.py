@@ -114,6 +114,13 @@ class Gateway:
             raise ApiError.not_found("order not found")
         return record
 
+    async def order_records(self, account_id: int, order_ids: list[int]) -> list[OrderRecord]:
+        """The account's records of `order_ids` that it has, in one read."""
+        found = await ledger.order_records(self.redis, self.client.config, account_id, order_ids)
+        return [
+            record for record in found if record is not None and record.account_id == account_id
+        ]
+
     async def order_id_by_client_id(self, account_id: int, client_order_id: str) -> int:
         order_id = await ledger.order_id_by_client_id(
             self.redis, self.client.config, account_id, client_order_id

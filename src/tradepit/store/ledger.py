@@ -198,6 +198,18 @@ async def order_record(
     return None if raw is None else decode_record(raw)
 
 
+async def order_records(
+    client: Client, config: VenueConfig, account_id: int, order_ids: list[int]
+) -> list[OrderRecord | None]:
+    """The records of `order_ids` in the account's shard (None for an id it has none of), in
+    one HMGET."""
+    if not order_ids:
+        return []
+    key = keys_of_account(account_id, config).orders
+    raws: Any = await client.hmget(key, [str(order_id) for order_id in order_ids])
+    return [None if raw is None else decode_record(raw) for raw in raws]
+
+
 async def order_id_by_client_id(
     client: Client, config: VenueConfig, account_id: int, client_order_id: str
 ) -> int | None:
