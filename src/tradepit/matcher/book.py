@@ -370,19 +370,7 @@ class Book:
             order.leaves = order.qty
         if self._holds(order):
             return
-        self.seq += 1
-        self.out.append(
-            Accepted(
-                self.symbol,
-                self.seq,
-                order.ts,
-                order.order_id,
-                order.account_id,
-                order.side,
-                order.price,
-                order.qty,
-            )
-        )
+        self._say(Accepted, order, order.ts)
         if order.type is STOP or order.type is STOP_LIMIT:
             self._park_stop(order)
         elif order.type is TRAILING_STOP:
@@ -415,19 +403,7 @@ class Book:
                 self._queue(self.waiting, order)
             return
         for order in (limit, stop):
-            self.seq += 1
-            self.out.append(
-                Accepted(
-                    self.symbol,
-                    self.seq,
-                    order.ts,
-                    order.order_id,
-                    order.account_id,
-                    order.side,
-                    order.price,
-                    order.qty,
-                )
-            )
+            self._say(Accepted, order, order.ts)
         self.oco[limit.order_id] = stop.order_id
         self.oco[stop.order_id] = limit.order_id
         self._park_stop(stop)
@@ -704,19 +680,7 @@ class Book:
         `only` order (opg at the open, cls at the close) expires; the rest goes on as if it
         came now (a limit rests; a market order takes what is there, and is canceled)."""
         for order in entering:
-            self.seq += 1
-            self.out.append(
-                Accepted(
-                    self.symbol,
-                    self.seq,
-                    ts,
-                    order.order_id,
-                    order.account_id,
-                    order.side,
-                    order.price,
-                    order.qty,
-                )
-            )
+            self._say(Accepted, order, ts)
         # A market order takes part at its protection price, the worst it may trade at: it
         # ranks first by it (the edge of its band), but never trades beyond it.
         bids = self.resting_orders(BUY) + [order for order in entering if order.side is BUY]
@@ -837,12 +801,16 @@ class Book:
 
     def _queue(self, held: dict[int, Order], order: Order) -> None:
         held[order.order_id] = order
+        self._say(Queued, order, order.ts)
+
+    def _say(self, kind: type[Accepted] | type[Queued], order: Order, ts: int) -> None:
+        """That `order` is live (`Accepted`) or waits (`Queued`), at `ts`."""
         self.seq += 1
         self.out.append(
-            Queued(
+            kind(
                 self.symbol,
                 self.seq,
-                order.ts,
+                ts,
                 order.order_id,
                 order.account_id,
                 order.side,
