@@ -311,7 +311,7 @@ class LedgerShard(StageCore):
             2 if order_class is OrderClass.BRACKET else 1
         ):
             raise LedgerError(
-                Refusal.INVALID_ORDER, f"an {order_class} order does not have {len(legs)} legs"
+                Refusal.INVALID_ORDER, f"{order_class.value} orders do not have {len(legs)} legs"
             )
         self.ledger.place_with_legs(order, legs, client_order_id or None)
         self._order_accepted(
