@@ -298,6 +298,15 @@ def test_no_server_to_reach_is_said_in_a_line_not_a_traceback(tmp_path: Path) ->
 
 def test_a_gateway_started_before_its_server_waits_for_it(tmp_path: Path) -> None:
     server = EmbeddedValkey(tmp_path / "valkey", port=free_port())
+    # The venue's configuration is in the server's data before the gateway starts: the moment
+    # the gateway finds the server up, it holds a venue (a server found without one is an
+    # error the gateway stops on, and setting it after the start raced with the gateway).
+    with server:
+        redis = Redis.from_url(server.url)
+        try:
+            redis.set(CONFIG, msgspec.json.encode(VenueConfig()))
+        finally:
+            redis.close()
     port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
     command = [*TRADEPIT, "--redis-url", server.url, "run", "gateway", "--port", str(port)]
@@ -311,11 +320,6 @@ def test_a_gateway_started_before_its_server_waits_for_it(tmp_path: Path) -> Non
         _until(lambda: "gateway: redis unavailable" in "".join(errors), timeout=60)
         assert gateway.poll() is None  # waiting, not exited
         with server:
-            redis = Redis.from_url(server.url)
-            try:
-                redis.set(CONFIG, msgspec.json.encode(VenueConfig()))
-            finally:
-                redis.close()
 
             def answers() -> bool:
                 try:
