@@ -77,6 +77,10 @@ class Refusal(StrEnum):
     )
     UNKNOWN_ORDER = ("unknown_order", 2009, 404, "order not found")
     ORDER_PENDING = ("order_pending", 2010, 422, "order has a cancel or replace pending")
+    # A sale beyond the shares held is a short sale: on margin, of a shortable asset, whole.
+    SHORT_NOT_ALLOWED = ("short_not_allowed", 2011, 403, "account is not allowed to short", True)
+    NOT_SHORTABLE = ("not_shortable", 2012, 403, "asset is not shortable", True)
+    FRACTIONAL_SHORT = ("fractional_short", 2013, 403, "fractional orders cannot be sold short")
 
     # The matcher: orders against their book.
     HALTED = ("halted", 3001, 403, "trading in this asset is halted")
@@ -105,6 +109,12 @@ class Refusal(StrEnum):
         "this transfer id was used for another transfer",
     )
     INSUFFICIENT_FUNDS = ("insufficient_funds", 4005, 403, "insufficient funds")
+    MARGIN_IN_USE = (
+        "margin_in_use",
+        4006,
+        422,
+        "the account borrows cash or shares: it keeps its margin until they are repaid",
+    )
 
     @classmethod
     def of(cls, code: str) -> Refusal | None:

@@ -48,6 +48,8 @@ class Symbol:
     tick_size: Decimal = Decimal("0.01")
     lot_size: Decimal = Decimal("1")
     band_bps: int = 1000
+    # Whether it may be sold short (on margin): Alpaca's `shortable` and `easy_to_borrow`.
+    shortable: bool = True
     value_num: int = field(init=False)
     value_den: int = field(init=False)
 
@@ -71,6 +73,10 @@ class Symbol:
     def fractionable(self) -> bool:
         """Whether a share trades in fractions: lots smaller than one share."""
         return self.lot_size < 1
+
+    def whole_shares(self, lots: int) -> bool:
+        """Whether `lots` is a whole number of shares (what a short sale must be)."""
+        return (lots * self.lot_size) % 1 == 0
 
     # Conversions between the API's decimal strings and integers.
 

@@ -9,6 +9,14 @@ into cents exactly). The ledger is a state machine fed by two kinds of input:
   left of their reservation. Events for orders this ledger does not hold (another shard's
   accounts) are ignored, so one event stream can feed every ledger shard.
 
+Margin (`tradepit.domain.margin`): an account the operator gives a `multiplier` of 2 or 4 may
+borrow cash (its free cash goes negative) and sell short (a holding's free lots go negative:
+shares owed), within buying power computed at the prices the command carries (`marks`, as time
+is carried: the core stays deterministic). A sale is split when it is placed: the lots the
+account holds are reserved as ever, the rest is a short sale, which holds cash for its value
+(buying power) until it trades. A buy's lots that close a short (`cover`) need no buying power:
+an account in a margin call can always buy in.
+
 Fees are charged per order on its cumulative traded notional: after each fill the order has paid
 `ceil(sum(notional_i * bps_i) / 10_000)` in all. That is rounded in the venue's favour, never
 charges more than a single rounding on the order's whole notional, and so never exceeds the fee
@@ -18,7 +26,7 @@ reserved up front at the higher of the two rates.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import msgspec
 
@@ -34,6 +42,7 @@ from tradepit.domain.events import (
     Trade,
 )
 from tradepit.domain.ids import VENUE_ACCOUNT_ID
+from tradepit.domain.margin import MULTIPLIERS, Margin, margin_of, position_value
 from tradepit.domain.orders import Order, OrderType, Side
 from tradepit.domain.refusals import Refusal
 from tradepit.domain.symbols import Symbol
@@ -48,6 +57,7 @@ __all__ = [
     "Position",
     "Ledger",
     "LedgerState",
+    "account_margin",
 ]
 
 CASH = "$"  # the asset name of cash in per-asset totals (no symbol can be named so)
@@ -60,12 +70,21 @@ LedgerError = RefusalError
 
 
 class Holding(msgspec.Struct):
-    """Lots of one symbol in one account, and the position's cost basis and realized P&L."""
+    """Lots of one symbol in one account, and the position's cost basis and realized P&L.
+
+    The position is `free + reserved` lots; negative, it is short (only on margin), and `free`
+    is then negative. `cost` has the position's sign: what the lots held cost, or what a short
+    sale's lots brought in, negated."""
 
     free: int = 0
     reserved: int = 0
     cost: int = 0  # cents paid for the lots held (deposits at their stated cost)
     realized_pnl: int = 0  # cents: proceeds of sales minus the cost of the lots sold
+    covering: int = 0  # lots that open buys will buy back of a short position
+
+    @property
+    def lots(self) -> int:
+        return self.free + self.reserved
 
 
 class Account(msgspec.Struct):
@@ -74,12 +93,15 @@ class Account(msgspec.Struct):
     cash_reserved: int = 0
     fees_paid: int = 0
     holdings: dict[str, Holding] = msgspec.field(default_factory=dict)
+    multiplier: int = 1  # 1: a cash account; 2 or 4: margin (`tradepit.domain.margin`)
 
 
 class OpenOrder(msgspec.Struct):
     """What the ledger holds for a live order: its reservation and its fee state.
 
-    `reserved` is cents for a buy, lots for a sell. `fee_basis` is the sum of notional x bps
+    `reserved` is cents for a buy, lots for a sell (the lots held, sold first). A sale's
+    `short` lots are sold short, and hold `short_cash` cents of buying power until they trade;
+    a buy's `cover` lots buy back a short position. `fee_basis` is the sum of notional x bps
     over its fills so far; `fees_charged` the cents it has paid.
     """
 
@@ -96,11 +118,14 @@ class OpenOrder(msgspec.Struct):
     # The other leg of its OCO pair (0: none). The pair's one reservation is on one of the two,
     # the other holding none (`tradepit.matcher.oco`).
     pair: int = 0
+    short: int = 0
+    short_cash: int = 0
+    cover: int = 0
 
 
 class Position(msgspec.Struct, frozen=True):
     symbol: str
-    qty: int  # lots, free + reserved
+    qty: int  # lots, free + reserved (negative: short)
     cost: int  # cents
     realized_pnl: int  # cents
 
@@ -199,8 +224,12 @@ class Ledger:
         if quantity <= 0 or cost < 0:
             raise LedgerError(Refusal.INVALID_AMOUNT, "a transfer moves a positive amount")
         if asset == CASH:
-            if account.cash_free + amount < 0:
-                raise LedgerError(Refusal.INSUFFICIENT_FUNDS, "not enough free cash to withdraw")
+            if self._withdrawable(account) + amount < 0:
+                raise LedgerError(
+                    Refusal.INSUFFICIENT_FUNDS,
+                    "not enough free cash to withdraw (on margin: the equity beyond the initial "
+                    "margin of the positions at their cost, and open orders)",
+                )
             account.cash_free += amount
         else:
             if asset not in self.symbols:
@@ -220,6 +249,36 @@ class Ledger:
         self.net_deposits[asset] = self.net_deposits.get(asset, 0) + amount
         self.transfers[transfer_id] = (account_id, asset, amount, cost)
 
+    def set_multiplier(self, account_id: int, multiplier: int) -> None:
+        """Make an account a cash account (1) or a margin account (2, 4). An account that
+        borrows (cash below zero, a short position, a short sale or cover open) keeps margin."""
+        account = self._account(account_id)
+        if multiplier not in MULTIPLIERS:
+            raise LedgerError(Refusal.INVALID_REQUEST, "the multiplier is 1, 2 or 4")
+        if multiplier == 1 and self._borrows(account):
+            raise LedgerError(Refusal.MARGIN_IN_USE, "close the account's short positions and debt")
+        account.multiplier = multiplier
+
+    def _borrows(self, account: Account) -> bool:
+        return (
+            account.cash_free < 0
+            or any(holding.free < 0 or holding.covering for holding in account.holdings.values())
+            or any(
+                order.short or order.short_cash
+                for order in self.open_orders.values()
+                if order.account_id == account.account_id
+            )
+        )
+
+    def _withdrawable(self, account: Account) -> int:
+        """Cents of cash that may leave: the free cash; on margin, no more than the equity in
+        excess of the positions' initial margin and the open orders' commitments, with the
+        positions at their cost (a transfer carries no prices). A short sale's proceeds stay."""
+        if account.multiplier == 1:
+            return account.cash_free
+        margin = account_margin(account, self.symbols, {})
+        return min(account.cash_free, margin.equity - margin.initial_margin - margin.committed)
+
     def _account(self, account_id: int) -> Account:
         account = self.accounts.get(account_id)
         if account is None:
@@ -234,9 +293,16 @@ class Ledger:
         notional = symbol.notional_up(price, lots)
         return notional + _ceil_div(notional * max(self.maker_fee_bps, self.taker_fee_bps), _BPS)
 
-    def place_order(self, order: Order, client_order_id: str | None = None) -> None:
+    def place_order(
+        self,
+        order: Order,
+        client_order_id: str | None = None,
+        marks: Mapping[str, int] | None = None,
+    ) -> None:
         """Check an order and reserve what it may spend: cash for a buy (at its limit or
-        protection price, plus the largest fee), shares for a sell (no short selling)."""
+        protection price, plus the largest fee), shares for a sell, and for a short sale
+        (on margin) buying power. `marks` are the prices (ticks) a margin account's positions
+        are valued at; one without a mark is valued at its cost."""
         account = self._account(order.account_id)
         symbol = self.symbols.get(order.symbol)
         if symbol is None:
@@ -246,19 +312,29 @@ class Ledger:
         if order.order_id in self.open_orders:
             raise LedgerError(Refusal.DUPLICATE_ORDER_ID, "an open order already has this id")
         self._check_client_order_id(account.account_id, client_order_id)
-        self._reserve(account, symbol, order.order_id, order.side, order.price, order.qty, 0)
+        self._reserve(
+            account, symbol, order.order_id, order.side, order.price, order.qty, 0, marks
+        )
         if client_order_id is not None:
             self.client_order_ids.setdefault(account.account_id, {})[client_order_id] = (
                 order.order_id
             )
 
-    def place_oco(self, limit: Order, stop: Order, client_order_id: str | None = None) -> SubmitOco:
+    def place_oco(
+        self,
+        limit: Order,
+        stop: Order,
+        client_order_id: str | None = None,
+        marks: Mapping[str, int] | None = None,
+    ) -> SubmitOco:
         """Check an OCO pair and reserve for it once: the shares of a sell, the cash of a buy
         at the higher of its two prices. The limit leg holds the reservation to start with.
         Returns the command that sends it to its matcher."""
         self._check_pair(limit, stop)
         self.place_order(
-            msgspec.structs.replace(limit, price=max(limit.price, stop.price)), client_order_id
+            msgspec.structs.replace(limit, price=max(limit.price, stop.price)),
+            client_order_id,
+            marks,
         )
         held = self.open_orders[limit.order_id]
         held.price, held.pair = limit.price, stop.order_id
@@ -291,7 +367,11 @@ class Ledger:
             raise LedgerError(Refusal.DUPLICATE_ORDER_ID, "an open order already has this id")
 
     def place_with_legs(
-        self, entry: Order, legs: list[Order], client_order_id: str | None = None
+        self,
+        entry: Order,
+        legs: list[Order],
+        client_order_id: str | None = None,
+        marks: Mapping[str, int] | None = None,
     ) -> None:
         """Place a bracket's or OTO's entry (reserved for as any order) and hold its exit
         legs here until it fills completely: a bracket's two, an OCO pair, an OTO's one. The
@@ -311,7 +391,7 @@ class Ledger:
             order_id in self.open_orders or order_id in self.held_legs for order_id in ids
         ):
             raise LedgerError(Refusal.DUPLICATE_ORDER_ID, "an open order already has this id")
-        self.place_order(entry, client_order_id)
+        self.place_order(entry, client_order_id, marks)
         self.held_legs[entry.order_id] = legs
         self.legs_changed.add(entry.order_id)
 
@@ -353,6 +433,7 @@ class Ledger:
         qty: int,
         price: int,
         client_order_id: str | None = None,
+        marks: Mapping[str, int] | None = None,
     ) -> None:
         """Reserve for the order that is to replace `order_id`, before the matcher decides.
 
@@ -373,7 +454,7 @@ class Ledger:
         if old.pair:
             self._reserve_leg(old, new_order_id, qty, price)
         else:
-            self._reserve(account, symbol, new_order_id, old.side, price, qty, order_id)
+            self._reserve(account, symbol, new_order_id, old.side, price, qty, order_id, marks)
         if client_order_id is not None:
             self.client_order_ids.setdefault(account_id, {})[client_order_id] = new_order_id
 
@@ -416,29 +497,109 @@ class Ledger:
         price: int,
         qty: int,
         replaces: int,
+        marks: Mapping[str, int] | None,
     ) -> None:
+        holding = account.holdings.get(symbol.name)
         if side is Side.BUY:
             needed = self.buy_reservation(symbol, price, qty)
-            if needed > account.cash_free:
-                raise LedgerError(
-                    Refusal.INSUFFICIENT_BUYING_POWER,
-                    f"needs {needed} cents of buying power, has {account.cash_free}",
-                )
+            cover = 0
+            if holding is not None and holding.free < 0:
+                cover = min(qty, max(0, -holding.lots - holding.covering))
+            # Buying back a short needs no buying power: only what goes beyond it.
+            charged = needed if not cover else self.buy_reservation(symbol, price, qty - cover)
+            if charged:
+                available = self._buying_power(account, marks)
+                if charged > available:
+                    raise LedgerError(
+                        Refusal.INSUFFICIENT_BUYING_POWER,
+                        f"needs {charged} cents of buying power, has {available}",
+                    )
             account.cash_free -= needed
             account.cash_reserved += needed
-        else:
-            holding = account.holdings.get(symbol.name)
-            needed = qty
-            if holding is None or holding.free < needed:
-                have = holding.free if holding else 0
-                raise LedgerError(
-                    Refusal.INSUFFICIENT_SHARES, f"needs {needed} lots of {symbol.name}, has {have}"
-                )
-            holding.free -= needed
-            holding.reserved += needed
+            if cover:
+                assert holding is not None
+                holding.covering += cover
+            self.open_orders[order_id] = OpenOrder(
+                order_id,
+                account.account_id,
+                symbol.name,
+                side,
+                price,
+                qty,
+                needed,
+                replaces=replaces,
+                cover=cover,
+            )
+            return
+        held = min(qty, max(0, holding.free)) if holding is not None else 0
+        short = qty - held
+        short_cash = 0
+        if short:
+            short_cash = self._check_short_sale(account, symbol, holding, price, short, marks)
+            account.cash_free -= short_cash
+            account.cash_reserved += short_cash
+        if held:
+            assert holding is not None
+            holding.free -= held
+            holding.reserved += held
         self.open_orders[order_id] = OpenOrder(
-            order_id, account.account_id, symbol.name, side, price, qty, needed, replaces=replaces
+            order_id,
+            account.account_id,
+            symbol.name,
+            side,
+            price,
+            qty,
+            held,
+            replaces=replaces,
+            short=short,
+            short_cash=short_cash,
         )
+
+    def _check_short_sale(
+        self,
+        account: Account,
+        symbol: Symbol,
+        holding: Holding | None,
+        price: int,
+        short: int,
+        marks: Mapping[str, int] | None,
+    ) -> int:
+        """Whether `short` lots may be sold short at `price`: the cents of buying power the
+        sale holds (its value at the higher of its price and the mark), or LedgerError."""
+        have = max(0, holding.free) if holding is not None else 0
+        if account.multiplier == 1:
+            raise LedgerError(
+                Refusal.INSUFFICIENT_SHARES,
+                f"needs {have + short} lots of {symbol.name}, has {have}",
+            )
+        if not symbol.shortable:
+            raise LedgerError(Refusal.NOT_SHORTABLE, f"{symbol.name} cannot be sold short")
+        if not symbol.whole_shares(short):
+            raise LedgerError(Refusal.FRACTIONAL_SHORT, "a short sale is of whole shares")
+        margin = self.margin(account.account_id, marks)
+        if not margin.margin_enabled:
+            raise LedgerError(
+                Refusal.SHORT_NOT_ALLOWED, "selling short needs $2,000 of equity on margin"
+            )
+        mark = (marks or {}).get(symbol.name, 0)
+        value = symbol.notional_up(max(price, mark), short)
+        if value > margin.buying_power:
+            raise LedgerError(
+                Refusal.INSUFFICIENT_BUYING_POWER,
+                f"a short sale needs {value} cents of buying power, has {margin.buying_power}",
+            )
+        return value
+
+    def _buying_power(self, account: Account, marks: Mapping[str, int] | None) -> int:
+        """Cents a new order may commit: a cash account's free cash; a margin account's buying
+        power at `marks`."""
+        if account.multiplier == 1:
+            return account.cash_free
+        return self.margin(account.account_id, marks).buying_power
+
+    def margin(self, account_id: int, marks: Mapping[str, int] | None = None) -> Margin:
+        """The account's margin with its positions at `marks` (ticks; at cost without one)."""
+        return account_margin(self._account(account_id), self.symbols, marks or {})
 
     # The matcher's events.
 
@@ -472,8 +633,8 @@ class Ledger:
             if old is not None and new is not None and new.pair:
                 # The replacement is the leg now: the old leg's share of the reservation (all
                 # or none of it) and the link are its.
-                new.reserved += old.reserved
-                old.reserved = old.pair = 0
+                _hand_over(old, new)
+                old.pair = 0
                 self.open_orders[new.pair].pair = new.order_id
             if old is not None:
                 self._close(old)
@@ -509,23 +670,33 @@ class Ledger:
         order.leaves -= qty
         account.fees_paid += fee
         self.accounts[VENUE_ACCOUNT_ID].cash_free += fee
+        _book_position(holding, qty if order.side is Side.BUY else -qty, notional)
         if order.side is Side.BUY:
             spent = notional + fee
             order.reserved -= spent
             account.cash_reserved -= spent
             holding.free += qty
-            holding.cost += notional
+            if order.cover:
+                covered = min(qty, order.cover)
+                order.cover -= covered
+                holding.covering -= covered
             self._flow(CASH, -notional)
             self._flow(order.symbol, qty)
             # Release what the rest of the order no longer needs (a better price, a lower fee).
             still_needed = self._buy_still_needed(order, symbol)
             self._release_cash(account, order, order.reserved - still_needed)
         else:
-            order.reserved -= qty
-            holding.reserved -= qty
-            cost_sold = holding.cost * qty // (holding.free + holding.reserved + qty)
-            holding.cost -= cost_sold
-            holding.realized_pnl += notional - cost_sold
+            held = min(qty, order.reserved)  # the lots held go first, then the short sale
+            order.reserved -= held
+            holding.reserved -= held
+            if held < qty:
+                shorted = qty - held
+                released = order.short_cash * shorted // order.short
+                order.short -= shorted
+                order.short_cash -= released
+                account.cash_reserved -= released
+                account.cash_free += released
+                holding.free -= shorted
             account.cash_free += notional - fee
             self._flow(CASH, notional)
             self._flow(order.symbol, -qty)
@@ -538,8 +709,7 @@ class Ledger:
         """Move its pair's reservation onto `order`, the leg that trades."""
         other = self.open_orders.get(order.pair)
         if other is not None and other.pair == order.order_id:
-            order.reserved += other.reserved
-            other.reserved = 0
+            _hand_over(other, order)
 
     def _buy_still_needed(self, order: OpenOrder, symbol: Symbol) -> int:
         price = order.price
@@ -560,18 +730,26 @@ class Ledger:
         open, hand it over."""
         other = self.open_orders.get(order.pair) if order.pair else None
         if other is not None and other.pair == order.order_id:
-            other.reserved += order.reserved
-            other.pair = order.reserved = 0
+            _hand_over(order, other)
+            other.pair = 0
             del self.open_orders[order.order_id]
             return
         account = self.accounts[order.account_id]
         if order.side is Side.BUY:
             self._release_cash(account, order, order.reserved)
+            if order.cover:
+                account.holdings[order.symbol].covering -= order.cover
+                order.cover = 0
         else:
-            holding = account.holdings[order.symbol]
-            holding.reserved -= order.reserved
-            holding.free += order.reserved
-            order.reserved = 0
+            if order.reserved:
+                holding = account.holdings[order.symbol]
+                holding.reserved -= order.reserved
+                holding.free += order.reserved
+                order.reserved = 0
+            if order.short_cash:
+                account.cash_reserved -= order.short_cash
+                account.cash_free += order.short_cash
+            order.short = order.short_cash = 0
         del self.open_orders[order.order_id]
 
     def _flow(self, asset: str, amount: int) -> None:
@@ -588,36 +766,59 @@ class Ledger:
 
         For every asset, the sum over all accounts (the venue's fee account included) of free
         plus reserved equals deposits - withdrawals, plus what was settled with other shards
-        (nothing, when one ledger holds every account). No balance is negative, and each
-        account's reserved balances equal the sum of its open orders' reservations.
+        (nothing, when one ledger holds every account): borrowed shares and cash are negative
+        balances, so what one account owes another holds. Each account's reserved balances
+        equal what its open orders hold: cash for buys and short sales, lots for sales,
+        buy-backs of shorts; a sale holds every lot it may still sell, held or short. Nothing
+        reserved is negative, and only a margin account's free cash or shares may be (its
+        debt, its shorts).
         """
         problems = []
         totals: dict[str, int] = {}
-        reserved_by_orders: dict[tuple[int, str], int] = {}
+        held_by_orders: dict[tuple[int, str], list[int]] = {}  # -> [reserved, covering]
         for order in self.open_orders.values():
-            asset = CASH if order.side is Side.BUY else order.symbol
-            key = (order.account_id, asset)
-            reserved_by_orders[key] = reserved_by_orders.get(key, 0) + order.reserved
-            if order.reserved < 0 or order.leaves <= 0:
+            buy = order.side is Side.BUY
+            cash = held_by_orders.setdefault((order.account_id, CASH), [0, 0])
+            lots = held_by_orders.setdefault((order.account_id, order.symbol), [0, 0])
+            if buy:
+                cash[0] += order.reserved
+                lots[1] += order.cover
+            else:
+                cash[0] += order.short_cash
+                lots[0] += order.reserved
+            if min(order.reserved, order.short, order.short_cash, order.cover) < 0 or (
+                order.leaves <= 0
+            ):
                 problems.append(f"order {order.order_id}: reserved {order.reserved}")
+            if not buy and not order.pair and order.reserved + order.short != order.leaves:
+                problems.append(
+                    f"order {order.order_id}: holds {order.reserved} + {order.short} short "
+                    f"lots for {order.leaves}"
+                )
+            if (order.short or order.short_cash) if buy else order.cover:
+                problems.append(f"order {order.order_id}: holds for the other side")
         for account in self.accounts.values():
-            balances = {CASH: (account.cash_free, account.cash_reserved)}
+            balances = {CASH: (account.cash_free, account.cash_reserved, 0)}
             balances.update(
-                (name, (holding.free, holding.reserved))
+                (name, (holding.free, holding.reserved, holding.covering))
                 for name, holding in account.holdings.items()
             )
-            for asset, (free, reserved) in balances.items():
+            for asset, (free, reserved, covering) in balances.items():
                 totals[asset] = totals.get(asset, 0) + free + reserved
-                if free < 0 or reserved < 0:
+                if reserved < 0 or covering < 0 or (free < 0 and account.multiplier == 1):
                     problems.append(f"account {account.account_id}: {asset} {free}/{reserved}")
-                expected = reserved_by_orders.pop((account.account_id, asset), 0)
-                if reserved != expected:
+                expected, expected_covering = held_by_orders.pop(
+                    (account.account_id, asset), (0, 0)
+                )
+                if reserved != expected or covering != expected_covering:
                     problems.append(
-                        f"account {account.account_id}: {asset} reserved {reserved}, "
-                        f"open orders hold {expected}"
+                        f"account {account.account_id}: {asset} reserved {reserved} "
+                        f"(covering {covering}), open orders hold {expected} "
+                        f"({expected_covering})"
                     )
-        for key, amount in reserved_by_orders.items():
-            problems.append(f"account {key[0]}: orders hold {amount} {key[1]} it does not have")
+        for key, (amount, covering) in held_by_orders.items():
+            if amount or covering:
+                problems.append(f"account {key[0]}: orders hold {amount} {key[1]} it does not have")
         for asset in set(totals) | set(self.net_deposits) | set(self.trade_flow):
             expected = self.net_deposits.get(asset, 0) + self.trade_flow.get(asset, 0)
             if totals.get(asset, 0) != expected:
@@ -656,6 +857,50 @@ class Ledger:
 
     def state_hash(self) -> str:
         return hashlib.sha256(msgspec.json.encode(self.export_state())).hexdigest()
+
+
+def account_margin(
+    account: Account, symbols: Mapping[str, Symbol], marks: Mapping[str, int]
+) -> Margin:
+    """An account's margin with its positions at `marks` (ticks; a position without one at its
+    cost). A holding of a symbol not in `symbols` (not listed yet) is left out."""
+    positions = [
+        position_value(symbols[name], holding.lots, marks.get(name, 0), holding.cost)
+        for name, holding in account.holdings.items()
+        if holding.lots and name in symbols
+    ]
+    return margin_of(account.multiplier, account.cash_free, account.cash_reserved, positions)
+
+
+def _hand_over(giver: OpenOrder, taker: OpenOrder) -> None:
+    """Move all an OCO leg holds onto the other leg of its pair (or its replacement)."""
+    taker.reserved += giver.reserved
+    taker.short += giver.short
+    taker.short_cash += giver.short_cash
+    taker.cover += giver.cover
+    giver.reserved = giver.short = giver.short_cash = giver.cover = 0
+
+
+def _book_position(holding: Holding, bought: int, notional: int) -> None:
+    """A trade of `bought` lots (negative: sold) for `notional` cents changes the position's
+    cost basis and realized P&L: the part that closes the position realizes its share of the
+    cost (pro rata, rounded down), the part that opens or adds to it is at its price."""
+    held = holding.lots
+    closing = 0
+    if held and (held > 0) != (bought > 0):
+        closing = min(abs(bought), abs(held))
+        cost_closed = holding.cost * closing // abs(held)
+        value_closed = notional * closing // abs(bought)
+        holding.cost -= cost_closed
+        # A sale of longs realizes what it brought in over their cost; a buy-back of a short
+        # what the short sale brought in (-cost) over what buying back costs.
+        if held > 0:
+            holding.realized_pnl += value_closed - cost_closed
+        else:
+            holding.realized_pnl += -cost_closed - value_closed
+        notional -= value_closed
+    if closing < abs(bought):
+        holding.cost += notional if bought > 0 else -notional
 
 
 def _ceil_div(numerator: int, denominator: int) -> int:

@@ -56,6 +56,7 @@ from tradepit.stage.messages import (
     Replace,
     ReplaceOrder,
     Reply,
+    SetMultiplier,
     Submit,
     SubmitOco,
     Transfer,
@@ -276,6 +277,10 @@ class LedgerShard(StageCore):
                 raise LedgerError(Refusal.INVALID_SYMBOL, str(error)) from None
             self.ledger.add_symbol(symbol)
             self.symbols_changed = True
+        elif isinstance(command, SetMultiplier):
+            self._check_owned(command.account_id)
+            self.ledger.set_multiplier(command.account_id, command.multiplier)
+            self.dirty_accounts.add(command.account_id)
 
     def _check_owned(self, account_id: int) -> None:
         if not self.owns(account_id):
@@ -286,7 +291,7 @@ class LedgerShard(StageCore):
         self._check_owned(order.account_id)
         order.leaves = 0
         if command.order_class is OrderClass.SIMPLE and not command.legs:
-            self.ledger.place_order(order, command.client_order_id or None)
+            self.ledger.place_order(order, command.client_order_id or None, command.marks)
             self._order_accepted(
                 order, command.client_order_id, 0, command.notional, command.extended_hours
             )
@@ -302,7 +307,9 @@ class LedgerShard(StageCore):
         for leg in legs:
             leg.leaves = 0
         if order_class is OrderClass.OCO and len(legs) == 1:
-            submit: MatcherCommand = self.ledger.place_oco(order, legs[0], client_order_id or None)
+            submit: MatcherCommand = self.ledger.place_oco(
+                order, legs[0], client_order_id or None, command.marks
+            )
             self._order_accepted(order, client_order_id, 0, order_class=order_class, legs=leg_ids)
             self._order_accepted(legs[0], "", 0, order_class=order_class, parent=order.order_id)
             self._send(order.symbol, submit)
@@ -313,7 +320,7 @@ class LedgerShard(StageCore):
             raise LedgerError(
                 Refusal.INVALID_ORDER, f"{order_class.value} orders do not have {len(legs)} legs"
             )
-        self.ledger.place_with_legs(order, legs, client_order_id or None)
+        self.ledger.place_with_legs(order, legs, client_order_id or None, command.marks)
         self._order_accepted(
             order,
             client_order_id,
@@ -377,6 +384,7 @@ class LedgerShard(StageCore):
             command.qty,
             command.price,
             command.client_order_id or None,
+            command.marks,
         )
         self._order_accepted(
             command.replacement(old),

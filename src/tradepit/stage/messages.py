@@ -58,6 +58,7 @@ __all__ = [
     "CancelOrder",
     "ReplaceOrder",
     "AddSymbol",
+    "SetMultiplier",
     "LedgerCommand",
     "Submit",
     "SubmitOco",
@@ -89,13 +90,15 @@ UPDATES = b"u"  # the field of a ledger's `updates` entry that holds its `OrderU
 
 class SymbolSpec(msgspec.Struct, array_like=True, frozen=True):
     """A symbol as it travels and is stored: the arguments of `tradepit.domain.Symbol`, and
-    the reference price (ticks; 0 if none) that bands its prices until it has traded."""
+    the reference price (ticks; 0 if none) that bands its prices until it has traded, and
+    whether it may be sold short."""
 
     name: str
     tick_size: str
     lot_size: str
     band_bps: int
     reference: int = 0
+    shortable: bool = True
 
 
 # Commands to a ledger shard. `request_id` names the reply (0: no reply wanted).
@@ -132,6 +135,9 @@ class PlaceOrder(LedgerCommand, tag="place_order"):
     extended_hours: bool = False
     order_class: OrderClass = OrderClass.SIMPLE
     legs: list[Order] = []
+    # Ticks by symbol: the prices a margin account's positions are valued at for this order
+    # (`Ledger.place_order`); none for a cash account.
+    marks: dict[str, int] = {}
 
 
 class CancelOrder(LedgerCommand, tag="cancel_order"):
@@ -151,6 +157,7 @@ class ReplaceOrder(LedgerCommand, tag="replace_order"):
     ts: int
     time_in_force: TimeInForce | None = None  # None: the old order's
     trail: int = 0  # a trailing stop's new trail (ticks, or its rate); 0: the old one
+    marks: dict[str, int] = {}  # as `PlaceOrder.marks`
 
     def replacement(self, old: OrderRecord) -> Order:
         """The order this command puts in `old`'s place (ledger/replacement.py): what the
@@ -171,7 +178,16 @@ class AddSymbol(LedgerCommand, tag="add_symbol"):
     symbol: SymbolSpec
 
 
-AnyLedgerCommand = OpenAccount | Transfer | PlaceOrder | CancelOrder | ReplaceOrder | AddSymbol
+class SetMultiplier(LedgerCommand, tag="set_multiplier"):
+    """The operator makes an account a cash (1) or margin (2, 4) account."""
+
+    account_id: int
+    multiplier: int
+
+
+AnyLedgerCommand = (
+    OpenAccount | Transfer | PlaceOrder | CancelOrder | ReplaceOrder | AddSymbol | SetMultiplier
+)
 
 # Commands to a matcher shard are the matcher's own (`tradepit.domain.commands`), re-exported
 # here with the rest of what travels.
@@ -230,8 +246,16 @@ def decode_replies(data: bytes) -> list[Reply]:
 
 def symbol_of(spec: SymbolSpec) -> Symbol:
     """The `Symbol` a spec describes; raises SymbolError (a ValueError) if it cannot trade."""
-    return Symbol(spec.name, Decimal(spec.tick_size), Decimal(spec.lot_size), spec.band_bps)
+    return Symbol(
+        spec.name, Decimal(spec.tick_size), Decimal(spec.lot_size), spec.band_bps, spec.shortable
+    )
 
 
 def spec_of(symbol: Symbol) -> SymbolSpec:
-    return SymbolSpec(symbol.name, str(symbol.tick_size), str(symbol.lot_size), symbol.band_bps)
+    return SymbolSpec(
+        symbol.name,
+        str(symbol.tick_size),
+        str(symbol.lot_size),
+        symbol.band_bps,
+        shortable=symbol.shortable,
+    )
