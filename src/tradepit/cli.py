@@ -167,6 +167,15 @@ def _parser() -> argparse.ArgumentParser:
     symbol.add_argument("--lot-size", default="1")
     symbol.add_argument("--band-bps", type=int, default=1000)
     symbol.add_argument("--reference-price", help="where the price band starts before trading")
+    symbol.add_argument(
+        "--not-shortable",
+        dest="shortable",
+        action="store_false",
+        help="margin accounts may not sell it short (not easy to borrow)",
+    )
+    margin = ops.add_parser("set-margin", help="make an account a cash (1) or margin (2, 4) one")
+    margin.add_argument("account")
+    margin.add_argument("--multiplier", type=int, choices=(1, 2, 4), required=True)
     for name in ("halt", "resume"):
         ops.add_parser(name).add_argument("symbol")
     ops.add_parser("close-session", help="expire every DAY order")
@@ -243,7 +252,10 @@ async def _admin(args: argparse.Namespace, redis_url: str) -> Any:
                 args.lot_size,
                 args.band_bps,
                 args.reference_price,
+                args.shortable,
             )
+        if op == "set-margin":
+            return await operations.set_margin(client, uuid_to_id(args.account), args.multiplier)
         if op in ("halt", "resume"):
             return await operations.set_halted(client, args.symbol, op == "halt")
         return await operations.close_session(client)

@@ -24,7 +24,7 @@ from tradepit.domain.refusals import Refusal
 from tradepit.domain.session import Phase
 from tradepit.domain.symbols import CASH_UNIT, Symbol, cash_to_cents, cents_to_cash
 from tradepit.errors import RefusalError, TradepitError
-from tradepit.ledger import CASH
+from tradepit.ledger import CASH, account_margin
 from tradepit.stage.messages import (
     AddBook,
     AddSymbol,
@@ -32,12 +32,13 @@ from tradepit.stage.messages import (
     OpenAccount,
     Reply,
     SetHalted,
+    SetMultiplier,
     SetSession,
     Transfer,
     spec_of,
     symbol_of,
 )
-from tradepit.store import catalog, ledger, prices
+from tradepit.store import catalog, ledger, preferences, prices
 from tradepit.store.catalog import AccountProfile, ApiKey, hash_secret
 from tradepit.store.keys import SESSION, matcher_of
 
@@ -47,6 +48,7 @@ __all__ = [
     "price_of",
     "create_account",
     "transfer",
+    "set_margin",
     "add_symbol",
     "ensure_admin_key",
     "list_symbols",
@@ -187,6 +189,20 @@ async def transfer(
     return {"transfer_id": transfer_id, "account_id": id_to_uuid(account_id)}
 
 
+async def set_margin(client: VenueClient, account_id: int, multiplier: int) -> dict[str, Any]:
+    """Make an account a cash account (1) or a margin account (2: Reg T overnight buying
+    power; 4: intraday), which may also sell shortable symbols short. The ledger refuses a
+    cash account for one that still borrows. The account's configurations follow: its
+    `max_margin_multiplier`, and shorting on at margin (the owner may turn it off)."""
+    _check(await client.request(account_id, SetMultiplier(0, account_id, multiplier)))
+    settings = await preferences.account_settings(client.redis, account_id)
+    updated = msgspec.structs.replace(
+        settings, max_margin_multiplier=str(multiplier), no_shorting=multiplier == 1
+    )
+    await preferences.save_account_settings(client.redis, account_id, updated)
+    return {"account_id": id_to_uuid(account_id), "multiplier": multiplier}
+
+
 async def add_symbol(
     client: VenueClient,
     name: str,
@@ -194,15 +210,21 @@ async def add_symbol(
     lot_size: str = "1",
     band_bps: int = 1000,
     reference_price: str | None = None,
+    shortable: bool = True,
 ) -> dict[str, Any]:
     """Make a symbol tradable: its book first, then every ledger shard learns it, and last the
     catalogue the gateways read, so that no order for it reaches a shard that does not know it.
 
-    `reference_price` is where its price band is centred until it trades.
+    `reference_price` is where its price band is centred until it trades; `shortable`
+    whether margin accounts may sell it short.
     """
     try:
         symbol = Symbol(
-            name, to_decimal(tick_size, "tick_size"), to_decimal(lot_size, "lot_size"), band_bps
+            name,
+            to_decimal(tick_size, "tick_size"),
+            to_decimal(lot_size, "lot_size"),
+            band_bps,
+            shortable,
         )
     except ValueError as error:
         raise AdminError(Refusal.INVALID_SYMBOL, str(error)) from None
@@ -218,6 +240,7 @@ async def add_symbol(
         "lot_size": spec.lot_size,
         "band_bps": spec.band_bps,
         "reference_price": reference_price,
+        "shortable": shortable,
     }
 
 
@@ -267,11 +290,16 @@ async def last_session_change(client: VenueClient) -> tuple[int, Phase] | None:
 
 
 async def list_accounts(client: VenueClient) -> list[dict[str, Any]]:
+    """Every account: its cash and positions, and on margin its equity against its
+    maintenance margin at the prices now (`margin_call` when below)."""
     symbols = await list_symbols(client)
     profiles = await catalog.account_profiles(client.redis)
+    now = await prices.prices(client.redis, client.config)
+    marks = {name: price.ticks for name, price in now.items()}
     accounts = []
     for account in await ledger.all_accounts(client.redis, client.config):
         profile = profiles.get(account.account_id, AccountProfile())
+        margin = account_margin(account, symbols, marks)
         accounts.append(
             {
                 "id": id_to_uuid(account.account_id),
@@ -283,6 +311,10 @@ async def list_accounts(client: VenueClient) -> list[dict[str, Any]]:
                     for name, holding in account.holdings.items()
                     if name in symbols
                 },
+                "multiplier": account.multiplier,
+                "equity": cents_to_cash(margin.equity),
+                "maintenance_margin": cents_to_cash(margin.maintenance_margin),
+                "margin_call": margin.margin_call,
             }
         )
     return sorted(accounts, key=lambda entry: entry["id"])

@@ -13,8 +13,10 @@ stages run, before the shards are compared with each other.
 The checks:
 
 - per ledger shard, at the cut: every asset's balances sum to deposits minus withdrawals plus
-  what was settled with other shards; nothing is negative; reserved balances equal the open
-  orders' reservations;
+  what was settled with other shards (a short position and margin debt are negative balances:
+  what an account owes, another holds); only a margin account's free cash and shares may be
+  negative; reserved balances equal the open orders' reservations (a short sale's buying power
+  among them) and every sale holds each lot it may sell, held or short;
 - with the cut's in-flight messages delivered: what the shards settled with each other sums to
   zero, and the ledgers' open orders are exactly the books' open orders, with the same side,
   account and lots left;
@@ -39,8 +41,9 @@ from typing import TypeVar
 import msgspec
 
 from tradepit.domain.events import Event
+from tradepit.domain.ids import id_to_uuid
 from tradepit.domain.orders import Side
-from tradepit.ledger import Ledger
+from tradepit.ledger import Ledger, account_margin
 from tradepit.matcher import Matcher
 from tradepit.stage.matcher import top_of
 from tradepit.stage.messages import (
@@ -91,10 +94,39 @@ def check(snapshot: Snapshot) -> Report:
         )
     for shard, matcher in snapshot.matchers.items():
         report.notes.append(f"{shard}: {len(matcher.books)} books")
+    report.notes += _describe_margin(snapshot)
     _check_feed(snapshot, report)
     ledgers, matchers = deliver(snapshot, report)
     _check_between_shards(ledgers, matchers, report)
     return report
+
+
+def _describe_margin(snapshot: Snapshot) -> list[str]:
+    """What margin accounts borrow at the cut, and which are in a margin call at the books'
+    last trades (not a violation: the operator's to act on)."""
+    marks = {
+        name: book.last_price
+        for matcher in snapshot.matchers.values()
+        for name, book in matcher.books.items()
+    }
+    lines = []
+    for shard, ledger in snapshot.ledgers.items():
+        margin_accounts = [a for a in ledger.accounts.values() if a.multiplier > 1]
+        if not margin_accounts:
+            continue
+        shorts = sum(1 for a in margin_accounts for h in a.holdings.values() if h.lots < 0)
+        debt = sum(-a.cash_free for a in margin_accounts if a.cash_free < 0)
+        calls = [
+            a.account_id
+            for a in margin_accounts
+            if account_margin(a, ledger.symbols, marks).margin_call
+        ]
+        lines.append(
+            f"{shard}: {len(margin_accounts)} margin accounts, {shorts} short positions, "
+            f"{debt} cents borrowed; {len(calls)} in a margin call at the last trades"
+            + (f" ({', '.join(id_to_uuid(account_id) for account_id in calls)})" if calls else "")
+        )
+    return lines
 
 
 def _describe_cut(snapshot: Snapshot, in_flight: int) -> list[str]:

@@ -2,7 +2,7 @@
 what it may still buy or sell short. Pure: positions and prices in, cents out.
 
 - Margin (a `multiplier` of 2 or 4) and short selling need $2,000 of equity; below that a margin
-  account trades as a cash account does.
+  account may only pay in cash, up to its equity in excess of its initial margin.
 - Initial margin (Reg T): 50% of every position's market value, long or short.
 - Maintenance margin: longs 30% of their value at $2.50 a share and up, 100% below; shorts the
   greater of $5.00 a share or 30% at $5.00 and up, the greater of $2.50 a share or 100% below.
@@ -132,7 +132,13 @@ class Margin:
 
     @property
     def non_marginable_buying_power(self) -> int:
-        return max(0, self.cash_free)
+        """What may be paid in cash: a cash account's free cash; a margin account's no more
+        than its equity in excess of the initial margin and its open orders (a short sale's
+        proceeds are not free to spend)."""
+        if self.multiplier == 1:
+            return max(0, self.cash_free)
+        excess = self.equity - self.initial_margin - self.committed
+        return max(0, min(self.cash_free, excess))
 
     @property
     def margin_call(self) -> bool:

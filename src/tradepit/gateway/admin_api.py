@@ -44,6 +44,11 @@ class NewSymbol(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     lot_size: str = "1"
     band_bps: int = 1000
     reference_price: str | None = None
+    shortable: bool = True
+
+
+class MarginChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    multiplier: int
 
 
 async def _admin_call(call: Any) -> Response:
@@ -101,6 +106,28 @@ async def transfer(
 
 
 @router.post(
+    "/accounts/{account_id}/margin",
+    openapi_extra=body_doc({"multiplier": 2}),
+    responses=BODY_ERRORS,
+)
+async def set_margin(
+    request: Request, account_id: str, _admin: Principal = Depends(operator)
+) -> Response:
+    """Make an account a cash account (multiplier 1) or a margin one (2 or 4), which may sell
+    shortable symbols short; refused (422) for a cash account while it still borrows."""
+    body = decode_body(await read_body(request), MarginChange)
+    if body.multiplier not in (1, 2, 4):
+        raise ApiError.invalid("multiplier must be 1, 2 or 4")
+    try:
+        account = uuid_to_id(account_id)
+    except IdError:
+        raise ApiError.not_found("account not found") from None
+    return await _admin_call(
+        operations.set_margin(gateway_of(request).client, account, body.multiplier)
+    )
+
+
+@router.post(
     "/symbols",
     openapi_extra=body_doc({"symbol": "WAYNE", "reference_price": "50.00"}),
     responses=BODY_ERRORS,
@@ -116,6 +143,7 @@ async def add_symbol(request: Request, _admin: Principal = Depends(operator)) ->
             body.lot_size,
             body.band_bps,
             body.reference_price,
+            body.shortable,
         )
     )
     assert gateway.market is not None

@@ -196,17 +196,22 @@ async def get_configurations(request: Request, principal: Principal = Depends(tr
 
 @router.patch("/account/configurations", responses=BODY_ERRORS)
 async def set_configurations(request: Request, principal: Principal = Depends(trader)) -> Response:
-    """Change account configurations. tradepit acts on `suspend_trade` (no new orders) and
-    `fractional_trading` (fractions of a share, on fractionable symbols); it is a cash venue,
-    so shorting and margin stay off."""
+    """Change account configurations. tradepit acts on `suspend_trade` (no new orders),
+    `fractional_trading` (fractions of a share, on fractionable symbols) and, on a margin
+    account, `no_shorting`. `max_margin_multiplier` is the account's multiplier, which the
+    venue's operator sets (`tradepit admin set-margin`); a cash account cannot short."""
     gateway = gateway_of(request)
     patch = decode_body(await read_body(request), SettingsPatch)
     settings = await gateway.account_settings(principal.account_id, fresh=True)
     changes = {key: value for key, value in msgspec.to_builtins(patch).items() if value is not None}
-    fixed = {"no_shorting": True, "max_margin_multiplier": "1"}
-    for key, value in fixed.items():
-        if key in changes and changes[key] != value:
-            raise ApiError.invalid(f"{key} cannot change: tradepit is a cash venue")
+    multiplier = changes.get("max_margin_multiplier", settings.max_margin_multiplier)
+    if multiplier != settings.max_margin_multiplier:
+        raise ApiError.invalid(
+            f"max_margin_multiplier is {settings.max_margin_multiplier}: the venue's operator "
+            "sets it"
+        )
+    if settings.max_margin_multiplier == "1" and changes.get("no_shorting") is False:
+        raise ApiError.invalid("no_shorting cannot change: this is a cash account")
     updated = msgspec.structs.replace(settings, **changes)
     await gateway.save_account_settings(principal.account_id, updated)
     return json_response(msgspec.to_builtins(updated))

@@ -138,27 +138,30 @@ def order_json(record: OrderRecord, symbol: Symbol, asset_id: str) -> dict[str, 
 def position_json(
     account: Account, name: str, symbol: Symbol, asset_id: str, price: int
 ) -> dict[str, Any] | None:
-    """An open position valued at `price` (ticks; 0 values it at its cost), or None if flat."""
+    """An open position valued at `price` (ticks; 0 values it at its cost), or None if flat.
+    A short has a negative qty, market value and cost basis, as Alpaca writes them."""
     holding = account.holdings.get(name)
-    if holding is None or holding.free + holding.reserved == 0:
+    if holding is None or holding.lots == 0:
         return None
-    lots = holding.free + holding.reserved
+    lots = holding.lots
     market_value = holding_value(holding, price, symbol)
     unrealized = market_value - holding.cost
+    # What is not already being sold (long) or bought back (short).
+    available = holding.free if lots > 0 else lots + holding.covering
     return {
         "asset_id": asset_id,
         "symbol": name,
         "exchange": EXCHANGE,
         "asset_class": "us_equity",
-        "asset_marginable": False,
+        "asset_marginable": True,
         "qty": symbol.lots_to_qty(lots),
-        "qty_available": symbol.lots_to_qty(holding.free),
+        "qty_available": symbol.lots_to_qty(available),
         "avg_entry_price": average_price(holding.cost, lots, symbol) or "0",
-        "side": "long",
+        "side": "long" if lots > 0 else "short",
         "market_value": cents_to_cash(market_value),
         "cost_basis": cents_to_cash(holding.cost),
         "unrealized_pl": cents_to_cash(unrealized),
-        "unrealized_plpc": ratio(unrealized, holding.cost),
+        "unrealized_plpc": ratio(unrealized, abs(holding.cost)),
         "unrealized_intraday_pl": None,
         "unrealized_intraday_plpc": None,
         "current_price": symbol.ticks_to_price(price) if price else None,
@@ -179,13 +182,14 @@ def asset_json(symbol: Symbol, asset_id: str, halted: bool) -> dict[str, Any]:
         "name": symbol.name,
         "status": "active",
         "tradable": not halted,
-        "marginable": False,
-        "shortable": False,
-        "easy_to_borrow": False,
+        "marginable": True,
+        "shortable": symbol.shortable,
+        "easy_to_borrow": symbol.shortable,
         "fractionable": symbol.fractionable,
-        "maintenance_margin_requirement": 100,
-        "margin_requirement_long": "100",
-        "margin_requirement_short": "100",
+        # At $2.50 a share and up (a long), $5.00 (a short): `tradepit.domain.margin`.
+        "maintenance_margin_requirement": 30,
+        "margin_requirement_long": "30",
+        "margin_requirement_short": "30",
         "min_order_size": str(symbol.lot_size),
         "min_trade_increment": str(symbol.lot_size),
         "price_increment": str(symbol.tick_size),

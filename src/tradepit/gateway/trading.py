@@ -16,8 +16,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from tradepit.domain.ids import id_to_uuid, new_id
+from tradepit.domain.margin import Margin
 from tradepit.domain.numbers import to_decimal
-from tradepit.domain.orders import OrderType, Side, TimeInForce
+from tradepit.domain.orders import Order, OrderType, Side, TimeInForce
 from tradepit.domain.session import to_datetime
 from tradepit.domain.symbols import cash_to_cents, cents_to_cash
 from tradepit.gateway.auth import Principal
@@ -54,7 +55,7 @@ from tradepit.gateway.web import (
     read_body,
     trader,
 )
-from tradepit.ledger import Account
+from tradepit.ledger import Account, account_margin
 from tradepit.ledger.history import (
     TERMINAL_STATUSES,
     OrderClass,
@@ -66,6 +67,7 @@ from tradepit.ledger.history import (
 from tradepit.stage.messages import CancelOrder, PlaceOrder, ReplaceOrder
 from tradepit.store import ledger
 from tradepit.store.portfolio import equity_samples
+from tradepit.store.preferences import AccountSettings
 from tradepit.store.prices import holding_value, prices
 
 __all__ = [
@@ -156,8 +158,14 @@ async def place_order(
     # build_order has checked the notional (whole cents, more than zero); the record keeps it.
     notional = cash_to_cents(request.notional, "notional") if request.notional is not None else 0
     extended_hours = bool(request.extended_hours)
+    marks: dict[str, int] = {}
+    if settings.max_margin_multiplier != "1":  # a margin account
+        account = await gateway.account(account_id)
+        if settings.no_shorting:
+            _check_not_short(account, order)
+        marks = await _margin_marks(gateway, account, order.symbol)
     command = PlaceOrder(
-        0, order, client_order_id, notional, extended_hours, order_class, list(legs)
+        0, order, client_order_id, notional, extended_hours, order_class, list(legs), marks
     )
     reply = await gateway.client.request(account_id, command)
     if not reply.ok:
@@ -171,6 +179,21 @@ async def place_order(
         return record, [accepted_record(legs[0], "", order_class=order_class, parent=parent)]
     # A bracket's or OTO's legs wait for their entry to fill.
     return record, [held_record(leg, order_class, parent) for leg in legs]
+
+
+def _check_not_short(account: Account, order: Order) -> None:
+    """Refuse a sale beyond what the account holds: the account turned shorting off."""
+    holding = account.holdings.get(order.symbol)
+    if order.side is Side.SELL and order.qty > (max(0, holding.free) if holding else 0):
+        raise ApiError.forbidden("account is not allowed to short (no_shorting)")
+
+
+async def _margin_marks(gateway: Gateway, account: Account, symbol: str) -> dict[str, int]:
+    """The prices (ticks) a margin account's positions and an order's symbol are valued at
+    for its buying power (`tradepit.store.prices`)."""
+    names = {symbol, *(name for name, holding in account.holdings.items() if holding.lots)}
+    now = await prices(gateway.redis, gateway.client.config, names)
+    return {name: price.ticks for name, price in now.items() if price.ticks}
 
 
 @router.post("/orders", openapi_extra=body_doc(_ORDER_EXAMPLE), responses=BODY_ERRORS)
@@ -352,6 +375,9 @@ async def replace_order(
         raise ApiError.invalid(f"order is {old.status} and can no longer be replaced")
     listing = _listing(gateway, old.symbol)
     command = replace_command(body, old, listing, new_id(), gateway.clock.now())
+    if (await gateway.account_settings(account_id)).max_margin_multiplier != "1":
+        account = await gateway.account(account_id)
+        command.marks = await _margin_marks(gateway, account, old.symbol)
     reply = await gateway.client.request(account_id, command)
     if not reply.ok:
         raise ledger_error(reply)
@@ -484,13 +510,16 @@ async def get_position(
 async def _close(
     gateway: Gateway, account: Account, name: str, qty: str | None, percentage: str | None
 ) -> OrderRecord:
-    """Sell (part of) a position at market."""
+    """Sell (part of) a position at market, or buy back (part of) a short one."""
     listing = _listing(gateway, name)
     symbol = listing.symbol
     holding = account.holdings.get(name)
-    held = holding.free + holding.reserved if holding is not None else 0
-    if not held or holding is None:
+    position = holding.lots if holding is not None else 0
+    if not position or holding is None:
         raise ApiError.not_found("position does not exist")
+    held = abs(position)
+    # What no open order is already selling (a long) or buying back (a short).
+    available = holding.free if position > 0 else held - holding.covering
     if qty is not None and percentage is not None:
         raise ApiError.invalid("send qty or percentage, not both")
     if qty is not None:
@@ -504,14 +533,14 @@ async def _close(
             raise ApiError.invalid(f"{percentage}% of the position is less than one lot")
     else:
         lots = held
-    if lots > holding.free:
+    if lots > available:
         raise ApiError.forbidden(
             f"insufficient qty available for order (requested: {symbol.lots_to_qty(lots)}, "
-            f"available: {symbol.lots_to_qty(holding.free)})"
+            f"available: {symbol.lots_to_qty(available)})"
         )
     request = OrderRequest(
         symbol=name,
-        side="sell",
+        side="sell" if position > 0 else "buy",
         type="market",
         time_in_force="day",
         qty=Decimal(symbol.lots_to_qty(lots)),
@@ -552,7 +581,7 @@ async def close_all_positions(
     results = []
     for name in sorted(account.holdings):
         holding = account.holdings[name]
-        if not holding.free + holding.reserved:
+        if not holding.lots:
             continue
         entry: dict[str, Any] = {"symbol": name}
         try:
@@ -582,19 +611,24 @@ async def _wait_until_no_open_orders(gateway: Gateway, account_id: int) -> None:
 async def get_account(request: Request, principal: Principal = Depends(trader)) -> Response:
     gateway = gateway_of(request)
     account = await gateway.account(principal.account_id)
-    _, market_value = await _priced_positions(gateway, account)
+    margin = await margin_now(gateway, account)
     settings = await gateway.account_settings(principal.account_id)
-    return json_response(
-        await _account_json(gateway, account, market_value, settings.suspend_trade)
-    )
+    return json_response(await _account_json(gateway, account, margin, settings))
+
+
+async def margin_now(gateway: Gateway, account: Account) -> Margin:
+    """The account's margin with its positions at their prices now (`tradepit.store.prices`)."""
+    names = [name for name, holding in account.holdings.items() if holding.lots]
+    now = await prices(gateway.redis, gateway.client.config, names)
+    marks = {name: price.ticks for name, price in now.items()}
+    return account_margin(account, {name: price.symbol for name, price in now.items()}, marks)
 
 
 async def _account_json(
-    gateway: Gateway, account: Account, market_value: int, suspended: bool
+    gateway: Gateway, account: Account, margin: Margin, settings: AccountSettings
 ) -> dict[str, Any]:
-    cash = account.cash_free + account.cash_reserved
-    equity = cash + market_value
-    free = cents_to_cash(account.cash_free)
+    suspended = settings.suspend_trade
+    buying_power = cents_to_cash(margin.buying_power)
     created = await gateway.account_created_at(account.account_id)
     return {
         "id": id_to_uuid(account.account_id),
@@ -602,34 +636,36 @@ async def _account_json(
         "status": "ACTIVE",
         "crypto_status": "INACTIVE",
         "currency": "USD",
-        "buying_power": free,
-        "regt_buying_power": free,
-        "daytrading_buying_power": "0",
-        "effective_buying_power": free,
-        "non_marginable_buying_power": free,
+        "buying_power": buying_power,
+        "regt_buying_power": cents_to_cash(margin.regt_buying_power),
+        "daytrading_buying_power": cents_to_cash(margin.daytrading_buying_power),
+        "effective_buying_power": buying_power,
+        "non_marginable_buying_power": cents_to_cash(margin.non_marginable_buying_power),
         "options_buying_power": "0",
         "bod_dtbp": "0",
-        "cash": cents_to_cash(cash),
+        "cash": cents_to_cash(margin.cash),
         "accrued_fees": "0",
         "pending_transfer_in": "0",
         "pending_transfer_out": "0",
-        "portfolio_value": cents_to_cash(equity),
+        "portfolio_value": cents_to_cash(margin.equity),
         "pattern_day_trader": False,
         "trading_blocked": suspended,
         "transfers_blocked": False,
         "account_blocked": False,
         "created_at": rfc3339(created),
         "trade_suspended_by_user": suspended,
-        "multiplier": "1",
-        "shorting_enabled": False,
-        "equity": cents_to_cash(equity),
-        "last_equity": cents_to_cash(equity),
-        "long_market_value": cents_to_cash(market_value),
-        "short_market_value": "0",
-        "position_market_value": cents_to_cash(market_value),
-        "initial_margin": "0",
-        "maintenance_margin": "0",
-        "last_maintenance_margin": "0",
+        "multiplier": str(account.multiplier),
+        "shorting_enabled": margin.margin_enabled and not settings.no_shorting,
+        "equity": cents_to_cash(margin.equity),
+        "last_equity": cents_to_cash(margin.equity),
+        "long_market_value": cents_to_cash(margin.long_market_value),
+        "short_market_value": cents_to_cash(margin.short_market_value),
+        "position_market_value": cents_to_cash(
+            margin.long_market_value + margin.short_market_value
+        ),
+        "initial_margin": cents_to_cash(margin.initial_margin),
+        "maintenance_margin": cents_to_cash(margin.maintenance_margin),
+        "last_maintenance_margin": cents_to_cash(margin.maintenance_margin),
         "sma": "0",
         "daytrade_count": 0,
         "balance_asof": to_datetime(gateway.clock.now()).date().isoformat(),  # the venue's day
@@ -637,10 +673,12 @@ async def _account_json(
         "options_trading_level": 0,
         "intraday_adjustments": "0",
         "pending_reg_taf_fees": "0",
-        # tradepit's own: what its fee account has collected from this one, and cash held
-        # for open buy orders.
+        # tradepit's own: what its fee account has collected from this one, cash held for
+        # open orders (buys, and short sales' buying power), and whether its equity is below
+        # its maintenance margin.
         "fees_paid": cents_to_cash(account.fees_paid),
         "cash_reserved": cents_to_cash(account.cash_reserved),
+        "margin_call": margin.margin_call,
     }
 
 

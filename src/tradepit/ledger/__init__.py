@@ -312,9 +312,7 @@ class Ledger:
         if order.order_id in self.open_orders:
             raise LedgerError(Refusal.DUPLICATE_ORDER_ID, "an open order already has this id")
         self._check_client_order_id(account.account_id, client_order_id)
-        self._reserve(
-            account, symbol, order.order_id, order.side, order.price, order.qty, 0, marks
-        )
+        self._reserve(account, symbol, order.order_id, order.side, order.price, order.qty, 0, marks)
         if client_order_id is not None:
             self.client_order_ids.setdefault(account.account_id, {})[client_order_id] = (
                 order.order_id
