@@ -174,6 +174,69 @@ def test_the_clock_and_calendar_of_an_nyse_venue(venue: Venue) -> None:
     assert [(day["open"], day["close"]) for day in seen["days"]][1] == ("09:30:00", "13:00:00")
 
 
+def test_a_short_sale_and_its_cover_on_a_margin_account(venue: Venue) -> None:
+    if not LEGACY_PYTHON.exists():
+        pytest.skip(f"no {LEGACY_PYTHON.relative_to(ROOT)}: `make test` builds it")
+    symbol = venue.symbol("100.00")
+    dealer = venue.account("100000.00", **{symbol: "100"})
+    for side, price in (("buy", "99.00"), ("sell", "100.00")):
+        quote = httpx.post(
+            venue.url + "/v2/orders",
+            headers=dealer.headers,
+            json={
+                "symbol": symbol,
+                "qty": "50",
+                "side": side,
+                "type": "limit",
+                "time_in_force": "gtc",
+                "limit_price": price,
+            },
+        )
+        assert quote.status_code == 200, quote.text
+    trader = venue.account("10000.00")
+    made = httpx.post(
+        f"{venue.url}/admin/accounts/{trader.id}/margin",
+        json={"multiplier": 2},
+        headers=venue.admin_headers,
+    )
+    assert made.status_code == 200, made.text
+    request = {
+        "url": venue.url,
+        "key_id": trader.key_id,
+        "secret_key": trader.secret_key,
+        "symbol": symbol,
+        "timeout": TIMEOUT,
+    }
+    done = subprocess.run(
+        [str(LEGACY_PYTHON), str(CLIENT.parent / "short.py"), json.dumps(request)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT * 3,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    before, short, after = seen["before"], seen["short"], seen["after"]
+    assert (before["multiplier"], before["shorting_enabled"]) == ("2", True)
+    assert (before["buying_power"], before["regt_buying_power"]) == ("20000.00", "20000.00")
+    assert seen["sold"] and seen["covered"] and seen["cover_side"] == "buy"
+    assert seen["position"] == {
+        "side": "short",
+        "qty": "-10",
+        "market_value": "-990.00",
+        "cost_basis": "-990.00",
+    }
+    assert (short["cash"], short["equity"], short["short_market_value"]) == (
+        "10990.00",
+        "10000.00",
+        "-990.00",
+    )
+    assert (short["initial_margin"], short["maintenance_margin"]) == ("495.00", "297.00")
+    assert short["regt_buying_power"] == "19010.00"
+    assert seen["positions_after"] == []
+    assert (after["cash"], after["short_market_value"]) == ("9990.00", "0.00")
+
+
 def test_a_watchlist_is_found_by_its_name(venue: Venue) -> None:
     symbol = venue.symbol()
     trader = venue.account()
