@@ -506,7 +506,11 @@ class Ledger:
             # Buying back a short needs no buying power: only what goes beyond it.
             charged = needed if not cover else self.buy_reservation(symbol, price, qty - cover)
             if charged:
-                available = self._buying_power(account, marks)
+                available = (
+                    account.cash_free
+                    if account.multiplier == 1
+                    else self.margin(account.account_id, marks).buying_power
+                )
                 if charged > available:
                     raise LedgerError(
                         Refusal.INSUFFICIENT_BUYING_POWER,
@@ -529,8 +533,11 @@ class Ledger:
                 cover=cover,
             )
             return
-        held = min(qty, max(0, holding.free)) if holding is not None else 0
-        short = qty - held
+        if holding is not None and holding.free >= qty:
+            held, short = qty, 0
+        else:
+            held = max(0, holding.free) if holding is not None else 0
+            short = qty - held
         short_cash = 0
         if short:
             short_cash = self._check_short_sale(account, symbol, holding, price, short, marks)
@@ -587,13 +594,6 @@ class Ledger:
                 f"a short sale needs {value} cents of buying power, has {margin.buying_power}",
             )
         return value
-
-    def _buying_power(self, account: Account, marks: Mapping[str, int] | None) -> int:
-        """Cents a new order may commit: a cash account's free cash; a margin account's buying
-        power at `marks`."""
-        if account.multiplier == 1:
-            return account.cash_free
-        return self.margin(account.account_id, marks).buying_power
 
     def margin(self, account_id: int, marks: Mapping[str, int] | None = None) -> Margin:
         """The account's margin with its positions at `marks` (ticks; at cost without one)."""
@@ -668,8 +668,11 @@ class Ledger:
         order.leaves -= qty
         account.fees_paid += fee
         self.accounts[VENUE_ACCOUNT_ID].cash_free += fee
-        _book_position(holding, qty if order.side is Side.BUY else -qty, notional)
         if order.side is Side.BUY:
+            if holding.free < 0:  # buying back a short
+                _book_position(holding, qty, notional)
+            else:
+                holding.cost += notional
             spent = notional + fee
             order.reserved -= spent
             account.cash_reserved -= spent
@@ -684,6 +687,13 @@ class Ledger:
             still_needed = self._buy_still_needed(order, symbol)
             self._release_cash(account, order, order.reserved - still_needed)
         else:
+            position = holding.free + holding.reserved
+            if qty <= position:  # a sale of longs, the common case, inline
+                cost_sold = holding.cost * qty // position
+                holding.cost -= cost_sold
+                holding.realized_pnl += notional - cost_sold
+            else:
+                _book_position(holding, -qty, notional)
             held = min(qty, order.reserved)  # the lots held go first, then the short sale
             order.reserved -= held
             holding.reserved -= held
