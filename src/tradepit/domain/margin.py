@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from tradepit.domain.symbols import CASH_UNIT, Symbol
+from tradepit.domain.symbols import Symbol
 
 __all__ = [
     "MULTIPLIERS",
@@ -34,23 +34,34 @@ __all__ = [
 
 MULTIPLIERS = (1, 2, 4)
 MARGIN_MINIMUM_EQUITY = 200_000  # cents: $2,000
-_INITIAL = Fraction(1, 2)
-_MAINTENANCE = Fraction(3, 10)
 _LONG_LOW_PRICE = 250  # cents a share: below it a long needs 100%
 _SHORT_LOW_PRICE = 500  # ... and below this a short needs 100% or $2.50 a share
 _SHORT_PER_SHARE = 500
 _SHORT_LOW_PER_SHARE = 250
-_CENTS_PER_UNIT = 1 / Fraction(CASH_UNIT)
 
 
 @dataclass(frozen=True, slots=True)
 class PositionValue:
-    """One position at its price: `value` cents (negative for a short), `shares` (unsigned) and
-    `share_price` (cents a share), exact."""
+    """One position at its price: `value` cents (negative for a short); its shares (unsigned)
+    and share price (cents a share) as exact ratios of integers, since margin is decided on
+    every margin account's order and Fractions would cost 10x."""
 
     value: int
-    shares: Fraction
-    share_price: Fraction
+    shares_num: int
+    shares_den: int
+    price_num: int
+    price_den: int
+
+    @property
+    def shares(self) -> Fraction:
+        return Fraction(self.shares_num, self.shares_den)
+
+    @property
+    def share_price(self) -> Fraction:
+        return Fraction(self.price_num, self.price_den) if self.price_den else Fraction(0)
+
+    def price_at_least(self, cents: int) -> bool:
+        return self.price_num >= cents * self.price_den
 
 
 def position_value(symbol: Symbol, lots: int, ticks: int, cost: int) -> PositionValue:
@@ -58,28 +69,35 @@ def position_value(symbol: Symbol, lots: int, ticks: int, cost: int) -> Position
 
     A value is rounded down (`Symbol.notional`): a long's to the cent below, a short's liability
     to the cent above."""
-    shares = abs(lots) * Fraction(symbol.lot_size)
+    shares_num, shares_den = abs(lots) * symbol.lot_num, symbol.lot_den
     if ticks:
         value = symbol.notional(ticks, lots)
-        share_price = ticks * Fraction(symbol.tick_size) * _CENTS_PER_UNIT
+        price_num, price_den = ticks * symbol.tick_cents_num, symbol.tick_cents_den
     else:
         value = cost
-        share_price = abs(Fraction(cost)) / shares if shares else Fraction(0)
-    return PositionValue(value, shares, share_price)
+        price_num, price_den = abs(cost) * shares_den, shares_num
+    return PositionValue(value, shares_num, shares_den, price_num, price_den)
 
 
 def initial_requirement(position: PositionValue) -> int:
-    return _ceil(abs(position.value) * _INITIAL)
+    return -(-abs(position.value) // 2)
 
 
 def maintenance_requirement(position: PositionValue) -> int:
     value = abs(position.value)
     if position.value >= 0:
-        rate = _MAINTENANCE if position.share_price >= _LONG_LOW_PRICE else Fraction(1)
-        return _ceil(value * rate)
-    if position.share_price >= _SHORT_LOW_PRICE:
-        return _ceil(max(position.shares * _SHORT_PER_SHARE, value * _MAINTENANCE))
-    return _ceil(max(position.shares * _SHORT_LOW_PER_SHARE, Fraction(value)))
+        return _thirty_percent(value) if position.price_at_least(_LONG_LOW_PRICE) else value
+    if position.price_at_least(_SHORT_LOW_PRICE):
+        return max(_per_share(position, _SHORT_PER_SHARE), _thirty_percent(value))
+    return max(_per_share(position, _SHORT_LOW_PER_SHARE), value)
+
+
+def _thirty_percent(cents: int) -> int:
+    return -(-cents * 3 // 10)
+
+
+def _per_share(position: PositionValue, cents: int) -> int:
+    return -(-cents * position.shares_num // position.shares_den)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +177,3 @@ def margin_of(
         multiplier, cash_free, cash_reserved, long_value, short_value, initial, maintenance
     )
 
-
-def _ceil(amount: Fraction) -> int:
-    return -(-amount.numerator // amount.denominator)

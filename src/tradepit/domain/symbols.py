@@ -52,6 +52,11 @@ class Symbol:
     shortable: bool = True
     value_num: int = field(init=False)
     value_den: int = field(init=False)
+    # A lot in shares, and a tick in cents a share, as exact ratios (what margin is made of).
+    lot_num: int = field(init=False)
+    lot_den: int = field(init=False)
+    tick_cents_num: int = field(init=False)
+    tick_cents_den: int = field(init=False)
 
     def __post_init__(self) -> None:
         if not _SYMBOL_NAME.fullmatch(self.name):
@@ -68,6 +73,12 @@ class Symbol:
             )
         object.__setattr__(self, "value_num", num)
         object.__setattr__(self, "value_den", den)
+        lot_num, lot_den = self.lot_size.as_integer_ratio()
+        object.__setattr__(self, "lot_num", lot_num)
+        object.__setattr__(self, "lot_den", lot_den)
+        tick_num, tick_den = (self.tick_size / CASH_UNIT).as_integer_ratio()
+        object.__setattr__(self, "tick_cents_num", tick_num)
+        object.__setattr__(self, "tick_cents_den", tick_den)
 
     @property
     def fractionable(self) -> bool:
