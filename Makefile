@@ -91,6 +91,7 @@ format: $(STAMP)
 bench: $(STAMP) $(JEMALLOC_STAMP)
 	$(BIN)/python bench/matcher.py --workload cross
 	$(BIN)/python bench/matcher.py --workload deep
+	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/pipeline.py --fsync everysec --shards 1
 	$(BIN)/python bench/pipeline.py --fsync everysec --shards 2
 	$(BIN)/python bench/pipeline.py --fsync always --shards 1
@@ -108,6 +109,7 @@ bench: $(STAMP) $(JEMALLOC_STAMP)
 
 bench-quick: $(STAMP) $(JEMALLOC_STAMP)
 	$(BIN)/python bench/matcher.py --quick
+	$(BIN)/python bench/ledger.py --quick
 	$(BIN)/python bench/pipeline.py --quick
 	$(BIN)/python bench/pipeline.py --cluster --quick
 	$(BIN)/python bench/failover.py --quick
