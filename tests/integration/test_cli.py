@@ -82,6 +82,8 @@ def test_serve_admin_and_verify(tmp_path: Path) -> None:
         _admin(data_dir, "deposit", account, "--cash", "0.50", "--transfer-id", "t1")
         _admin(data_dir, "deposit", account, "--cash", "0.50", "--transfer-id", "t1")  # again
         _admin(data_dir, "withdraw", account, "--symbol", "ACME", "--qty", "2")
+        margin = _admin(data_dir, "set-margin", account, "--multiplier", "2")
+        assert margin == {"account_id": account, "multiplier": 2}
         listed = _admin(data_dir, "list-accounts")
         assert listed == [  # type: ignore[comparison-overlap]
             {
@@ -90,6 +92,10 @@ def test_serve_admin_and_verify(tmp_path: Path) -> None:
                 "cash": "1001.00",
                 "cash_reserved": "0.00",
                 "positions": {"ACME": "5"},
+                "multiplier": 2,
+                "equity": "1501.00",  # ACME at its listed 100.00
+                "maintenance_margin": "150.00",
+                "margin_call": False,
             }
         ]
         refused = _cli(data_dir, "admin", "withdraw", account, "--cash", "5000")
