@@ -3,7 +3,7 @@
 
 import { api, forgetKeys, get, saveKeys, savedKeys, whenUnauthorized } from "./api.js";
 import { Blotter } from "./blotter.js";
-import { money } from "./format.js";
+import { decimal, el, money } from "./format.js";
 import { LeaderboardView } from "./leaderboard.js";
 import { MarketView } from "./market.js";
 import { SessionClock } from "./session.js";
@@ -67,6 +67,35 @@ function refreshTrailsSoon() {
   }, TRAIL_REFRESH_MS);
 }
 
+// A margin account's multiplier and maintenance margin, shown only on margin (a cash account's
+// bar stays as it was), and the margin call while its equity is below its maintenance margin
+// (tradepit's own margin_call).
+const onMargin = (account) => !/^1(\.0*)?$/.test(String(account.multiplier ?? "1"));
+
+function showMargin(account) {
+  const margin = onMargin(account);
+  for (const line of document.querySelectorAll("#balances .margin")) line.hidden = !margin;
+  if (margin) {
+    const multiplier = `${decimal(account.multiplier)}×`;
+    $("multiplier").replaceChildren(multiplier);
+    if (!account.shorting_enabled) {
+      $("multiplier").append(el("span", { class: "no-shorting" }, " no shorting"));
+    }
+    $("multiplier").title =
+      `A margin account: buying power up to ${multiplier} its equity` +
+      (account.shorting_enabled ? "; it may sell short." : "; it may not sell short now.");
+    $("maintenance-margin").textContent = money(account.maintenance_margin);
+    $("maintenance-margin").title =
+      "The equity the account must keep for its positions at their prices now";
+  }
+  showMarginCall(account.margin_call === true);
+}
+
+function showMarginCall(call) {
+  $("margin-call").hidden = !call;
+  $("balances").toggleAttribute("data-margin-call", call);
+}
+
 async function refreshAccount() {
   if (!session) return;
   try {
@@ -74,6 +103,7 @@ async function refreshAccount() {
     $("cash").textContent = money(account.cash);
     $("buying-power").textContent = money(account.buying_power);
     $("equity").textContent = money(account.equity);
+    showMargin(account);
   } catch {
     // a refused key signs out (whenUnauthorized); anything else is tried again shortly
   }
@@ -121,6 +151,7 @@ function signOut(message = "") {
   marketSession.stop();
   $("balances").hidden = true;
   $("sign-out").hidden = true;
+  showMarginCall(false);
   notice(message);
   location.hash = "#/trade";
   route();

@@ -1,7 +1,8 @@
-// The account's side of the page: positions, open orders (cancel, replace), order history and
-// fills, from the Trading API, with a bracket's (OCO's, OTO's) legs under their parent;
-// refreshed when a trade update arrives, after a trade on a symbol a trailing stop of the
-// account follows (which moves its stop with no trade update), and every few seconds.
+// The account's side of the page: positions (long and short; close, cover), open orders
+// (cancel, replace), order history and fills, from the Trading API, with a bracket's (OCO's,
+// OTO's) legs under their parent; refreshed when a trade update arrives, after a trade on a
+// symbol a trailing stop of the account follows (which moves its stop with no trade update),
+// and every few seconds.
 
 import { api, get } from "./api.js";
 import { dateTime, decimal, el, money, percent, signOf } from "./format.js";
@@ -22,6 +23,10 @@ function table(headers, rows, empty) {
 
 const td = (text, cls) => el("td", { class: cls }, text);
 const sideCell = (side) => td(side, `side ${side}`);
+const isShort = (position) => position.side === "short" || (!position.side && signOf(position.qty) < 0);
+const positionSide = (position) => (isShort(position) ? "short" : "long");
+// "-10" -> "10": a short's size, as text (the page does no arithmetic on quantities).
+const unsigned = (text) => String(text ?? "").replace(/^[+-]/, "");
 const plClass = (text) => (signOf(text) > 0 ? "num up" : signOf(text) < 0 ? "num down" : "num");
 const typeName = (type) => type.replace("_", " ");
 const priceCell = (text, cls) => td(text ? money(text) : "–", `num ${cls}`);
@@ -126,6 +131,8 @@ export class Blotter {
     this.tab = "positions";
     this.editing = null; // the id of the open order whose replace form is shown
     this.openOrders = [];
+    this.closing = new Set(); // the symbols whose position is being closed
+    this.closeErrors = new Map(); // symbol -> why the API refused to close its position
     const tablist = document.querySelector(".blotter .tabs");
     tablist.addEventListener("click", (event) => {
       const tab = event.target.closest('[role="tab"]');
@@ -160,28 +167,85 @@ export class Blotter {
     await Promise.allSettled(work);
   }
 
+  // A short position (on margin) says so, its qty, market value and cost negative as the API
+  // writes them; its P&L is the API's, signed for a short (it gains as the price falls).
   async loadPositions() {
     const positions = await get("/v2/positions");
+    const held = new Set(positions.map((position) => position.symbol));
+    for (const symbol of this.closeErrors.keys()) {
+      if (!held.has(symbol)) this.closeErrors.delete(symbol);
+    }
     const rows = positions.map((position) =>
       el(
         "tr",
-        { dataset: { symbol: position.symbol } },
+        { dataset: { symbol: position.symbol, side: positionSide(position) } },
         td(position.symbol, "symbol"),
-        td(decimal(position.qty), "num"),
+        sideCell(positionSide(position)),
+        td(decimal(position.qty), "num qty"),
         td(money(position.avg_entry_price), "num"),
         td(money(position.current_price), "num"),
-        td(money(position.market_value), "num"),
-        td(money(position.unrealized_pl), plClass(position.unrealized_pl)),
-        td(percent(position.unrealized_plpc), plClass(position.unrealized_pl)),
+        td(money(position.market_value), "num value"),
+        td(money(position.unrealized_pl), `${plClass(position.unrealized_pl)} pl`),
+        td(percent(position.unrealized_plpc), `${plClass(position.unrealized_pl)} plpc`),
+        el("td", { class: "actions" }, this.closeButton(position), this.closeError(position)),
       ),
     );
     $("pane-positions").replaceChildren(
       table(
-        [["Symbol"], ["Qty", "num"], ["Avg price", "num"], ["Last", "num"], ["Market value", "num"], ["Unrealized P&L", "num"], ["P&L %", "num"]],
+        [["Symbol"], ["Side"], ["Qty", "num"], ["Avg price", "num"], ["Last", "num"], ["Market value", "num"], ["Unrealized P&L", "num"], ["P&L %", "num"], [el("span", { class: "visually-hidden" }, "Actions")]],
         rows,
         "No positions.",
       ),
     );
+  }
+
+  // Closing a position is DELETE /v2/positions/{symbol}: a market order for all of it, a sell
+  // of a long, a buy back ("Cover") of a short. While open orders already sell (buy back) all
+  // of it there is nothing left to close; part of it, and the API says why it refuses.
+  closeButton(position) {
+    const { symbol } = position;
+    const short = isShort(position);
+    const label = short ? "Cover" : "Close";
+    const shares = decimal(unsigned(position.qty));
+    const free = signOf(position.qty_available) !== 0;
+    const title = !free
+      ? `Open orders already ${short ? "buy back" : "sell"} all of it`
+      : short
+        ? `Buy back the ${shares} shorted at market`
+        : `Sell the ${shares} at market`;
+    return el(
+      "button",
+      {
+        type: "button",
+        class: "small",
+        title,
+        "aria-label": `${label} ${symbol}`,
+        disabled: !free || this.closing.has(symbol),
+        onclick: (event) => this.closePosition(symbol, event.currentTarget),
+      },
+      label,
+    );
+  }
+
+  closeError(position) {
+    const message = this.closeErrors.get(position.symbol);
+    return message ? el("span", { class: "error", role: "alert" }, message) : null;
+  }
+
+  // The button stays disabled until the positions are read again (a redraw meanwhile keeps it
+  // so): a second click would send a second order.
+  async closePosition(symbol, button) {
+    this.closing.add(symbol);
+    this.closeErrors.delete(symbol);
+    button.disabled = true;
+    try {
+      await api("DELETE", `/v2/positions/${encodeURIComponent(symbol)}`);
+    } catch (error) {
+      this.closeErrors.set(symbol, error.message);
+    } finally {
+      this.closing.delete(symbol);
+    }
+    this.onChanged();
   }
 
   // Whether an open order of this account trails `symbol`.
