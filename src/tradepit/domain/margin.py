@@ -176,4 +176,3 @@ def margin_of(
     return Margin(
         multiplier, cash_free, cash_reserved, long_value, short_value, initial, maintenance
     )
-
