@@ -12,7 +12,13 @@ import httpx
 import pytest
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
-from alpaca.trading.enums import OrderSide, OrderStatus, PositionSide, TimeInForce
+from alpaca.trading.enums import (
+    OrderSide,
+    OrderStatus,
+    PositionIntent,
+    PositionSide,
+    TimeInForce,
+)
 from alpaca.trading.models import Order, Position, TradeAccount
 from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest
 from alpaca_clients import client
@@ -112,7 +118,8 @@ def test_a_short_sale_and_its_cover(venue: Venue) -> None:
     assert Decimal(account.buying_power or 0) == Decimal("20000")
     assert Decimal(account.regt_buying_power or 0) == Decimal("20000")
 
-    _market(trading, symbol, OrderSide.SELL, 10)
+    sold = _market(trading, symbol, OrderSide.SELL, 10)
+    assert sold.position_intent == PositionIntent.SELL_TO_OPEN
     position = trading.get_open_position(symbol)
     assert isinstance(position, Position)
     assert position.side == PositionSide.SHORT
@@ -130,7 +137,10 @@ def test_a_short_sale_and_its_cover(venue: Venue) -> None:
 
     closed = trading.close_position(symbol)  # buys the 10 back, at the dealer's 100.00
     assert isinstance(closed, Order) and closed.side == OrderSide.BUY
+    assert closed.position_intent == PositionIntent.BUY_TO_CLOSE
     eventually(lambda: not trading.get_all_positions())
+    cover = trading.get_order_by_id(str(closed.id))
+    assert cover.position_intent == PositionIntent.BUY_TO_CLOSE  # type: ignore[union-attr]
     account = _account(trading)
     assert Decimal(account.cash or 0) == Decimal("9990")  # the short lost $1 a share
     assert Decimal(account.short_market_value or 0) == 0

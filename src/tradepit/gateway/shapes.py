@@ -119,7 +119,7 @@ def order_json(record: OrderRecord, symbol: Symbol, asset_id: str) -> dict[str, 
         "order_type": order_type,
         "type": order_type,
         "side": SIDE_NAMES[record.side],
-        "position_intent": "buy_to_open" if record.side is Side.BUY else "sell_to_close",
+        "position_intent": _POSITION_INTENTS[record.side, record.short_side],
         "time_in_force": TIME_IN_FORCE_NAMES[record.time_in_force],
         "limit_price": symbol.ticks_to_price(record.limit_price) if record.limit_price else None,
         "stop_price": symbol.ticks_to_price(record.stop_price) if record.stop_price else None,
@@ -133,6 +133,15 @@ def order_json(record: OrderRecord, symbol: Symbol, asset_id: str) -> dict[str, 
         "source": None,
         "expires_at": None,
     }
+
+
+# Alpaca's position_intent, by side and whether the order is on a short position's side.
+_POSITION_INTENTS = {
+    (Side.BUY, False): "buy_to_open",
+    (Side.BUY, True): "buy_to_close",
+    (Side.SELL, False): "sell_to_close",
+    (Side.SELL, True): "sell_to_open",
+}
 
 
 def position_json(

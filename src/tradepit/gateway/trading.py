@@ -159,11 +159,13 @@ async def place_order(
     notional = cash_to_cents(request.notional, "notional") if request.notional is not None else 0
     extended_hours = bool(request.extended_hours)
     marks: dict[str, int] = {}
+    short_side = False
     if settings.max_margin_multiplier != "1":  # a margin account
         account = await gateway.account(account_id)
         if settings.no_shorting:
             _check_not_short(account, order)
         marks = await _margin_marks(gateway, account, order.symbol)
+        short_side = _on_short_side(account, order)
     command = PlaceOrder(
         0, order, client_order_id, notional, extended_hours, order_class, list(legs), marks
     )
@@ -172,13 +174,23 @@ async def place_order(
         raise ledger_error(reply)
     leg_ids = tuple(leg.order_id for leg in legs)
     record = accepted_record(
-        order, client_order_id, 0, notional, extended_hours, order_class, leg_ids
+        order, client_order_id, 0, notional, extended_hours, order_class, leg_ids, 0, short_side
     )
     parent = order.order_id
     if order_class is OrderClass.OCO:  # its stop-loss goes live with it
         return record, [accepted_record(legs[0], "", order_class=order_class, parent=parent)]
     # A bracket's or OTO's legs wait for their entry to fill.
     return record, [held_record(leg, order_class, parent) for leg in legs]
+
+
+def _on_short_side(account: Account, order: Order) -> bool:
+    """Whether the ledger will place `order` as a short sale (no lot of it held) or a buy back
+    of a short, as it splits orders (`Ledger.place_order`), for the answer's record; the
+    stored record has the ledger's own word."""
+    holding = account.holdings.get(order.symbol)
+    if order.side is Side.SELL:
+        return holding is None or holding.free <= 0
+    return holding is not None and holding.free < 0 and -holding.lots > holding.covering
 
 
 def _check_not_short(account: Account, order: Order) -> None:
@@ -456,6 +468,7 @@ def replacement_record(old: OrderRecord, command: ReplaceOrder) -> OrderRecord:
         order_class=old.order_class,
         legs=old.legs,
         parent=old.parent,
+        short_side=old.short_side,
     )
 
 

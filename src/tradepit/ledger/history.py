@@ -160,6 +160,9 @@ class OrderRecord(msgspec.Struct, array_like=True, gc=False):
     # Ticks x lots of its fills: what its average price is, exactly (`filled_notional` is
     # their cash, each fill's rounded down to the cent on a fractional symbol).
     filled_value: int = 0
+    # It sells short or buys back a short (Alpaca's `position_intent` sell_to_open or
+    # buy_to_close), as the ledger split it when it was placed.
+    short_side: bool = False
 
 
 def accepted_record(
@@ -171,6 +174,7 @@ def accepted_record(
     order_class: OrderClass = OrderClass.SIMPLE,
     legs: tuple[int, ...] = (),
     parent: int = 0,
+    short_side: bool = False,
 ) -> OrderRecord:
     """The record of an order the ledger has just accepted (and reserved for), or, given a
     `parent` whose legs wait in the ledger, of a leg it holds."""
@@ -198,6 +202,7 @@ def accepted_record(
         order_class=order_class,
         legs=legs,
         parent=parent,
+        short_side=short_side,
     )
 
 
@@ -286,9 +291,18 @@ class OrderHistory:
         order_class: OrderClass = OrderClass.SIMPLE,
         legs: tuple[int, ...] = (),
         parent: int = 0,
+        short_side: bool = False,
     ) -> OrderRecord:
         record = self.records[order.order_id] = accepted_record(
-            order, client_order_id, replaces, notional, extended_hours, order_class, legs, parent
+            order,
+            client_order_id,
+            replaces,
+            notional,
+            extended_hours,
+            order_class,
+            legs,
+            parent,
+            short_side,
         )
         return record
 

@@ -26,7 +26,7 @@ from tradepit.domain.events import (
     TrailMoved,
 )
 from tradepit.domain.ids import VENUE_ACCOUNT_ID
-from tradepit.domain.orders import Order
+from tradepit.domain.orders import Order, Side
 from tradepit.domain.refusals import Refusal
 from tradepit.domain.symbols import SymbolError
 from tradepit.ledger import Ledger, LedgerError, OpenOrder
@@ -205,6 +205,7 @@ class LedgerShard(StageCore):
             else:
                 continue
             for record in self.history.legs_released(legs, ts):
+                record.short_side = self._short_side(record.order_id)
                 self.dirty_records[record.order_id] = record
                 self.dirty_open_orders.add(record.order_id)
                 self.dirty_accounts.add(record.account_id)
@@ -348,7 +349,15 @@ class LedgerShard(StageCore):
         parent: int = 0,
     ) -> None:
         record = self.history.accepted(
-            order, client_order_id, replaces, notional, extended_hours, order_class, legs, parent
+            order,
+            client_order_id,
+            replaces,
+            notional,
+            extended_hours,
+            order_class,
+            legs,
+            parent,
+            self._short_side(order.order_id),
         )
         self.dirty_records[order.order_id] = record
         self.new_orders.append(index_member(order.account_id, order.ts, b"%032x" % order.order_id))
@@ -356,6 +365,18 @@ class LedgerShard(StageCore):
         self.dirty_accounts.add(order.account_id)
         if client_order_id:
             self.new_client_order_ids.append((order.account_id, client_order_id, order.order_id))
+
+    def _short_side(self, order_id: int) -> bool:
+        """Whether the ledger placed the order as a short sale (no lot of it held) or a buy
+        back of a short. An OCO leg that holds nothing goes by its pair, which holds it all."""
+        open_order = self.ledger.open_orders.get(order_id)
+        if open_order is None:
+            return False
+        if open_order.pair and not (open_order.reserved or open_order.short):
+            open_order = self.ledger.open_orders.get(open_order.pair, open_order)
+        if open_order.side is Side.BUY:
+            return open_order.cover > 0
+        return open_order.short > 0 and open_order.reserved == 0
 
     def _cancel_order(self, command: CancelOrder) -> None:
         self._check_not_held(command.order_id)
