@@ -224,7 +224,7 @@ class Ledger:
         if quantity <= 0 or cost < 0:
             raise LedgerError(Refusal.INVALID_AMOUNT, "a transfer moves a positive amount")
         if asset == CASH:
-            if self._withdrawable(account) + amount < 0:
+            if withdraw and self._withdrawable(account) < quantity:  # a deposit always goes in
                 raise LedgerError(
                     Refusal.INSUFFICIENT_FUNDS,
                     "not enough free cash to withdraw (on margin: the equity beyond the initial "
@@ -240,11 +240,21 @@ class Ledger:
                     raise LedgerError(
                         Refusal.INSUFFICIENT_SHARES, f"not enough free {asset} to withdraw"
                     )
-                holding.cost -= holding.cost * quantity // (holding.free + holding.reserved)
+                cost_out = holding.cost * quantity // (holding.free + holding.reserved)
+                if account.multiplier > 1 and not self._may_leave(
+                    account, asset, quantity, cost_out
+                ):
+                    raise LedgerError(
+                        Refusal.INSUFFICIENT_FUNDS,
+                        f"the {asset} shares are collateral: on margin, shares leave only while "
+                        "the equity at cost still covers the initial margin and open orders",
+                    )
+                holding.cost -= cost_out
             else:
                 if holding is None:
                     holding = account.holdings[asset] = Holding()
-                holding.cost += cost
+                # Shares delivered into a short position buy it back, at their stated cost.
+                _book_position(holding, quantity, cost)
             holding.free += amount
         self.net_deposits[asset] = self.net_deposits.get(asset, 0) + amount
         self.transfers[transfer_id] = (account_id, asset, amount, cost)
@@ -269,6 +279,16 @@ class Ledger:
                 if order.account_id == account.account_id
             )
         )
+
+    def _may_leave(self, account: Account, asset: str, lots: int, cost: int) -> bool:
+        """Whether a margin account's equity still covers its initial margin and its open
+        orders' commitments, its positions at cost, without `lots` of `asset` (that cost
+        `cost`): the bound a cash withdrawal keeps."""
+        holding = account.holdings[asset]
+        left = msgspec.structs.replace(holding, free=holding.free - lots, cost=holding.cost - cost)
+        rest = msgspec.structs.replace(account, holdings={**account.holdings, asset: left})
+        margin = account_margin(rest, self.symbols, {})
+        return margin.equity - margin.initial_margin - margin.committed >= 0
 
     def _withdrawable(self, account: Account) -> int:
         """Cents of cash that may leave: the free cash; on margin, no more than the equity in
