@@ -7,6 +7,15 @@ price and within both limits, makers are hit in strict price-time priority, ever
 quantity is accounted for (qty = filled + leaves + canceled), the ledger balances and its
 reservations agree with the open orders, and a snapshot restores to the same state. At the end,
 replaying the same commands from scratch gives the same state hashes.
+
+Two of the accounts are on margin (multipliers 2 and 4, which a rule changes, refused while they
+borrow) and hold few shares, so their sales go short and their buys cover; one has little over
+the $2,000 that margin needs, and their orders of a $100 symbol are worth up to four times their
+equity, so they borrow and meet their buying power. Their orders carry marks (the last trade
+price of each symbol, or a price a rule draws) that value their positions. Only a margin
+account's cash or shares go negative; every symbol's shares and the cash sum to what was
+deposited; every position, its cost basis and realized P&L and every account's cash follow from
+its trades; a sale of shares held and a buy that only buys back a short are never refused.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from tradepit.domain.events import (
     TrailMoved,
     Triggered,
 )
+from tradepit.domain.ids import VENUE_ACCOUNT_ID
 from tradepit.domain.orders import (
     Order,
     OrderType,
@@ -44,6 +54,7 @@ from tradepit.domain.orders import (
     TimeInForce,
     trail_stop,
 )
+from tradepit.domain.refusals import Refusal
 from tradepit.domain.session import Phase
 from tradepit.domain.symbols import Symbol
 from tradepit.ledger import Ledger, LedgerError
@@ -55,8 +66,16 @@ SYMBOLS = [
     Symbol("BBB", tick_size=Decimal("0.05")),
     # Fractional: a tick on a lot is a thousandth of a cent, so fills round down to the cent.
     Symbol("CCC", tick_size=Decimal("1"), lot_size=Decimal("0.00001")),
+    # $95-$105 a share: an order's worth is a margin account's equity, to borrow and go short.
+    Symbol("DDD", tick_size=Decimal("1")),
 ]
+SYMBOL_BY_NAME = {symbol.name: symbol for symbol in SYMBOLS}
 ACCOUNTS = [1, 2, 3]
+MARGIN_ACCOUNTS = [2, 3]
+# Each account's multiplier, cash (cents) and lots of every symbol to start with: a cash account
+# with plenty of shares; a 2x margin account with few (its sales soon go short), and a 4x one
+# with few and little over the $2,000 that margin and short sales need.
+FUNDING = {1: (1, 50_000_00, 200), 2: (2, 50_000_00, 5), 3: (4, 2_050_00, 5)}
 PRICES = st.integers(95, 105)
 QTYS = st.integers(1, 12)
 
@@ -107,11 +126,12 @@ Command = Callable[[Venue], list[Event]]
 
 def setup_commands() -> list[Command]:
     def fund(venue: Venue) -> list[Event]:
-        for account in ACCOUNTS:
+        for account, (multiplier, cents, lots) in FUNDING.items():
             venue.ledger.open_account(account)
-            venue.ledger.deposit_cash(f"cash-{account}", account, 50_000_00)
+            venue.ledger.deposit_cash(f"cash-{account}", account, cents)
             for symbol in SYMBOLS:
-                venue.ledger.deposit_shares(f"{symbol.name}-{account}", account, symbol.name, 200)
+                venue.ledger.deposit_shares(f"{symbol.name}-{account}", account, symbol.name, lots)
+            venue.ledger.set_multiplier(account, multiplier)
         return []
 
     return [fund]
@@ -133,6 +153,25 @@ class VenueMachine(RuleBasedStateMachine):
         self.filled: dict[int, int] = {}
         self.done: dict[int, int] = {}  # order id -> lots canceled, expired or replaced away
         self.queued: set[int] = set()  # orders that waited: their Accepted comes at the open
+        # The prices margin accounts' orders carry: the last trade of each symbol, unless a
+        # rule drew another.
+        self.last_trade: dict[str, int] = {}
+        self.drawn_marks: dict[str, int] = {}
+        # What was deposited, less what was withdrawn, of every asset ("$": cash).
+        self.deposited: dict[str, int] = {"$": sum(cents for _, cents, _ in FUNDING.values())}
+        for symbol in SYMBOLS:
+            self.deposited[symbol.name] = sum(lots for _, _, lots in FUNDING.values())
+        # Per account, from the trades alone: its cash in and out of transfers, and per symbol
+        # the lots it bought (sold: negative) and what they cost (cents; sold: brought in).
+        self.cash_in = {account: cents for account, (_, cents, _) in FUNDING.items()}
+        self.bought: dict[tuple[int, str], int] = {}
+        self.paid: dict[tuple[int, str], int] = {}
+
+    def marks(self, account: int) -> dict[str, int] | None:
+        """The marks a command of `account` carries: none for a cash account's."""
+        if self.venue.ledger.accounts[account].multiplier == 1:
+            return None
+        return {**self.last_trade, **self.drawn_marks}
 
     # Running a command and checking its events.
 
@@ -172,6 +211,17 @@ class VenueMachine(RuleBasedStateMachine):
                 self.side[event.order_id] = event.side
                 self.filled[event.order_id] = 0
             elif isinstance(event, Trade):
+                self.last_trade[event.symbol] = event.price
+                notional = SYMBOL_BY_NAME[event.symbol].notional(event.price, event.qty)
+                maker_side = Side.SELL if event.taker_side is Side.BUY else Side.BUY
+                for account, side in (
+                    (event.maker_account_id, maker_side),
+                    (event.taker_account_id, event.taker_side),
+                ):
+                    sign = 1 if side is Side.BUY else -1
+                    key = (account, event.symbol)
+                    self.bought[key] = self.bought.get(key, 0) + sign * event.qty
+                    self.paid[key] = self.paid.get(key, 0) + sign * notional
                 maker, taker = event.maker_order_id, event.taker_order_id
                 if not auction:  # an auction's trades are at its one price, within every limit
                     assert event.price == self.limit[maker], "trade not at the maker's price"
@@ -238,11 +288,15 @@ class VenueMachine(RuleBasedStateMachine):
         return self.next_id
 
     def place(self, order_args: dict[str, Any]) -> None:
+        marks = self.marks(order_args["account_id"])
+
         def command(venue: Venue) -> list[Event]:
             order = Order(**order_args)
+            expected = expected_refusals(venue.ledger, order)
             try:
-                venue.ledger.place_order(order)
-            except LedgerError:
+                venue.ledger.place_order(order, marks=marks)
+            except LedgerError as error:
+                assert expected is None or error.code in expected, (error.code, expected)
                 return []
             venue.history.accepted(order, "")
             venue.matcher.submit(order)
@@ -291,6 +345,29 @@ class VenueMachine(RuleBasedStateMachine):
                 stp=stp,
                 ts=len(self.history),
                 extended_hours=extended_hours,
+            )
+        )
+
+    @rule(
+        account=st.sampled_from(MARGIN_ACCOUNTS),
+        side=st.sampled_from(Side),
+        price=PRICES,
+        qty=st.integers(1, 100),
+    )
+    def large_order(self, account: int, side: Side, price: int, qty: int) -> None:
+        """A margin account's order of DDD worth up to about four times its equity: it borrows,
+        sells short, meets its buying power, buys back."""
+        self.place(
+            dict(
+                order_id=self.new_id(),
+                account_id=account,
+                symbol="DDD",
+                side=side,
+                type=OrderType.LIMIT,
+                time_in_force=TimeInForce.GTC,
+                qty=qty,
+                price=price,
+                ts=len(self.history),
             )
         )
 
@@ -428,10 +505,12 @@ class VenueMachine(RuleBasedStateMachine):
     ) -> None:
         take, loss = self.legs(account, symbol, side, qty, limit, stop, len(self.history))
 
+        marks = self.marks(account)
+
         def command(venue: Venue) -> list[Event]:
             pair = Order(**take), Order(**loss)
             try:
-                submit = venue.ledger.place_oco(*pair)
+                submit = venue.ledger.place_oco(*pair, marks=marks)
             except LedgerError:
                 return []
             for leg in pair:
@@ -467,7 +546,7 @@ class VenueMachine(RuleBasedStateMachine):
         """A bracket (entry, then an OCO pair of exits) or an OTO (entry, then one exit)."""
         ts = len(self.history)
         exit_side = Side.SELL if side is Side.BUY else Side.BUY
-        entry_args = dict(
+        entry_args: dict[str, Any] = dict(
             order_id=self.new_id(),
             account_id=account,
             symbol=symbol,
@@ -485,10 +564,12 @@ class VenueMachine(RuleBasedStateMachine):
             del loss["oco"]
         exits = {"bracket": [take, loss], "take_profit": [take], "stop_loss": [loss]}[kind]
 
+        marks = self.marks(account)
+
         def command(venue: Venue) -> list[Event]:
             order = Order(**entry_args)
             try:
-                venue.ledger.place_with_legs(order, [Order(**leg) for leg in exits])
+                venue.ledger.place_with_legs(order, [Order(**leg) for leg in exits], marks=marks)
             except LedgerError:
                 return []
             venue.history.accepted(order, "")
@@ -519,6 +600,7 @@ class VenueMachine(RuleBasedStateMachine):
         symbol, order_id, account = data.draw(st.sampled_from(self.known_ids))
         new_order_id = self.new_id()
         ts = len(self.history)
+        marks = self.marks(account)
 
         def command(venue: Venue) -> list[Event]:
             book = venue.matcher.books[symbol]
@@ -528,7 +610,9 @@ class VenueMachine(RuleBasedStateMachine):
             trailing = order is not None and order.type is OrderType.TRAILING_STOP
             new_trail = trail * (5_000 if order is not None and order.trail_rate else 1)
             try:
-                venue.ledger.reserve_replacement(order_id, account, new_order_id, qty, price)
+                venue.ledger.reserve_replacement(
+                    order_id, account, new_order_id, qty, price, marks=marks
+                )
             except LedgerError:
                 return []
             if order is not None:
@@ -575,6 +659,46 @@ class VenueMachine(RuleBasedStateMachine):
 
         self.run(command)
 
+    @rule(account=st.sampled_from(MARGIN_ACCOUNTS), multiplier=st.sampled_from([1, 2, 4, 2, 4]))
+    def set_multiplier(self, account: int, multiplier: int) -> None:
+        """The operator makes a margin account a cash account, refused while it borrows, or
+        changes its multiplier."""
+
+        def command(venue: Venue) -> list[Event]:
+            ledger = venue.ledger
+            state = ledger.accounts[account]
+            borrows = (
+                state.cash_free < 0
+                or any(h.free < 0 or h.covering for h in state.holdings.values())
+                or any(
+                    order.short or order.short_cash
+                    for order in ledger.open_orders.values()
+                    if order.account_id == account
+                )
+            )
+            try:
+                ledger.set_multiplier(account, multiplier)
+            except LedgerError as error:
+                assert multiplier == 1 and borrows and error.code is Refusal.MARGIN_IN_USE
+                return []
+            assert not (multiplier == 1 and borrows)
+            assert state.multiplier == multiplier
+            return []
+
+        self.run(command)
+
+    @rule(
+        symbol=st.sampled_from([s.name for s in SYMBOLS]),
+        price=st.one_of(st.none(), st.integers(1, 400)),
+    )
+    def move_mark(self, symbol: str, price: int | None) -> None:
+        """Margin accounts' orders value `symbol` at `price` from now on (the last trade's
+        price again with none): far from the book's, to cross $2.50 and $5.00 a share."""
+        if price is None:
+            self.drawn_marks.pop(symbol, None)
+        else:
+            self.drawn_marks[symbol] = price
+
     @rule(account=st.sampled_from(ACCOUNTS), cents=st.integers(-5_000_00, 5_000_00))
     def move_cash(self, account: int, cents: int) -> None:
         transfer_id = f"t{len(self.history)}"
@@ -590,6 +714,9 @@ class VenueMachine(RuleBasedStateMachine):
             return []
 
         self.run(command)
+        if transfer_id in self.venue.ledger.transfers:
+            self.deposited["$"] += cents
+            self.cash_in[account] += cents
 
     # Invariants.
 
@@ -644,6 +771,62 @@ class VenueMachine(RuleBasedStateMachine):
         assert set(self.venue.ledger.open_orders) == matcher_ids
 
     @invariant()
+    def only_margin_accounts_borrow(self) -> None:
+        """Negative cash (debt) and negative shares (a short) are a margin account's alone; the
+        venue's fee account only ever receives."""
+        for account in self.venue.ledger.accounts.values():
+            negative = account.cash_free < 0 or any(
+                holding.free < 0 or holding.lots < 0 for holding in account.holdings.values()
+            )
+            if negative:
+                assert account.multiplier > 1, account
+            if account.account_id == VENUE_ACCOUNT_ID:
+                assert account.cash_free >= 0 and not account.holdings
+
+    @invariant()
+    def what_was_deposited_is_all_there(self) -> None:
+        """Every symbol's lots across the accounts, shorts negative, sum to what was deposited
+        (what one account owes, another holds); and the cash too, fees and debts included."""
+        totals = {name: 0 for name in self.deposited}
+        for account in self.venue.ledger.accounts.values():
+            totals["$"] += account.cash_free + account.cash_reserved
+            for name, holding in account.holdings.items():
+                totals[name] += holding.lots
+        assert totals == self.deposited
+
+    @invariant()
+    def positions_follow_the_trades(self) -> None:
+        """Each position is what was deposited and traded, long or short; its cost basis and
+        realized P&L part what its trades paid and brought in (every lot's cost, long or short,
+        is either still in the basis or realized), a closed position keeps no cost, and the
+        basis has the position's sign. Each account's cash is its transfers, its trades and its
+        fees."""
+        for account_id, (_, _, lots) in FUNDING.items():
+            account = self.venue.ledger.accounts[account_id]
+            traded = 0
+            for symbol in SYMBOLS:
+                key = (account_id, symbol.name)
+                position = self.venue.ledger.position(account_id, symbol.name)
+                assert position.qty == lots + self.bought.get(key, 0)
+                assert position.realized_pnl - position.cost == -self.paid.get(key, 0)
+                assert position.cost * position.qty >= 0
+                assert position.qty or position.cost == 0
+                traded += self.paid.get(key, 0)
+            cash = account.cash_free + account.cash_reserved
+            assert cash == self.cash_in[account_id] - traded - account.fees_paid
+
+    @invariant()
+    def orders_hold_no_more_than_they_may_trade(self) -> None:
+        """A sale's held and short lots, and a buy's lots that buy back a short, are within
+        what it has left; a short part holds buying power while it is open, and only then."""
+        for order in self.venue.ledger.open_orders.values():
+            if order.side is Side.SELL:
+                assert order.reserved + order.short <= order.leaves
+            else:
+                assert order.cover <= order.leaves
+            assert (order.short == 0) == (order.short_cash == 0)
+
+    @invariant()
     def a_pair_reserves_once(self) -> None:
         """The two legs of an OCO pair hold one reservation between them: one of them holds
         it, the other none; a sell's is its lots open, once."""
@@ -655,7 +838,10 @@ class VenueMachine(RuleBasedStateMachine):
             assert order.leaves == other.leaves
             assert 0 in (order.reserved, other.reserved)
             if order.side is Side.SELL:
-                assert order.reserved + other.reserved == order.leaves
+                # Its lots open, once: held, and sold short.
+                held = order.reserved + other.reserved + order.short + other.short
+                assert held == order.leaves
+                assert 0 in (order.short_cash, other.short_cash)
 
     @invariant()
     def legs_wait_until_their_entry_fills(self) -> None:
@@ -696,6 +882,29 @@ class VenueMachine(RuleBasedStateMachine):
             command(replay)
         assert replay.matcher.state_hash() == self.venue.matcher.state_hash()
         assert replay.ledger.state_hash() == self.venue.ledger.state_hash()
+
+
+def expected_refusals(ledger: Ledger, order: Order) -> set[Refusal] | None:
+    """The refusals `order` may meet, where that can be told without the ledger's arithmetic
+    (None: any). A sale of lots held is never refused, nor a buy that only buys back a short;
+    a cash account's sale beyond its shares is refused for them, as before margin; a margin
+    account's, as a short sale."""
+    account = ledger.accounts[order.account_id]
+    holding = account.holdings.get(order.symbol)
+    free = holding.free if holding is not None else 0
+    if order.side is Side.BUY:
+        if holding is not None and free < 0 and order.qty <= -holding.lots - holding.covering:
+            return set()
+        return None
+    if order.qty <= free:
+        return set()
+    if account.multiplier == 1:
+        return {Refusal.INSUFFICIENT_SHARES}
+    return {
+        Refusal.FRACTIONAL_SHORT,
+        Refusal.SHORT_NOT_ALLOWED,
+        Refusal.INSUFFICIENT_BUYING_POWER,
+    }
 
 
 TestVenue = VenueMachine.TestCase
