@@ -967,20 +967,31 @@ def test_a_deposit_into_an_account_in_debt_always_goes_in() -> None:
     venue.refused(Refusal.INSUFFICIENT_FUNDS, lambda: venue.ledger.withdraw_cash("out", 1, 1))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a replacement is reserved beside the order it replaces, whose cover it cannot share: "
-    "replacing a buy-back in a margin call needs buying power (see the report)",
-)
 def test_a_buy_back_replaced_in_a_margin_call() -> None:
+    """The replacement counts on the cover lots of the order it replaces: no buying power."""
     venue = Venue()
     venue.open(1, 10_000 * DOLLARS, 2)
     venue.make_market(BUY, 100, 100 * DOLLARS)
     venue.submit(1, SELL, 100, 100 * DOLLARS, marks=MARKS)
     high = {"AAA": 160 * DOLLARS}
     cover = venue.submit(1, BUY, 100, 150 * DOLLARS, marks=high)
-    assert venue.ledger.margin(1, high).margin_call
-    venue.ledger.reserve_replacement(cover.order_id, 1, 500, 100, 155 * DOLLARS, marks=high)
+    ledger = venue.ledger
+    assert ledger.margin(1, high).margin_call and ledger.margin(1, high).buying_power == 0
+    ledger.reserve_replacement(cover.order_id, 1, 500, 100, 155 * DOLLARS, marks=high)
+    venue.check()
+    assert ledger.open_orders[500].cover == 100
+    venue.matcher.replace("AAA", cover.order_id, 1, 500, 100, 155 * DOLLARS, 0, 0)
+    venue.pump()
+    assert cover.order_id not in ledger.open_orders
+    assert venue.holding(1)[:3] == (-100, 0, 100)  # free, reserved, covering
+    venue.submit(MAKER, SELL, 100, 155 * DOLLARS)
+    assert 500 not in ledger.open_orders
+    assert venue.holding(1)[:3] == (0, 0, 0)
+    # Beyond the short, a replacement needs buying power like any buy.
+    venue.refused(
+        Refusal.INSUFFICIENT_BUYING_POWER,
+        lambda: venue.submit(1, BUY, 1_000, 155 * DOLLARS, marks=high),
+    )
 
 
 def test_a_cancel_releases_a_short_sales_buying_power() -> None:

@@ -518,11 +518,16 @@ class Ledger:
         marks: Mapping[str, int] | None,
     ) -> None:
         holding = account.holdings.get(symbol.name)
+        # A replacement may count on what the order it replaces holds on a short's side: it
+        # goes when the matcher replaces it (and an account in a margin call may still move
+        # its buy-back). Only its lots may trade meanwhile, which the short's bounds absorb.
+        old = self.open_orders.get(replaces) if replaces else None
         if side is Side.BUY:
             needed = self.buy_reservation(symbol, price, qty)
             cover = 0
             if holding is not None and holding.free < 0:
-                cover = min(qty, max(0, -holding.lots - holding.covering))
+                covering = holding.covering - (old.cover if old is not None else 0)
+                cover = min(qty, max(0, -holding.lots - covering))
             # Buying back a short needs no buying power: only what goes beyond it.
             charged = needed if not cover else self.buy_reservation(symbol, price, qty - cover)
             if charged:
@@ -560,7 +565,10 @@ class Ledger:
             short = qty - held
         short_cash = 0
         if short:
-            short_cash = self._check_short_sale(account, symbol, holding, price, short, marks)
+            freed = old.short_cash if old is not None else 0
+            short_cash = self._check_short_sale(
+                account, symbol, holding, price, short, marks, freed
+            )
             account.cash_free -= short_cash
             account.cash_reserved += short_cash
         if held:
@@ -588,9 +596,11 @@ class Ledger:
         price: int,
         short: int,
         marks: Mapping[str, int] | None,
+        freed: int = 0,
     ) -> int:
         """Whether `short` lots may be sold short at `price`: the cents of buying power the
-        sale holds (its value at the higher of its price and the mark), or LedgerError."""
+        sale holds (its value at the higher of its price and the mark), or LedgerError.
+        `freed`: buying power the order it replaces holds, which it will release."""
         have = max(0, holding.free) if holding is not None else 0
         if account.multiplier == 1:
             raise LedgerError(
@@ -608,10 +618,11 @@ class Ledger:
             )
         mark = (marks or {}).get(symbol.name, 0)
         value = symbol.notional_up(max(price, mark), short)
-        if value > margin.buying_power:
+        available = margin.buying_power + freed
+        if value > available:
             raise LedgerError(
                 Refusal.INSUFFICIENT_BUYING_POWER,
-                f"a short sale needs {value} cents of buying power, has {margin.buying_power}",
+                f"a short sale needs {value} cents of buying power, has {available}",
             )
         return value
 
