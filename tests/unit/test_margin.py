@@ -562,8 +562,9 @@ def test_short_refusals_hard_to_borrow_fractional_and_small_accounts() -> None:
         Refusal.NOT_SHORTABLE,
         lambda: venue.ledger.place_order(venue.order(1, SELL, 1, 100 * DOLLARS, "HTB")),
     )
-    # Holding half a share, a sale of 1.999, 1.25 or 1 share would sell a fraction short.
-    for lots in (1_999, 1_250, 1_000):
+    # Holding half a share, a sale of 1.999, 1.25 or 1 share would sell a fraction short, and
+    # one of 1.5 is a fractional order that goes short (Alpaca has no fractional shorts).
+    for lots in (1_999, 1_250, 1_000, 1_500):
         venue.refused(
             Refusal.FRACTIONAL_SHORT,
             partial(venue.ledger.place_order, venue.order(1, SELL, lots, 100 * DOLLARS, "FRC")),

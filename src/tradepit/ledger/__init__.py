@@ -609,8 +609,8 @@ class Ledger:
             )
         if not symbol.shortable:
             raise LedgerError(Refusal.NOT_SHORTABLE, f"{symbol.name} cannot be sold short")
-        if not symbol.whole_shares(short):
-            raise LedgerError(Refusal.FRACTIONAL_SHORT, "a short sale is of whole shares")
+        if not (symbol.whole_shares(short) and symbol.whole_shares(have + short)):
+            raise LedgerError(Refusal.FRACTIONAL_SHORT, "a sale that goes short is of whole shares")
         margin = self.margin(account.account_id, marks)
         if not margin.margin_enabled:
             raise LedgerError(
